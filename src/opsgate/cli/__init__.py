@@ -1,0 +1,1 @@
+"""The command-line interface: thin Typer apps over the Python API."""

@@ -1,0 +1,30 @@
+"""`opsgate`: the operator's command line."""
+
+from __future__ import annotations
+
+import typer
+
+from opsgate import __version__
+from opsgate.cli._common import console
+from opsgate.cli._demo import demo
+from opsgate.cli._policy import policy_app
+
+app = typer.Typer(
+    name="opsgate",
+    help="Run LLM agents like critical software: one gate for every tool call.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(policy_app, name="policy")
+app.command("demo")(demo)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the opsgate version."""
+    console.print(__version__)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

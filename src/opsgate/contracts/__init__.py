@@ -1,0 +1,17 @@
+"""Typed tool contracts: what the gate knows about a tool before it runs."""
+
+from opsgate.contracts._context import ToolContext
+from opsgate.contracts._tool import SCOPES, Impact, Scope, ToolContract, Trust, build_contract, tool
+from opsgate.contracts._toolbelt import Toolbelt
+
+__all__ = [
+    "SCOPES",
+    "Impact",
+    "Scope",
+    "ToolContext",
+    "ToolContract",
+    "Toolbelt",
+    "Trust",
+    "build_contract",
+    "tool",
+]

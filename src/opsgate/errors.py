@@ -1,0 +1,106 @@
+"""The errors opsgate raises, as one small tree.
+
+::
+
+    OpsgateError                    base of everything opsgate raises on purpose
+    ├── UserError                   misconfiguration a user fixes (CLI: one line, exit 2)
+    │   ├── ContractError           a tool contract that cannot be built
+    │   ├── PolicyError             a policy document that does not load or bind
+    │   ├── ConfigError             any other configuration (secrets, paths)
+    │   └── SuiteError              an evaluation suite that does not load
+    ├── ToolError                   a tool failed while running (counted, never lost)
+    │   ├── ToolTransientError      raised by a tool: "safe to try again"
+    │   └── ToolTimeout             the gateway stopped waiting for a tool
+    ├── InvalidToolCall             a proposed call that is not a valid call of a known tool
+    └── RunNotActive                a call on a run that already ended or escalated
+
+Signals the runtime acts on (deny, approval required, escalation) are not exceptions:
+they are values (`Decision`, `Escalation`) returned by the gate, so that nothing on the
+hot path unwinds the stack and no event is lost to an uncaught raise.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ContractError",
+    "InvalidToolCall",
+    "OpsgateError",
+    "PolicyError",
+    "RunNotActive",
+    "SuiteError",
+    "ToolError",
+    "ToolTimeout",
+    "ToolTransientError",
+    "UserError",
+]
+
+
+class OpsgateError(Exception):
+    """Base class of every error opsgate raises on purpose."""
+
+
+class UserError(OpsgateError):
+    """Misconfiguration: the message says what to change."""
+
+
+class ContractError(UserError):
+    """A tool contract cannot be built from the function given."""
+
+
+class PolicyError(UserError):
+    """A policy document is malformed, invalid, or names what does not exist.
+
+    Attributes:
+        source: The file (or ``<string>``) the policy came from.
+        location: Where in the document, as a dotted key path, when known.
+    """
+
+    def __init__(self, message: str, *, source: str = "<string>", location: str = "") -> None:
+        self.source = source
+        self.location = location
+        where = f"{source}" + (f" at `{location}`" if location else "")
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(UserError):
+    """Configuration outside a policy (secret store, paths, options) is wrong."""
+
+
+class SuiteError(UserError):
+    """An evaluation suite is malformed."""
+
+
+class ToolError(OpsgateError):
+    """A tool failed while running."""
+
+
+class ToolTransientError(ToolError):
+    """Raise from a tool to say the failure is transient and the call may be retried.
+
+    Raise it only before the tool changed anything: the gateway retries write tools
+    only on this error, never on a timeout.
+    """
+
+
+class ToolTimeout(ToolError):
+    """The gateway stopped waiting for a tool after its timeout."""
+
+
+class InvalidToolCall(OpsgateError):
+    """A proposed call names no known tool, or its arguments are not valid for the tool.
+
+    The gateway turns it into a recorded, counted refusal; ``str(error)`` is precise
+    enough to hand back to the model so it can repair the call.
+
+    Attributes:
+        code: ``unknown_tool`` or ``invalid_arguments``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class RunNotActive(OpsgateError):
+    """The run has ended (completed, escalated or failed) and takes no more calls."""

@@ -1,0 +1,7 @@
+"""Customer-support triage: an in-memory shop, its tools and its policy."""
+
+from pathlib import Path
+
+POLICY_PATH = Path(__file__).with_name("policy.yaml")
+
+__all__ = ["POLICY_PATH"]

@@ -1,0 +1,41 @@
+"""The gateway: the one path every tool call takes."""
+
+from opsgate.gateway._approval import (
+    ApprovalAnswer,
+    ApprovalRequest,
+    Approver,
+    CallbackApprover,
+    DenyAllApprover,
+    InMemoryApprovalQueue,
+)
+from opsgate.gateway._gateway import Gateway, OutcomeStatus, ToolOutcome
+from opsgate.gateway._run import (
+    CompletedCall,
+    Escalation,
+    Progress,
+    Run,
+    RunStatus,
+    UnexecutedCall,
+)
+from opsgate.gateway._secrets import EnvSecretStore, MappingSecretStore, SecretStore
+
+__all__ = [
+    "ApprovalAnswer",
+    "ApprovalRequest",
+    "Approver",
+    "CallbackApprover",
+    "CompletedCall",
+    "DenyAllApprover",
+    "EnvSecretStore",
+    "Escalation",
+    "Gateway",
+    "InMemoryApprovalQueue",
+    "MappingSecretStore",
+    "OutcomeStatus",
+    "Progress",
+    "Run",
+    "RunStatus",
+    "SecretStore",
+    "ToolOutcome",
+    "UnexecutedCall",
+]

@@ -1,0 +1,626 @@
+"""`Gateway`: the one path of a tool call.
+
+    proposed call ─► contract.validate ─► policy.decide ─► [approver] ─► tool (timeout,
+    retries) ─► result labelled with its provenance ─► events to the recorder
+
+Every call yields exactly one ``decision`` event, whatever happens: an unknown tool or
+bad arguments are a recorded, counted refusal (deny with ``unknown_tool`` /
+``invalid_arguments``) whose message goes back to the model so it can repair the call.
+A cap hit ends the run as ``escalated`` with its partial progress kept. A tool that
+raises, hangs or returns something unserialisable is a recorded, counted error. Nothing
+here raises into the agent loop for any of those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from opsgate.contracts import Toolbelt, ToolContext, ToolContract
+from opsgate.errors import InvalidToolCall, PolicyError, ToolTransientError
+from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest, Approver, DenyAllApprover
+from opsgate.gateway._run import (
+    CompletedCall,
+    Escalation,
+    Run,
+    RunStatus,
+    UnexecutedCall,
+)
+from opsgate.gateway._secrets import EnvSecretStore, SecretStore, scrub
+from opsgate.policy import CompiledPolicy, Decision, Effect, ProposedCall, Reason
+from opsgate.provenance import ContextItem
+from opsgate.recorder import Event, EventType, InMemoryRecorder, Recorder
+
+__all__ = ["Gateway", "OutcomeStatus", "ToolOutcome"]
+
+
+class OutcomeStatus(StrEnum):
+    """How a call ended."""
+
+    OK = "ok"
+    REFUSED = "refused"  # not a valid call of a known tool
+    DENIED = "denied"  # the policy said no
+    APPROVAL_DENIED = "approval_denied"  # a person said no
+    ERROR = "error"  # the tool failed
+    ESCALATED = "escalated"  # the run stopped here and handed over
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What became of one proposed call.
+
+    Attributes:
+        call_id: The call's id.
+        tool: The tool named.
+        status: How it ended.
+        decision: The gate's decision (present for every status).
+        result: The tool's result (JSON data), for ``ok``.
+        message: What went wrong, for anything but ``ok``; safe to show the model.
+    """
+
+    call_id: str
+    tool: str
+    status: OutcomeStatus
+    decision: Decision
+    result: Any = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the tool ran and returned."""
+        return self.status is OutcomeStatus.OK
+
+    def for_model(self) -> str:
+        """The tool message to hand back to the model (JSON text)."""
+        if self.ok:
+            return orjson.dumps(self.result).decode()
+        return orjson.dumps(
+            {"error": self.message, "status": self.status.value, "reason": self.decision.reason}
+        ).decode()
+
+
+def _canonical(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+class Gateway:
+    """The only caller of tools.
+
+    Args:
+        toolbelt: The contracts of the tools that exist.
+        policy: The compiled policy deciding every call.
+        approver: Who answers approval requests (default: deny all).
+        recorder: Where events go (default: in memory).
+        secrets: Where declared secrets are read at execution (default: env vars).
+        approval_timeout_s: How long a call waits for an approval before the run escalates.
+        max_tool_threads: Threads for sync tools (a hung tool holds one until it returns).
+    """
+
+    def __init__(
+        self,
+        toolbelt: Toolbelt,
+        policy: CompiledPolicy,
+        *,
+        approver: Approver | None = None,
+        recorder: Recorder | None = None,
+        secrets: SecretStore | None = None,
+        approval_timeout_s: float = 3600.0,
+        max_tool_threads: int = 32,
+    ) -> None:
+        self.toolbelt = toolbelt
+        self.policy = policy
+        self.approver: Approver = approver or DenyAllApprover()
+        self.recorder: Recorder = recorder if recorder is not None else InMemoryRecorder()
+        self.secrets: SecretStore = secrets or EnvSecretStore()
+        self.approval_timeout_s = approval_timeout_s
+        self._threads = ThreadPoolExecutor(max_tool_threads, thread_name_prefix="opsgate-tool")
+
+    # -- run lifecycle -------------------------------------------------------------------
+
+    def start_run(
+        self,
+        workflow: str,
+        *,
+        invoker: str,
+        agent_id: str,
+        request: str,
+        context: Sequence[ContextItem] = (),
+        deps: Any = None,
+    ) -> Run:
+        """Start a run: record who invoked what, and label everything it starts with.
+
+        The invoker's request is trusted; each context item carries its own label.
+
+        Raises:
+            PolicyError: the policy has no such workflow.
+        """
+        if not self.policy.has_workflow(workflow):
+            self.policy.stage(workflow)  # raises PolicyError naming the known workflows
+        if not invoker or not agent_id:
+            raise PolicyError("a run needs an invoker identity and an agent identity")
+        run = Run(
+            workflow=workflow,
+            invoker=invoker,
+            agent_id=agent_id,
+            policy_version=self.policy.version,
+            request=request,
+            deps=deps,
+        )
+        self._emit(
+            run,
+            EventType.RUN_STARTED,
+            {
+                "workflow": workflow,
+                "invoker": invoker,
+                "agent_id": agent_id,
+                "policy_version": self.policy.version,
+                "stage": self.policy.stage(workflow, agent_id),
+                "request": request,
+            },
+        )
+        self.observe(run, request, trust="trusted", source="request")
+        for item in context:
+            self.observe(run, item.text, trust=item.trust, source=item.source)
+        return run
+
+    def observe(self, run: Run, content: Any, *, trust: str, source: str) -> None:
+        """Label content entering the run's context (a document, model text) and record it."""
+        if trust not in ("trusted", "untrusted"):
+            raise ValueError(f"trust must be `trusted` or `untrusted`, not `{trust}`")
+        run.provenance.add(content, trust=trust, source=source)  # type: ignore[arg-type]
+        self._emit(run, EventType.CONTEXT_READ, {"source": source, "trust": trust})
+
+    def step(self, run: Run) -> bool:
+        """Count one model turn; escalate and return False when the steps cap is passed."""
+        if not run.active:
+            return False
+        run.steps += 1
+        self._emit(run, EventType.STEP, {"step": run.steps})
+        limit = self.policy.caps(run.workflow, run.agent_id).max_steps
+        if limit is not None and run.steps > limit:
+            self._escalate(
+                run, "cap_exceeded", f"the run reached its cap max_steps={limit}", cap="max_steps"
+            )
+            return False
+        return True
+
+    def add_cost(self, run: Run, usd: float) -> None:
+        """Add spend (model calls) to the run; the cost cap is checked before each call."""
+        if usd < 0:
+            raise ValueError("cost cannot be negative")
+        run.cost_usd += usd
+
+    def finish(
+        self,
+        run: Run,
+        *,
+        status: RunStatus = RunStatus.COMPLETED,
+        reason: str = "done",
+        output: Any = None,
+    ) -> None:
+        """End the run as completed (or failed) and record it. No-op if already ended."""
+        if not run.active:
+            return
+        if status not in (RunStatus.COMPLETED, RunStatus.FAILED):
+            raise ValueError("finish() ends a run as completed or failed; use escalate()")
+        run.status = status
+        run.reason = reason
+        self._emit(run, EventType.RUN_ENDED, self._end_data(run, output))
+
+    def escalate(self, run: Run, message: str, *, reason: str = "requested") -> Escalation | None:
+        """Stop the run and hand it to a person, keeping its partial progress."""
+        if not run.active:
+            return run.escalation
+        return self._escalate(run, reason, message)
+
+    # -- the call ------------------------------------------------------------------------
+
+    def call_sync(
+        self,
+        run: Run,
+        tool: str,
+        args: str | bytes | Mapping[str, Any] | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> ToolOutcome:
+        """`call` for synchronous callers (not from inside a running event loop)."""
+        return asyncio.run(self.call(run, tool, args, call_id=call_id))
+
+    async def call(
+        self,
+        run: Run,
+        tool: str,
+        args: str | bytes | Mapping[str, Any] | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> ToolOutcome:
+        """Take one proposed call through the gate, and run it if the gate allows.
+
+        Args:
+            run: The run the call belongs to.
+            tool: The tool name the model proposed.
+            args: The arguments: JSON text as models send them, or a mapping.
+            call_id: The provider's tool-call id, if any.
+        """
+        call_id = call_id or uuid.uuid4().hex[:16]
+        shown_args = _loggable_args(args)
+        self._emit(
+            run,
+            EventType.TOOL_CALL_PROPOSED,
+            {"call_id": call_id, "tool": tool, "args": shown_args},
+        )
+        if not run.active:
+            decision = Decision(
+                Effect.DENY,
+                Reason.RUN_NOT_ACTIVE,
+                "run",
+                f"the run is {run.status.value}; it takes no more calls",
+                self.policy.version,
+            )
+            self._emit_decision(run, call_id, tool, decision)
+            return ToolOutcome(
+                call_id, tool, OutcomeStatus.REFUSED, decision, message=decision.message
+            )
+
+        try:
+            if tool not in self.toolbelt:
+                raise InvalidToolCall("unknown_tool", self._unknown_tool_message(run, tool))
+            contract = self.toolbelt.get(tool)
+            validated = contract.validate_args(args)
+        except InvalidToolCall as exc:
+            return self._refuse(run, call_id, tool, args, exc)
+
+        data = validated.model_dump(mode="json")
+        key = tool + ":" + _canonical(data).decode()
+        decision = self.policy.decide(ProposedCall(tool, data, key), run)
+        run.tool_calls += 1
+        run.call_counts[key] += 1
+        self._emit_decision(run, call_id, tool, decision)
+
+        effect = decision.effect
+        if effect is Effect.DENY:
+            if decision.reason is Reason.CAP_EXCEEDED:
+                run.unexecuted.append(UnexecutedCall(call_id, tool, data, decision.message))
+                self._escalate(run, "cap_exceeded", decision.message, cap=decision.cap)
+                return ToolOutcome(
+                    call_id, tool, OutcomeStatus.ESCALATED, decision, message=decision.message
+                )
+            run.denials += 1
+            return ToolOutcome(
+                call_id, tool, OutcomeStatus.DENIED, decision, message=f"denied: {decision.message}"
+            )
+        if effect is Effect.NEEDS_APPROVAL:
+            answer = await self._ask(run, call_id, tool, data, decision)
+            if answer is None:
+                return ToolOutcome(
+                    call_id,
+                    tool,
+                    OutcomeStatus.ESCALATED,
+                    decision,
+                    message="approval expired; the run was escalated",
+                )
+            if not answer.approved:
+                run.denials += 1
+                return ToolOutcome(
+                    call_id,
+                    tool,
+                    OutcomeStatus.APPROVAL_DENIED,
+                    decision,
+                    message=f"a person denied this call: {answer.reason or 'no reason given'}",
+                )
+        return await self._execute(run, contract, call_id, validated, data, decision)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _unknown_tool_message(self, run: Run, tool: str) -> str:
+        offered = ", ".join(self.policy.allowed_tools(run.workflow, run.agent_id)) or "none"
+        return f"unknown tool `{tool}`; available tools: {offered}"
+
+    def _refuse(
+        self, run: Run, call_id: str, tool: str, args: Any, exc: InvalidToolCall
+    ) -> ToolOutcome:
+        key = f"{tool}:{_loggable_args(args)!s}"
+        capped = self.policy.cap_reached(run, key)
+        run.tool_calls += 1
+        run.call_counts[key] += 1
+        run.refusals += 1
+        if capped is not None:
+            self._emit_decision(run, call_id, tool, capped)
+            self._escalate(run, "cap_exceeded", capped.message, cap=capped.cap)
+            return ToolOutcome(
+                call_id, tool, OutcomeStatus.ESCALATED, capped, message=capped.message
+            )
+        reason = Reason.UNKNOWN_TOOL if exc.code == "unknown_tool" else Reason.INVALID_ARGUMENTS
+        decision = Decision(Effect.DENY, reason, "contract", str(exc), self.policy.version)
+        self._emit_decision(run, call_id, tool, decision)
+        return ToolOutcome(call_id, tool, OutcomeStatus.REFUSED, decision, message=str(exc))
+
+    async def _ask(
+        self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
+    ) -> ApprovalAnswer | None:
+        request = ApprovalRequest(
+            run.run_id, call_id, run.workflow, run.invoker, run.agent_id, tool, data, decision
+        )
+        pending = UnexecutedCall(call_id, tool, data, "awaiting approval")
+        run.unexecuted.append(pending)
+        run.status = RunStatus.AWAITING_APPROVAL
+        self._emit(
+            run,
+            EventType.APPROVAL_REQUESTED,
+            {
+                "call_id": call_id,
+                "request_id": request.request_id,
+                "tool": tool,
+                "reason": decision.reason.value,
+                "rule": decision.rule,
+            },
+        )
+        try:
+            async with asyncio.timeout(self.approval_timeout_s):
+                answer = await self.approver.request(request)
+        except TimeoutError:
+            self._escalate(
+                run,
+                "approval_expired",
+                f"no answer to the approval of `{tool}` within {self.approval_timeout_s:g}s",
+            )
+            return None
+        except Exception as exc:  # a broken approver must not approve by accident
+            answer = ApprovalAnswer(
+                False, "opsgate:approver-error", f"the approver failed: {type(exc).__name__}: {exc}"
+            )
+        run.unexecuted.remove(pending)
+        run.status = RunStatus.RUNNING
+        self._emit(
+            run,
+            EventType.APPROVAL_GRANTED if answer.approved else EventType.APPROVAL_DENIED,
+            {
+                "call_id": call_id,
+                "request_id": request.request_id,
+                "approver": answer.approver,
+                "reason": answer.reason,
+            },
+        )
+        return answer
+
+    async def _execute(
+        self,
+        run: Run,
+        contract: ToolContract,
+        call_id: str,
+        validated: BaseModel,
+        data: dict[str, Any],
+        decision: Decision,
+    ) -> ToolOutcome:
+        tool = contract.name
+        kwargs = {name: getattr(validated, name) for name in contract.arg_names}
+        if contract.context_param is not None or contract.secrets:
+            injected: dict[str, str] = {}
+            for name in contract.secrets:
+                value = self.secrets.get(name)
+                if value is None:
+                    return self._tool_failed(
+                        run,
+                        call_id,
+                        tool,
+                        decision,
+                        "ConfigError",
+                        f"secret `{name}` needed by `{tool}` is not configured in the secret store",
+                        attempts=0,
+                    )
+                injected[name] = value
+                run._secret_values[name] = value
+            if contract.context_param is not None:
+                kwargs[contract.context_param] = ToolContext(
+                    run.run_id, run.workflow, call_id, run.deps, injected
+                )
+        timeout = min(
+            self.policy.timeout(run.workflow, tool, run.agent_id), max(0.001, self._wall_left(run))
+        )
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                raw = await self._invoke(contract, kwargs, timeout)
+                break
+            except (TimeoutError, ToolTransientError) as exc:
+                retryable = isinstance(exc, ToolTransientError) or contract.scope != "write"
+                kind = "ToolTimeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                text = (
+                    f"`{tool}` did not answer within {timeout:g}s"
+                    if isinstance(exc, TimeoutError)
+                    else f"`{tool}` failed: {exc}"
+                )
+                limit = self.policy.caps(run.workflow, run.agent_id).max_retries
+                if not retryable:
+                    return self._tool_failed(run, call_id, tool, decision, kind, text, attempts)
+                if limit is not None and run.retries >= limit:
+                    self._tool_failed(run, call_id, tool, decision, kind, text, attempts)
+                    self._escalate(
+                        run,
+                        "cap_exceeded",
+                        f"the run reached its cap max_retries={limit} ({text})",
+                        cap="max_retries",
+                    )
+                    return ToolOutcome(
+                        call_id,
+                        tool,
+                        OutcomeStatus.ESCALATED,
+                        decision,
+                        message=f"{text}; retries exhausted, run escalated",
+                    )
+                run.retries += 1
+                self._emit(
+                    run,
+                    EventType.TOOL_RETRY,
+                    {
+                        "call_id": call_id,
+                        "tool": tool,
+                        "attempt": attempts,
+                        "error_type": kind,
+                        "error": text,
+                    },
+                )
+            except Exception as exc:
+                return self._tool_failed(
+                    run,
+                    call_id,
+                    tool,
+                    decision,
+                    type(exc).__name__,
+                    f"`{tool}` raised {type(exc).__name__}: {exc}",
+                    attempts,
+                )
+        try:
+            result = to_jsonable_python(raw)
+            orjson.dumps(result)
+        except Exception as exc:
+            return self._tool_failed(
+                run,
+                call_id,
+                tool,
+                decision,
+                "UnserialisableResult",
+                f"`{tool}` returned a {type(raw).__name__} that is not JSON data ({exc})",
+                attempts,
+            )
+        trust = self.policy.output_trust(run.workflow, tool, run.agent_id)
+        run.provenance.add(result, trust=trust, source=f"tool:{tool}#{call_id}")
+        run.completed.append(CompletedCall(call_id, tool, contract.scope, data, result))
+        self._emit(
+            run,
+            EventType.TOOL_RESULT,
+            {
+                "call_id": call_id,
+                "tool": tool,
+                "result": result,
+                "trust": trust,
+                "attempts": attempts,
+            },
+        )
+        if contract.scope == "write":
+            self._emit(
+                run,
+                EventType.WRITE_PERFORMED,
+                {
+                    "call_id": call_id,
+                    "tool": tool,
+                    "args": data,
+                    "result": result,
+                    "policy_version": self.policy.version,
+                },
+            )
+        return ToolOutcome(call_id, tool, OutcomeStatus.OK, decision, result=result)
+
+    async def _invoke(self, contract: ToolContract, kwargs: dict[str, Any], limit_s: float) -> Any:
+        async with asyncio.timeout(limit_s):
+            if contract.is_async:
+                return await contract.fn(**kwargs)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._threads, lambda: contract.fn(**kwargs))
+
+    def _tool_failed(
+        self,
+        run: Run,
+        call_id: str,
+        tool: str,
+        decision: Decision,
+        kind: str,
+        text: str,
+        attempts: int,
+    ) -> ToolOutcome:
+        run.errors += 1
+        self._emit(
+            run,
+            EventType.TOOL_ERROR,
+            {
+                "call_id": call_id,
+                "tool": tool,
+                "error_type": kind,
+                "error": text,
+                "attempts": attempts,
+            },
+        )
+        return ToolOutcome(
+            call_id, tool, OutcomeStatus.ERROR, decision, message=scrub(text, run._secret_values)
+        )
+
+    def _wall_left(self, run: Run) -> float:
+        wall = self.policy.caps(run.workflow, run.agent_id).max_wall_seconds
+        return float("inf") if wall is None else wall - run.elapsed_s
+
+    def _escalate(self, run: Run, reason: str, message: str, cap: str | None = None) -> Escalation:
+        escalation = Escalation(reason, message, cap, run.progress())
+        run.escalation = escalation
+        run.status = RunStatus.ESCALATED
+        run.reason = reason
+        self._emit(
+            run,
+            EventType.ESCALATED,
+            {
+                "reason": reason,
+                "message": message,
+                "cap": cap,
+                "progress": escalation.progress.as_dict(),
+            },
+        )
+        self._emit(run, EventType.RUN_ENDED, self._end_data(run, None))
+        return escalation
+
+    @staticmethod
+    def _end_data(run: Run, output: Any) -> dict[str, Any]:
+        return {
+            "status": run.status.value,
+            "reason": run.reason,
+            "steps": run.steps,
+            "tool_calls": run.tool_calls,
+            "refusals": run.refusals,
+            "denials": run.denials,
+            "errors": run.errors,
+            "retries": run.retries,
+            "cost_usd": run.cost_usd,
+            "elapsed_s": round(run.elapsed_s, 6),
+            "output": to_jsonable_python(output, fallback=repr),
+        }
+
+    def _emit_decision(self, run: Run, call_id: str, tool: str, decision: Decision) -> None:
+        data = decision.as_dict()
+        data["call_id"] = call_id
+        data["tool"] = tool
+        self._emit(run, EventType.DECISION, data)
+
+    def _emit(self, run: Run, kind: EventType, data: dict[str, Any]) -> None:
+        if run._secret_values:
+            data = scrub(data, run._secret_values)
+        self.recorder.record(Event(kind, run.run_id, run.next_seq(), time.time(), data))
+
+    def close(self) -> None:
+        """Release the tool threads (waits for none)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _loggable_args(args: Any) -> Any:
+    """The proposed arguments as data for a record, whatever the model sent."""
+    if args is None:
+        return {}
+    if isinstance(args, (bytes, bytearray)):
+        args = bytes(args).decode("utf-8", "replace")
+    if isinstance(args, str):
+        try:
+            return orjson.loads(args)
+        except orjson.JSONDecodeError:
+            return {"_raw": args[:2000]}
+    try:
+        return to_jsonable_python(args, fallback=repr)
+    except Exception:
+        return {"_raw": repr(args)[:2000]}

@@ -1,0 +1,138 @@
+"""A run: one invocation of an agent, the state the gate decides on, and how it ended."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from opsgate.provenance import ProvenanceLedger
+
+__all__ = ["CompletedCall", "Escalation", "Progress", "Run", "RunStatus", "UnexecutedCall"]
+
+
+class RunStatus(StrEnum):
+    """Where a run is. A finished run takes no more calls."""
+
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMPLETED = "completed"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedCall:
+    """A call that ran: part of the partial progress an escalation keeps."""
+
+    call_id: str
+    tool: str
+    scope: str
+    args: dict[str, Any]
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class UnexecutedCall:
+    """A call proposed but not executed: waiting on approval, or cut off by a cap."""
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a run had done when it stopped."""
+
+    completed: tuple[CompletedCall, ...]
+    unexecuted: tuple[UnexecutedCall, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data for records."""
+        return {
+            "completed": [
+                {"call_id": c.call_id, "tool": c.tool, "scope": c.scope, "args": c.args}
+                for c in self.completed
+            ],
+            "unexecuted": [
+                {"call_id": u.call_id, "tool": u.tool, "args": u.args, "why": u.why}
+                for u in self.unexecuted
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """Why a run stopped and handed over to a person, with what it had done.
+
+    Attributes:
+        reason: A stable code: ``cap_exceeded``, ``approval_expired``, ``requested``.
+        message: What happened, for the person taking over.
+        cap: The cap that was hit, for ``cap_exceeded``.
+        progress: Completed calls and results, and calls drafted but not executed.
+    """
+
+    reason: str
+    message: str
+    cap: str | None
+    progress: Progress
+
+
+@dataclass(eq=False)
+class Run:
+    """One invocation of an agent under one policy version.
+
+    Created by `Gateway.start_run`; the gateway is the only writer of its counters.
+    It satisfies `opsgate.policy.RunState`, so `decide` reads it directly.
+    """
+
+    workflow: str
+    invoker: str
+    agent_id: str
+    policy_version: str
+    request: str
+    deps: Any = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: RunStatus = RunStatus.RUNNING
+    reason: str = ""
+    steps: int = 0
+    tool_calls: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    refusals: int = 0
+    denials: int = 0
+    errors: int = 0
+    call_counts: Counter[str] = field(default_factory=Counter)
+    provenance: ProvenanceLedger = field(default_factory=ProvenanceLedger)
+    completed: list[CompletedCall] = field(default_factory=list)
+    unexecuted: list[UnexecutedCall] = field(default_factory=list)
+    escalation: Escalation | None = None
+    started_at: float = field(default_factory=time.time)
+    _started_mono: float = field(default_factory=time.monotonic, repr=False)
+    _next_seq: int = field(default=0, repr=False)
+    _secret_values: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self._started_mono
+
+    @property
+    def active(self) -> bool:
+        """Whether the run still takes calls."""
+        return self.status in (RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL)
+
+    def progress(self) -> Progress:
+        """A snapshot of what the run has done so far."""
+        return Progress(tuple(self.completed), tuple(self.unexecuted))
+
+    def next_seq(self) -> int:
+        """The next event sequence number of the run (the gateway's to call)."""
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        return seq

@@ -1,0 +1,674 @@
+"""A policy bound to a toolbelt and compiled for the hot path; `decide` lives here.
+
+Binding checks everything that can be known before a call: every tool named exists,
+every constrained argument exists, every CEL condition compiles and refers to real
+arguments. Compiling precomputes what does not depend on the call (the stage's verdict on
+a tool's scope, static approvals, the decision objects themselves), so `decide` is a few
+dict look-ups and comparisons, plus a CEL evaluation only where policy has a condition.
+
+Order of evaluation (first match wins; a deny always beats an approval, which beats an
+allow; anything not matched is denied):
+
+1. workflow unknown → ``unknown_workflow``; tool not in the workflow → ``tool_not_allowed``
+2. a cap reached → ``cap_exceeded``
+3. the tool's scope above the stage → ``scope_above_stage``
+4. an argument constraint fails → ``arg_constraint``
+5. a deny condition holds → ``rule_denied`` (a failing condition → ``condition_error``)
+6. a checked call derived from untrusted input → ``untrusted_derivation`` (deny, or approval)
+7. approval rules (stage, impact, ``approval``, ``approval_when``, rules) → ``approval_required``
+8. allow
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opsgate.contracts import Toolbelt, ToolContract, Trust
+from opsgate.errors import PolicyError
+from opsgate.policy._cel import Condition, compile_condition
+from opsgate.policy._decision import Decision, Effect, ProposedCall, Reason, RunState
+from opsgate.policy._document import (
+    STAGE_SCOPES,
+    ArgConstraint,
+    Caps,
+    PolicyDocument,
+    Stage,
+    ToolPolicy,
+    WorkflowPolicy,
+)
+
+__all__ = ["CompiledPolicy"]
+
+_ALLOW = Effect.ALLOW
+_DENY = Effect.DENY
+_APPROVAL = Effect.NEEDS_APPROVAL
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    arg: str
+    rule: str
+    test: Callable[[Any], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Conditional:
+    rule: str
+    condition: Condition
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Provenance:
+    targets: tuple[str, ...]
+    checked: tuple[str, ...]
+    effect: Effect
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One tool as one workflow (and agent) sees it."""
+
+    contract: ToolContract
+    scope_denied: Decision | None
+    checks: tuple[_Check, ...]
+    deny_when: tuple[_Conditional, ...]
+    provenance: _Provenance | None
+    approval: Decision | None
+    approval_when: tuple[_Conditional, ...]
+    allow: Decision
+    tool_var: Mapping[str, str]
+    output_trust: Trust
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """A workflow, or a workflow narrowed for one agent identity."""
+
+    workflow: str
+    stage: Stage
+    caps: Caps
+    tools: Mapping[str, _Entry]
+    cap_decisions: Mapping[str, Decision]
+
+
+def _constraint_checks(
+    name: str, spec: ArgConstraint, rule: str, json_type: str | None
+) -> list[_Check]:
+    def fail_type(kind: str) -> PolicyError:
+        return PolicyError(
+            f"`{kind}` needs a {kind_of[kind]} argument, `{name}` is {json_type}", location=rule
+        )
+
+    kind_of = {"min": "number", "max": "number", "pattern": "string", "max_length": "str/list"}
+    numeric = json_type in (None, "number", "integer")
+    checks: list[_Check] = []
+    if spec.in_ is not None:
+        allowed = frozenset(spec.in_)
+        shown = ", ".join(map(str, spec.in_))
+
+        def in_test(v: Any) -> str | None:
+            values = v if isinstance(v, list) else [v]
+            for item in values:
+                if (
+                    isinstance(item, bool)
+                    or not isinstance(item, (str, int, float))
+                    or (item not in allowed)
+                ):
+                    return f"`{name}` must be one of {shown}, not {item!r}"
+            return None
+
+        checks.append(_Check(name, f"{rule}.in", in_test))
+    if spec.not_in is not None:
+        banned = frozenset(spec.not_in)
+
+        def not_in_test(v: Any) -> str | None:
+            values = v if isinstance(v, list) else [v]
+            for item in values:
+                if (
+                    isinstance(item, (str, int, float))
+                    and not isinstance(item, bool)
+                    and (item in banned)
+                ):
+                    return f"`{name}` may not be {item!r}"
+            return None
+
+        checks.append(_Check(name, f"{rule}.not_in", not_in_test))
+    for bound, op in (("min", spec.min), ("max", spec.max)):
+        if op is None:
+            continue
+        if not numeric:
+            raise fail_type(bound)
+        limit = op
+        if bound == "min":
+
+            def min_test(v: Any, limit: float = limit) -> str | None:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+                    return f"`{name}` must be a number"
+                return None if v >= limit else f"`{name}` must be at least {limit:g}, not {v:g}"
+
+            checks.append(_Check(name, f"{rule}.min", min_test))
+        else:
+
+            def max_test(v: Any, limit: float = limit) -> str | None:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+                    return f"`{name}` must be a number"
+                return None if v <= limit else f"`{name}` must be at most {limit:g}, not {v:g}"
+
+            checks.append(_Check(name, f"{rule}.max", max_test))
+    if spec.pattern is not None:
+        if json_type not in (None, "string", "array"):
+            raise fail_type("pattern")
+        regex = re.compile(spec.pattern)
+
+        def pattern_test(v: Any) -> str | None:
+            values = v if isinstance(v, list) else [v]
+            for item in values:
+                if not isinstance(item, str) or regex.fullmatch(item) is None:
+                    return f"`{name}` must match `{regex.pattern}`, not {item!r}"
+            return None
+
+        checks.append(_Check(name, f"{rule}.pattern", pattern_test))
+    if spec.max_length is not None:
+        if json_type not in (None, "string", "array"):
+            raise fail_type("max_length")
+        longest = spec.max_length
+
+        def length_test(v: Any) -> str | None:
+            if isinstance(v, (str, list)) and len(v) > longest:
+                return f"`{name}` is longer than {longest}"
+            return None
+
+        checks.append(_Check(name, f"{rule}.max_length", length_test))
+    return checks
+
+
+def _json_type(contract: ToolContract, arg: str) -> str | None:
+    prop = contract.parameters_schema.get("properties", {}).get(arg, {})
+    kind = prop.get("type")
+    if kind is None and "anyOf" in prop:
+        kinds = {p.get("type") for p in prop["anyOf"]} - {"null", None}
+        kind = kinds.pop() if len(kinds) == 1 else None
+    return kind if isinstance(kind, str) else None
+
+
+class CompiledPolicy:
+    """A validated policy bound to a toolbelt. Immutable; safe to share across runs.
+
+    Attributes:
+        document: The validated document.
+        version: Declared version plus content hash (``2026-11-25.1+3f2a…``).
+        source: Where the document came from.
+        toolbelt: The contracts it governs.
+    """
+
+    def __init__(
+        self, document: PolicyDocument, toolbelt: Toolbelt, *, version: str, source: str
+    ) -> None:
+        self.document = document
+        self.version = version
+        self.source = source
+        self.toolbelt = toolbelt
+        self._scopes: dict[tuple[str, str | None], _Scope] = {}
+        for wf_name, wf in document.workflows.items():
+            self._scopes[(wf_name, None)] = self._compile_scope(wf_name, wf, None)
+            for agent in wf.agents:
+                self._scopes[(wf_name, agent)] = self._compile_scope(wf_name, wf, agent)
+
+    # -- compilation ---------------------------------------------------------------------
+
+    def _fail(self, message: str, location: str) -> PolicyError:
+        return PolicyError(message, source=self.source, location=location)
+
+    def _failer(self, location: str) -> Callable[[str], PolicyError]:
+        return lambda message: self._fail(message, location)
+
+    def _compile_scope(self, wf_name: str, wf: WorkflowPolicy, agent: str | None) -> _Scope:
+        base = f"workflows.{wf_name}"
+        override = wf.agents.get(agent) if agent else None
+        stage = override.stage if override and override.stage else wf.stage
+        caps = wf.caps.merged_over(self.document.defaults.caps)
+        if override and override.caps:
+            caps = override.caps.merged_over(caps)
+        names: Iterable[str] = wf.tools
+        if override and override.tools is not None:
+            names = override.tools
+        caps_rule = f"{base}.agents.{agent}.caps" if override and override.caps else f"{base}.caps"
+        cap_decisions = {
+            cap: Decision(
+                _DENY,
+                Reason.CAP_EXCEEDED,
+                f"{caps_rule}.{cap}",
+                f"the run reached its cap {cap}={value:g}; escalating with progress kept",
+                self.version,
+                cap=cap,
+            )
+            for cap in Caps.model_fields
+            if (value := getattr(caps, cap)) is not None
+        }
+        tools = {name: self._compile_entry(wf_name, wf, name, stage, agent) for name in names}
+        return _Scope(wf_name, stage, caps, tools, cap_decisions)
+
+    def _compile_entry(
+        self, wf_name: str, wf: WorkflowPolicy, name: str, stage: Stage, agent: str | None
+    ) -> _Entry:
+        base = f"workflows.{wf_name}"
+        where = f"{base}.tools.{name}"
+        if name not in self.toolbelt:
+            known = ", ".join(self.toolbelt.names()) or "none"
+            raise self._fail(f"names unknown tool `{name}` (the toolbelt has: {known})", where)
+        contract = self.toolbelt.get(name)
+        spec = wf.tools[name] or ToolPolicy()
+        args = set(contract.arg_names)
+        version = self.version
+
+        def cond(source: str, location: str) -> Condition:
+            compiled = compile_condition(source, self._failer(location))
+            missing = sorted(compiled.arg_refs - args)
+            if missing:
+                raise self._fail(
+                    f"condition refers to unknown argument(s) {', '.join(missing)} of `{name}` "
+                    f"(arguments: {', '.join(sorted(args)) or 'none'})",
+                    location,
+                )
+            return compiled
+
+        scope_denied = None
+        if contract.scope not in STAGE_SCOPES[stage]:
+            stage_rule = (
+                f"{base}.agents.{agent}.stage"
+                if agent and wf.agents[agent].stage
+                else (f"{base}.stage")
+            )
+            scope_denied = Decision(
+                _DENY,
+                Reason.SCOPE_ABOVE_STAGE,
+                stage_rule,
+                f"`{name}` is a {contract.scope} tool; stage {stage} allows only "
+                f"{', '.join(s for s in ('read', 'draft', 'write') if s in STAGE_SCOPES[stage])}",
+                version,
+            )
+
+        checks: list[_Check] = []
+        for arg, constraint in spec.constraints.items():
+            location = f"{where}.constraints.{arg}"
+            if arg not in args:
+                raise self._fail(
+                    f"constrains unknown argument `{arg}` of `{name}` "
+                    f"(arguments: {', '.join(sorted(args)) or 'none'})",
+                    location,
+                )
+            try:
+                checks.extend(
+                    _constraint_checks(arg, constraint, location, _json_type(contract, arg))
+                )
+            except PolicyError as exc:
+                raise self._fail(str(exc).split(": ", 1)[-1], location) from None
+
+        deny_when: list[_Conditional] = []
+        approval_when: list[_Conditional] = []
+        if spec.deny_when:
+            deny_when.append(
+                _Conditional(
+                    f"{where}.deny_when",
+                    cond(spec.deny_when, f"{where}.deny_when"),
+                    f"`{name}` denied by condition `{spec.deny_when}`",
+                )
+            )
+        if spec.approval_when:
+            approval_when.append(
+                _Conditional(
+                    f"{where}.approval_when",
+                    cond(spec.approval_when, f"{where}.approval_when"),
+                    f"`{name}` needs approval: `{spec.approval_when}`",
+                )
+            )
+        for i, rule in enumerate(wf.rules):
+            if rule.tools != "*" and name not in rule.tools:
+                continue
+            location = f"{base}.rules.{i}"
+            if rule.tools != "*":
+                compiled = cond(rule.when, location)
+            else:
+                compiled = compile_condition(rule.when, self._failer(location))
+            text = rule.message or f"rule `{rule.id}`: `{rule.when}`"
+            target = deny_when if rule.effect == "deny" else approval_when
+            target.append(_Conditional(f"{location}({rule.id})", compiled, text))
+
+        prov = wf.provenance
+        provenance = None
+        targets = tuple(prov.targets.get(name, ()))
+        free_text = tuple(prov.free_text.get(name, ()))
+        for kind, names in (("targets", targets), ("free_text", free_text)):
+            for arg in names:
+                if arg not in args:
+                    raise self._fail(
+                        f"names unknown argument `{arg}` of `{name}`",
+                        f"{base}.provenance.{kind}.{name}",
+                    )
+        if contract.scope == "write" or contract.scope in prov.also_check or targets:
+            checked = tuple(
+                a
+                for a in contract.arg_names
+                if a not in contract.closed_args and a not in targets and a not in free_text
+            )
+            provenance = _Provenance(
+                targets,
+                checked,
+                _DENY if prov.on_untrusted_write == "deny" else _APPROVAL,
+                f"{base}.provenance",
+            )
+
+        approval = None
+        if spec.approval == "always":
+            approval = Decision(
+                _APPROVAL,
+                Reason.APPROVAL_REQUIRED,
+                f"{where}.approval",
+                f"`{name}` always needs approval",
+                version,
+            )
+        elif spec.approval == "default" and not spec.approval_when:
+            if contract.impact == "high":
+                approval = Decision(
+                    _APPROVAL,
+                    Reason.APPROVAL_REQUIRED,
+                    f"{where}.approval",
+                    f"`{name}` is high-impact and needs approval",
+                    version,
+                )
+            elif contract.scope == "write" and stage == "write_with_approval":
+                approval = Decision(
+                    _APPROVAL,
+                    Reason.APPROVAL_REQUIRED,
+                    f"{base}.stage",
+                    f"stage write_with_approval: `{name}` writes and needs approval",
+                    version,
+                )
+
+        if name in prov.trusted_tools:
+            output_trust: Trust = "trusted"
+        elif name in prov.untrusted_tools:
+            output_trust = "untrusted"
+        else:
+            output_trust = spec.output or contract.output_trust
+
+        return _Entry(
+            contract=contract,
+            scope_denied=scope_denied,
+            checks=tuple(checks),
+            deny_when=tuple(deny_when),
+            provenance=provenance,
+            approval=approval,
+            approval_when=tuple(approval_when),
+            allow=Decision(_ALLOW, Reason.ALLOWED, where, f"`{name}` allowed", version),
+            tool_var={"name": name, "scope": contract.scope, "impact": contract.impact},
+            output_trust=output_trust,
+            timeout_s=spec.timeout_seconds or self.document.defaults.tool_timeout_seconds,
+        )
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _scope(self, workflow: str, agent_id: str | None) -> _Scope | None:
+        return self._scopes.get((workflow, agent_id)) or self._scopes.get((workflow, None))
+
+    def has_workflow(self, workflow: str) -> bool:
+        """Whether the policy governs ``workflow``."""
+        return (workflow, None) in self._scopes
+
+    def stage(self, workflow: str, agent_id: str | None = None) -> Stage:
+        """The autonomy stage in force."""
+        return self._require(workflow, agent_id).stage
+
+    def caps(self, workflow: str, agent_id: str | None = None) -> Caps:
+        """The caps in force (workflow over defaults, agent over workflow)."""
+        return self._require(workflow, agent_id).caps
+
+    def allowed_tools(self, workflow: str, agent_id: str | None = None) -> list[str]:
+        """The tools the workflow offers the agent (the only ones to show a model)."""
+        return list(self._require(workflow, agent_id).tools)
+
+    def output_trust(self, workflow: str, tool: str, agent_id: str | None = None) -> Trust:
+        """The provenance label of the tool's results in this workflow."""
+        return self._require(workflow, agent_id).tools[tool].output_trust
+
+    def timeout(self, workflow: str, tool: str, agent_id: str | None = None) -> float:
+        """The execution timeout of the tool, in seconds."""
+        return self._require(workflow, agent_id).tools[tool].timeout_s
+
+    def stage_table(self, workflow: str) -> dict[str, dict[str, str]]:
+        """What each stage would let each tool of ``workflow`` do, before any argument:
+        ``allow``, ``approval``, ``approval if <cond>``, ``deny (scope)``; conditions and
+        constraints still apply per call."""
+        self._require(workflow, None)
+        wf = self.document.workflows[workflow]
+        table: dict[str, dict[str, str]] = {}
+        for stage in STAGE_SCOPES:
+            variant = wf.model_copy(update={"stage": stage, "agents": {}})
+            scope = self._compile_scope(workflow, variant, None)
+            row: dict[str, str] = {}
+            for name, entry in scope.tools.items():
+                if entry.scope_denied is not None:
+                    row[name] = "deny (scope)"
+                elif entry.approval is not None:
+                    row[name] = "approval"
+                elif entry.approval_when:
+                    row[name] = "approval if " + " or ".join(
+                        c.condition.source for c in entry.approval_when
+                    )
+                else:
+                    row[name] = "allow"
+                extras = len(entry.checks) + len(entry.deny_when)
+                if extras and entry.scope_denied is None:
+                    row[name] += f" [{extras} check{'s' if extras > 1 else ''}]"
+            table[stage] = row
+        return table
+
+    def _require(self, workflow: str, agent_id: str | None) -> _Scope:
+        scope = self._scope(workflow, agent_id)
+        if scope is None:
+            known = ", ".join(sorted({w for w, _ in self._scopes})) or "none"
+            raise PolicyError(f"no workflow `{workflow}` (workflows: {known})", source=self.source)
+        return scope
+
+    # -- the decision --------------------------------------------------------------------
+
+    def decide(self, call: ProposedCall, state: RunState) -> Decision:
+        """Decide one proposed call. Pure: reads ``call`` and ``state``, changes nothing."""
+        scope = self._scopes.get((state.workflow, state.agent_id))
+        if scope is None:
+            scope = self._scopes.get((state.workflow, None))
+            if scope is None:
+                return Decision(
+                    _DENY,
+                    Reason.UNKNOWN_WORKFLOW,
+                    "workflows",
+                    f"the policy has no workflow `{state.workflow}`",
+                    self.version,
+                )
+        entry = scope.tools.get(call.tool)
+        if entry is None:
+            return Decision(
+                _DENY,
+                Reason.TOOL_NOT_ALLOWED,
+                f"workflows.{scope.workflow}.tools",
+                f"`{call.tool}` is not allowed in workflow {scope.workflow}",
+                self.version,
+            )
+        capped = self._caps_reached(scope, call, state)
+        if capped is not None:
+            return capped
+        if entry.scope_denied is not None:
+            return entry.scope_denied
+
+        args = call.args
+        for check in entry.checks:
+            value = args.get(check.arg, _MISSING)
+            if value is _MISSING or value is None:
+                continue
+            problem = check.test(value)
+            if problem is not None:
+                return Decision(
+                    _DENY,
+                    Reason.ARG_CONSTRAINT,
+                    check.rule,
+                    problem,
+                    self.version,
+                    argument=check.arg,
+                )
+
+        variables: dict[str, Any] | None = None
+        if entry.deny_when:
+            variables = self._variables(entry, scope, args, state)
+            for conditional in entry.deny_when:
+                try:
+                    hit = conditional.condition.evaluate(variables)
+                except ValueError as exc:
+                    return Decision(
+                        _DENY, Reason.CONDITION_ERROR, conditional.rule, str(exc), self.version
+                    )
+                if hit:
+                    return Decision(
+                        _DENY,
+                        Reason.RULE_DENIED,
+                        conditional.rule,
+                        conditional.message,
+                        self.version,
+                    )
+
+        if entry.provenance is not None:
+            derived = self._derivation(entry.provenance, call, state)
+            if derived is not None:
+                return derived
+
+        if entry.approval is not None:
+            return entry.approval
+        if entry.approval_when:
+            if variables is None:
+                variables = self._variables(entry, scope, args, state)
+            for conditional in entry.approval_when:
+                try:
+                    hit = conditional.condition.evaluate(variables)
+                except ValueError as exc:
+                    return Decision(
+                        _DENY, Reason.CONDITION_ERROR, conditional.rule, str(exc), self.version
+                    )
+                if hit:
+                    return Decision(
+                        _APPROVAL,
+                        Reason.APPROVAL_REQUIRED,
+                        conditional.rule,
+                        conditional.message,
+                        self.version,
+                    )
+        return entry.allow
+
+    def cap_reached(self, state: RunState, key: str = "") -> Decision | None:
+        """The cap decision if the run has reached one of its caps, else None.
+
+        Used by the gateway for calls that never reach `decide` (unknown tool, bad JSON),
+        so that a model looping on invalid calls is stopped too.
+        """
+        scope = self._require(state.workflow, state.agent_id)
+        return self._caps_reached(scope, ProposedCall("", {}, key), state)
+
+    @staticmethod
+    def _caps_reached(scope: _Scope, call: ProposedCall, state: RunState) -> Decision | None:
+        caps = scope.caps
+        limit = caps.max_tool_calls
+        if limit is not None and state.tool_calls >= limit:
+            return scope.cap_decisions["max_tool_calls"]
+        limit = caps.max_identical_calls
+        if limit is not None and state.call_counts.get(call.key, 0) >= limit:
+            return scope.cap_decisions["max_identical_calls"]
+        limit = caps.max_steps
+        if limit is not None and state.steps > limit:
+            return scope.cap_decisions["max_steps"]
+        spend = caps.max_cost_usd
+        if spend is not None and state.cost_usd >= spend:
+            return scope.cap_decisions["max_cost_usd"]
+        wall = caps.max_wall_seconds
+        if wall is not None and state.elapsed_s >= wall:
+            return scope.cap_decisions["max_wall_seconds"]
+        return None
+
+    @staticmethod
+    def _variables(
+        entry: _Entry, scope: _Scope, args: Mapping[str, Any], state: RunState
+    ) -> dict[str, Any]:
+        return {
+            "args": args,
+            "tool": entry.tool_var,
+            "stage": scope.stage,
+            "run": {
+                "workflow": state.workflow,
+                "agent": state.agent_id,
+                "invoker": state.invoker,
+                "steps": state.steps,
+                "tool_calls": state.tool_calls,
+                "cost_usd": state.cost_usd,
+            },
+        }
+
+    def _derivation(
+        self, rule: _Provenance, call: ProposedCall, state: RunState
+    ) -> Decision | None:
+        ledger = state.provenance
+        args = call.args
+        for arg in rule.targets:
+            value = args.get(arg)
+            if value is None:
+                continue
+            origin = ledger.origin(value)
+            if origin.trust != "trusted":
+                where = (
+                    f"found only in untrusted `{origin.source}`"
+                    if origin.trust == "untrusted"
+                    else "found in no trusted source"
+                )
+                return Decision(
+                    rule.effect,
+                    Reason.UNTRUSTED_DERIVATION,
+                    f"{rule.rule}.targets.{call.tool}",
+                    f"target `{arg}` of `{call.tool}` must come from the request or a trusted "
+                    f"source; its value is {where}",
+                    self.version,
+                    argument=arg,
+                    source=origin.source,
+                )
+        for arg in rule.checked:
+            value = args.get(arg)
+            if value is None:
+                continue
+            origin = ledger.origin(value)
+            if origin.trust == "untrusted":
+                return Decision(
+                    rule.effect,
+                    Reason.UNTRUSTED_DERIVATION,
+                    f"{rule.rule}.on_untrusted_write",
+                    f"`{arg}` of `{call.tool}` is derived from untrusted `{origin.source}` and "
+                    "no trusted source corroborates it",
+                    self.version,
+                    argument=arg,
+                    source=origin.source,
+                )
+            if origin.trust == "unknown" and ledger.tainted:
+                last = ledger.untrusted_sources[-1]
+                return Decision(
+                    rule.effect,
+                    Reason.UNTRUSTED_DERIVATION,
+                    f"{rule.rule}.on_untrusted_write",
+                    f"`{arg}` of `{call.tool}` was written by the model after it read untrusted "
+                    f"`{last}`, and no trusted source corroborates it",
+                    self.version,
+                    argument=arg,
+                    source=last,
+                )
+        return None

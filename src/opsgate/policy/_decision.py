@@ -1,0 +1,149 @@
+"""What the gate decides, and what it decides on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from opsgate.provenance import ProvenanceLedger
+
+__all__ = ["Decision", "Effect", "ProposedCall", "Reason", "RunState"]
+
+
+class Effect(StrEnum):
+    """The three outcomes of a decision. Default deny: anything unmatched is `DENY`."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    NEEDS_APPROVAL = "needs_approval"
+
+
+class Reason(StrEnum):
+    """Stable reason codes: dashboards, evals and alerts key on them; never rename one."""
+
+    ALLOWED = "allowed"
+    UNKNOWN_WORKFLOW = "unknown_workflow"
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    TOOL_NOT_ALLOWED = "tool_not_allowed"
+    SCOPE_ABOVE_STAGE = "scope_above_stage"
+    ARG_CONSTRAINT = "arg_constraint"
+    RULE_DENIED = "rule_denied"
+    CONDITION_ERROR = "condition_error"
+    UNTRUSTED_DERIVATION = "untrusted_derivation"
+    CAP_EXCEEDED = "cap_exceeded"
+    APPROVAL_REQUIRED = "approval_required"
+    RUN_NOT_ACTIVE = "run_not_active"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The gate's answer for one proposed call.
+
+    Attributes:
+        effect: allow, deny or needs_approval.
+        reason: A stable `Reason` code.
+        rule: The policy rule that fired, as a dotted path into the policy document
+            (e.g. ``workflows.support.tools.refund.constraints.amount``).
+        message: One sentence a person (or the model) can act on.
+        policy_version: The version of the policy that decided.
+        argument: The argument concerned, when one is.
+        source: The provenance source concerned, when one is.
+        cap: The cap that was hit, for ``cap_exceeded``.
+    """
+
+    effect: Effect
+    reason: Reason
+    rule: str
+    message: str
+    policy_version: str
+    argument: str | None = None
+    source: str | None = None
+    cap: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the call may run now."""
+        return self.effect is Effect.ALLOW
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able form, for records and reports."""
+        out: dict[str, Any] = {
+            "effect": self.effect.value,
+            "reason": self.reason.value,
+            "rule": self.rule,
+            "message": self.message,
+            "policy_version": self.policy_version,
+        }
+        if self.argument is not None:
+            out["argument"] = self.argument
+        if self.source is not None:
+            out["source"] = self.source
+        if self.cap is not None:
+            out["cap"] = self.cap
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedCall:
+    """A tool call the model proposed, after its arguments were validated.
+
+    Attributes:
+        tool: The tool's name.
+        args: The validated arguments, as JSON data.
+        key: A canonical key (tool + sorted-key JSON of the arguments) for loop detection.
+    """
+
+    tool: str
+    args: Mapping[str, Any]
+    key: str = ""
+
+
+class RunState(Protocol):
+    """What `decide` reads about the run so far (the gateway's `Run` provides it)."""
+
+    @property
+    def workflow(self) -> str: ...
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def invoker(self) -> str: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def tool_calls(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def cost_usd(self) -> float: ...
+    @property
+    def elapsed_s(self) -> float: ...
+    @property
+    def call_counts(self) -> Mapping[str, int]: ...
+    @property
+    def provenance(self) -> ProvenanceLedger: ...
+
+
+@dataclass(slots=True)
+class SimpleRunState:
+    """A plain `RunState`, for `opsgate policy explain` and tests."""
+
+    workflow: str
+    agent_id: str = "agent"
+    invoker: str = "user"
+    steps: int = 0
+    tool_calls: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    call_counts: dict[str, int] = field(default_factory=dict)
+    provenance: ProvenanceLedger = field(default_factory=lambda: _ledger())
+
+
+def _ledger() -> ProvenanceLedger:
+    from opsgate.provenance import ProvenanceLedger
+
+    return ProvenanceLedger()

@@ -1,0 +1,264 @@
+"""The policy document: what a YAML policy may say, validated.
+
+A minimal policy::
+
+    version: "2026-11-25.1"
+    workflows:
+      support_triage:
+        stage: write_with_approval
+        tools:
+          get_order_status: {}
+          refund:
+            constraints: {amount: {max: 200}}
+            approval_when: "args.amount > 50.0"
+        provenance:
+          targets: {refund: [order_id, amount]}
+
+Every mapping forbids unknown keys, so a typo is an error, not a silently ignored rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from opsgate.contracts import Scope, Trust
+
+__all__ = [
+    "STAGES",
+    "STAGE_SCOPES",
+    "AgentOverride",
+    "ArgConstraint",
+    "Caps",
+    "Defaults",
+    "PolicyDocument",
+    "ProvenancePolicy",
+    "Rule",
+    "Stage",
+    "ToolPolicy",
+    "WorkflowPolicy",
+]
+
+Stage = Literal["read_only", "draft", "write_with_approval", "autonomous_in_scope"]
+STAGES: tuple[Stage, ...] = ("read_only", "draft", "write_with_approval", "autonomous_in_scope")
+
+#: The scopes each autonomy stage lets run (writes under ``write_with_approval`` need approval).
+STAGE_SCOPES: dict[Stage, frozenset[Scope]] = {
+    "read_only": frozenset({"read"}),
+    "draft": frozenset({"read", "draft"}),
+    "write_with_approval": frozenset({"read", "draft", "write"}),
+    "autonomous_in_scope": frozenset({"read", "draft", "write"}),
+}
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-.]{0,127}$")]
+Scalar = str | int | float
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Caps(_Strict):
+    """Hard limits on one run; hitting one escalates the run with its progress kept."""
+
+    max_steps: int | None = Field(None, ge=1, description="Model turns in the run.")
+    max_tool_calls: int | None = Field(None, ge=1, description="Tool calls proposed in the run.")
+    max_identical_calls: int | None = Field(
+        None, ge=1, description="The same tool with the same arguments (a loop)."
+    )
+    max_retries: int | None = Field(None, ge=0, description="Tool retries in the whole run.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Spend of the run, in USD.")
+    max_wall_seconds: float | None = Field(None, gt=0, description="Wall time of the run.")
+
+    def merged_over(self, base: Caps) -> Caps:
+        """These caps, with unset ones taken from ``base``."""
+        return Caps(
+            **{
+                name: getattr(base, name) if (value := getattr(self, name)) is None else value
+                for name in Caps.model_fields
+            }
+        )
+
+
+class ArgConstraint(_Strict):
+    """Narrows one argument beyond its contract. All given checks must hold."""
+
+    in_: list[Scalar] | None = Field(None, alias="in", description="Allowed values.")
+    not_in: list[Scalar] | None = Field(None, description="Forbidden values.")
+    min: float | None = Field(None, description="Smallest allowed number.")
+    max: float | None = Field(None, description="Largest allowed number.")
+    pattern: str | None = Field(None, description="Regular expression the whole value matches.")
+    max_length: int | None = Field(None, ge=0, description="Longest allowed string or list.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern `{value}` is not a valid regex: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ArgConstraint:
+        if all(getattr(self, f) is None for f in type(self).model_fields):
+            raise ValueError(
+                "a constraint needs at least one of in, not_in, min, max, pattern, max_length"
+            )
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class ToolPolicy(_Strict):
+    """What a workflow lets one tool do."""
+
+    constraints: dict[str, ArgConstraint] = Field(
+        default_factory=dict, description="Per-argument constraints narrowing the contract."
+    )
+    approval: Literal["default", "always", "never"] = Field(
+        "default",
+        description="default: approval iff `approval_when` holds when it is given, else for "
+        "high-impact tools and for writes under write_with_approval; always / never override.",
+    )
+    approval_when: str | None = Field(
+        None, description="CEL: approval needed when true (replaces the default rule)."
+    )
+    deny_when: str | None = Field(None, description="CEL: the call is denied when true.")
+    output: Trust | None = Field(None, description="Overrides the contract's output trust.")
+    timeout_seconds: float | None = Field(None, gt=0, description="Execution timeout.")
+
+    @model_validator(mode="after")
+    def _approval_is_consistent(self) -> ToolPolicy:
+        if self.approval_when and self.approval != "default":
+            raise ValueError(
+                f"approval `{self.approval}` conflicts with approval_when; drop one of them"
+            )
+        return self
+
+
+class Rule(_Strict):
+    """A workflow-wide CEL rule. A deny rule beats any approval; approval beats allow."""
+
+    id: Name
+    effect: Literal["deny", "require_approval"]
+    tools: list[str] | Literal["*"] = "*"
+    when: str
+    message: str | None = None
+
+
+class ProvenancePolicy(_Strict):
+    """How derivation from untrusted input limits a call."""
+
+    on_untrusted_write: Literal["deny", "require_approval"] = Field(
+        "deny", description="What happens to a write derived from untrusted input."
+    )
+    also_check: list[Literal["draft", "read"]] = Field(
+        default_factory=list, description="Scopes checked besides write (always checked)."
+    )
+    targets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per tool, the arguments (recipient, account, amount, URL) that must come "
+        "from the invoker's request or a trusted source.",
+    )
+    free_text: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per tool, arguments that carry content (a note, a reply body), not "
+        "instructions: they may be derived from untrusted input. Never a target.",
+    )
+    trusted_tools: list[str] = Field(default_factory=list, description="Output trusted.")
+    untrusted_tools: list[str] = Field(default_factory=list, description="Output untrusted.")
+
+
+class AgentOverride(_Strict):
+    """Narrows a workflow for one agent identity."""
+
+    stage: Stage | None = None
+    tools: list[str] | None = Field(None, description="A subset of the workflow's tools.")
+    caps: Caps | None = None
+
+
+class WorkflowPolicy(_Strict):
+    """Everything the gate enforces for one workflow."""
+
+    description: str = ""
+    stage: Stage
+    tools: dict[str, ToolPolicy | None]
+    rules: list[Rule] = Field(default_factory=list)
+    provenance: ProvenancePolicy = Field(default_factory=ProvenancePolicy)
+    caps: Caps = Field(default_factory=Caps)
+    agents: dict[str, AgentOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_are_consistent(self) -> WorkflowPolicy:
+        ids = [r.id for r in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"rule ids must be unique: {', '.join(dupes)}")
+        known = set(self.tools)
+        for rule in self.rules:
+            if rule.tools != "*":
+                for name in rule.tools:
+                    if name not in known:
+                        raise ValueError(
+                            f"rule `{rule.id}` names tool `{name}`, which the workflow does "
+                            f"not allow (allowed: {', '.join(sorted(known))})"
+                        )
+        prov = self.provenance
+        for tool_name, args in prov.free_text.items():
+            both = sorted(set(args) & set(prov.targets.get(tool_name, ())))
+            if both:
+                raise ValueError(
+                    f"`{tool_name}` argument(s) {', '.join(both)} cannot be both "
+                    "a target and free text"
+                )
+        for name in [*prov.targets, *prov.free_text, *prov.trusted_tools, *prov.untrusted_tools]:
+            if name not in known:
+                raise ValueError(f"provenance names tool `{name}`, not in the workflow's tools")
+        for agent, override in self.agents.items():
+            for name in override.tools or ():
+                if name not in known:
+                    raise ValueError(
+                        f"agent `{agent}` names tool `{name}`, not in the workflow's tools"
+                    )
+        return self
+
+
+class Defaults(_Strict):
+    """Defaults every workflow inherits."""
+
+    caps: Caps = Field(
+        default_factory=lambda: Caps(
+            max_steps=30,
+            max_tool_calls=50,
+            max_identical_calls=3,
+            max_retries=3,
+            max_cost_usd=1.0,
+            max_wall_seconds=600.0,
+        )
+    )
+    tool_timeout_seconds: float = Field(30.0, gt=0)
+
+
+class PolicyDocument(_Strict):
+    """A whole policy file."""
+
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    description: str = ""
+    toolbelt: str | None = Field(
+        None, description="Import path of the module whose @tool functions the policy governs."
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    workflows: dict[Name, WorkflowPolicy]
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_text(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)):
+            return str(value)
+        return value

@@ -1,0 +1,96 @@
+"""The events a run leaves behind, and the `Recorder` interface the gateway hands them to.
+
+The gateway never writes a log itself: it builds an `Event` for each thing that happens
+and gives it to its recorder. The durable, hash-chained audit trail and the trace
+exporter are recorders; `InMemoryRecorder` keeps events in a list (tests, the demo).
+
+Event payloads are JSON data with secrets already removed by the gateway.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+__all__ = ["Event", "EventType", "InMemoryRecorder", "Recorder"]
+
+
+class EventType(StrEnum):
+    """What happened. Stable names: the audit trail and the dashboard key on them."""
+
+    RUN_STARTED = "run_started"
+    CONTEXT_READ = "context_read"
+    TOOL_CALL_PROPOSED = "tool_call_proposed"
+    DECISION = "decision"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_GRANTED = "approval_granted"
+    APPROVAL_DENIED = "approval_denied"
+    TOOL_RETRY = "tool_retry"
+    TOOL_RESULT = "tool_result"
+    TOOL_ERROR = "tool_error"
+    WRITE_PERFORMED = "write_performed"
+    STEP = "step"
+    ESCALATED = "escalated"
+    RUN_ENDED = "run_ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened in a run.
+
+    Attributes:
+        type: What happened.
+        run_id: The run it happened in.
+        seq: Its position in the run, from 0, without gaps.
+        at: Wall-clock time (seconds since the epoch).
+        data: JSON data, secrets removed.
+    """
+
+    type: EventType
+    run_id: str
+    seq: int
+    at: float
+    data: dict[str, Any]
+
+
+class Recorder(Protocol):
+    """Takes the gateway's events. It must not lose one: raise rather than drop."""
+
+    def record(self, event: Event) -> None:
+        """Keep ``event``; raising makes the gateway refuse to go on with the call."""
+
+
+class InMemoryRecorder:
+    """Keeps events in memory, in order. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def record(self, event: Event) -> None:
+        """Append ``event``."""
+        with self._lock:
+            self._events.append(event)
+
+    @property
+    def events(self) -> list[Event]:
+        """A copy of every event so far."""
+        with self._lock:
+            return list(self._events)
+
+    def of_run(self, run_id: str) -> list[Event]:
+        """The events of one run."""
+        return [e for e in self.events if e.run_id == run_id]
+
+    def of_type(self, kind: EventType | str) -> list[Event]:
+        """The events of one type."""
+        return [e for e in self.events if e.type == kind]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self._events)

@@ -1,0 +1,79 @@
+"""Adapters: OpenAI-format tool calls and wrapped foreign functions pass the same gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import pytest
+
+from opsgate.adapters import GatedFunction, OpenAIToolDispatcher, ToolCallBlocked, gate_function
+from opsgate.contracts import Toolbelt
+from opsgate.errors import InvalidToolCall
+from opsgate.gateway import Gateway
+from opsgate.policy import CompiledPolicy, load_policy
+from opsgate.recorder import EventType, InMemoryRecorder
+from tests.conftest import BELT
+
+
+def _run(gateway: Gateway) -> object:
+    return gateway.start_run("wf", invoker="a", agent_id="b", request="ORD-1")
+
+
+async def test_openai_dispatcher(
+    make_gateway: Callable[..., Gateway], recorder: InMemoryRecorder
+) -> None:
+    gateway = make_gateway()
+    run = gateway.start_run("wf", invoker="a", agent_id="b", request="ORD-1")
+    dispatcher = OpenAIToolDispatcher(gateway, run)
+    names = [t["function"]["name"] for t in dispatcher.tools()]
+    assert names == gateway.policy.allowed_tools("wf")
+    message = await dispatcher.dispatch(
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": '{"order_id": "ORD-1"}'},
+        }
+    )
+    assert message["role"] == "tool" and message["tool_call_id"] == "call_1"
+    assert json.loads(message["content"])["total"] == 120.0
+    sdk_like = SimpleNamespace(
+        id="call_2", function=SimpleNamespace(name="lookup", arguments="{oops")
+    )
+    [bad] = await dispatcher.dispatch_all([sdk_like])
+    assert json.loads(bad["content"])["reason"] == "invalid_arguments"
+    assert [e.data["call_id"] for e in recorder.of_type(EventType.DECISION)] == ["call_1", "call_2"]
+
+
+async def test_dispatcher_offers_only_allowed_tools() -> None:
+    text = 'version: "1"\nworkflows:\n  wf:\n    stage: read_only\n    tools: {lookup: {}}\n'
+    gateway = Gateway(BELT, load_policy("p", BELT, text=text))
+    dispatcher = OpenAIToolDispatcher(gateway, _run(gateway))  # type: ignore[arg-type]
+    assert [t["function"]["name"] for t in dispatcher.tools()] == ["lookup"]
+
+
+async def test_gated_function(make_policy: Callable[..., CompiledPolicy]) -> None:
+    def fetch_weather(city: str) -> str:
+        """A function from another framework."""
+        return f"sunny in {city}"
+
+    contract = gate_function(fetch_weather, scope="read", name="lookup")
+    belt = Toolbelt([contract, *[c for c in BELT if c.name != "lookup"]])
+    gateway = Gateway(
+        belt,
+        load_policy(
+            "p",
+            belt,
+            text='version: "1"\nworkflows:\n  wf:\n    stage: read_only\n'
+            "    tools: {lookup: {constraints: {city: {in: [Paris]}}}}\n",
+        ),
+    )
+    run = _run(gateway)
+    weather = GatedFunction(gateway, run, "lookup")  # type: ignore[arg-type]
+    assert await weather(city="Paris") == "sunny in Paris"
+    with pytest.raises(ToolCallBlocked) as info:
+        await weather(city="Oslo")
+    assert info.value.outcome.decision.reason == "arg_constraint"
+    with pytest.raises(InvalidToolCall):
+        GatedFunction(gateway, run, "missing")  # type: ignore[arg-type]

@@ -105,6 +105,26 @@ def canonical_tokens(text: str) -> list[str]:
     return out
 
 
+def _single_token(value: Any) -> str | None:
+    """The canonical token of a value that is one token, cheaply; None otherwise.
+
+    The hot path of a provenance check: ids and amounts skip the regex pipeline.
+    """
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return str(int(value)) if value.is_integer() else _canonical_number(repr(value))
+    if kind is str and value.isascii() and _TOKEN_RE.fullmatch(value):
+        if "," in value:
+            return None
+        lowered = value.lower()
+        return _canonical_number(lowered) if _NUMBER_RE.match(lowered) else lowered
+    return None
+
+
 def _flatten(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -144,12 +164,15 @@ class ProvenanceLedger:
         """Label ``content`` as seen by the run."""
         if trust not in ("trusted", "untrusted"):
             raise ValueError(f"trust must be trusted or untrusted, not {trust!r}")
+        if content is None or isinstance(content, bool):
+            return  # no content, nothing to derive from: does not taint the run
         text = _flatten(content)
-        if not text:
+        found = canonical_tokens(text)
+        if not found:
             return
         self._texts.append((_normalise(text), trust, source))
         tokens = self._tokens
-        for token in canonical_tokens(text):
+        for token in found:
             seen = tokens.get(token)
             if seen is None or (trust == "trusted" and seen[0] == "untrusted"):
                 tokens[token] = (trust, source)
@@ -180,6 +203,10 @@ class ProvenanceLedger:
             return worst
         if value is None or isinstance(value, bool):
             return Origin("trusted", "constant")
+        token = _single_token(value)
+        if token is not None:
+            seen = self._tokens.get(token)
+            return _UNKNOWN if seen is None else Origin(seen[0], seen[1])
         text = _flatten(value)
         tokens = canonical_tokens(text)
         if not tokens:

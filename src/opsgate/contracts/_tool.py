@@ -65,11 +65,11 @@ class ToolContract:
     context_param: str | None
     closed_args: frozenset[str]
     parameters_schema: dict[str, Any] = field(repr=False)
+    arg_names: tuple[str, ...] = ()
+    """The argument names a model may pass (set from ``args_model``)."""
 
-    @property
-    def arg_names(self) -> tuple[str, ...]:
-        """The argument names a model may pass."""
-        return tuple(self.args_model.model_fields)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arg_names", tuple(self.args_model.model_fields))
 
     def openai_schema(self) -> dict[str, Any]:
         """The tool in OpenAI's chat-completions ``tools`` format."""

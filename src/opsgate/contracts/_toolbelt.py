@@ -68,6 +68,10 @@ class Toolbelt:
                 "unknown_tool", f"unknown tool `{name}`; available tools: {known}"
             ) from None
 
+    def find(self, name: str) -> ToolContract | None:
+        """The contract named ``name``, or None."""
+        return self._tools.get(name) if isinstance(name, str) else None
+
     def __getitem__(self, name: str) -> ToolContract:
         return self.get(name)
 

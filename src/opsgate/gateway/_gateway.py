@@ -14,8 +14,8 @@ here raises into the agent loop for any of those.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -252,14 +252,9 @@ class Gateway:
             args: The arguments: JSON text as models send them, or a mapping.
             call_id: The provider's tool-call id, if any.
         """
-        call_id = call_id or uuid.uuid4().hex[:16]
-        shown_args = _loggable_args(args)
-        self._emit(
-            run,
-            EventType.TOOL_CALL_PROPOSED,
-            {"call_id": call_id, "tool": tool, "args": shown_args},
-        )
+        call_id = call_id or os.urandom(8).hex()
         if not run.active:
+            self._emit_proposed(run, call_id, tool, _loggable_args(args))
             decision = Decision(
                 Effect.DENY,
                 Reason.RUN_NOT_ACTIVE,
@@ -273,14 +268,17 @@ class Gateway:
             )
 
         try:
-            if tool not in self.toolbelt:
+            contract = self.toolbelt.find(tool)
+            if contract is None:
                 raise InvalidToolCall("unknown_tool", self._unknown_tool_message(run, tool))
-            contract = self.toolbelt.get(tool)
             validated = contract.validate_args(args)
         except InvalidToolCall as exc:
-            return self._refuse(run, call_id, tool, args, exc)
+            shown = _loggable_args(args)
+            self._emit_proposed(run, call_id, tool, shown)
+            return self._refuse(run, call_id, tool, shown, exc)
 
         data = validated.model_dump(mode="json")
+        self._emit_proposed(run, call_id, tool, data)
         key = tool + ":" + _canonical(data).decode()
         decision = self.policy.decide(ProposedCall(tool, data, key), run)
         run.tool_calls += 1
@@ -329,7 +327,7 @@ class Gateway:
     def _refuse(
         self, run: Run, call_id: str, tool: str, args: Any, exc: InvalidToolCall
     ) -> ToolOutcome:
-        key = f"{tool}:{_loggable_args(args)!s}"
+        key = f"{tool}:{args!s}"
         capped = self.policy.cap_reached(run, key)
         run.tool_calls += 1
         run.call_counts[key] += 1
@@ -403,7 +401,8 @@ class Gateway:
         decision: Decision,
     ) -> ToolOutcome:
         tool = contract.name
-        kwargs = {name: getattr(validated, name) for name in contract.arg_names}
+        settings = self.policy.tool_settings(run.workflow, tool, run.agent_id)
+        kwargs = dict(validated.__dict__)
         if contract.context_param is not None or contract.secrets:
             injected: dict[str, str] = {}
             for name in contract.secrets:
@@ -424,9 +423,7 @@ class Gateway:
                 kwargs[contract.context_param] = ToolContext(
                     run.run_id, run.workflow, call_id, run.deps, injected
                 )
-        timeout = min(
-            self.policy.timeout(run.workflow, tool, run.agent_id), max(0.001, self._wall_left(run))
-        )
+        timeout = min(settings.timeout_s, max(0.001, self._wall_left(run)))
         attempts = 0
         while True:
             attempts += 1
@@ -482,8 +479,11 @@ class Gateway:
                     attempts,
                 )
         try:
-            result = to_jsonable_python(raw)
-            orjson.dumps(result)
+            if raw is None or type(raw) in (str, int, bool):
+                result = raw
+            else:
+                result = to_jsonable_python(raw)
+                orjson.dumps(result)
         except Exception as exc:
             return self._tool_failed(
                 run,
@@ -494,7 +494,7 @@ class Gateway:
                 f"`{tool}` returned a {type(raw).__name__} that is not JSON data ({exc})",
                 attempts,
             )
-        trust = self.policy.output_trust(run.workflow, tool, run.agent_id)
+        trust = settings.output_trust
         run.provenance.add(result, trust=trust, source=f"tool:{tool}#{call_id}")
         run.completed.append(CompletedCall(call_id, tool, contract.scope, data, result))
         self._emit(
@@ -592,6 +592,11 @@ class Gateway:
             "elapsed_s": round(run.elapsed_s, 6),
             "output": to_jsonable_python(output, fallback=repr),
         }
+
+    def _emit_proposed(self, run: Run, call_id: str, tool: str, args: Any) -> None:
+        self._emit(
+            run, EventType.TOOL_CALL_PROPOSED, {"call_id": call_id, "tool": tool, "args": args}
+        )
 
     def _emit_decision(self, run: Run, call_id: str, tool: str, decision: Decision) -> None:
         data = decision.as_dict()

@@ -11,8 +11,9 @@ Conditions see four variables:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import cel
 
@@ -77,20 +78,53 @@ _FUNCTIONS = frozenset(
 _ARG_REF = re.compile(r"\bargs\.([A-Za-z_]\w*)")
 
 
-class Condition:
-    """A compiled CEL condition that must evaluate to a boolean."""
+class _Lookup(Protocol):
+    def __getitem__(self, name: str) -> Any: ...
 
-    __slots__ = ("arg_refs", "program", "source")
+
+class Condition:
+    """A compiled CEL condition that must evaluate to a boolean.
+
+    Converting a Python dict into CEL values costs far more than evaluating a small
+    expression, so a condition is bound once to the values that never change for it
+    (the tool, the stage) and keeps one evaluation context per thread; each evaluation
+    passes only the per-call variables the expression actually uses.
+    """
+
+    __slots__ = ("_local", "_static", "arg_refs", "program", "source", "uses")
 
     def __init__(self, source: str, program: cel.Program) -> None:
         self.source = source
         self.program = program
         self.arg_refs = frozenset(_ARG_REF.findall(source))
+        self.uses = frozenset(program.variables()) & VARIABLES
+        self._static: dict[str, Any] = {}
+        self._local = threading.local()
 
-    def evaluate(self, variables: Mapping[str, Any]) -> bool:
-        """Evaluate; any error or a non-boolean result raises `ValueError`."""
+    def bind(self, **static: Any) -> Condition:
+        """A copy of this condition with fixed values for some variables."""
+        bound = Condition(self.source, self.program)
+        bound._static = {k: v for k, v in static.items() if k in self.uses}
+        return bound
+
+    def _context(self) -> cel.Context:
+        context: cel.Context | None = getattr(self._local, "context", None)
+        if context is None:
+            context = cel.Context(variables=dict(self._static))
+            self._local.context = context
+        return context
+
+    def evaluate(self, variables: _Lookup) -> bool:
+        """Evaluate with the per-call ``variables`` (static ones come from `bind`).
+
+        Any error or a non-boolean result raises `ValueError`.
+        """
+        context = self._context()
         try:
-            result = self.program.execute(dict(variables))
+            for name in self.uses:
+                if name not in self._static:
+                    context.add_variable(name, variables[name])
+            result = self.program.execute(context)
         except Exception as exc:  # the bindings raise KeyError/TypeError/RuntimeError
             raise ValueError(f"condition `{self.source}` failed: {exc}") from None
         if not isinstance(result, bool):

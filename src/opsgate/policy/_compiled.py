@@ -41,7 +41,7 @@ from opsgate.policy._document import (
     WorkflowPolicy,
 )
 
-__all__ = ["CompiledPolicy"]
+__all__ = ["CompiledPolicy", "ToolSettings"]
 
 _ALLOW = Effect.ALLOW
 _DENY = Effect.DENY
@@ -72,6 +72,19 @@ class _Provenance:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSettings:
+    """How a tool runs in one workflow.
+
+    Attributes:
+        timeout_s: Execution timeout.
+        output_trust: Provenance label of its results.
+    """
+
+    timeout_s: float
+    output_trust: Trust
+
+
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """One tool as one workflow (and agent) sees it."""
 
@@ -83,9 +96,7 @@ class _Entry:
     approval: Decision | None
     approval_when: tuple[_Conditional, ...]
     allow: Decision
-    tool_var: Mapping[str, str]
-    output_trust: Trust
-    timeout_s: float
+    settings: ToolSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +210,31 @@ def _json_type(contract: ToolContract, arg: str) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+class _CallVariables:
+    """The per-call CEL variables, built only when a condition asks for them."""
+
+    __slots__ = ("args", "state")
+
+    def __init__(self, args: Mapping[str, Any], state: RunState) -> None:
+        self.args = args
+        self.state = state
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "args":
+            return self.args
+        if name == "run":
+            state = self.state
+            return {
+                "workflow": state.workflow,
+                "agent": state.agent_id,
+                "invoker": state.invoker,
+                "steps": state.steps,
+                "tool_calls": state.tool_calls,
+                "cost_usd": state.cost_usd,
+            }
+        raise KeyError(name)
+
+
 class CompiledPolicy:
     """A validated policy bound to a toolbelt. Immutable; safe to share across runs.
 
@@ -269,8 +305,13 @@ class CompiledPolicy:
         args = set(contract.arg_names)
         version = self.version
 
+        static = {
+            "tool": {"name": name, "scope": contract.scope, "impact": contract.impact},
+            "stage": stage,
+        }
+
         def cond(source: str, location: str) -> Condition:
-            compiled = compile_condition(source, self._failer(location))
+            compiled = compile_condition(source, self._failer(location)).bind(**static)
             missing = sorted(compiled.arg_refs - args)
             if missing:
                 raise self._fail(
@@ -337,7 +378,7 @@ class CompiledPolicy:
             if rule.tools != "*":
                 compiled = cond(rule.when, location)
             else:
-                compiled = compile_condition(rule.when, self._failer(location))
+                compiled = compile_condition(rule.when, self._failer(location)).bind(**static)
             text = rule.message or f"rule `{rule.id}`: `{rule.when}`"
             target = deny_when if rule.effect == "deny" else approval_when
             target.append(_Conditional(f"{location}({rule.id})", compiled, text))
@@ -409,9 +450,9 @@ class CompiledPolicy:
             approval=approval,
             approval_when=tuple(approval_when),
             allow=Decision(_ALLOW, Reason.ALLOWED, where, f"`{name}` allowed", version),
-            tool_var={"name": name, "scope": contract.scope, "impact": contract.impact},
-            output_trust=output_trust,
-            timeout_s=spec.timeout_seconds or self.document.defaults.tool_timeout_seconds,
+            settings=ToolSettings(
+                spec.timeout_seconds or self.document.defaults.tool_timeout_seconds, output_trust
+            ),
         )
 
     # -- queries -------------------------------------------------------------------------
@@ -437,11 +478,15 @@ class CompiledPolicy:
 
     def output_trust(self, workflow: str, tool: str, agent_id: str | None = None) -> Trust:
         """The provenance label of the tool's results in this workflow."""
-        return self._require(workflow, agent_id).tools[tool].output_trust
+        return self._require(workflow, agent_id).tools[tool].settings.output_trust
+
+    def tool_settings(self, workflow: str, tool: str, agent_id: str | None = None) -> ToolSettings:
+        """How the gateway runs the tool in this workflow (timeout, trust of its output)."""
+        return self._require(workflow, agent_id).tools[tool].settings
 
     def timeout(self, workflow: str, tool: str, agent_id: str | None = None) -> float:
         """The execution timeout of the tool, in seconds."""
-        return self._require(workflow, agent_id).tools[tool].timeout_s
+        return self._require(workflow, agent_id).tools[tool].settings.timeout_s
 
     def stage_table(self, workflow: str) -> dict[str, dict[str, str]]:
         """What each stage would let each tool of ``workflow`` do, before any argument:
@@ -524,9 +569,9 @@ class CompiledPolicy:
                     argument=check.arg,
                 )
 
-        variables: dict[str, Any] | None = None
+        variables: _CallVariables | None = None
         if entry.deny_when:
-            variables = self._variables(entry, scope, args, state)
+            variables = _CallVariables(args, state)
             for conditional in entry.deny_when:
                 try:
                     hit = conditional.condition.evaluate(variables)
@@ -552,7 +597,7 @@ class CompiledPolicy:
             return entry.approval
         if entry.approval_when:
             if variables is None:
-                variables = self._variables(entry, scope, args, state)
+                variables = _CallVariables(args, state)
             for conditional in entry.approval_when:
                 try:
                     hit = conditional.condition.evaluate(variables)
@@ -598,24 +643,6 @@ class CompiledPolicy:
         if wall is not None and state.elapsed_s >= wall:
             return scope.cap_decisions["max_wall_seconds"]
         return None
-
-    @staticmethod
-    def _variables(
-        entry: _Entry, scope: _Scope, args: Mapping[str, Any], state: RunState
-    ) -> dict[str, Any]:
-        return {
-            "args": args,
-            "tool": entry.tool_var,
-            "stage": scope.stage,
-            "run": {
-                "workflow": state.workflow,
-                "agent": state.agent_id,
-                "invoker": state.invoker,
-                "steps": state.steps,
-                "tool_calls": state.tool_calls,
-                "cost_usd": state.cost_usd,
-            },
-        }
 
     def _derivation(
         self, rule: _Provenance, call: ProposedCall, state: RunState

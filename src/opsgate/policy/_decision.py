@@ -63,6 +63,7 @@ class Decision:
     argument: str | None = None
     source: str | None = None
     cap: str | None = None
+    _as_dict: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def allowed(self) -> bool:
@@ -70,7 +71,9 @@ class Decision:
         return self.effect is Effect.ALLOW
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-able form, for records and reports."""
+        """A JSON-able form, for records and reports (a fresh copy each time)."""
+        if self._as_dict is not None:
+            return dict(self._as_dict)
         out: dict[str, Any] = {
             "effect": self.effect.value,
             "reason": self.reason.value,
@@ -84,7 +87,8 @@ class Decision:
             out["source"] = self.source
         if self.cap is not None:
             out["cap"] = self.cap
-        return out
+        object.__setattr__(self, "_as_dict", out)
+        return dict(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@
     │   ├── ToolTransientError      raised by a tool: "safe to try again"
     │   └── ToolTimeout             the gateway stopped waiting for a tool
     ├── InvalidToolCall             a proposed call that is not a valid call of a known tool
+    ├── StoreError                  the database cannot be opened, is not ours, or refused a write
+    ├── AuditIntegrityError         the audit trail does not verify (names the first bad event)
     └── RunNotActive                a call on a run that already ended or escalated
 
 Signals the runtime acts on (deny, approval required, escalation) are not exceptions:
@@ -22,12 +24,14 @@ hot path unwinds the stack and no event is lost to an uncaught raise.
 from __future__ import annotations
 
 __all__ = [
+    "AuditIntegrityError",
     "ConfigError",
     "ContractError",
     "InvalidToolCall",
     "OpsgateError",
     "PolicyError",
     "RunNotActive",
+    "StoreError",
     "SuiteError",
     "ToolError",
     "ToolTimeout",
@@ -99,6 +103,22 @@ class InvalidToolCall(OpsgateError):
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code
+        super().__init__(message)
+
+
+class StoreError(OpsgateError):
+    """The database cannot be opened, is not an opsgate database, or refused a write."""
+
+
+class AuditIntegrityError(OpsgateError):
+    """The audit trail failed verification.
+
+    Attributes:
+        seq: The first sequence number found bad (or missing), when one can be named.
+    """
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        self.seq = seq
         super().__init__(message)
 
 

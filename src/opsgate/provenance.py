@@ -38,7 +38,7 @@ Trust = Literal["trusted", "untrusted"]
 
 # A token: a run of word characters, possibly joined by the punctuation that holds ids,
 # e-mail addresses, decimals and paths together ("ORD-1234", "a.b@c.com", "150.00").
-_TOKEN_RE = re.compile(r"\w(?:[\w.@+\-/:]*\w)?")
+_TOKEN_RE = re.compile(r"(?:(?<!\w)-(?=\d))?\w(?:[\w.@+\-/:]*\w)?")
 _THOUSANDS_RE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+)(?:\.(\d+))?(?![\w])")
 _SPACE_RE = re.compile(r"\s+")
 _NUMBER_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
@@ -114,9 +114,10 @@ def _single_token(value: Any) -> str | None:
     if kind is int:
         return str(value)
     if kind is float:
-        if value != value or value in (float("inf"), float("-inf")):
+        text = repr(value)
+        if "e" in text or "n" in text:  # exponent forms, nan, inf: the general path
             return None
-        return str(int(value)) if value.is_integer() else _canonical_number(repr(value))
+        return _canonical_number(text)
     if kind is str and value.isascii() and _TOKEN_RE.fullmatch(value):
         if "," in value:
             return None
@@ -125,15 +126,40 @@ def _single_token(value: Any) -> str | None:
     return None
 
 
+def _leaf_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
 def _flatten(content: Any) -> str:
+    """Content as text: strings as they are, structures as their keys and leaves on lines
+    (not JSON, whose escapes would glue ``\n`` onto the next token)."""
     if isinstance(content, str):
         return content
-    if isinstance(content, bytes):
-        return content.decode("utf-8", "replace")
-    try:
-        return orjson.dumps(content, default=str).decode()
-    except TypeError:
-        return str(content)
+    if isinstance(content, (Mapping, list, tuple)):
+        parts: list[str] = []
+        _collect(content, parts)
+        return "\n".join(p for p in parts if p)
+    return _leaf_text(content)
+
+
+def _collect(content: Any, parts: list[str]) -> None:
+    if isinstance(content, Mapping):
+        for key, item in content.items():
+            parts.append(_leaf_text(key))
+            _collect(item, parts)
+    elif isinstance(content, (list, tuple)):
+        for item in content:
+            _collect(item, parts)
+    else:
+        parts.append(_leaf_text(content))
 
 
 def _leaves(value: Any) -> Iterator[Any]:
@@ -167,9 +193,9 @@ class ProvenanceLedger:
         if content is None or isinstance(content, bool):
             return  # no content, nothing to derive from: does not taint the run
         text = _flatten(content)
-        found = canonical_tokens(text)
-        if not found:
+        if not text.strip():
             return
+        found = canonical_tokens(text)
         self._texts.append((_normalise(text), trust, source))
         tokens = self._tokens
         for token in found:
@@ -208,9 +234,9 @@ class ProvenanceLedger:
             seen = self._tokens.get(token)
             return _UNKNOWN if seen is None else Origin(seen[0], seen[1])
         text = _flatten(value)
-        tokens = canonical_tokens(text)
-        if not tokens:
+        if not text.strip():
             return Origin("trusted", "constant")
+        tokens = canonical_tokens(text)
         if len(tokens) == 1:
             seen = self._tokens.get(tokens[0])
             return _UNKNOWN if seen is None else Origin(seen[0], seen[1])

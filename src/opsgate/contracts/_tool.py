@@ -31,6 +31,9 @@ Trust = Literal["trusted", "untrusted"]
 SCOPES: tuple[Scope, ...] = ("read", "draft", "write")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _SECRET_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_RESERVED = frozenset({"model_config", "model_fields", "model_computed_fields"})
+# Keys whose values are data, not schema: never strip "title" inside them.
+_DATA_KEYS = frozenset({"default", "examples", "const", "enum"})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -96,7 +99,7 @@ class ToolContract:
             raw = b"{}"
         if isinstance(raw, Mapping):
             try:
-                raw = orjson.dumps(raw)
+                raw = orjson.dumps(raw, default=_plain_mapping)
             except TypeError as exc:
                 raise InvalidToolCall(
                     "invalid_arguments", f"arguments of `{self.name}` are not JSON data: {exc}"
@@ -109,6 +112,12 @@ class ToolContract:
             raise InvalidToolCall(
                 "invalid_arguments", _describe_validation_error(self.name, exc)
             ) from None
+
+
+def _plain_mapping(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def _describe_validation_error(tool: str, exc: ValidationError) -> str:
@@ -137,6 +146,13 @@ def _short(value: Any) -> str:
 
 def _is_context_annotation(annotation: Any) -> bool:
     return annotation is ToolContext or get_origin(annotation) is ToolContext
+
+
+def _mentions_context(annotation: Any) -> bool:
+    annotation = _unwrap(annotation)
+    if _is_context_annotation(annotation):
+        return True
+    return any(_mentions_context(a) for a in get_args(annotation) if a is not type(None))
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -177,6 +193,8 @@ def _docstring_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
                 section = "body"
             elif stripped:
                 summary_lines.append(stripped)
+        elif section == "args" and stripped and not line.startswith(" "):
+            section, current = "body", None
         elif section == "args" and stripped:
             match = re.match(r"^(\w+)(?:\s*\(.*?\))?:\s*(.*)$", stripped)
             if match and line.startswith(" " * 4) and not line.startswith(" " * 8):
@@ -190,7 +208,7 @@ def _docstring_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
 def _strip_titles(schema: Any) -> Any:
     if isinstance(schema, dict):
         return {
-            k: _strip_titles(v)
+            k: v if k in _DATA_KEYS else _strip_titles(v)
             for k, v in schema.items()
             if not (k == "title" and isinstance(v, str))
         }
@@ -214,7 +232,11 @@ def build_contract(
     Raises:
         ContractError: the function cannot be a tool (say which parameter and why).
     """
-    tool_name = name or fn.__name__
+    if not callable(fn):
+        raise ContractError(f"`{fn!r}` is not callable; a tool is a function")
+    tool_name = name or getattr(fn, "__name__", None)
+    if not tool_name or tool_name == "<lambda>":
+        raise ContractError(f"`{fn!r}` has no usable name; pass name=")
     where = f"tool `{tool_name}`"
     if not _NAME_RE.match(tool_name):
         raise ContractError(f"{where}: name must match {_NAME_RE.pattern}")
@@ -231,9 +253,6 @@ def build_contract(
             raise ContractError(
                 f"{where}: secret name `{secret}` must be upper-case letters, digits, underscores"
             )
-    if not callable(fn):
-        raise ContractError(f"{where}: `{fn!r}` is not callable")
-
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as exc:  # unresolvable forward references and the like
@@ -245,17 +264,28 @@ def build_contract(
     for param in inspect.signature(fn).parameters.values():
         pname = param.name
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise ContractError(f"{where}: `*{pname}` parameters are not allowed; name each")
+            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
+            raise ContractError(f"{where}: `{stars}{pname}` parameters are not allowed; name each")
         if param.kind is param.POSITIONAL_ONLY:
             raise ContractError(f"{where}: parameter `{pname}` is positional-only")
         if pname not in hints:
             raise ContractError(f"{where}: parameter `{pname}` has no type annotation")
         annotation = hints[pname]
+        if _mentions_context(annotation) and not _is_context_annotation(_unwrap(annotation)):
+            raise ContractError(
+                f"{where}: parameter `{pname}` must be annotated ToolContext[...] itself "
+                "(not optional, not in a union): the gateway always passes it"
+            )
         if _is_context_annotation(_unwrap(annotation)):
             if context_param is not None:
                 raise ContractError(f"{where}: more than one ToolContext parameter")
             context_param = pname
             continue
+        if pname.startswith("_") or pname in _RESERVED:
+            raise ContractError(
+                f"{where}: parameter `{pname}` cannot be an argument name (leading underscore "
+                "or reserved by pydantic); rename it"
+            )
         default = ... if param.default is param.empty else param.default
         if pname in arg_docs:
             default = pydantic.Field(default, description=arg_docs[pname])
@@ -266,8 +296,13 @@ def build_contract(
     model_name = "".join(p.capitalize() for p in re.split(r"[_\-]", tool_name)) + "Args"
     try:
         args_model = create_model(
-            model_name, __config__=ConfigDict(extra="forbid", strict=True), **fields
+            model_name,
+            __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False),
+            **fields,
         )
+        if set(args_model.model_fields) != set(fields):
+            lost = ", ".join(sorted(set(fields) - set(args_model.model_fields)))
+            raise ContractError(f"{where}: argument(s) {lost} cannot be modelled; rename them")
         schema = _strip_titles(args_model.model_json_schema())
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema) as e:
         raise ContractError(

@@ -49,7 +49,7 @@ class Toolbelt:
                 module = importlib.import_module(module)
             except ImportError as exc:
                 raise ContractError(f"cannot import tools module `{module}`: {exc}") from None
-        found = [v for v in vars(module).values() if isinstance(v, ToolContract)]
+        found = list(dict.fromkeys(v for v in vars(module).values() if isinstance(v, ToolContract)))
         if not found:
             raise ContractError(f"module `{module.__name__}` defines no @tool functions")
         return cls(found)

@@ -1,0 +1,124 @@
+"""Opening the database: where it is, how it is configured, and refusing what is not ours."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from opsgate.errors import StoreError
+
+__all__ = ["DATABASE_URL_ENV", "DEFAULT_DIR_ENV", "default_url", "make_engine"]
+
+#: Environment variable naming the database (``postgresql://…`` or ``sqlite:///…``).
+DATABASE_URL_ENV = "OPSGATE_DATABASE_URL"
+#: Environment variable naming the data directory (default ``./.opsgate``).
+DEFAULT_DIR_ENV = "OPSGATE_HOME"
+
+
+def default_url() -> str:
+    """``$OPSGATE_DATABASE_URL``, else a SQLite file under ``$OPSGATE_HOME`` or ``.opsgate/``."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    home = Path(os.environ.get(DEFAULT_DIR_ENV) or ".opsgate")
+    return f"sqlite:///{home / 'opsgate.db'}"
+
+
+def _normalise(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite in WAL mode with synchronous commits, or PostgreSQL.
+
+    Transactions on SQLite begin DEFERRED, or IMMEDIATE (taking the write lock at once) on
+    connections with the execution option ``sqlite_immediate=True``: the audit log uses
+    that so concurrent appenders serialise instead of failing to upgrade a read lock.
+    """
+    url = _normalise(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"`{url}` is not a database URL (sqlite:///path or postgresql://…)"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except Exception as exc:  # missing driver and the like
+            raise StoreError(f"cannot use `{parsed.render_as_string()}`: {exc}") from None
+    raise StoreError(
+        f"unsupported database `{parsed.get_backend_name()}`: use SQLite or PostgreSQL"
+    )
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        path = Path(database)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create `{path.parent}`: {exc.strerror}") from None
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.OperationalError:
+            pass  # a read-only file cannot switch modes; reads still work
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def table_names(engine: Engine) -> list[str]:
+    """The tables of the database, or a `StoreError` if it is not a database at all."""
+    try:
+        return inspect(engine).get_table_names()
+    except (DBAPIError, OperationalError) as exc:
+        raise StoreError(describe_db_error(engine, exc)) from None
+
+
+def describe_db_error(engine: Engine, exc: BaseException) -> str:
+    """One line saying what went wrong with the database, and what to do."""
+    where = engine.url.render_as_string(hide_password=True)
+    original = getattr(exc, "orig", exc)
+    text = (
+        str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    )
+    lowered = text.lower()
+    if "file is not a database" in lowered or "malformed" in lowered:
+        return (
+            f"`{where}` is not a usable SQLite database ({text}); move it aside or point "
+            f"{DATABASE_URL_ENV} elsewhere"
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"`{where}` is read-only ({text}); nothing was written"
+    if ("disk" in lowered and "full" in lowered) or "no space" in lowered:
+        return f"the disk holding `{where}` is full ({text}); nothing was written"
+    if "unable to open" in lowered:
+        return f"cannot open `{where}` ({text})"
+    if "connection" in lowered or "could not connect" in lowered:
+        return f"cannot connect to `{where}` ({text})"
+    return f"database error on `{where}`: {text}"

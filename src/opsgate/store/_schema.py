@@ -1,0 +1,76 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations create it; see README.md."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: The schema version this code writes; a database at a newer one is refused.
+SCHEMA_VERSION = "0001"
+
+meta = Table(
+    "opsgate_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("workflow", String(128), nullable=False),
+    Column("invoker", String(256), nullable=False),
+    Column("agent_id", String(256), nullable=False),
+    Column("policy_version", String(128), nullable=False),
+    Column("model_route", Text),
+    Column("status", String(32), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("tool_calls", Integer, nullable=False, default=0),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("elapsed_s", Float),
+    Index("ix_runs_workflow_started", "workflow", "started_at"),
+)
+
+# The audit trail. Append-only (triggers reject UPDATE and DELETE). `body` holds the exact
+# canonical bytes that were hashed; `chain_hash` = SHA-256(previous chain_hash || leaf hash).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("run_id", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("chain_hash", LargeBinary(32), nullable=False),
+    Index("ix_audit_events_run", "run_id", "seq"),
+)
+
+# Signed tree heads over the first `tree_size` events (RFC 6962 Merkle root), append-only.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("chain_hash", LargeBinary(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("frontier", Text, nullable=False),
+)
+
+AUDIT_TABLES = ("audit_events", "audit_checkpoints")

@@ -116,3 +116,36 @@ def make_gateway(
         return Gateway(BELT, policy or make_policy(), recorder=recorder, **kwargs)
 
     return build
+
+
+# -- storage backends ------------------------------------------------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tests import _postgres  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[_postgres.Cluster]:
+    """One throwaway PostgreSQL cluster for the whole test session."""
+    yield from _postgres.cluster()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'opsgate.db'}"
+    cluster: _postgres.Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test writes to the developer's .opsgate/: each gets its own data directory."""
+    monkeypatch.setenv("OPSGATE_HOME", str(tmp_path_factory.mktemp("opsgate-home")))
+    monkeypatch.delenv("OPSGATE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("OPSGATE_AUDIT_SIGNING_KEY", raising=False)

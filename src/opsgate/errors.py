@@ -7,6 +7,7 @@
     │   ├── ContractError           a tool contract that cannot be built
     │   ├── PolicyError             a policy document that does not load or bind
     │   ├── ConfigError             any other configuration (secrets, paths)
+    │   ├── ApprovalError           an approval that cannot be given (unknown, decided, expired)
     │   └── SuiteError              an evaluation suite that does not load
     ├── ToolError                   a tool failed while running (counted, never lost)
     │   ├── ToolTransientError      raised by a tool: "safe to try again"
@@ -24,6 +25,7 @@ hot path unwinds the stack and no event is lost to an uncaught raise.
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalError",
     "AuditIntegrityError",
     "ConfigError",
     "ContractError",
@@ -69,6 +71,10 @@ class PolicyError(UserError):
 
 class ConfigError(UserError):
     """Configuration outside a policy (secret store, paths, options) is wrong."""
+
+
+class ApprovalError(UserError):
+    """An approval request that is unknown, already decided, expired, or already executed."""
 
 
 class SuiteError(UserError):

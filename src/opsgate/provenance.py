@@ -205,6 +205,18 @@ class ProvenanceLedger:
         if trust == "untrusted":
             self._untrusted_sources.append(source)
 
+    def snapshot(self) -> list[tuple[str, str, str]]:
+        """The labelled content, as JSON-able data (to persist a run awaiting approval)."""
+        return [(text, trust, source) for text, trust, source in self._texts]
+
+    @classmethod
+    def restore(cls, items: list[tuple[str, str, str]] | list[list[str]]) -> ProvenanceLedger:
+        """A ledger rebuilt from `snapshot` output."""
+        ledger = cls()
+        for text, trust, source in items:
+            ledger.add(text, trust=trust, source=source)  # type: ignore[arg-type]
+        return ledger
+
     @property
     def tainted(self) -> bool:
         """Whether the run has read any untrusted content."""

@@ -33,6 +33,7 @@ class EventType(StrEnum):
     TOOL_ERROR = "tool_error"
     WRITE_PERFORMED = "write_performed"
     STEP = "step"
+    RUN_RESUMED = "run_resumed"
     ESCALATED = "escalated"
     RUN_ENDED = "run_ended"
 

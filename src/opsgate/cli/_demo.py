@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Annotated
 
+import typer
+
+from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
 from opsgate.contracts import Toolbelt
 from opsgate.examples.support_triage import POLICY_PATH, tools
@@ -19,7 +23,8 @@ from opsgate.gateway import (
     OutcomeStatus,
 )
 from opsgate.policy import load_policy
-from opsgate.recorder import EventType, InMemoryRecorder
+from opsgate.recorder import Event, EventType, InMemoryRecorder
+from opsgate.store import open_store
 
 _STYLE = {
     OutcomeStatus.OK: "green",
@@ -83,17 +88,38 @@ async def _episode(gateway: Gateway, episode: Episode) -> None:
         )
 
 
+class _Tee:
+    """Keeps events in memory for the summary and hands them to the audit trail."""
+
+    def __init__(self, memory: InMemoryRecorder, audit: AuditRecorder) -> None:
+        self.memory = memory
+        self.audit = audit
+
+    def record(self, event: Event) -> None:
+        self.audit.record(event)
+        self.memory.record(event)
+
+
 @cli_errors
-def demo() -> None:
-    """Walk the example support workflow's proposed calls through the real gate."""
+def demo(
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database URL (default: $OPSGATE_DATABASE_URL or .opsgate/)."),
+    ] = None,
+) -> None:
+    """Walk the example support workflow's proposed calls through the real gate, recording
+    every event in the audit trail."""
     belt = Toolbelt.from_module(tools)
     policy = load_policy(POLICY_PATH, belt)
+    store = open_store(db)
+    log = AuditLog(store, Signer.from_file())
+    audit = AuditRecorder(log)
     recorder = InMemoryRecorder()
     secret = os.environ.get("PAYMENTS_API_KEY") or "demo-payments-key-0000"
     gateway = Gateway(
         belt,
         policy,
-        recorder=recorder,
+        recorder=_Tee(recorder, audit),
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
     )
@@ -107,6 +133,7 @@ def demo() -> None:
         asyncio.run(main())
     finally:
         gateway.close()
+        audit.close()
     decisions = recorder.of_type(EventType.DECISION)
     console.rule("[bold]summary[/]")
     by_reason: dict[str, int] = {}
@@ -116,5 +143,13 @@ def demo() -> None:
         f"{len(decisions)} decisions, {len(recorder)} events recorded: "
         + ", ".join(f"{k}={v}" for k, v in sorted(by_reason.items()))
     )
-    leaked = [e for e in recorder.events if secret in repr(e.data)]
+    leaked = [r for r in log.records() if secret in repr(r.data)]
     console.print(f"payments key found in records: {len(leaked)} (must be 0)")
+    report = log.verify()
+    console.print(
+        f"audit trail {store.url}: {report.events} events, {report.checkpoints} "
+        f"signed checkpoints, verified in {report.seconds:.3f}s"
+    )
+    last = recorder.events[-1].run_id
+    console.print(f"read a run's story: opsgate audit show {last[:12]}")
+    store.close()

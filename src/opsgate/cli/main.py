@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from opsgate import __version__
+from opsgate.cli._approvals import approvals_app
+from opsgate.cli._audit import audit_app
 from opsgate.cli._common import console
 from opsgate.cli._demo import demo
 from opsgate.cli._policy import policy_app
@@ -17,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+app.add_typer(approvals_app, name="approvals")
 app.command("demo")(demo)
 
 

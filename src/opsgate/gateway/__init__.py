@@ -8,6 +8,7 @@ from opsgate.gateway._approval import (
     DenyAllApprover,
     InMemoryApprovalQueue,
 )
+from opsgate.gateway._durable import ApprovalRecord, DurableApprovalQueue
 from opsgate.gateway._gateway import Gateway, OutcomeStatus, ToolOutcome
 from opsgate.gateway._run import (
     CompletedCall,
@@ -21,11 +22,13 @@ from opsgate.gateway._secrets import EnvSecretStore, MappingSecretStore, SecretS
 
 __all__ = [
     "ApprovalAnswer",
+    "ApprovalRecord",
     "ApprovalRequest",
     "Approver",
     "CallbackApprover",
     "CompletedCall",
     "DenyAllApprover",
+    "DurableApprovalQueue",
     "EnvSecretStore",
     "Escalation",
     "Gateway",

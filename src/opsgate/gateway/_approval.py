@@ -42,6 +42,8 @@ class ApprovalRequest:
     decision: Decision
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     requested_at: float = field(default_factory=time.time)
+    run_state: dict[str, Any] | None = field(default=None, repr=False)
+    """The run's snapshot, for approvers that persist requests (and resume elsewhere)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class ApprovalAnswer:
     approved: bool
     approver: str
     reason: str = ""
+    recorded: bool = False
+    """True when whoever took the decision already wrote it to the audit trail."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.approver, str) or not self.approver.strip():

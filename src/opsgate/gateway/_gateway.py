@@ -27,8 +27,9 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from opsgate.contracts import Toolbelt, ToolContext, ToolContract
-from opsgate.errors import InvalidToolCall, PolicyError, ToolTransientError
+from opsgate.errors import ApprovalError, InvalidToolCall, PolicyError, ToolTransientError
 from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest, Approver, DenyAllApprover
+from opsgate.gateway._durable import DurableApprovalQueue
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
@@ -318,6 +319,96 @@ class Gateway:
                 )
         return await self._execute(run, contract, call_id, validated, data, decision)
 
+    async def resume(self, request_id: str, *, deps: Any = None) -> tuple[Run, ToolOutcome]:
+        """Resume a run whose call waited for a person, from the durable approval queue.
+
+        Works in the process that asked or in any other (after a restart): the run is
+        rebuilt from its snapshot, the call is decided again under the current policy (a
+        policy that now denies it wins), and an approved call is executed exactly once.
+
+        Args:
+            request_id: The approval request (or a unique prefix of it).
+            deps: The run's dependencies (what tools receive as ``ctx.deps``).
+
+        Raises:
+            ApprovalError: no durable queue, unknown request, still pending, already run.
+        """
+        queue = self.approver
+        if not isinstance(queue, DurableApprovalQueue):
+            raise ApprovalError("resume() needs a DurableApprovalQueue as the approver")
+        record = await asyncio.to_thread(queue.load, request_id)
+        if record.status == "pending" and time.time() >= record.expires_at:
+            await asyncio.to_thread(queue.expire, record.request_id)
+            record = await asyncio.to_thread(queue.load, record.request_id)
+        if record.status == "pending":
+            raise ApprovalError(f"approval request `{record.request_id}` is still pending")
+        if record.executed_at is not None:
+            raise ApprovalError(f"the call of `{record.request_id}` was already executed")
+        run = Run.restore(record.run_state, deps)
+        run.unexecuted = [u for u in run.unexecuted if u.call_id != record.call_id]
+        run.status = RunStatus.RUNNING
+        self._emit(
+            run,
+            EventType.RUN_RESUMED,
+            {
+                "request_id": record.request_id,
+                "approval": record.status,
+                "policy_version": self.policy.version,
+                "asked_under": record.decision.get("policy_version"),
+            },
+        )
+        contract = self.toolbelt.get(record.tool)
+        validated = contract.validate_args(record.args)
+        data = validated.model_dump(mode="json")
+        decision = Decision(
+            Effect.NEEDS_APPROVAL,
+            Reason.APPROVAL_REQUIRED,
+            record.decision.get("rule", ""),
+            record.decision.get("message", ""),
+            record.decision.get("policy_version", ""),
+        )
+        if record.status == "expired":
+            self._escalate(
+                run,
+                "approval_expired",
+                f"the approval of `{record.tool}` expired without an answer",
+            )
+            return run, ToolOutcome(
+                record.call_id,
+                record.tool,
+                OutcomeStatus.ESCALATED,
+                decision,
+                message="approval expired; run escalated",
+            )
+        if record.status == "denied":
+            run.denials += 1
+            return run, ToolOutcome(
+                record.call_id,
+                record.tool,
+                OutcomeStatus.APPROVAL_DENIED,
+                decision,
+                message=f"a person denied this call: {record.reason or 'no reason given'}",
+            )
+        key = record.tool + ":" + _canonical(data).decode()
+        now = self.policy.decide(ProposedCall(record.tool, data, key), run)
+        if now.effect is Effect.DENY:
+            self._emit_decision(run, record.call_id, record.tool, now)
+            run.denials += 1
+            return run, ToolOutcome(
+                record.call_id,
+                record.tool,
+                OutcomeStatus.DENIED,
+                now,
+                message=f"denied under the current policy: {now.message}",
+            )
+        answer = await asyncio.to_thread(queue.answer_for, record)
+        if not answer.approved:
+            return run, ToolOutcome(
+                record.call_id, record.tool, OutcomeStatus.REFUSED, decision, message=answer.reason
+            )
+        outcome = await self._execute(run, contract, record.call_id, validated, data, decision)
+        return run, outcome
+
     # -- internals -----------------------------------------------------------------------
 
     def _unknown_tool_message(self, run: Run, tool: str) -> str:
@@ -346,9 +437,7 @@ class Gateway:
     async def _ask(
         self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
     ) -> ApprovalAnswer | None:
-        request = ApprovalRequest(
-            run.run_id, call_id, run.workflow, run.invoker, run.agent_id, tool, data, decision
-        )
+        request_id = os.urandom(16).hex()
         pending = UnexecutedCall(call_id, tool, data, "awaiting approval")
         run.unexecuted.append(pending)
         run.status = RunStatus.AWAITING_APPROVAL
@@ -357,11 +446,24 @@ class Gateway:
             EventType.APPROVAL_REQUESTED,
             {
                 "call_id": call_id,
-                "request_id": request.request_id,
+                "request_id": request_id,
                 "tool": tool,
                 "reason": decision.reason.value,
                 "rule": decision.rule,
             },
+        )
+        persists = getattr(self.approver, "persists", False)
+        request = ApprovalRequest(
+            run.run_id,
+            call_id,
+            run.workflow,
+            run.invoker,
+            run.agent_id,
+            tool,
+            data,
+            decision,
+            request_id=request_id,
+            run_state=run.snapshot() if persists else None,
         )
         try:
             async with asyncio.timeout(self.approval_timeout_s):
@@ -379,17 +481,24 @@ class Gateway:
             )
         run.unexecuted.remove(pending)
         run.status = RunStatus.RUNNING
+        if not answer.recorded:
+            self._emit_answer(run, call_id, request_id, tool, answer)
+        return answer
+
+    def _emit_answer(
+        self, run: Run, call_id: str, request_id: str, tool: str, answer: ApprovalAnswer
+    ) -> None:
         self._emit(
             run,
             EventType.APPROVAL_GRANTED if answer.approved else EventType.APPROVAL_DENIED,
             {
                 "call_id": call_id,
-                "request_id": request.request_id,
+                "request_id": request_id,
+                "tool": tool,
                 "approver": answer.approver,
                 "reason": answer.reason,
             },
         )
-        return answer
 
     async def _execute(
         self,

@@ -131,6 +131,74 @@ class Run:
         """A snapshot of what the run has done so far."""
         return Progress(tuple(self.completed), tuple(self.unexecuted))
 
+    def snapshot(self) -> dict[str, Any]:
+        """The run's state as JSON data, to persist it while it waits for a person."""
+        return {
+            "v": 1,
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "invoker": self.invoker,
+            "agent_id": self.agent_id,
+            "policy_version": self.policy_version,
+            "request": self.request,
+            "steps": self.steps,
+            "tool_calls": self.tool_calls,
+            "retries": self.retries,
+            "cost_usd": self.cost_usd,
+            "refusals": self.refusals,
+            "denials": self.denials,
+            "errors": self.errors,
+            "call_counts": dict(self.call_counts),
+            "provenance": self.provenance.snapshot(),
+            "completed": [
+                {
+                    "call_id": c.call_id,
+                    "tool": c.tool,
+                    "scope": c.scope,
+                    "args": c.args,
+                    "result": c.result,
+                }
+                for c in self.completed
+            ],
+            "unexecuted": [
+                {"call_id": u.call_id, "tool": u.tool, "args": u.args, "why": u.why}
+                for u in self.unexecuted
+            ],
+            "started_at": self.started_at,
+            "elapsed_s": self.elapsed_s,
+            "next_seq": self._next_seq,
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], deps: Any = None) -> Run:
+        """A run rebuilt from `snapshot` output (in this process or another)."""
+        if state.get("v") != 1:
+            raise ValueError(f"unknown run snapshot version {state.get('v')!r}")
+        run = cls(
+            workflow=state["workflow"],
+            invoker=state["invoker"],
+            agent_id=state["agent_id"],
+            policy_version=state["policy_version"],
+            request=state["request"],
+            deps=deps,
+            run_id=state["run_id"],
+            steps=state["steps"],
+            tool_calls=state["tool_calls"],
+            retries=state["retries"],
+            cost_usd=state["cost_usd"],
+            refusals=state["refusals"],
+            denials=state["denials"],
+            errors=state["errors"],
+            call_counts=Counter(state["call_counts"]),
+            provenance=ProvenanceLedger.restore(state["provenance"]),
+            completed=[CompletedCall(**c) for c in state["completed"]],
+            unexecuted=[UnexecutedCall(**u) for u in state["unexecuted"]],
+            started_at=state["started_at"],
+        )
+        run._started_mono = time.monotonic() - float(state.get("elapsed_s", 0.0))
+        run._next_seq = int(state["next_seq"])
+        return run
+
     def next_seq(self) -> int:
         """The next event sequence number of the run (the gateway's to call)."""
         seq = self._next_seq

@@ -16,9 +16,10 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+_BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 
 meta = Table(
     "opsgate_meta",
@@ -51,7 +52,7 @@ runs = Table(
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", _BIGINT, primary_key=True, autoincrement=False),
     Column("run_id", String(64), nullable=False),
     Column("type", String(32), nullable=False),
     Column("at", Float, nullable=False),
@@ -64,7 +65,7 @@ audit_events = Table(
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,
-    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("tree_size", _BIGINT, primary_key=True, autoincrement=False),
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("chain_hash", LargeBinary(32), nullable=False),
     Column("at", Float, nullable=False),
@@ -74,3 +75,48 @@ audit_checkpoints = Table(
 )
 
 AUDIT_TABLES = ("audit_events", "audit_checkpoints")
+
+# Debug traces: OpenTelemetry spans, redacted before they were stored. Expire by retention.
+spans = Table(
+    "spans",
+    metadata,
+    Column("span_id", String(16), primary_key=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("parent_span_id", String(16)),
+    Column("run_id", String(64)),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attributes", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Index("ix_spans_run", "run_id", "start_ns"),
+    Index("ix_spans_trace", "trace_id"),
+    Index("ix_spans_start", "start_ns"),
+)
+
+# The durable approval queue: the exact proposed call and the run's state to resume from.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("call_id", String(64), nullable=False),
+    Column("workflow", String(128), nullable=False),
+    Column("invoker", String(256), nullable=False),
+    Column("agent_id", String(256), nullable=False),
+    Column("tool", String(128), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("approver", String(256)),
+    Column("reason", Text),
+    Column("requested_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("decided_at", Float),
+    Column("executed_at", Float),
+    Column("run_state", Text, nullable=False),
+    Index("ix_approvals_status", "status", "requested_at"),
+    Index("ix_approvals_run", "run_id"),
+)

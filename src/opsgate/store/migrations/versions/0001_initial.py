@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+_BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -77,7 +79,8 @@ def upgrade() -> None:
     op.create_index("ix_runs_workflow_started", "runs", ["workflow", "started_at"])
     op.create_table(
         "audit_events",
-        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        # INTEGER on SQLite: the rowid itself (no second index; in-order scans)
+        sa.Column("seq", _BIGINT, primary_key=True, autoincrement=False),
         sa.Column("run_id", sa.String(64), nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("at", sa.Float, nullable=False),
@@ -87,7 +90,7 @@ def upgrade() -> None:
     op.create_index("ix_audit_events_run", "audit_events", ["run_id", "seq"])
     op.create_table(
         "audit_checkpoints",
-        sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("tree_size", _BIGINT, primary_key=True, autoincrement=False),
         sa.Column("root_hash", sa.LargeBinary(32), nullable=False),
         sa.Column("chain_hash", sa.LargeBinary(32), nullable=False),
         sa.Column("at", sa.Float, nullable=False),

@@ -1,0 +1,162 @@
+"""`AuditRecorder`: the gateway's `Recorder` that writes the audit trail, group-committed.
+
+``record()`` hands the event to one writer thread and (durable mode, the default) waits
+until the transaction holding it has committed. While one transaction is being flushed,
+events from other threads queue up; the next transaction takes them all, so one durable
+commit (one fsync) covers every event that arrived meanwhile: group commit. A failed
+commit raises in every waiting caller, so the gateway never runs a call whose record
+was not kept.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from opsgate.audit._log import AuditLog
+from opsgate.errors import StoreError
+from opsgate.recorder import Event, EventType
+
+__all__ = ["AuditRecorder"]
+
+_MAX_BATCH = 1000
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: Event | None  # None: a flush marker
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class AuditRecorder:
+    """Writes every event to an `AuditLog`.
+
+    Args:
+        log: The audit log (with a signer, to checkpoint).
+        durable: Wait for the commit in ``record()`` (default). False returns at once and
+            lets `flush` or `close` wait; a crash may then lose the last batch.
+        checkpoint_every: Sign a checkpoint after this many events (0: never by count).
+        checkpoint_on_run_end: Sign a checkpoint when a run ends.
+        commit_delay_s: When the last commit carried several writers' events, wait this
+            long before the next one so that more join it (0 disables).
+    """
+
+    def __init__(
+        self,
+        log: AuditLog,
+        *,
+        durable: bool = True,
+        checkpoint_every: int = 1000,
+        checkpoint_on_run_end: bool = True,
+        commit_delay_s: float = 0.0002,
+    ) -> None:
+        self.log = log
+        self.durable = durable
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_on_run_end = checkpoint_on_run_end and log.signer is not None
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._since_checkpoint = 0
+        self._concurrent = False
+        self.commit_delay_s = commit_delay_s
+        self._closed = False
+        self._failure: BaseException | None = None
+        self.batches = 0
+        self.events = 0
+        self.checkpoint_failures = 0
+        self.last_checkpoint_error = ""
+        self._thread = threading.Thread(target=self._run, name="opsgate-audit", daemon=True)
+        self._thread.start()
+
+    def record(self, event: Event) -> None:
+        """Append ``event``; in durable mode, return only once it is committed.
+
+        Raises:
+            StoreError: the event could not be stored (the caller must not go on).
+        """
+        if self._closed:
+            raise StoreError("the audit recorder is closed")
+        pending = _Pending(event)
+        self._queue.put(pending)
+        if self.durable:
+            pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+        elif self._failure is not None:
+            raise StoreError(f"an earlier audit write failed: {self._failure}")
+
+    def flush(self) -> None:
+        """Wait until everything recorded so far is committed."""
+        marker = _Pending(None)
+        self._queue.put(marker)
+        marker.done.wait()
+        if self._failure is not None:
+            raise StoreError(f"an audit write failed: {self._failure}")
+
+    def close(self) -> None:
+        """Flush, sign a final checkpoint and stop the writer."""
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        if self.log.signer is not None:
+            self.log.checkpoint()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            if self._concurrent:
+                # others were writing a moment ago: give them a breath to join this commit
+                # (as PostgreSQL's commit_delay does); a lone writer never waits
+                time.sleep(self.commit_delay_s)
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            events = [p.event for p in batch if p.event is not None]
+            self._concurrent = len(events) > 1
+            error: BaseException | None = None
+            try:
+                self.log.append(events)
+                self.batches += 1
+                self.events += len(events)
+                self._since_checkpoint += len(events)
+            except BaseException as exc:  # handed to every waiting caller
+                error = (
+                    exc
+                    if isinstance(exc, StoreError)
+                    else StoreError(f"audit write failed: {type(exc).__name__}: {exc}")
+                )
+                self._failure = error
+            for pending in batch:
+                pending.error = error if pending.event is not None else None
+                pending.done.set()
+            if (
+                error is None
+                and self.log.signer is not None
+                and (
+                    (
+                        self.checkpoint_on_run_end
+                        and any(e.type == EventType.RUN_ENDED for e in events)
+                    )
+                    or (self.checkpoint_every and self._since_checkpoint >= self.checkpoint_every)
+                )
+            ):
+                try:
+                    self.log.checkpoint()
+                    self._since_checkpoint = 0
+                except Exception as exc:  # the events are safe; the next checkpoint covers them
+                    self.checkpoint_failures += 1
+                    self.last_checkpoint_error = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,96 @@
+"""`opsgate approvals list|approve|deny`: the durable approval queue from a terminal."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opsgate.audit import AuditLog, AuditRecorder, Signer
+from opsgate.cli._common import cli_errors, console
+from opsgate.gateway import DurableApprovalQueue
+from opsgate.store import open_store
+
+approvals_app = typer.Typer(help="The durable approval queue.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $OPSGATE_DATABASE_URL or .opsgate/)."),
+]
+AsOption = Annotated[str, typer.Option("--as", help="Your identity (required): who decides.")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why; kept in the audit trail.")]
+
+
+@approvals_app.command("list")
+@cli_errors
+def list_(
+    db: DbOption = None,
+    all_: Annotated[bool, typer.Option("--all", help="Decided and expired ones too.")] = False,
+) -> None:
+    """Requests waiting for a person (oldest first)."""
+    store = open_store(db, migrate=False)
+    try:
+        records = DurableApprovalQueue(store).list(None if all_ else "pending")
+    finally:
+        store.close()
+    table = Table(title="approval requests", title_justify="left")
+    for column in ("request", "age", "status", "workflow", "invoker", "tool", "arguments", "why"):
+        table.add_column(column)
+    now = time.time()
+    for r in records:
+        table.add_row(
+            r.request_id[:12],
+            f"{now - r.requested_at:.0f}s",
+            r.status,
+            r.workflow,
+            r.invoker,
+            r.tool,
+            json.dumps(r.args, sort_keys=True),
+            str(r.decision.get("message", "")),
+        )
+    console.print(table)
+    if not records:
+        console.print("no requests" if all_ else "no pending requests")
+
+
+def _decide(request_id: str, approved: bool, who: str, reason: str, db: str | None) -> None:
+    store = open_store(db, migrate=False)
+    recorder = AuditRecorder(AuditLog(store, Signer.from_file()))
+    try:
+        record = DurableApprovalQueue(store, recorder=recorder).decide(
+            request_id, approved=approved, approver=who, reason=reason
+        )
+    finally:
+        recorder.close()
+        store.close()
+    console.print(
+        f"{record.status} `{record.tool}` of run {record.run_id[:12]} "
+        f"(request {record.request_id[:12]}) as {record.approver}; audited"
+    )
+
+
+@approvals_app.command("approve")
+@cli_errors
+def approve(
+    request_id: Annotated[str, typer.Argument(help="The request id (or a unique prefix).")],
+    who: AsOption,
+    reason: ReasonOption = "",
+    db: DbOption = None,
+) -> None:
+    """Approve a pending request; the run resumes and the call runs exactly once."""
+    _decide(request_id, True, who, reason, db)
+
+
+@approvals_app.command("deny")
+@cli_errors
+def deny(
+    request_id: Annotated[str, typer.Argument(help="The request id (or a unique prefix).")],
+    who: AsOption,
+    reason: ReasonOption = "",
+    db: DbOption = None,
+) -> None:
+    """Deny a pending request; the call never runs."""
+    _decide(request_id, False, who, reason, db)

@@ -1,0 +1,145 @@
+"""`opsgate audit verify|prove|show|checkpoint`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from opsgate.audit import AuditLog, Signer, default_key_path, load_public_key
+from opsgate.audit._signing import key_id
+from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
+from opsgate.errors import AuditIntegrityError, ConfigError
+from opsgate.store import open_store
+
+audit_app = typer.Typer(help="Verify, prove and read the audit trail.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: $OPSGATE_DATABASE_URL or .opsgate/)."),
+]
+
+
+def _log(db: str | None, *, sign: bool = False) -> AuditLog:
+    store = open_store(db, migrate=False)
+    signer = Signer.from_file(create=True) if sign else None
+    return AuditLog(store, signer)
+
+
+@audit_app.command("verify")
+@cli_errors
+def verify(
+    db: DbOption = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM file of the public key obtained out of band (default: the keys the "
+            "store records, which proves integrity only against those who cannot also "
+            "replace them)."
+        ),
+    ] = None,
+) -> None:
+    """Re-hash every event and check every signed checkpoint.
+
+    Exit 0 when the log verifies, 1 naming the first bad sequence number otherwise.
+    """
+    log = _log(db)
+    keys: dict[str, Any] | None = None
+    if public_key is not None:
+        try:
+            key = load_public_key(public_key.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read `{public_key}`: {exc.strerror}") from None
+        keys = {key_id(key): key}
+    try:
+        report = log.verify(keys)
+    except AuditIntegrityError as exc:
+        err_console.print(f"[bold red]FAILED[/] at event {exc.seq}: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    rate = report.events / report.seconds if report.seconds else 0.0
+    console.print(
+        f"[green]ok[/] {report.events} events, {report.checkpoints} signed "
+        f"checkpoints verified in {report.seconds:.3f}s ({rate:,.0f} events/s)"
+    )
+
+
+@audit_app.command("checkpoint")
+@cli_errors
+def checkpoint(db: DbOption = None) -> None:
+    """Sign a checkpoint over every event so far (with the local signing key)."""
+    log = _log(db, sign=True)
+    cp = log.checkpoint()
+    if cp is None:
+        console.print("nothing new since the last checkpoint")
+    else:
+        console.print(
+            f"checkpoint at {cp.tree_size} events, root {cp.root_hash.hex()}, "
+            f"key {cp.key_id} ({default_key_path()})"
+        )
+
+
+@audit_app.command("prove")
+@cli_errors
+def prove(
+    seq: Annotated[int, typer.Argument(help="The event's sequence number.")],
+    db: DbOption = None,
+) -> None:
+    """Print an inclusion proof of one event (JSON) that a verifier checks with the public
+    key alone."""
+    log = _log(db)
+    console.print_json(json.dumps(log.inclusion(seq)))
+
+
+@audit_app.command("show")
+@cli_errors
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run id (or a unique prefix).")],
+    db: DbOption = None,
+) -> None:
+    """The story of one run: who invoked it, what it read, which tools it called, what the
+    gate decided, who approved, what it changed, how it ended."""
+    log = _log(db)
+    records = (
+        log.records(run_id)
+        if len(run_id) >= 32
+        else [r for r in log.records() if r.run_id.startswith(run_id)]
+    )
+    runs = sorted({r.run_id for r in records})
+    if not runs:
+        raise ConfigError(f"no run `{run_id}` in the audit trail")
+    if len(runs) > 1:
+        raise ConfigError(f"`{run_id}` matches {len(runs)} runs; give more of the id")
+    table = Table(title=f"run {runs[0]}", title_justify="left")
+    for column in ("seq", "event", "details"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(str(r.seq), r.type, _describe(r.type, r.data))
+    console.print(table)
+
+
+def _describe(kind: str, d: dict[str, Any]) -> str:
+    if kind == "run_started":
+        return (
+            f"invoked by {d.get('invoker')} · agent {d.get('agent_id')} · workflow "
+            f"{d.get('workflow')} · policy {d.get('policy_version')} · stage {d.get('stage')}"
+        )
+    if kind == "context_read":
+        return f"read {d.get('source')} ({d.get('trust')})"
+    if kind == "tool_call_proposed":
+        return f"{d.get('tool')}({json.dumps(d.get('args'), sort_keys=True)})"
+    if kind == "decision":
+        return f"{d.get('effect')} · {d.get('reason')} · {d.get('rule')}"
+    if kind.startswith("approval_"):
+        who = d.get("approver") or ""
+        return f"{d.get('tool', '')} {who} {d.get('reason', '')}".strip()
+    if kind == "write_performed":
+        return f"CHANGED via {d.get('tool')}: {json.dumps(d.get('result'), sort_keys=True)}"
+    if kind in ("tool_result", "tool_error"):
+        text = d.get("error") or json.dumps(d.get("result"), sort_keys=True)
+        return f"{d.get('tool')}: {text[:120]}"
+    if kind in ("escalated", "run_ended"):
+        return f"{d.get('status', '')} {d.get('reason', '')} {d.get('message', '')}".strip()
+    return json.dumps(d, sort_keys=True)[:120]

@@ -1,0 +1,261 @@
+"""`DurableApprovalQueue`: approvals that survive the process that asked for them.
+
+A call that needs a person is persisted with the exact proposed call and a snapshot of
+its run (``awaiting_approval``). An approver with an identity approves or denies from any
+process (`opsgate approvals`, the dashboard); the decision is written to the audit trail
+at once. The run then resumes: in the process still waiting (it polls), or in another one
+through `Gateway.resume`. Execution is claimed atomically (``executed_at`` set where it
+was empty), so an approved call runs exactly once, whichever process gets there first.
+Requests past their expiry can no longer be approved; a run waiting on one escalates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, update
+
+from opsgate.errors import ApprovalError
+from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest
+from opsgate.recorder import Event, EventType, Recorder
+from opsgate.store import Store
+from opsgate.store._schema import approvals
+
+__all__ = ["ApprovalRecord", "DurableApprovalQueue"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """One row of the approval queue."""
+
+    request_id: str
+    run_id: str
+    call_id: str
+    workflow: str
+    invoker: str
+    agent_id: str
+    tool: str
+    args: dict[str, Any]
+    decision: dict[str, Any]
+    status: str
+    approver: str | None
+    reason: str | None
+    requested_at: float
+    expires_at: float
+    decided_at: float | None
+    executed_at: float | None
+    run_state: dict[str, Any]
+
+
+def _record(row: Any) -> ApprovalRecord:
+    return ApprovalRecord(
+        row.request_id,
+        row.run_id,
+        row.call_id,
+        row.workflow,
+        row.invoker,
+        row.agent_id,
+        row.tool,
+        orjson.loads(row.args),
+        orjson.loads(row.decision),
+        row.status,
+        row.approver,
+        row.reason,
+        row.requested_at,
+        row.expires_at,
+        row.decided_at,
+        row.executed_at,
+        orjson.loads(row.run_state),
+    )
+
+
+class DurableApprovalQueue:
+    """The approval queue in the opsgate database (an `Approver`).
+
+    Args:
+        store: The open store.
+        recorder: Where decisions are audited (the audit recorder). Required to decide.
+        ttl_s: How long a request can be approved.
+        poll_s: How often a waiting run looks for the answer.
+    """
+
+    persists = True  # the gateway hands this approver a snapshot of the run
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        recorder: Recorder | None = None,
+        ttl_s: float = 24 * 3600.0,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.ttl_s = ttl_s
+        self.poll_s = poll_s
+
+    # -- the Approver side ---------------------------------------------------------------
+
+    async def request(self, request: ApprovalRequest) -> ApprovalAnswer:
+        """Persist ``request``, then wait for a person's decision (polling the store)."""
+        await asyncio.to_thread(self._insert, request)
+        try:
+            while True:
+                record = await asyncio.to_thread(self.load, request.request_id)
+                if record.status != "pending":
+                    break
+                if time.time() >= record.expires_at:
+                    await asyncio.to_thread(self.expire, request.request_id)
+                    raise TimeoutError(f"approval {request.request_id} expired")
+                await asyncio.sleep(self.poll_s)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(self.expire, request.request_id))
+            raise
+        return await asyncio.to_thread(self.answer_for, record)
+
+    def answer_for(self, record: ApprovalRecord) -> ApprovalAnswer:
+        """The answer a decided record gives; claims execution when approved."""
+        approver = record.approver or "opsgate:unknown"
+        if record.status == "approved":
+            if self.claim(record.request_id):
+                return ApprovalAnswer(True, approver, record.reason or "", recorded=True)
+            return ApprovalAnswer(
+                False, approver, "already executed by another process", recorded=True
+            )
+        if record.status == "expired":
+            return ApprovalAnswer(False, "opsgate:expiry", "the request expired", recorded=True)
+        return ApprovalAnswer(False, approver, record.reason or "", recorded=True)
+
+    def _insert(self, request: ApprovalRequest) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                insert(approvals).values(
+                    request_id=request.request_id,
+                    run_id=request.run_id,
+                    call_id=request.call_id,
+                    workflow=request.workflow,
+                    invoker=request.invoker,
+                    agent_id=request.agent_id,
+                    tool=request.tool,
+                    args=orjson.dumps(request.args).decode(),
+                    decision=orjson.dumps(request.decision.as_dict()).decode(),
+                    status="pending",
+                    requested_at=request.requested_at,
+                    expires_at=request.requested_at + self.ttl_s,
+                    run_state=orjson.dumps(request.run_state or {}).decode(),
+                )
+            )
+
+    # -- the operator side ---------------------------------------------------------------
+
+    def load(self, request_id: str) -> ApprovalRecord:
+        """The request, or `ApprovalError` if there is none."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(approvals).where(approvals.c.request_id == request_id)
+            ).first()
+            if row is None and len(request_id) >= 4:
+                rows = conn.execute(
+                    select(approvals).where(approvals.c.request_id.like(request_id + "%"))
+                ).all()
+                row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise ApprovalError(f"no approval request `{request_id}`")
+        return _record(row)
+
+    def list(self, status: str | None = "pending") -> list[ApprovalRecord]:
+        """Requests (pending by default), oldest first; expired ones are marked so."""
+        now = time.time()
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(approvals)
+                .where(approvals.c.status == "pending", approvals.c.expires_at <= now)
+                .values(status="expired", decided_at=now)
+            )
+            query = select(approvals).order_by(approvals.c.requested_at)
+            if status is not None:
+                query = query.where(approvals.c.status == status)
+            return [_record(r) for r in conn.execute(query)]
+
+    def decide(
+        self, request_id: str, *, approved: bool, approver: str, reason: str = ""
+    ) -> ApprovalRecord:
+        """Approve or deny a pending request, as ``approver``; the decision is audited.
+
+        Raises:
+            ApprovalError: no identity, unknown request, already decided, or expired.
+        """
+        if not approver or not approver.strip():
+            raise ApprovalError("an approval needs the approver's identity")
+        if self.recorder is None:
+            raise ApprovalError("this queue has no audit recorder; decisions must be audited")
+        record = self.load(request_id)
+        now = time.time()
+        with self.store.engine.begin() as conn:
+            done = conn.execute(
+                update(approvals)
+                .where(
+                    approvals.c.request_id == record.request_id,
+                    approvals.c.status == "pending",
+                    approvals.c.expires_at > now,
+                )
+                .values(
+                    status="approved" if approved else "denied",
+                    approver=approver.strip(),
+                    reason=reason,
+                    decided_at=now,
+                )
+            )
+        if done.rowcount != 1:
+            current = self.load(record.request_id)
+            if current.status == "pending":
+                self.expire(record.request_id)
+                raise ApprovalError(f"approval request `{record.request_id}` has expired")
+            raise ApprovalError(
+                f"approval request `{record.request_id}` is already {current.status}"
+                + (f" by {current.approver}" if current.approver else "")
+            )
+        self.recorder.record(
+            Event(
+                EventType.APPROVAL_GRANTED if approved else EventType.APPROVAL_DENIED,
+                record.run_id,
+                -1,
+                now,
+                {
+                    "call_id": record.call_id,
+                    "request_id": record.request_id,
+                    "tool": record.tool,
+                    "approver": approver.strip(),
+                    "reason": reason,
+                    "via": "approval queue",
+                },
+            )
+        )
+        return self.load(record.request_id)
+
+    def claim(self, request_id: str) -> bool:
+        """Claim the execution of an approved request; True for exactly one caller."""
+        with self.store.engine.begin() as conn:
+            done = conn.execute(
+                update(approvals)
+                .where(
+                    approvals.c.request_id == request_id,
+                    approvals.c.status == "approved",
+                    approvals.c.executed_at.is_(None),
+                )
+                .values(executed_at=time.time())
+            )
+        return done.rowcount == 1
+
+    def expire(self, request_id: str) -> None:
+        """Mark a still-pending request expired."""
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(approvals)
+                .where(approvals.c.request_id == request_id, approvals.c.status == "pending")
+                .values(status="expired", decided_at=time.time())
+            )

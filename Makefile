@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 # The storage and audit tests run against a real throwaway PostgreSQL cluster too: its
 # server binaries come from the machine image, or from Debian's packages where missing.
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null \
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 unit: $(STAMP) postgres

@@ -2,11 +2,13 @@
 
 from opsgate.audit._log import (
     RECORD_VERSION,
+    ArchivedSegment,
     AuditLog,
     AuditRecord,
     Checkpoint,
     VerifyReport,
     checkpoint_statement,
+    verify_archive,
 )
 from opsgate.audit._merkle import (
     CompactRange,
@@ -22,6 +24,7 @@ from opsgate.audit._signing import SIGNING_KEY_ENV, Signer, default_key_path, lo
 __all__ = [
     "RECORD_VERSION",
     "SIGNING_KEY_ENV",
+    "ArchivedSegment",
     "AuditLog",
     "AuditRecord",
     "AuditRecorder",
@@ -34,6 +37,7 @@ __all__ = [
     "leaf_hash",
     "load_public_key",
     "node_hash",
+    "verify_archive",
     "verify_consistency",
     "verify_inclusion",
     "verify_inclusion_document",

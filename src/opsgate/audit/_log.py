@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,15 +46,17 @@ from opsgate.recorder import Event, EventType
 from opsgate.redaction import Redactor
 from opsgate.store import Store
 from opsgate.store._engine import describe_db_error
-from opsgate.store._schema import audit_checkpoints, audit_events, meta
+from opsgate.store._schema import audit_checkpoints, audit_events, audit_retention, meta
 
 __all__ = [
     "RECORD_VERSION",
+    "ArchivedSegment",
     "AuditLog",
     "AuditRecord",
     "Checkpoint",
     "VerifyReport",
     "checkpoint_statement",
+    "verify_archive",
 ]
 
 RECORD_VERSION = 1
@@ -83,6 +87,91 @@ class Checkpoint:
     key_id: str
     signature: bytes
     frontier: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedSegment:
+    """Events ``[from_seq, to_seq)`` exported to ``path`` and dropped from the database."""
+
+    from_seq: int
+    to_seq: int
+    path: Path
+    sha256: str
+
+
+def _checkpoint_doc(cp: Checkpoint) -> dict[str, Any]:
+    return {
+        "tree_size": cp.tree_size,
+        "root_hash": cp.root_hash.hex(),
+        "chain_hash": cp.chain_hash.hex(),
+        "at": cp.at,
+        "key_id": cp.key_id,
+        "signature": cp.signature.hex(),
+        "frontier": [h.hex() for h in cp.frontier],
+    }
+
+
+def verify_archive(document: dict[str, Any], public_keys: dict[str, Any] | None = None) -> int:
+    """Check an audit archive offline; returns how many events it proves.
+
+    The events must re-hash, from the state of the signed checkpoint where the segment
+    starts (or the empty log), to the chain hash and Merkle root of the signed checkpoint
+    where it ends.
+
+    Raises:
+        AuditIntegrityError: what does not verify.
+    """
+    from opsgate.audit._signing import load_public_key
+
+    try:
+        if document.get("format") != "opsgate-audit-archive":
+            raise AuditIntegrityError("not an opsgate audit archive")
+        keys = public_keys or {k: load_public_key(v) for k, v in document["public_keys"].items()}
+        log_id = document["log_id"]
+        end = document["end_checkpoint"]
+        start = document["start_checkpoint"]
+        first, last = int(document["from_seq"]), int(document["to_seq"])
+        checked = [end] if start is None else [start, end]
+        for cp in checked:
+            key = keys.get(cp["key_id"])
+            statement = checkpoint_statement(
+                log_id,
+                cp["tree_size"],
+                bytes.fromhex(cp["root_hash"]),
+                bytes.fromhex(cp["chain_hash"]),
+                cp["at"],
+                cp["key_id"],
+            )
+            if key is None or not verify_signature(key, bytes.fromhex(cp["signature"]), statement):
+                raise AuditIntegrityError(
+                    f"checkpoint at {cp['tree_size']} does not verify", seq=cp["tree_size"] - 1
+                )
+        if start is None:
+            if first != 0:
+                raise AuditIntegrityError("an archive not starting at 0 needs its start checkpoint")
+            chain, compact = GENESIS, CompactRange()
+        else:
+            chain = bytes.fromhex(start["chain_hash"])
+            compact = CompactRange(first, [bytes.fromhex(h) for h in start["frontier"]])
+            if compact.root() != bytes.fromhex(start["root_hash"]):
+                raise AuditIntegrityError("the start checkpoint's frontier does not match its root")
+        events = document["events"]
+        if len(events) != last - first or end["tree_size"] != last:
+            raise AuditIntegrityError(f"the archive should hold events {first}..{last - 1}")
+        for body in events:
+            leaf = leaf_hash(body.encode())
+            chain = _chain(chain, leaf)
+            compact.append(leaf)
+        if chain != bytes.fromhex(end["chain_hash"]) or compact.root() != bytes.fromhex(
+            end["root_hash"]
+        ):
+            raise AuditIntegrityError(
+                f"events {first}..{last - 1} do not match the signed checkpoint at {last}",
+                seq=first,
+            )
+        return len(events)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AuditIntegrityError(f"malformed audit archive: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +511,30 @@ class AuditLog:
             return out
 
     def _bodies(self, conn: Connection, upto: int) -> Iterator[tuple[int, bytes]]:
+        """Every event body below ``upto``: archived segments first (read back from their
+        archive files, checked against the recorded digest), then the database."""
+        for upto_seq, digest, name in conn.execute(
+            select(
+                audit_retention.c.upto,
+                audit_retention.c.archive_sha256,
+                audit_retention.c.archive_name,
+            ).order_by(audit_retention.c.upto)
+        ):
+            try:
+                data = Path(name).read_bytes()
+            except OSError as exc:
+                raise AuditIntegrityError(
+                    f"events below {upto_seq} are archived in `{name}`, which cannot be read "
+                    f"({exc.strerror}); restore it to build proofs over them"
+                ) from None
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise AuditIntegrityError(f"archive `{name}` does not match its recorded digest")
+            document = orjson.loads(data)
+            for offset, body in enumerate(document["events"]):
+                seq = int(document["from_seq"]) + offset
+                if seq >= upto:
+                    return
+                yield seq, body.encode()
         for seq, body in conn.execute(
             select(audit_events.c.seq, audit_events.c.body)
             .where(audit_events.c.seq < upto)
@@ -475,6 +588,96 @@ class AuditLog:
             raise AuditIntegrityError(f"no consistency proof from {old_size} to {new_size}")
         return consistency_proof(old_size, leaves)
 
+    # -- retention -----------------------------------------------------------------------
+
+    def retention_mark(self) -> int:
+        """Events below this sequence number were archived and dropped (0: none)."""
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(select(func.max(audit_retention.c.upto))).scalar() or 0)
+
+    def archive_before(self, cutoff_at: float, directory: Path) -> ArchivedSegment | None:
+        """Export the oldest whole segment(s) older than ``cutoff_at``, then drop them.
+
+        A segment ends at a signed checkpoint, and every event in it is older than the
+        cutoff. The archive (JSON) holds the events' exact bytes, the signed checkpoints at
+        both ends and the public keys: `verify_archive` checks it offline. It is written,
+        fsynced and verified before anything is dropped; the checkpoints stay in the
+        database, so the chain of signed tree heads remains whole.
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        with self.store.engine.connect() as conn:
+            mark = int(conn.execute(select(func.max(audit_retention.c.upto))).scalar() or 0)
+            cps = [
+                self._row_to_checkpoint(r)
+                for r in conn.execute(
+                    select(audit_checkpoints)
+                    .where(audit_checkpoints.c.tree_size >= mark)
+                    .order_by(audit_checkpoints.c.tree_size)
+                )
+            ]
+            end: Checkpoint | None = None
+            for cp in cps:
+                if cp.tree_size <= mark:
+                    continue
+                last_at = conn.execute(
+                    select(audit_events.c.at).where(audit_events.c.seq == cp.tree_size - 1)
+                ).scalar()
+                if last_at is None or last_at >= cutoff_at:
+                    break
+                end = cp
+            if end is None:
+                return None
+            start = next((cp for cp in cps if cp.tree_size == mark), None)
+            bodies = [
+                bytes(b).decode()
+                for (b,) in conn.execute(
+                    select(audit_events.c.body)
+                    .where(audit_events.c.seq >= mark, audit_events.c.seq < end.tree_size)
+                    .order_by(audit_events.c.seq)
+                )
+            ]
+            keys = dict(
+                conn.execute(
+                    select(meta.c.key, meta.c.value).where(meta.c.key.like("public_key:%"))
+                ).all()
+            )
+        document = {
+            "format": "opsgate-audit-archive",
+            "v": RECORD_VERSION,
+            "log_id": self.log_id,
+            "from_seq": mark,
+            "to_seq": end.tree_size,
+            "start_checkpoint": None if start is None else _checkpoint_doc(start),
+            "end_checkpoint": _checkpoint_doc(end),
+            "public_keys": {k.split(":", 1)[1]: v for k, v in keys.items()},
+            "events": bodies,
+        }
+        data = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        name = f"audit-{self.log_id[:8]}-{mark:012d}-{end.tree_size:012d}.json"
+        path = directory / name
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        verify_archive(orjson.loads(path.read_bytes()))  # never drop what does not verify
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            with self._locked() as conn, conn.begin():
+                conn.execute(
+                    insert(audit_retention).values(
+                        upto=end.tree_size,
+                        archived_at=time.time(),
+                        archive_sha256=digest,
+                        archive_name=str(path),
+                    )
+                )
+                conn.execute(audit_events.delete().where(audit_events.c.seq < end.tree_size))
+        except (DBAPIError, OperationalError) as exc:
+            raise StoreError(describe_db_error(self.store.engine, exc)) from None
+        return ArchivedSegment(mark, end.tree_size, path, digest)
+
     # -- verification --------------------------------------------------------------------
 
     def verify(self, public_keys: dict[str, Any] | None = None) -> VerifyReport:
@@ -503,6 +706,20 @@ class AuditLog:
         previous = GENESIS
         expected = 0
         index = 0
+        mark = self.retention_mark()
+        if mark:
+            # events below the mark were archived (with their checkpoint) and dropped: the
+            # signed checkpoint at the mark carries the chain and tree state to resume from
+            start = next((cp for cp in cps if cp.tree_size == mark), None)
+            if start is None:
+                raise AuditIntegrityError(
+                    f"events below {mark} were archived, but no checkpoint at {mark} remains",
+                    seq=mark,
+                )
+            while index < len(cps) and cps[index].tree_size <= mark:
+                self._check_signature(cps[index], public_keys)
+                index += 1
+            previous, compact, expected = start.chain_hash, CompactRange(mark, start.frontier), mark
         sha256 = hashlib.sha256
         raw = self.store.engine.raw_connection()
         try:
@@ -549,14 +766,7 @@ class AuditLog:
             )
         return VerifyReport(expected, len(cps), time.perf_counter() - started)
 
-    def _check_checkpoint(
-        self,
-        cp: Checkpoint,
-        compact: CompactRange,
-        chain: bytes,
-        keys: dict[str, Any],
-        previous_size: int,
-    ) -> None:
+    def _check_signature(self, cp: Checkpoint, keys: dict[str, Any]) -> None:
         key = keys.get(cp.key_id)
         if key is None:
             raise AuditIntegrityError(
@@ -570,6 +780,16 @@ class AuditLog:
             raise AuditIntegrityError(
                 f"checkpoint at {cp.tree_size} has an invalid signature", seq=cp.tree_size - 1
             )
+
+    def _check_checkpoint(
+        self,
+        cp: Checkpoint,
+        compact: CompactRange,
+        chain: bytes,
+        keys: dict[str, Any],
+        previous_size: int,
+    ) -> None:
+        self._check_signature(cp, keys)
         if compact.root() != cp.root_hash or chain != cp.chain_hash:
             raise AuditIntegrityError(
                 f"events {previous_size}..{cp.tree_size - 1} were rewritten: they no longer "

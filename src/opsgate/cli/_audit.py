@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from opsgate.audit import AuditLog, Signer, default_key_path, load_public_key
+from opsgate.audit import AuditLog, Signer, default_key_path, load_public_key, verify_archive
 from opsgate.audit._signing import key_id
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.errors import AuditIntegrityError, ConfigError
@@ -63,6 +63,35 @@ def verify(
     console.print(
         f"[green]ok[/] {report.events} events, {report.checkpoints} signed "
         f"checkpoints verified in {report.seconds:.3f}s ({rate:,.0f} events/s)"
+    )
+
+
+@audit_app.command("verify-archive")
+@cli_errors
+def verify_archive_file(
+    path: Annotated[Path, typer.Argument(help="An archive written by `opsgate retention`.")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(help="PEM file of the public key (default: the keys the archive carries)."),
+    ] = None,
+) -> None:
+    """Check an audit archive offline (exit 0 ok, 1 tampered)."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read `{path}` as an archive: {exc}") from None
+    keys: dict[str, Any] | None = None
+    if public_key is not None:
+        key = load_public_key(public_key.read_text())
+        keys = {key_id(key): key}
+    try:
+        count = verify_archive(document, keys)
+    except AuditIntegrityError as exc:
+        err_console.print(f"[bold red]FAILED[/]: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    console.print(
+        f"[green]ok[/] {count} events ({document['from_seq']}.."
+        f"{document['to_seq'] - 1}) match the signed checkpoint at {document['to_seq']}"
     )
 
 

@@ -10,6 +10,7 @@ from opsgate.cli._audit import audit_app
 from opsgate.cli._common import console
 from opsgate.cli._demo import demo
 from opsgate.cli._policy import policy_app
+from opsgate.cli._retention import retention_app
 
 app = typer.Typer(
     name="opsgate",
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(retention_app, name="retention")
 app.command("demo")(demo)
 
 

@@ -19,7 +19,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 
 meta = Table(
     "opsgate_meta",
@@ -74,7 +74,18 @@ audit_checkpoints = Table(
     Column("frontier", Text, nullable=False),
 )
 
-AUDIT_TABLES = ("audit_events", "audit_checkpoints")
+# Archived audit segments: events below `upto` were exported (with their signed checkpoint)
+# to the named archive before they were dropped. Append-only.
+audit_retention = Table(
+    "audit_retention",
+    metadata,
+    Column("upto", _BIGINT, primary_key=True, autoincrement=False),
+    Column("archived_at", Float, nullable=False),
+    Column("archive_sha256", String(64), nullable=False),
+    Column("archive_name", Text, nullable=False),
+)
+
+AUDIT_TABLES = ("audit_events", "audit_checkpoints", "audit_retention")
 
 # Debug traces: OpenTelemetry spans, redacted before they were stored. Expire by retention.
 spans = Table(

@@ -29,3 +29,42 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
 def test_readme_names_the_two_commands() -> None:
     text = README.read_text()
     assert "make demo" in text and "make test" in text
+
+
+def test_standalone_proof_verifier_in_the_readme(tmp_path: Path) -> None:
+    """The README's few-line verifier accepts a real proof and rejects a forged one."""
+    import json
+
+    from opsgate.audit import AuditLog, Signer
+    from opsgate.recorder import Event, EventType
+    from opsgate.store import open_store
+
+    block = re.search(r"```python\n(# verify_proof.py.*?)```", README.read_text(), re.S)
+    assert block is not None
+    script = tmp_path / "verify_proof.py"
+    script.write_text(block.group(1))
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    log = AuditLog(store, Signer.generate())
+    log.append([Event(EventType.STEP, "r", i, 1.0 + i, {"i": i}) for i in range(11)])
+    log.checkpoint()
+    assert log.signer is not None
+    (tmp_path / "pub.pem").write_text(log.signer.public_pem())
+    for seq in (0, 6, 10):
+        (tmp_path / "proof.json").write_text(json.dumps(log.inclusion(seq)))
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "proof.json"), str(tmp_path / "pub.pem")],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"event {seq} is in the signed log of 11 events" in done.stdout
+    forged = log.inclusion(6)
+    forged["body"] = forged["body"].replace('"i":6', '"i":7')
+    (tmp_path / "proof.json").write_text(json.dumps(forged))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "proof.json"), str(tmp_path / "pub.pem")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    store.close()

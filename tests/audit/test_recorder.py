@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -179,4 +180,29 @@ def test_sigkill_mid_run_loses_nothing_committed(tmp_path: Path) -> None:
     report = log.verify()
     assert report.events >= acknowledged + 1  # every acknowledged event survived
     assert [r.data["i"] for r in log.records("victim")] == list(range(report.events))
+    store.close()
+
+
+def test_full_disk_is_a_clear_error_and_leaves_no_partial_batch(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    store = open_store(f"sqlite:///{tmp_path / 'full.db'}")
+    log = AuditLog(store, None)
+    log.append([Event(EventType.STEP, "r", 0, 1.0, {"i": 0})])
+    with store.engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+    store.engine.dispose()
+
+    @event.listens_for(store.engine, "connect")
+    def _cap(dbapi_connection: Any, _record: Any) -> None:  # SQLite's own "disk full" path
+        dbapi_connection.execute(f"PRAGMA max_page_count = {int(pages or 1) + 2}")
+
+    log.close()
+    big = {"blob": "x" * 20000}
+    with pytest.raises(StoreError, match="full"):
+        for i in range(1, 50):
+            log.append([Event(EventType.STEP, "r", i, 1.0 + i, big) for _ in range(5)])
+    size = log.size()
+    assert size % 5 == 1  # whole batches or nothing
+    assert log.verify().events == size
     store.close()

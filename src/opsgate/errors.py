@@ -9,6 +9,12 @@
     │   ├── ConfigError             any other configuration (secrets, paths)
     │   ├── ApprovalError           an approval that cannot be given (unknown, decided, expired)
     │   └── SuiteError              an evaluation suite that does not load
+    ├── ModelError                  a model call failed (counted in the run, never lost)
+    │   ├── ModelTimeout            no answer within the timeout
+    │   ├── ModelRateLimited        429 after the retries allowed
+    │   ├── ModelServerError        5xx (or a broken connection) after the retries allowed
+    │   ├── ModelRequestError       4xx other than 429: the request itself is wrong
+    │   └── ModelOutputError        an answer that is not a valid tool call / JSON after repairs
     ├── ToolError                   a tool failed while running (counted, never lost)
     │   ├── ToolTransientError      raised by a tool: "safe to try again"
     │   └── ToolTimeout             the gateway stopped waiting for a tool
@@ -30,6 +36,12 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "InvalidToolCall",
+    "ModelError",
+    "ModelOutputError",
+    "ModelRateLimited",
+    "ModelRequestError",
+    "ModelServerError",
+    "ModelTimeout",
     "OpsgateError",
     "PolicyError",
     "RunNotActive",
@@ -79,6 +91,48 @@ class ApprovalError(UserError):
 
 class SuiteError(UserError):
     """An evaluation suite is malformed."""
+
+
+class ModelError(OpsgateError):
+    """A model call failed.
+
+    Attributes:
+        model: The model that was called.
+        attempts: How many HTTP attempts were made (each one counted in the run).
+    """
+
+    def __init__(self, message: str, *, model: str = "", attempts: int = 0) -> None:
+        self.model = model
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class ModelTimeout(ModelError):
+    """The model did not answer within its timeout."""
+
+
+class ModelRateLimited(ModelError):
+    """The provider kept answering 429 Too Many Requests."""
+
+
+class ModelServerError(ModelError):
+    """The provider kept failing (5xx, broken connection)."""
+
+
+class ModelRequestError(ModelError):
+    """The provider refused the request (4xx other than 429): fix the request or config."""
+
+
+class ModelOutputError(ModelError):
+    """The model's answer is not a valid tool call or JSON, even after repair turns.
+
+    Attributes:
+        raw: The raw output (redacted before it is stored anywhere).
+    """
+
+    def __init__(self, message: str, *, raw: str = "", model: str = "", attempts: int = 0):
+        self.raw = raw
+        super().__init__(message, model=model, attempts=attempts)
 
 
 class ToolError(OpsgateError):

@@ -11,6 +11,7 @@ import json
 import re
 import string
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -251,6 +252,22 @@ def test_rotated_secret_stays_masked() -> None:
     )
 
 
+def test_renamed_secret_keeps_old_markers_intact() -> None:
+    red = Redactor(secrets={"DB_PASSWORD": "hunter2-prod-9x"})
+    old = red.redact_text("pw hunter2-prod-9x")
+    red.add_secret("DB_PASS_V2", "hunter2-prod-9x")
+    assert red.redact_text(old) == old == "pw [redacted:secret:DB_PASSWORD]"
+    assert red.redact_text("hunter2-prod-9x") == "[redacted:secret:DB_PASS_V2]"
+
+
+def test_fake_markers_do_not_hide_values() -> None:
+    red = Redactor()
+    card = "4111111111111111"
+    out = red.redact_text(f"[redacted:secret:{card}] [redacted:email]")
+    assert card not in out
+    assert out.endswith(" [redacted:email]")  # a real marker's shape is kept
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("DB", "abc"), ("", "long enough"), ("A B", "val1"), ("DB", "redacted"), ("DB", "t:DB]")],
@@ -348,6 +365,25 @@ def test_counts_are_exact_under_threads() -> None:
     assert red.counts == {"email": 1600}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1234567890" * 2000,
+        "a@" * 10000,
+        "+1 " * 6000,
+        "0 1" * 6000,
+        "password=" * 2000,
+        "-----BEGIN PRIVATE KEY-----" * 500,
+        ("x" * 60 + "@" + "y." * 60 + " ") * 100,
+        "DE89 " * 4000,
+    ],
+)
+def test_no_pathological_backtracking(text: str) -> None:
+    start = time.perf_counter()
+    Redactor(SALT).redact_text(text)
+    assert time.perf_counter() - start < 0.5  # linear: a few ms; a blow-up takes minutes
+
+
 # -- extra patterns --------------------------------------------------------------------------
 
 
@@ -434,7 +470,7 @@ secret_values = st.text(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(secret=secret_values, parts=st.lists(st.text(max_size=20), min_size=2, max_size=4))
 def test_a_registered_secret_never_survives(secret: str, parts: list[str]) -> None:
     assume(not all(c in string.hexdigits.lower() for c in secret))
@@ -445,7 +481,7 @@ def test_a_registered_secret_never_survives(secret: str, parts: list[str]) -> No
     assert secret not in json.dumps(red.redact({"k": [text], text: (text,)}))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(text=texts)
 def test_redaction_is_idempotent(text: str) -> None:
     for red in (Redactor(), Redactor(SALT, secrets={"DB": SECRET})):
@@ -462,7 +498,7 @@ def full_pass(red: Redactor, text: str) -> str:
     return red._variant(~0).sub(red._dispatch, text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(text=texts)
 def test_quick_tests_never_change_the_result(text: str) -> None:
     red = Redactor(SALT, secrets={"DB": SECRET})

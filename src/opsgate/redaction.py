@@ -26,8 +26,11 @@ cheap. A string with no digit, ``@``, ``:``, ``=``, ``-`` or key prefix is retur
 one scan in C. Otherwise a few substring tests tell which kinds could occur, and only their
 patterns run, compiled once per combination into one alternation (so the result is the
 same as with all patterns: the ones left out could not have matched). Checks in Python
-(Luhn, mod-97, digit counts) run only on text that already has the shape. Markers already
-in a text are left as they are, so redacting twice gives the same as redacting once.
+(Luhn, mod-97, digit counts) run only on text that already has the shape. Short strings
+found clean are remembered, since keys and states repeat in every event.
+
+Markers already in a text are left as they are, and a text that changed is passed again
+(a marker can uncover a neighbour its value hid), so redacting twice changes nothing.
 """
 
 from __future__ import annotations
@@ -142,14 +145,14 @@ _TRIGGER_RE = re.compile(
     "|".join(
         [
             *"0123456789@:=-",  # numbers, e-mail, key=value, PEM, sk-..., xox?-...
-            *("J", "Bearer", "bearer", "BEARER", "AKIA", "ASIA", "AIza"),  # J: eyJ (JWT)
+            *("yJ", "Bearer", "bearer", "BEARER", "AKIA", "ASIA", "AIza"),  # yJ: eyJ (JWT)
             *("ghp_", "gho_", "ghs_", "ghu_", "ghr_", "github_pat_"),
         ]
     )
 )
 _trigger = _TRIGGER_RE.search
 # Needed (not enough) for a JWT, a bearer token, an API key or a PEM block; same idea.
-_RARE = ("J", "k-", "xox", "AKIA", "ASIA", "AIza", "gh", "github_pat_", "Bearer", "bearer")
+_RARE = ("yJ", "k-", "xox", "AKIA", "ASIA", "AIza", "gh", "github_pat_", "Bearer", "bearer")
 _rare = re.compile("|".join([*_RARE, "BEARER"])).search
 _SHORTEST_MATCH = 6  # "a@b.co"
 # Short strings found clean are remembered (keys, names, states repeat in every event); the
@@ -157,19 +160,24 @@ _SHORTEST_MATCH = 6  # "a@b.co"
 _CLEAN_CACHE_MAX_LEN = 64
 _CLEAN_CACHE_SIZE = 4096
 _MAX_PASSES = 8  # bounds a pathological extra pattern that matches inside its own marker
-# A string's shape: digits -> 0, capitals -> A, phone and card separators -> s, rest -> x.
-# A phone or card number needs 9 digits in a row once the separators are dropped; an IBAN
-# needs "AA00".
+# A string's shape: digits -> 0, capitals -> A, lower case and _ -> a, - and / -> "-",
+# space . ( ) + -> s, anything else -> x. A phone or card number needs 9 digits in a row
+# once the separators (s and -) are dropped; an IBAN needs "AA00" at the start or after s/x.
 _SHAPE = bytes(
     ord("0")
     if "0" <= chr(b) <= "9"
     else ord("A")
     if "A" <= chr(b) <= "Z"
+    else ord("a")
+    if "a" <= chr(b) <= "z" or chr(b) == "_"
+    else ord("-")
+    if chr(b) in "-/"
     else ord("s")
-    if chr(b) in " .-/()+"
+    if chr(b) in " .()+"
     else ord("x")
     for b in range(256)
 )
+_IBAN_AFTER = frozenset(b"sx")
 
 _F_MARKER = 1 << 0
 _F_PEM = 1 << 1
@@ -266,6 +274,7 @@ class Redactor:
         self._config_lock = threading.Lock()  # add_secret
         self._counts: dict[str, int] = {}
         self._secret_names: dict[str, str] = {}  # value -> name
+        self._names: set[str] = set()  # every name ever used: its markers stay protected
         self._secret_re: re.Pattern[str] | None = None
         for name, value in (secrets or {}).items():
             self._register(name, value)
@@ -281,7 +290,8 @@ class Redactor:
 
         Raises:
             ValueError: ``name`` is empty or has characters other than letters, digits and
-                ``_.-/``, or ``value`` is shorter than 4 characters.
+                ``_.-/``, or ``value`` is shorter than 4 characters or part of the text of
+                its own marker (``secret``, ``redacted``, ...).
         """
         with self._config_lock:
             self._register(name, value)
@@ -298,18 +308,18 @@ class Redactor:
         if value in f"{_MARKER_WORDS} {' '.join(self._extra)} secret:{name}]":
             raise ValueError(f"secret {name!r} is part of the markers that would replace it")
         self._secret_names[value] = name
+        self._names.add(name)
 
     def _compile(self) -> None:
         """Build the secret pass and the pattern alternatives (again on every change)."""
         names = self._secret_names
         secret_re = None
-        self._shortest_secret = min(map(len, names), default=0)
         if names:
             ordered = sorted(names, key=len, reverse=True)
             secret_re = re.compile("|".join(re.escape(v) for v in ordered))
         kinds = [k for k in _BUILTIN_KINDS if self._pii or k not in _PII_KINDS]
         kinds += self._extra
-        kinds += sorted({f"secret:{n}" for n in names.values()})
+        kinds += sorted(f"secret:{n}" for n in self._names)
         marker = (
             re.escape(_MARKER_PREFIX)
             + "(?:"
@@ -339,17 +349,19 @@ class Redactor:
                 ("card", _F_NUMBER, _CARD, self._whole("card", _card_ok)),
                 ("phone", _F_NUMBER, _PHONE, self._whole("phone", _phone_ok)),
             ]
-        # Swapped in one step each: a concurrent call sees the old set or the new one.
+        try:  # compile the full alternation now: fail early (extra patterns' group names)
+            re.compile("|".join(f"{p}(?P<k_{g}>)" for g, _, p, _ in alternatives))
+        except re.error as exc:
+            raise ValueError(f"extra patterns do not combine: {exc}") from None
+        # Swapped in one step each, the memo of clean strings last: a call that sees the new
+        # memo sees the new secrets too, so nothing checked with old ones lands in it.
+        self._secret_re = secret_re
+        self._shortest_secret = min(map(len, names), default=0)
+        self._marker_re = re.compile(marker)
         self._alternatives = alternatives
         self._handlers = {f"k_{group}": handler for group, _, _, handler in alternatives}
         self._variants: dict[int, re.Pattern[str]] = {}
         self._clean: dict[str, None] = {}  # short strings known to need nothing
-        self._marker_re = re.compile(marker)
-        self._secret_re = secret_re
-        try:  # compile the full alternation now: fail early (extra patterns' group names)
-            self._variant(sum({bit for _, bit, _, _ in alternatives}))
-        except re.error as exc:
-            raise ValueError(f"extra patterns do not combine: {exc}") from None
 
     def _variant(self, features: int) -> re.Pattern[str]:
         """The alternation of the patterns whose features are present (compiled once)."""
@@ -377,10 +389,14 @@ class Redactor:
             if n >= 9:  # "012345678"
                 shape = text.encode("ascii", "replace").translate(_SHAPE)
                 # (bytes.find: `in` on bytes first tries the needle as an int, which is slow)
-                if n >= 15 and shape.find(b"AA00") != -1:
-                    found |= _F_IBAN
-                if shape.replace(b"s", b"").find(b"000000000") != -1:
+                if shape.translate(None, b"s-").find(b"000000000") != -1:
                     found |= _F_NUMBER
+                at = shape.find(b"AA00") if n >= 15 else -1
+                while at != -1:
+                    if at == 0 or shape[at - 1] in _IBAN_AFTER:
+                        found |= _F_IBAN
+                        break
+                    at = shape.find(b"AA00", at + 1)
         if n >= 13:  # eyJa1b2.c3d4.
             if n >= 14 and ("=" in text or ":" in text):  # token=12345678
                 low = text.lower()
@@ -527,25 +543,30 @@ class Redactor:
             return self._redact_list(value)
         return value
 
+    # The walk checks the memo of clean strings itself: most keys and many values are in it,
+    # and a dict lookup is much cheaper than a call.
+
     def _redact_dict(self, value: dict[Any, Any]) -> dict[Any, Any]:
-        text, walk = self.redact_text, self.redact
+        text, walk, clean = self.redact_text, self.redact, self._clean
         out: dict[Any, Any] = {}
         for key, item in value.items():
-            if isinstance(key, str):
-                if isinstance(item, str):
-                    if _is_sensitive_key(key):
-                        out[text(key)] = self._redact_keyed(item)
-                    else:
-                        out[text(key)] = text(item)
-                    continue
-                key = text(key)
-            out[key] = walk(item) if isinstance(item, _CONTAINERS) else item
+            is_str = isinstance(key, str)
+            new_key = text(key) if is_str and key not in clean else key
+            if isinstance(item, str):
+                if is_str and _is_sensitive_key(key):
+                    out[new_key] = self._redact_keyed(item)
+                else:
+                    out[new_key] = item if item in clean else text(item)
+            elif isinstance(item, _CONTAINERS):
+                out[new_key] = walk(item)
+            else:
+                out[new_key] = item
         return out
 
     def _redact_list(self, value: list[Any] | tuple[Any, ...]) -> list[Any]:
-        text, walk = self.redact_text, self.redact
+        text, walk, clean = self.redact_text, self.redact, self._clean
         return [
-            text(item)
+            (item if item in clean else text(item))
             if isinstance(item, str)
             else walk(item)
             if isinstance(item, _CONTAINERS)

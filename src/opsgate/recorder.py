@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["Event", "EventType", "InMemoryRecorder", "Recorder"]
+__all__ = ["Event", "EventType", "FanOutRecorder", "InMemoryRecorder", "Recorder"]
 
 
 class EventType(StrEnum):
@@ -95,3 +95,22 @@ class InMemoryRecorder:
 
     def __len__(self) -> int:
         return len(self._events)
+
+
+class FanOutRecorder:
+    """Hands each event to several recorders, in order.
+
+    Put the audit recorder first: it may refuse an event (and then the gateway refuses
+    the call), and the recorders after it never see an event the audit trail lacks.
+    Trace recorders after it never raise.
+    """
+
+    def __init__(self, *recorders: Recorder) -> None:
+        if not recorders:
+            raise ValueError("a fan-out needs at least one recorder")
+        self._recorders = recorders
+
+    def record(self, event: Event) -> None:
+        """Give ``event`` to every recorder, stopping at the first that raises."""
+        for recorder in self._recorders:
+            recorder.record(event)

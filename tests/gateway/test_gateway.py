@@ -262,7 +262,7 @@ async def test_secrets_are_injected_and_never_recorded(
     assert outcome.ok
     assert "API_TOKEN" not in str(lookup_fixed.parameters_schema)
     assert all("tok-123456789" not in repr(e.data) for e in recorder.events)
-    assert "[secret:API_TOKEN]" in recorder.of_type(EventType.TOOL_RESULT)[0].data["result"]
+    assert "[secret API_TOKEN]" in recorder.of_type(EventType.TOOL_RESULT)[0].data["result"]
 
 
 async def test_missing_secret_is_a_clear_error(make_gateway: Callable[..., Gateway]) -> None:

@@ -23,8 +23,9 @@ from opsgate.gateway import (
     OutcomeStatus,
 )
 from opsgate.policy import load_policy
-from opsgate.recorder import Event, EventType, InMemoryRecorder
+from opsgate.recorder import EventType, FanOutRecorder, InMemoryRecorder
 from opsgate.store import open_store
+from opsgate.tracing import otlp_endpoint_from_env, tracing_recorder
 
 _STYLE = {
     OutcomeStatus.OK: "green",
@@ -88,18 +89,6 @@ async def _episode(gateway: Gateway, episode: Episode) -> None:
         )
 
 
-class _Tee:
-    """Keeps events in memory for the summary and hands them to the audit trail."""
-
-    def __init__(self, memory: InMemoryRecorder, audit: AuditRecorder) -> None:
-        self.memory = memory
-        self.audit = audit
-
-    def record(self, event: Event) -> None:
-        self.audit.record(event)
-        self.memory.record(event)
-
-
 @cli_errors
 def demo(
     db: Annotated[
@@ -114,12 +103,13 @@ def demo(
     store = open_store(db)
     log = AuditLog(store, Signer.from_file())
     audit = AuditRecorder(log)
+    traces = tracing_recorder(store)
     recorder = InMemoryRecorder()
     secret = os.environ.get("PAYMENTS_API_KEY") or "demo-payments-key-0000"
     gateway = Gateway(
         belt,
         policy,
-        recorder=_Tee(recorder, audit),
+        recorder=FanOutRecorder(audit, recorder, traces),
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
     )
@@ -134,6 +124,7 @@ def demo(
     finally:
         gateway.close()
         audit.close()
+        traces.shutdown()
     decisions = recorder.of_type(EventType.DECISION)
     console.rule("[bold]summary[/]")
     by_reason: dict[str, int] = {}
@@ -145,6 +136,13 @@ def demo(
     )
     leaked = [r for r in log.records() if secret in repr(r.data)]
     console.print(f"payments key found in records: {len(leaked)} (must be 0)")
+    with store.engine.connect() as conn:
+        span_count = conn.exec_driver_sql("SELECT count(*) FROM spans").scalar()
+    endpoint = otlp_endpoint_from_env()
+    console.print(
+        f"debug traces: {span_count} redacted OpenTelemetry spans stored"
+        + (f" and exported to {endpoint}" if endpoint else "")
+    )
     report = log.verify()
     console.print(
         f"audit trail {store.url}: {report.events} events, {report.checkpoints} "

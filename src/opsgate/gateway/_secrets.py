@@ -49,7 +49,7 @@ def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         for name, secret in secrets.items():
             if len(secret) >= _MIN_SECRET_LEN and secret in value:
-                value = value.replace(secret, f"[secret:{name}]")
+                value = value.replace(secret, f"[secret {name}]")
         return value
     if isinstance(value, dict):
         return {scrub(k, secrets): scrub(v, secrets) for k, v in value.items()}

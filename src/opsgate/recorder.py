@@ -33,6 +33,8 @@ class EventType(StrEnum):
     TOOL_ERROR = "tool_error"
     WRITE_PERFORMED = "write_performed"
     STEP = "step"
+    MODEL_CALL = "model_call"
+    PLAN = "plan"
     RUN_RESUMED = "run_resumed"
     ESCALATED = "escalated"
     RUN_ENDED = "run_ended"

@@ -201,6 +201,54 @@ class Gateway:
             raise ValueError("cost cannot be negative")
         run.cost_usd += usd
 
+    def record_model_call(
+        self,
+        run: Run,
+        *,
+        role: str,
+        model: str,
+        provider: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        latency_s: float,
+        cached_input_tokens: int = 0,
+        estimate: bool = False,
+        attempts: int = 1,
+        cache_hit: bool = False,
+        error_type: str | None = None,
+    ) -> None:
+        """Record one model call of the run: its tokens, cost, latency and attempts.
+
+        The cost is added to the run (the cost cap is checked before every tool call and by
+        the router before every model call); retried HTTP attempts count against the run's
+        retry cap. A failed call (``error_type``) is recorded and counted like any other.
+        """
+        if cost_usd < 0:
+            raise ValueError("cost cannot be negative")
+        run.cost_usd += cost_usd
+        run.retries += max(0, attempts - 1)
+        run.model_calls += 1
+        self._emit(
+            run,
+            EventType.MODEL_CALL,
+            {
+                "role": role,
+                "model": model,
+                "provider": provider,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cached_input_tokens": cached_input_tokens,
+                "cost_usd": cost_usd,
+                "estimate": estimate,
+                "latency_s": round(latency_s, 6),
+                "attempts": attempts,
+                "cache_hit": cache_hit,
+                "ok": error_type is None,
+                "error_type": error_type,
+            },
+        )
+
     def finish(
         self,
         run: Run,
@@ -698,6 +746,7 @@ class Gateway:
             "errors": run.errors,
             "retries": run.retries,
             "cost_usd": run.cost_usd,
+            "model_calls": run.model_calls,
             "elapsed_s": round(run.elapsed_s, 6),
             "output": to_jsonable_python(output, fallback=repr),
         }

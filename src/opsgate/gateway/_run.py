@@ -104,6 +104,7 @@ class Run:
     tool_calls: int = 0
     retries: int = 0
     cost_usd: float = 0.0
+    model_calls: int = 0
     refusals: int = 0
     denials: int = 0
     errors: int = 0
@@ -145,6 +146,7 @@ class Run:
             "tool_calls": self.tool_calls,
             "retries": self.retries,
             "cost_usd": self.cost_usd,
+            "model_calls": self.model_calls,
             "refusals": self.refusals,
             "denials": self.denials,
             "errors": self.errors,
@@ -186,6 +188,7 @@ class Run:
             tool_calls=state["tool_calls"],
             retries=state["retries"],
             cost_usd=state["cost_usd"],
+            model_calls=state.get("model_calls", 0),
             refusals=state["refusals"],
             denials=state["denials"],
             errors=state["errors"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -19,7 +20,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0003"
+SCHEMA_VERSION = "0004"
 
 meta = Table(
     "opsgate_meta",
@@ -130,4 +131,42 @@ approvals = Table(
     Column("run_state", Text, nullable=False),
     Index("ix_approvals_status", "status", "requested_at"),
     Index("ix_approvals_run", "run_id"),
+)
+
+# The cost ledger: one row per model call (and per tool call, at zero model cost), written
+# by the cost recorder from the gateway's `model_call` / `tool_result` events.
+cost_entries = Table(
+    "cost_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("workflow", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # "model" or "tool"
+    Column("role", String(32)),
+    Column("model", String(256)),
+    Column("tool", String(128)),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_input_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("estimate", Boolean, nullable=False),
+    Column("latency_s", Float, nullable=False),
+    Column("cache_hit", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_cost_entries_run", "run_id"),
+    Index("ix_cost_entries_workflow_at", "workflow", "at"),
+)
+
+# Responses of calls that are safe to cache (same model and messages, temperature 0,
+# read-only role), keyed by the SHA-256 of the request's canonical JSON.
+model_cache = Table(
+    "model_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("model", String(256), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("hits", Integer, nullable=False),
 )

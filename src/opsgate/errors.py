@@ -15,6 +15,7 @@
     │   ├── ModelServerError        5xx (or a broken connection) after the retries allowed
     │   ├── ModelRequestError       4xx other than 429: the request itself is wrong
     │   └── ModelOutputError        an answer that is not a valid tool call / JSON after repairs
+    ├── BudgetExceeded              the next model call would cross the run's budget
     ├── ToolError                   a tool failed while running (counted, never lost)
     │   ├── ToolTransientError      raised by a tool: "safe to try again"
     │   └── ToolTimeout             the gateway stopped waiting for a tool
@@ -33,6 +34,7 @@ from __future__ import annotations
 __all__ = [
     "ApprovalError",
     "AuditIntegrityError",
+    "BudgetExceeded",
     "ConfigError",
     "ContractError",
     "InvalidToolCall",
@@ -133,6 +135,22 @@ class ModelOutputError(ModelError):
     def __init__(self, message: str, *, raw: str = "", model: str = "", attempts: int = 0):
         self.raw = raw
         super().__init__(message, model=model, attempts=attempts)
+
+
+class BudgetExceeded(OpsgateError):
+    """The next model call would cross the run's budget: the run stops before it.
+
+    Attributes:
+        budget_usd: The limit.
+        spent_usd: What the run had spent.
+        next_usd: The estimated cost of the call that was not made.
+    """
+
+    def __init__(self, message: str, *, budget_usd: float, spent_usd: float, next_usd: float):
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
+        self.next_usd = next_usd
+        super().__init__(message)
 
 
 class ToolError(OpsgateError):

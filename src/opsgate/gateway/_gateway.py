@@ -249,6 +249,10 @@ class Gateway:
             },
         )
 
+    def record_plan(self, run: Run, steps: list[dict[str, Any]], *, valid: bool = True) -> None:
+        """Record the plan a planner wrote (scored apart from the outcome)."""
+        self._emit(run, EventType.PLAN, {"steps": steps, "valid": valid})
+
     def finish(
         self,
         run: Run,

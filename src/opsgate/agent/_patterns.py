@@ -1,0 +1,275 @@
+"""The three patterns that hold up in production (the seed's), each a thin layer over the
+executor loop, the router and the gateway.
+
+- `RouterToolAgent`: a small model classifies the request into a *lane*; the executor then
+  works with only that lane's narrow tool belt. An unclear request gets a clarifying
+  question instead of wandering.
+- `PlannerExecutor`: the ``plan`` model writes a plan (recorded as its own event and span,
+  scored apart from the outcome), then the executor carries it out with the tools it names.
+- `HumanInTheLoopAgent`: drafts first; every high-impact write goes through the gateway's
+  approval path (the policy decides which), so a person approves before it happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from opsgate.agent._loop import AgentResult, execute, observe_model_text
+from opsgate.errors import BudgetExceeded, ModelError
+from opsgate.gateway import Gateway, Run, RunStatus
+from opsgate.models import Message, ModelSettings
+from opsgate.models._router import ModelRouter
+
+__all__ = ["HumanInTheLoopAgent", "Lane", "PlannerExecutor", "RouterToolAgent"]
+
+UNCLEAR = "unclear"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A kind of request and the narrow tool belt that serves it."""
+
+    description: str
+    tools: tuple[str, ...]
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return orjson.loads(text or "")
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def _classify(
+    gateway: Gateway, router: ModelRouter, run: Run, lanes: Mapping[str, Lane], context: str
+) -> tuple[str, float, str | None]:
+    """(lane, confidence, clarifying question) from the ``route`` model, JSON-constrained."""
+    names = [*lanes, UNCLEAR]
+    schema = {
+        "type": "object",
+        "properties": {
+            "lane": {"type": "string", "enum": names},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "question": {"type": "string"},
+        },
+        "required": ["lane", "confidence"],
+        "additionalProperties": False,
+    }
+    menu = "\n".join(f"- {name}: {lane.description}" for name, lane in lanes.items())
+    system = (
+        "You route customer requests. Pick the one lane that fits, or `unclear` when the "
+        "request is ambiguous or misses what is needed (then ask one short question).\n"
+        f"Lanes:\n{menu}\nAnswer with JSON only."
+    )
+    response, _ = await router.complete(
+        "route",
+        [Message.system(system), Message.user(context)],
+        None,
+        ModelSettings(temperature=0.0, max_tokens=96, json_schema=schema),
+        gateway=gateway,
+        run=run,
+    )
+    data = _json(response.text)
+    if not isinstance(data, dict) or data.get("lane") not in names:
+        return UNCLEAR, 0.0, None
+    confidence = data.get("confidence")
+    confidence = float(confidence) if isinstance(confidence, (int, float)) else 0.0
+    question = data.get("question")
+    return str(data["lane"]), confidence, question if isinstance(question, str) else None
+
+
+class RouterToolAgent:
+    """Router + tool micro-agent.
+
+    Args:
+        gateway: The gate every call passes.
+        router: Model routing (``route`` picks the lane, ``act`` executes).
+        lanes: Lane name → description and tool belt.
+        system: The executor's instructions.
+        min_confidence: Below this, ask a clarifying question instead of acting.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        router: ModelRouter,
+        lanes: Mapping[str, Lane],
+        *,
+        system: str,
+        min_confidence: float = 0.5,
+    ) -> None:
+        self.gateway = gateway
+        self.router = router
+        self.lanes = dict(lanes)
+        self.system = system
+        self.min_confidence = min_confidence
+
+    async def run(self, run: Run, context: str) -> AgentResult:
+        """Route, then execute with the lane's belt (or ask, or stop with a reason)."""
+        result = AgentResult(RunStatus.RUNNING, "")
+        try:
+            if not self.gateway.step(run):
+                return _ended(result, run)
+            lane, confidence, question = await _classify(
+                self.gateway, self.router, run, self.lanes, context
+            )
+        except BudgetExceeded as exc:
+            self.gateway.escalate(run, str(exc), reason="budget_exceeded")
+            return _ended(result, run)
+        except ModelError as exc:
+            self.gateway.finish(
+                run,
+                status=RunStatus.FAILED,
+                reason="model_error",
+                output=f"{type(exc).__name__}: {exc}",
+            )
+            return _ended(result, run)
+        result.lane = lane
+        if lane == UNCLEAR or confidence < self.min_confidence:
+            result.output = (
+                question
+                or "Could you tell me more: which order is this about, "
+                "and what would you like us to do?"
+            )
+            self.gateway.finish(run, reason="needs_clarification", output=result.output)
+            return _ended(result, run)
+        return await execute(
+            self.gateway,
+            self.router,
+            run,
+            system=self.system,
+            messages=[Message.user(context)],
+            tools=self.lanes[lane].tools,
+            result=result,
+        )
+
+
+class PlannerExecutor:
+    """Planner + executor: the plan is recorded (and scored) apart from the outcome."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        router: ModelRouter,
+        *,
+        tools: Sequence[str],
+        system: str,
+        max_steps: int = 6,
+    ) -> None:
+        self.gateway = gateway
+        self.router = router
+        self.tools = list(tools)
+        self.system = system
+        self.max_steps = max_steps
+
+    async def run(self, run: Run, context: str) -> AgentResult:
+        """Plan with the ``plan`` model, record the plan, then execute it."""
+        result = AgentResult(RunStatus.RUNNING, "")
+        schema = {
+            "type": "object",
+            "properties": {
+                "steps": {
+                    "type": "array",
+                    "maxItems": self.max_steps,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "tool": {"type": "string", "enum": self.tools},
+                            "purpose": {"type": "string"},
+                        },
+                        "required": ["tool", "purpose"],
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "required": ["steps"],
+            "additionalProperties": False,
+        }
+        belt = "\n".join(
+            f"- {c['function']['name']}: {c['function']['description']}"
+            for c in self.gateway.toolbelt.openai_tools(self.tools)
+        )
+        try:
+            if not self.gateway.step(run):
+                return _ended(result, run)
+            response, _ = await self.router.complete(
+                "plan",
+                [
+                    Message.system(
+                        f"{self.system}\nWrite a short plan: which tools, in which "
+                        f"order, and why. Tools:\n{belt}\nAnswer with JSON only."
+                    ),
+                    Message.user(context),
+                ],
+                None,
+                ModelSettings(temperature=0.0, max_tokens=256, json_schema=schema),
+                gateway=self.gateway,
+                run=run,
+            )
+        except BudgetExceeded as exc:
+            self.gateway.escalate(run, str(exc), reason="budget_exceeded")
+            return _ended(result, run)
+        except ModelError as exc:
+            self.gateway.finish(
+                run,
+                status=RunStatus.FAILED,
+                reason="model_error",
+                output=f"{type(exc).__name__}: {exc}",
+            )
+            return _ended(result, run)
+        data = _json(response.text)
+        steps = data.get("steps") if isinstance(data, dict) else None
+        plan = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
+        result.plan = plan
+        self.gateway.record_plan(run, plan, valid=bool(plan))
+        observe_model_text(self.gateway, run, response.text, "plan")
+        planned = [s["tool"] for s in plan if s.get("tool") in self.tools] or self.tools
+        text = "\n".join(
+            f"{i + 1}. {s.get('tool')}: {s.get('purpose', '')}" for i, s in enumerate(plan)
+        )
+        return await execute(
+            self.gateway,
+            self.router,
+            run,
+            system=f"{self.system}\nFollow this plan:\n{text}",
+            messages=[Message.user(context)],
+            tools=list(dict.fromkeys(planned)),
+            result=result,
+        )
+
+
+class HumanInTheLoopAgent:
+    """Drafts actions; high-impact writes wait for a person (the gateway's approval path)."""
+
+    def __init__(
+        self, gateway: Gateway, router: ModelRouter, *, tools: Sequence[str], system: str
+    ) -> None:
+        self.gateway = gateway
+        self.router = router
+        self.tools = list(tools)
+        self.system = (
+            f"{system}\nDraft before you act. Any refund, address change or message to a "
+            "customer is reviewed by a person before it happens: propose it, then wait for "
+            "the result."
+        )
+
+    async def run(self, run: Run, context: str) -> AgentResult:
+        """Execute with approvals for high-impact writes."""
+        return await execute(
+            self.gateway,
+            self.router,
+            run,
+            system=self.system,
+            messages=[Message.user(context)],
+            tools=self.tools,
+        )
+
+
+def _ended(result: AgentResult, run: Run) -> AgentResult:
+    result.status = run.status
+    result.reason = run.reason
+    return result

@@ -1,0 +1,233 @@
+"""`ModelRouter`: a model per role, fallbacks, prices, budgets, and every call recorded.
+
+The router is the only way the agent patterns call a model. For a role it tries the
+role's chain of models in order (a failed model is recorded and the next one tried); it
+prices each call from the router file (a local model's price is a labelled estimate) and
+hands tokens, cost, latency and attempts to the gateway, which adds them to the run and
+records a ``model_call`` event. Before each call it estimates the call's cost and refuses
+(`BudgetExceeded`) a call that would cross the run's budget, so the run can escalate with
+its progress kept instead of overspending.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from opsgate.errors import BudgetExceeded, ConfigError, ModelError
+from opsgate.models._client import ModelClient
+from opsgate.models._openai import OpenAICompatibleClient
+from opsgate.models._router_config import Role, RouterConfig, load_router_config
+from opsgate.models._types import Message, ModelResponse, ModelSettings
+
+if TYPE_CHECKING:
+    from opsgate.gateway import Gateway, Run
+
+__all__ = ["EmbeddedEndpoint", "ModelRouter", "estimate_tokens"]
+
+#: Starts the embedded model on first use and returns (base_url, api_key, model id).
+EmbeddedEndpoint = Callable[[], tuple[str, str, str]]
+
+_CHARS_PER_TOKEN = 4  # a deliberately rough estimate: budgets need an upper bound, not a count
+
+
+def estimate_tokens(messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None) -> int:
+    """A rough prompt-token count (characters / 4), for budget checks before a call."""
+    chars = sum(
+        len(m.content or "") + sum(len(c.arguments) + len(c.name) for c in m.tool_calls)
+        for m in messages
+    )
+    if tools:
+        chars += len(orjson.dumps(list(tools)))
+    return chars // _CHARS_PER_TOKEN + 4 * len(messages)
+
+
+class ModelRouter:
+    """Routes model calls by role.
+
+    Args:
+        config: The validated router file.
+        clients: Ready clients by model name (tests, custom providers); others are built
+            from the config on first use.
+        embedded: How to reach the embedded model (started lazily).
+    """
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        clients: Mapping[str, ModelClient] | None = None,
+        embedded: EmbeddedEndpoint | None = None,
+    ) -> None:
+        self.config = config
+        self._clients: dict[str, ModelClient] = dict(clients or {})
+        self._embedded = embedded
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> ModelRouter:
+        """A router from a router YAML file."""
+        return cls(load_router_config(path), **kwargs)
+
+    def client(self, name: str) -> ModelClient:
+        """The client of model ``name`` (built on first use)."""
+        found = self._clients.get(name)
+        if found is not None:
+            return found
+        entry = self.config.models.get(name)
+        if entry is None:
+            raise ConfigError(f"unknown model `{name}` in the router")
+        if entry.provider == "embedded":
+            if self._embedded is None:
+                raise ConfigError(
+                    f"model `{name}` is the embedded model, but no embedded server is "
+                    "available here; give it a base_url of an OpenAI-compatible server instead"
+                )
+            base_url, key, model_id = self._embedded()
+            client: ModelClient = OpenAICompatibleClient(
+                base_url,
+                model_id,
+                api_key=key,
+                provider="llama.cpp",
+                timeout_s=entry.timeout_s,
+            )
+        else:
+            assert entry.base_url is not None  # validated by the config
+            client = OpenAICompatibleClient(
+                entry.base_url,
+                entry.model,
+                api_key_env=entry.api_key_env,
+                provider=entry.provider,
+                timeout_s=entry.timeout_s,
+            )
+        self._clients[name] = client
+        return client
+
+    def estimate_cost(
+        self,
+        name: str,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]] | None,
+        max_tokens: int,
+    ) -> float:
+        """An upper estimate of one call's cost (prompt estimate + ``max_tokens`` out)."""
+        return self.config.price_of(name).cost(estimate_tokens(messages, tools), max_tokens)
+
+    def budget_for(self, workflow: str) -> float | None:
+        """The workflow's max cost per task, if the router file sets one."""
+        budget = self.config.budgets.get(workflow)
+        return None if budget is None else budget.max_cost_per_task
+
+    async def complete(
+        self,
+        role: Role,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        settings: ModelSettings | None = None,
+        *,
+        gateway: Gateway | None = None,
+        run: Run | None = None,
+    ) -> tuple[ModelResponse, str]:
+        """Call the role's model (falling back along its chain); returns the response and
+        the name of the model that answered.
+
+        Every attempt, failed or not, is priced and recorded in ``run`` through
+        ``gateway``. Retries are capped by what is left of the run's retry cap.
+
+        Raises:
+            BudgetExceeded: the call would cross the run's budget (nothing was called).
+            ModelError: every model of the chain failed (each failure recorded).
+        """
+        settings = settings or ModelSettings()
+        chain = self.config.chain(role)
+        max_tokens = settings.max_tokens or 512
+        retry_budget = None
+        if gateway is not None and run is not None:
+            self._check_budget(chain[0], messages, tools, max_tokens, gateway, run)
+            limit = gateway.policy.caps(run.workflow, run.agent_id).max_retries
+            if limit is not None:
+                retry_budget = max(0, limit - run.retries)
+        last: ModelError | None = None
+        for name in chain:
+            client = self.client(name)
+            price = self.config.price_of(name)
+            started = time.perf_counter()
+            try:
+                response = await client.complete(
+                    messages, tools, settings, retry_budget=retry_budget
+                )
+            except ModelError as exc:
+                last = exc
+                if gateway is not None and run is not None:
+                    gateway.record_model_call(
+                        run,
+                        role=role,
+                        model=name,
+                        provider=client.provider,
+                        input_tokens=0,
+                        output_tokens=0,
+                        cost_usd=0.0,
+                        latency_s=time.perf_counter() - started,
+                        estimate=price.estimate,
+                        attempts=max(1, exc.attempts),
+                        error_type=type(exc).__name__,
+                    )
+                continue
+            cost = price.cost(
+                response.usage.input_tokens,
+                response.usage.output_tokens,
+                response.usage.cached_input_tokens,
+            )
+            if response.cache_hit:
+                cost = 0.0
+            if gateway is not None and run is not None:
+                gateway.record_model_call(
+                    run,
+                    role=role,
+                    model=name,
+                    provider=client.provider,
+                    input_tokens=response.usage.input_tokens,
+                    output_tokens=response.usage.output_tokens,
+                    cached_input_tokens=response.usage.cached_input_tokens,
+                    cost_usd=cost,
+                    latency_s=response.latency_s,
+                    estimate=price.estimate,
+                    attempts=max(1, response.attempts),
+                    cache_hit=response.cache_hit,
+                )
+            return response, name
+        assert last is not None
+        raise last
+
+    def _check_budget(
+        self,
+        name: str,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]] | None,
+        max_tokens: int,
+        gateway: Gateway,
+        run: Run,
+    ) -> None:
+        limits = [
+            b
+            for b in (
+                self.budget_for(run.workflow),
+                gateway.policy.caps(run.workflow, run.agent_id).max_cost_usd,
+            )
+            if b is not None
+        ]
+        if not limits:
+            return
+        budget = min(limits)
+        estimate = self.estimate_cost(name, messages, tools, max_tokens)
+        if run.cost_usd + estimate > budget:
+            raise BudgetExceeded(
+                f"the next model call (~${estimate:.4f}) would take the run past its budget "
+                f"of ${budget:.4f} (spent ${run.cost_usd:.4f})",
+                budget_usd=budget,
+                spent_usd=run.cost_usd,
+                next_usd=estimate,
+            )

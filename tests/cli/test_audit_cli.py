@@ -21,7 +21,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("OPSGATE_DATABASE_URL", raising=False)
     monkeypatch.delenv("OPSGATE_AUDIT_SIGNING_KEY", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["demo", "--no-model"])
     assert result.exit_code == 0, result.output
     assert "signed checkpoints, verified" in result.output
     return tmp_path / "og"

@@ -369,7 +369,7 @@ def test_explain_missing_file(tmp_path: Path) -> None:
 
 def test_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PAYMENTS_API_KEY", raising=False)
-    result = _run("demo")
+    result = _run("demo", "--no-model")
     out = _out(result)
     assert result.exit_code == 0, result.output
     assert f"version {_example_version()}" in out
@@ -392,7 +392,7 @@ def test_demo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_demo_uses_the_payments_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYMENTS_API_KEY", "sk-env-abc123")
-    result = _run("demo")
+    result = _run("demo", "--no-model")
     assert result.exit_code == 0, result.output
     assert "payments key found in records: 0" in _out(result)
     assert "sk-env-abc123" not in result.output

@@ -6,6 +6,7 @@ each outcome as the tool message (a refusal tells the model what to fix). It sto
 
 - *definition of done*: an answer without tool calls (the final text is the output);
 - *hand-off*: the belt's hand-off tool ran (e.g. ``escalate_to_human``);
+- *done after*: a tool that completes the job ran (e.g. the reply was drafted);
 - *caps*: the gateway escalated the run (loop, retries, cost, wall time, steps);
 - *budget*: the next model call would cross the budget (`BudgetExceeded`);
 - *model failure*: every model of the chain failed, or invalid calls kept coming back
@@ -66,6 +67,7 @@ async def execute(
     messages: Sequence[Message] = (),
     tools: Sequence[str],
     handoff_tools: Sequence[str] = ("escalate_to_human",),
+    done_after: Sequence[str] = (),
     max_repairs: int = 2,
     settings: ModelSettings | None = None,
     result: AgentResult | None = None,
@@ -106,17 +108,22 @@ async def execute(
             break
         refused = False
         handed_off = False
+        finished = False
         for call in response.tool_calls:
             outcome = await gateway.call(run, call.name, call.arguments, call_id=call.id or None)
             history.append(Message.tool(call.id or outcome.call_id, outcome.for_model()))
             refused = refused or outcome.status is OutcomeStatus.REFUSED
             handed_off = handed_off or (outcome.ok and call.name in handoff_tools)
+            finished = finished or (outcome.ok and call.name in done_after)
             if not run.active:
                 break
         if not run.active:
             break
         if handed_off:
             gateway.finish(run, reason="handed_off", output=response.text)
+            break
+        if finished:
+            gateway.finish(run, reason="done", output=response.text)
             break
         repairs = repairs + 1 if refused else 0
         if repairs > max_repairs:

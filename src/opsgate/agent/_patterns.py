@@ -31,10 +31,20 @@ UNCLEAR = "unclear"
 
 @dataclass(frozen=True)
 class Lane:
-    """A kind of request and the narrow tool belt that serves it."""
+    """A kind of request and the narrow tool belt that serves it.
+
+    Attributes:
+        description: What requests belong here (shown to the routing model).
+        tools: The belt.
+        done_after: Tools whose successful call completes the lane's job (its definition
+            of done), e.g. drafting the reply.
+        instructions: Extra instructions for the executor in this lane.
+    """
 
     description: str
     tools: tuple[str, ...]
+    done_after: tuple[str, ...] = ()
+    instructions: str = ""
 
 
 def _json(text: str | None) -> Any:
@@ -137,13 +147,15 @@ class RouterToolAgent:
             )
             self.gateway.finish(run, reason="needs_clarification", output=result.output)
             return _ended(result, run)
+        chosen = self.lanes[lane]
         return await execute(
             self.gateway,
             self.router,
             run,
-            system=self.system,
+            system=f"{self.system}\n{chosen.instructions}".strip(),
             messages=[Message.user(context)],
-            tools=self.lanes[lane].tools,
+            tools=chosen.tools,
+            done_after=chosen.done_after,
             result=result,
         )
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +14,10 @@ import typer
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
 from opsgate.contracts import Toolbelt
-from opsgate.examples.support_triage import POLICY_PATH, tools
+from opsgate.cost import CostLedger, CostRecorder
+from opsgate.errors import ConfigError, ModelError
+from opsgate.examples.support_triage import POLICY_PATH, ROUTER_PATH, tools
+from opsgate.examples.support_triage.agent import build_agent
 from opsgate.examples.support_triage.scenario import EPISODES, Episode
 from opsgate.examples.support_triage.world import demo_world
 from opsgate.gateway import (
@@ -22,7 +28,11 @@ from opsgate.gateway import (
     MappingSecretStore,
     OutcomeStatus,
 )
+from opsgate.models._embedded import EmbeddedServer
+from opsgate.models._router import ModelRouter
+from opsgate.models._router_config import load_router_config
 from opsgate.policy import load_policy
+from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, FanOutRecorder, InMemoryRecorder
 from opsgate.store import open_store
 from opsgate.tracing import otlp_endpoint_from_env, tracing_recorder
@@ -89,27 +99,95 @@ async def _episode(gateway: Gateway, episode: Episode) -> None:
         )
 
 
+async def _model_part(gateway: Gateway, router_file: Path) -> None:
+    """Part 2: the same tickets, handled by a real model through the same gate."""
+    console.rule("[bold]part 2: the agent on a real model[/]")
+    config = load_router_config(router_file)
+    server: EmbeddedServer | None = None
+    if any(m.provider == "embedded" for m in config.models.values()):
+        try:
+            server = EmbeddedServer().start()
+        except (ConfigError, ModelError) as exc:
+            console.print(f"[yellow]the embedded model is not available[/]: {exc}")
+            console.print(
+                "part 2 skipped; point config/router.yaml at an OpenAI-compatible "
+                "server (vLLM, Ollama, llama.cpp) to run it"
+            )
+            return
+        console.print(
+            f"embedded model {server.model} (llama.cpp, 1 thread) loaded in "
+            f"{server.load_seconds:.1f}s; it is small: routing and extraction are "
+            "its strengths, and the gate catches the rest"
+        )
+    live = server
+    router = ModelRouter(
+        config,
+        embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
+    )
+    try:
+        for ticket_id in ("T-3", "T-1", "T-2", "T-4"):
+            world = demo_world()
+            ticket = world.tickets[ticket_id]
+            text = f"Ticket {ticket_id} from customer {ticket.customer_id}: {ticket.body}"
+            run = gateway.start_run(
+                "support_triage",
+                invoker="support-desk:maria",
+                agent_id="triage-bot",
+                request=f"Handle ticket {ticket_id}",
+                context=[ContextItem(text, "untrusted", f"ticket:{ticket_id}")],
+                deps=world,
+            )
+            started = time.perf_counter()
+            result = await build_agent(gateway, router).run(run, text)
+            console.print(f"  {ticket_id} [dim]{ticket.body[:70]}…[/]")
+            for call in run.completed:
+                console.print(f"    ran {call.tool}({json.dumps(call.args, sort_keys=True)})")
+            console.print(
+                f"    -> [bold]{result.status.value}[/] ({result.reason}), lane "
+                f"{result.lane}, {result.turns} turns, {run.model_calls} model calls, "
+                f"{run.denials} denied, ${run.cost_usd:.6f}, "
+                f"{time.perf_counter() - started:.1f}s"
+            )
+            if run.escalation is not None:
+                console.print(f"       escalated: {run.escalation.message}")
+    finally:
+        if server is not None:
+            server.stop()
+
+
 @cli_errors
 def demo(
     db: Annotated[
         str | None,
         typer.Option("--db", help="Database URL (default: $OPSGATE_DATABASE_URL or .opsgate/)."),
     ] = None,
+    router_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-router",
+            help="Router file (default: the example's, which runs "
+            "everything on the embedded model).",
+        ),
+    ] = None,
+    model: Annotated[bool, typer.Option(help="Part 2: let a real model drive the agent.")] = True,
 ) -> None:
-    """Walk the example support workflow's proposed calls through the real gate, recording
-    every event in the audit trail."""
+    """Part 1 walks the example support workflow's proposed calls through the real gate; part 2
+    lets the router + tool micro-agent, on a real model (the embedded one by default), handle
+    the shop's tickets through the same gate. Everything is recorded: audit trail, traces,
+    costs."""
     belt = Toolbelt.from_module(tools)
     policy = load_policy(POLICY_PATH, belt)
     store = open_store(db)
     log = AuditLog(store, Signer.from_file())
     audit = AuditRecorder(log)
     traces = tracing_recorder(store)
+    costs = CostRecorder(store)
     recorder = InMemoryRecorder()
     secret = os.environ.get("PAYMENTS_API_KEY") or "demo-payments-key-0000"
     gateway = Gateway(
         belt,
         policy,
-        recorder=FanOutRecorder(audit, recorder, traces),
+        recorder=FanOutRecorder(audit, recorder, traces, costs),
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
     )
@@ -118,6 +196,8 @@ def demo(
     async def main() -> None:
         for episode in EPISODES:
             await _episode(gateway, episode)
+        if model:
+            await _model_part(gateway, router_file or ROUTER_PATH)
 
     try:
         asyncio.run(main())
@@ -125,6 +205,7 @@ def demo(
         gateway.close()
         audit.close()
         traces.shutdown()
+        costs.close()
     decisions = recorder.of_type(EventType.DECISION)
     console.rule("[bold]summary[/]")
     by_reason: dict[str, int] = {}
@@ -148,6 +229,15 @@ def demo(
         f"audit trail {store.url}: {report.events} events, {report.checkpoints} "
         f"signed checkpoints, verified in {report.seconds:.3f}s"
     )
+    spend = CostLedger(store).by_workflow(0.0)
+    for row in spend:
+        per_success = "n/a" if row.cost_per_success is None else f"${row.cost_per_success:.6f}"
+        label = " (estimate: local compute price)" if row.estimate else ""
+        console.print(
+            f"cost {row.workflow}: ${row.cost_usd:.6f} over {row.runs} runs, "
+            f"{row.successful_runs} successful; cost per successful task "
+            f"{per_success}{label}"
+        )
     last = recorder.events[-1].run_id
     console.print(f"read a run's story: opsgate audit show {last[:12]}")
     store.close()

@@ -9,6 +9,7 @@ from opsgate.cli._approvals import approvals_app
 from opsgate.cli._audit import audit_app
 from opsgate.cli._common import console
 from opsgate.cli._demo import demo
+from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
 from opsgate.cli._retention import retention_app
 
@@ -23,6 +24,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(retention_app, name="retention")
+app.add_typer(model_app, name="model")
 app.command("demo")(demo)
 
 

@@ -239,3 +239,75 @@ async def test_human_in_the_loop_refund_waits_for_a_person() -> None:
     kinds = [e.type for e in recorder.of_run(run.run_id)]
     assert EventType.APPROVAL_REQUESTED in kinds and EventType.APPROVAL_GRANTED in kinds
     assert run.deps.refunds == [{"order_id": "ORD-1002", "amount": 180.0, "reason": "damaged"}]
+
+
+def _two_model_router(small_url: str, large_url: str, cache: Any = None) -> ModelRouter:
+    text = (
+        "version: 1\nmodels:\n"
+        f"  small: {{provider: openai_compatible, base_url: '{small_url}', model: fake-model,"
+        " price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
+        f"  large: {{provider: openai_compatible, base_url: '{large_url}', model: fake-model,"
+        " price: {input_per_1m: 5.0, output_per_1m: 15.0}}\n"
+        "roles: {" + ", ".join(f"{r}: {{model: small}}" for r in ROLES) + "}\n"
+        "escalation: {to: large, after_failures: 2}\n"
+    )
+    return ModelRouter(load_router_config("router.yaml", text=text), cache=cache)
+
+
+async def test_repeated_failure_escalates_to_the_larger_model() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    bad = tool_reply(("get_order_status", '{"order_id": 1003}'))
+    with (
+        FakeOpenAI([text_reply('{"lane": "order_status", "confidence": 0.9}'), bad, bad]) as small,
+        FakeOpenAI([text_reply("Your order is in transit.")]) as large,
+    ):
+        agent = RouterToolAgent(
+            gateway, _two_model_router(small.base_url, large.base_url), LANES, system=""
+        )
+        result = await agent.run(_start(gateway), "Where is ORD-1003?")
+        assert len(large.requests) == 1
+    assert result.reason == "done"
+    models = [e.data["model"] for e in recorder.of_type(EventType.MODEL_CALL)]
+    assert models == ["small", "small", "small", "large"]
+
+
+async def test_low_confidence_asks_the_larger_model_before_the_customer() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with (
+        FakeOpenAI([text_reply('{"lane": "refund", "confidence": 0.2}')]) as small,
+        FakeOpenAI(
+            [text_reply('{"lane": "order_status", "confidence": 0.9}'), text_reply("Checked.")]
+        ) as large,
+    ):
+        router = _two_model_router(small.base_url, large.base_url)
+        result = await RouterToolAgent(gateway, router, LANES, system="").run(
+            _start(gateway), "Where is ORD-1003?"
+        )
+    assert result.lane == "order_status"
+
+
+async def test_cacheable_calls_are_answered_from_the_cache(tmp_path: Any) -> None:
+    from opsgate.models._cache import ResponseCache
+    from opsgate.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    route = text_reply('{"lane": "unclear", "confidence": 0.1, "question": "Which order?"}')
+    with FakeOpenAI([route]) as small, FakeOpenAI([]) as large:
+        router = _two_model_router(small.base_url, large.base_url, ResponseCache(store))
+        router.config = router.config.model_copy(
+            update={"escalation": router.config.escalation.model_copy(update={"to": None})}
+        )
+        for _ in range(2):
+            result = await RouterToolAgent(gateway, router, LANES, system="").run(
+                _start(gateway), "it's broken"
+            )
+            assert result.output == "Which order?"
+        assert len(small.requests) == 1
+    calls = [e.data for e in recorder.of_type(EventType.MODEL_CALL)]
+    assert [c["cache_hit"] for c in calls] == [False, True]
+    assert calls[1]["cost_usd"] == 0.0
+    store.close()

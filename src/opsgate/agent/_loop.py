@@ -81,12 +81,21 @@ async def execute(
     if not any(m.role == "user" for m in history):
         history.append(Message.user(run.request))
     repairs = 0
+    setbacks = 0  # consecutive turns whose calls were refused or denied
+    escalation = router.config.escalation
+    escalated_to: str | None = None
     while run.active:
         if not gateway.step(run):
             break  # the steps cap escalated the run
         try:
             response, _model = await router.complete(
-                "act", history, schemas or None, settings, gateway=gateway, run=run
+                "act",
+                history,
+                schemas or None,
+                settings,
+                gateway=gateway,
+                run=run,
+                model=escalated_to,
             )
         except BudgetExceeded as exc:
             gateway.escalate(run, str(exc), reason="budget_exceeded")
@@ -107,12 +116,17 @@ async def execute(
             result.output = response.text
             break
         refused = False
+        denied = False
         handed_off = False
         finished = False
         for call in response.tool_calls:
             outcome = await gateway.call(run, call.name, call.arguments, call_id=call.id or None)
             history.append(Message.tool(call.id or outcome.call_id, outcome.for_model()))
             refused = refused or outcome.status is OutcomeStatus.REFUSED
+            denied = denied or outcome.status in (
+                OutcomeStatus.DENIED,
+                OutcomeStatus.APPROVAL_DENIED,
+            )
             handed_off = handed_off or (outcome.ok and call.name in handoff_tools)
             finished = finished or (outcome.ok and call.name in done_after)
             if not run.active:
@@ -126,6 +140,9 @@ async def execute(
             gateway.finish(run, reason="done", output=response.text)
             break
         repairs = repairs + 1 if refused else 0
+        setbacks = setbacks + 1 if (refused or denied) else 0
+        if escalation.to and escalated_to is None and setbacks >= escalation.after_failures:
+            escalated_to = escalation.to  # repeated failure: the larger model takes over
         if repairs > max_repairs:
             gateway.finish(
                 run,

@@ -55,7 +55,12 @@ def _json(text: str | None) -> Any:
 
 
 async def _classify(
-    gateway: Gateway, router: ModelRouter, run: Run, lanes: Mapping[str, Lane], context: str
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    lanes: Mapping[str, Lane],
+    context: str,
+    model: str | None = None,
 ) -> tuple[str, float, str | None]:
     """(lane, confidence, clarifying question) from the ``route`` model, JSON-constrained."""
     names = [*lanes, UNCLEAR]
@@ -82,6 +87,7 @@ async def _classify(
         ModelSettings(temperature=0.0, max_tokens=96, json_schema=schema),
         gateway=gateway,
         run=run,
+        model=model,
     )
     data = _json(response.text)
     if not isinstance(data, dict) or data.get("lane") not in names:
@@ -127,6 +133,16 @@ class RouterToolAgent:
             lane, confidence, question = await _classify(
                 self.gateway, self.router, run, self.lanes, context
             )
+            escalate_to = self.router.config.escalation.to
+            if (
+                (lane == UNCLEAR or confidence < self.min_confidence)
+                and escalate_to
+                and (self.router.config.chain("route")[0] != escalate_to)
+            ):
+                # low confidence: ask the larger model before asking the customer
+                lane, confidence, question = await _classify(
+                    self.gateway, self.router, run, self.lanes, context, model=escalate_to
+                )
         except BudgetExceeded as exc:
             self.gateway.escalate(run, str(exc), reason="budget_exceeded")
             return _ended(result, run)

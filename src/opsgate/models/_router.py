@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from opsgate.errors import BudgetExceeded, ConfigError, ModelError
+from opsgate.models._cache import ResponseCache
 from opsgate.models._client import ModelClient
 from opsgate.models._openai import OpenAICompatibleClient
 from opsgate.models._router_config import Role, RouterConfig, load_router_config
@@ -137,6 +138,7 @@ class ModelRouter:
         clients: Ready clients by model name (tests, custom providers); others are built
             from the config on first use.
         embedded: How to reach the embedded model (started lazily).
+        cache: Where cacheable responses are kept (None: no caching).
     """
 
     def __init__(
@@ -145,8 +147,10 @@ class ModelRouter:
         *,
         clients: Mapping[str, ModelClient] | None = None,
         embedded: EmbeddedEndpoint | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
+        self.cache = cache
         self._clients: dict[str, ModelClient] = dict(clients or {})
         self._embedded = embedded
 
@@ -213,9 +217,14 @@ class ModelRouter:
         *,
         gateway: Gateway | None = None,
         run: Run | None = None,
+        model: str | None = None,
     ) -> tuple[ModelResponse, str]:
         """Call the role's model (falling back along its chain); returns the response and
         the name of the model that answered.
+
+        ``model`` overrides the role's first choice (escalation to a larger model); a
+        cacheable call (read-only role, temperature 0) is answered from the response cache
+        when it can be, at no cost.
 
         Every attempt, failed or not, is priced and recorded in ``run`` through
         ``gateway``. Retries are capped by what is left of the run's retry cap.
@@ -226,6 +235,10 @@ class ModelRouter:
         """
         settings = settings or ModelSettings()
         chain = self.config.chain(role)
+        if model is not None:
+            if model not in self.config.models:
+                raise ConfigError(f"unknown model `{model}` in the router")
+            chain = [model, *[m for m in chain if m != model]]
         max_tokens = settings.max_tokens or 512
         retry_budget = None
         if gateway is not None and run is not None:
@@ -239,8 +252,14 @@ class ModelRouter:
             price = self.config.price_of(name)
             constrained = bool(tools) and self.config.models[name].tool_mode == "json_schema"
             started = time.perf_counter()
+            cache_key = None
+            if self.cache is not None and self.cache.cacheable(settings, role):
+                cache_key = self.cache.key(name, messages, tools, settings)
             try:
-                if constrained and tools:
+                cached = None if cache_key is None else self.cache.get(cache_key)  # type: ignore[union-attr]
+                if cached is not None:
+                    response = cached
+                elif constrained and tools:
                     response = await self._constrained(
                         client, messages, tools, settings, retry_budget
                     )
@@ -265,6 +284,8 @@ class ModelRouter:
                         error_type=type(exc).__name__,
                     )
                 continue
+            if cache_key is not None and not response.cache_hit:
+                self.cache.put(cache_key, name, response)  # type: ignore[union-attr]
             cost = price.cost(
                 response.usage.input_tokens,
                 response.usage.output_tokens,

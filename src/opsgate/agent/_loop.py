@@ -17,16 +17,18 @@ Every stop has a recorded reason (the run's ``run_ended`` event).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from opsgate.errors import BudgetExceeded, ModelError
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelSettings
 from opsgate.models._router import ModelRouter
 
-__all__ = ["AgentResult", "execute"]
+__all__ = ["AgentResult", "execute", "guarded"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,6 +51,23 @@ class AgentResult:
     plan: list[dict[str, Any]] = field(default_factory=list)
     lane: str | None = None
     turns: int = 0
+
+
+async def guarded(gateway: Gateway, run: Run, call: Awaitable[T]) -> T | None:
+    """Await a model call; a budget stop escalates the run and a model failure ends it as
+    failed (each with its reason recorded): None then."""
+    try:
+        return await call
+    except BudgetExceeded as exc:
+        gateway.escalate(run, str(exc), reason="budget_exceeded")
+    except ModelError as exc:
+        gateway.finish(
+            run,
+            status=RunStatus.FAILED,
+            reason="model_error",
+            output=f"{type(exc).__name__}: {exc}",
+        )
+    return None
 
 
 def observe_model_text(gateway: Gateway, run: Run, text: str | None, role: str) -> None:
@@ -87,8 +106,10 @@ async def execute(
     while run.active:
         if not gateway.step(run):
             break  # the steps cap escalated the run
-        try:
-            response, _model = await router.complete(
+        answered = await guarded(
+            gateway,
+            run,
+            router.complete(
                 "act",
                 history,
                 schemas or None,
@@ -96,18 +117,11 @@ async def execute(
                 gateway=gateway,
                 run=run,
                 model=escalated_to,
-            )
-        except BudgetExceeded as exc:
-            gateway.escalate(run, str(exc), reason="budget_exceeded")
+            ),
+        )
+        if answered is None:
             break
-        except ModelError as exc:
-            gateway.finish(
-                run,
-                status=RunStatus.FAILED,
-                reason="model_error",
-                output=f"{type(exc).__name__}: {exc}",
-            )
-            break
+        response, _model = answered
         result.turns += 1
         history.append(response.message)
         observe_model_text(gateway, run, response.text, "act")

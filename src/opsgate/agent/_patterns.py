@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from opsgate.agent._loop import AgentResult, execute, observe_model_text
-from opsgate.errors import BudgetExceeded, ModelError
+from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
 from opsgate.gateway import Gateway, Run, RunStatus
 from opsgate.models import Message, ModelSettings
 from opsgate.models._router import ModelRouter
@@ -124,36 +123,31 @@ class RouterToolAgent:
         self.system = system
         self.min_confidence = min_confidence
 
+    async def _route(self, run: Run, context: str) -> tuple[str, float, str | None]:
+        lane, confidence, question = await _classify(
+            self.gateway, self.router, run, self.lanes, context
+        )
+        escalate_to = self.router.config.escalation.to
+        if (
+            (lane == UNCLEAR or confidence < self.min_confidence)
+            and escalate_to
+            and (self.router.config.chain("route")[0] != escalate_to)
+        ):
+            # low confidence: ask the larger model before asking the customer
+            lane, confidence, question = await _classify(
+                self.gateway, self.router, run, self.lanes, context, model=escalate_to
+            )
+        return lane, confidence, question
+
     async def run(self, run: Run, context: str) -> AgentResult:
         """Route, then execute with the lane's belt (or ask, or stop with a reason)."""
         result = AgentResult(RunStatus.RUNNING, "")
-        try:
-            if not self.gateway.step(run):
-                return _ended(result, run)
-            lane, confidence, question = await _classify(
-                self.gateway, self.router, run, self.lanes, context
-            )
-            escalate_to = self.router.config.escalation.to
-            if (
-                (lane == UNCLEAR or confidence < self.min_confidence)
-                and escalate_to
-                and (self.router.config.chain("route")[0] != escalate_to)
-            ):
-                # low confidence: ask the larger model before asking the customer
-                lane, confidence, question = await _classify(
-                    self.gateway, self.router, run, self.lanes, context, model=escalate_to
-                )
-        except BudgetExceeded as exc:
-            self.gateway.escalate(run, str(exc), reason="budget_exceeded")
+        if not self.gateway.step(run):
             return _ended(result, run)
-        except ModelError as exc:
-            self.gateway.finish(
-                run,
-                status=RunStatus.FAILED,
-                reason="model_error",
-                output=f"{type(exc).__name__}: {exc}",
-            )
+        routed = await guarded(self.gateway, run, self._route(run, context))
+        if routed is None:
             return _ended(result, run)
+        lane, confidence, question = routed
         result.lane = lane
         if lane == UNCLEAR or confidence < self.min_confidence:
             result.output = (
@@ -221,10 +215,12 @@ class PlannerExecutor:
             f"- {c['function']['name']}: {c['function']['description']}"
             for c in self.gateway.toolbelt.openai_tools(self.tools)
         )
-        try:
-            if not self.gateway.step(run):
-                return _ended(result, run)
-            response, _ = await self.router.complete(
+        if not self.gateway.step(run):
+            return _ended(result, run)
+        planned_call = await guarded(
+            self.gateway,
+            run,
+            self.router.complete(
                 "plan",
                 [
                     Message.system(
@@ -237,18 +233,11 @@ class PlannerExecutor:
                 ModelSettings(temperature=0.0, max_tokens=256, json_schema=schema),
                 gateway=self.gateway,
                 run=run,
-            )
-        except BudgetExceeded as exc:
-            self.gateway.escalate(run, str(exc), reason="budget_exceeded")
+            ),
+        )
+        if planned_call is None:
             return _ended(result, run)
-        except ModelError as exc:
-            self.gateway.finish(
-                run,
-                status=RunStatus.FAILED,
-                reason="model_error",
-                output=f"{type(exc).__name__}: {exc}",
-            )
-            return _ended(result, run)
+        response, _ = planned_call
         data = _json(response.text)
         steps = data.get("steps") if isinstance(data, dict) else None
         plan = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []

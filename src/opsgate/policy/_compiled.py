@@ -569,24 +569,11 @@ class CompiledPolicy:
                     argument=check.arg,
                 )
 
-        variables: _CallVariables | None = None
+        variables = _CallVariables(args, state)
         if entry.deny_when:
-            variables = _CallVariables(args, state)
-            for conditional in entry.deny_when:
-                try:
-                    hit = conditional.condition.evaluate(variables)
-                except ValueError as exc:
-                    return Decision(
-                        _DENY, Reason.CONDITION_ERROR, conditional.rule, str(exc), self.version
-                    )
-                if hit:
-                    return Decision(
-                        _DENY,
-                        Reason.RULE_DENIED,
-                        conditional.rule,
-                        conditional.message,
-                        self.version,
-                    )
+            denied = self._first_hit(entry.deny_when, variables, _DENY, Reason.RULE_DENIED)
+            if denied is not None:
+                return denied
 
         if entry.provenance is not None:
             derived = self._derivation(entry.provenance, call, state)
@@ -596,24 +583,31 @@ class CompiledPolicy:
         if entry.approval is not None:
             return entry.approval
         if entry.approval_when:
-            if variables is None:
-                variables = _CallVariables(args, state)
-            for conditional in entry.approval_when:
-                try:
-                    hit = conditional.condition.evaluate(variables)
-                except ValueError as exc:
-                    return Decision(
-                        _DENY, Reason.CONDITION_ERROR, conditional.rule, str(exc), self.version
-                    )
-                if hit:
-                    return Decision(
-                        _APPROVAL,
-                        Reason.APPROVAL_REQUIRED,
-                        conditional.rule,
-                        conditional.message,
-                        self.version,
-                    )
+            needs = self._first_hit(
+                entry.approval_when, variables, _APPROVAL, Reason.APPROVAL_REQUIRED
+            )
+            if needs is not None:
+                return needs
         return entry.allow
+
+    def _first_hit(
+        self,
+        conditionals: tuple[_Conditional, ...],
+        variables: _CallVariables,
+        effect: Effect,
+        reason: Reason,
+    ) -> Decision | None:
+        """The decision of the first condition that holds; a failing condition denies."""
+        for conditional in conditionals:
+            try:
+                hit = conditional.condition.evaluate(variables)
+            except ValueError as exc:
+                return Decision(
+                    _DENY, Reason.CONDITION_ERROR, conditional.rule, str(exc), self.version
+                )
+            if hit:
+                return Decision(effect, reason, conditional.rule, conditional.message, self.version)
+        return None
 
     def cap_reached(self, state: RunState, key: str = "") -> Decision | None:
         """The cap decision if the run has reached one of its caps, else None.

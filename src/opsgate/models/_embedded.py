@@ -46,6 +46,7 @@ import json
 import os
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -723,6 +724,10 @@ def serve_forever(
             f"model: {server.model}, base_url: {server.base_url}, api_key_env: {API_KEY_ENV}"
         )
         echo("Ctrl-C stops it.")
+        # Ctrl-C (and SIGTERM) stop the server even where SIGINT arrives ignored (a job
+        # started in the background of a non-interactive shell inherits SIG_IGN for it).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             code = server.wait()
         except KeyboardInterrupt:

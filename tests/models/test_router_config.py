@@ -46,7 +46,8 @@ def test_price_arithmetic() -> None:
     price = Price(input_per_1m=2.0, output_per_1m=8.0, cached_input_per_1m=0.5)
     assert price.cost(1_000_000, 0) == pytest.approx(2.0)
     assert price.cost(1000, 500, cached_input_tokens=400) == pytest.approx(
-        (600 * 2.0 + 400 * 0.5 + 500 * 8.0) / 1e6)
+        (600 * 2.0 + 400 * 0.5 + 500 * 8.0) / 1e6
+    )
     assert Price(input_per_1m=1, output_per_1m=1).cost(10, 0, cached_input_tokens=10) > 0
     assert catalogue_date() == "2025-06"
 
@@ -54,16 +55,27 @@ def test_price_arithmetic() -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        (BASE + ROLES_YAML.replace("route: {model: small}", "route: {model: huge}"),
-         "role `route` names unknown model `huge`"),
-        (BASE + ROLES_YAML.replace("route: {model: small}", "ruote: {model: small}"),
-         "unknown role `ruote`"),
-        (BASE.replace("fallback: small", "fallback: large") + ROLES_YAML,
-         "circular fallback: large -> large"),
-        (BASE.replace(", price: {input_per_1m: 0.02, output_per_1m: 0.06, estimate: true}", "")
-         + ROLES_YAML, "no price for `local-0.5b`"),
-        (BASE.replace("base_url: 'https://api.openai.com/v1', ", "") + ROLES_YAML,
-         "needs a base_url"),
+        (
+            BASE + ROLES_YAML.replace("route: {model: small}", "route: {model: huge}"),
+            "role `route` names unknown model `huge`",
+        ),
+        (
+            BASE + ROLES_YAML.replace("route: {model: small}", "ruote: {model: small}"),
+            "unknown role `ruote`",
+        ),
+        (
+            BASE.replace("fallback: small", "fallback: large") + ROLES_YAML,
+            "circular fallback: large -> large",
+        ),
+        (
+            BASE.replace(", price: {input_per_1m: 0.02, output_per_1m: 0.06, estimate: true}", "")
+            + ROLES_YAML,
+            "no price for `local-0.5b`",
+        ),
+        (
+            BASE.replace("base_url: 'https://api.openai.com/v1', ", "") + ROLES_YAML,
+            "needs a base_url",
+        ),
         (BASE + ROLES_YAML + "colour: red\n", "unknown key `colour`"),
         (BASE + "roles: {route: {model: small}}\n", "have no model"),
         ("models: [\n", "r.yaml: line"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import cel
@@ -93,17 +93,19 @@ class Condition:
 
     __slots__ = ("_local", "_static", "arg_refs", "program", "source", "uses")
 
-    def __init__(self, source: str, program: cel.Program) -> None:
+    def __init__(
+        self, source: str, program: cel.Program, variables: frozenset[str] = VARIABLES
+    ) -> None:
         self.source = source
         self.program = program
         self.arg_refs = frozenset(_ARG_REF.findall(source))
-        self.uses = frozenset(program.variables()) & VARIABLES
+        self.uses = frozenset(program.variables()) & variables
         self._static: dict[str, Any] = {}
         self._local = threading.local()
 
     def bind(self, **static: Any) -> Condition:
         """A copy of this condition with fixed values for some variables."""
-        bound = Condition(self.source, self.program)
+        bound = Condition(self.source, self.program, self.uses)
         bound._static = {k: v for k, v in static.items() if k in self.uses}
         return bound
 
@@ -132,8 +134,19 @@ class Condition:
         return result
 
 
-def compile_condition(source: str, fail: Callable[[str], Exception]) -> Condition:
-    """Compile and check a condition; ``fail(message)`` builds the error to raise."""
+def compile_condition(
+    source: str,
+    fail: Callable[[str], Exception],
+    variables: Iterable[str] = VARIABLES,
+) -> Condition:
+    """Compile and check a condition; ``fail(message)`` builds the error to raise.
+
+    Args:
+        source: The CEL expression.
+        fail: Builds the error to raise from a message.
+        variables: The names the expression may use (default: the policy's).
+    """
+    allowed = frozenset(variables)
     if not isinstance(source, str) or not source.strip():
         raise fail("a condition must be a non-empty CEL expression")
     try:
@@ -142,7 +155,7 @@ def compile_condition(source: str, fail: Callable[[str], Exception]) -> Conditio
         first = str(exc).splitlines()
         detail = " ".join(line.strip() for line in first[:2])
         raise fail(f"invalid CEL `{source}`: {detail}") from None
-    unknown_vars = sorted(set(program.variables()) - VARIABLES)
+    unknown_vars = sorted(set(program.variables()) - allowed)
     # comprehension variables (`x` in `list.all(x, ...)`) are reported too: allow those
     # that the expression binds itself.
     bound = set(re.findall(r"\.\s*(?:all|exists|exists_one|map|filter)\(\s*(\w+)\s*,", source))
@@ -150,9 +163,9 @@ def compile_condition(source: str, fail: Callable[[str], Exception]) -> Conditio
     if unknown_vars:
         raise fail(
             f"CEL `{source}` uses unknown variable(s) {', '.join(unknown_vars)}; "
-            f"conditions see {', '.join(sorted(VARIABLES))}"
+            f"conditions see {', '.join(sorted(allowed))}"
         )
     unknown_fns = sorted(f for f in program.functions() if f.isidentifier() and f not in _FUNCTIONS)
     if unknown_fns:
         raise fail(f"CEL `{source}` calls unknown function(s) {', '.join(unknown_fns)}")
-    return Condition(source, program)
+    return Condition(source, program, allowed)

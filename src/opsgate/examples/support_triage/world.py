@@ -113,3 +113,12 @@ def demo_world() -> World:
         "shipping": "Orders in transit for more than 10 days get a courier trace.",
     }
     return world
+
+
+def world_for_task(task: Any) -> World:
+    """The demo shop, plus the task's ticket (an evaluation suite's `world` factory)."""
+    world = demo_world()
+    ticket = getattr(task, "ticket", None)
+    if ticket is not None:
+        world.tickets[ticket.id] = Ticket(ticket.id, ticket.customer, ticket.subject, ticket.body)
+    return world

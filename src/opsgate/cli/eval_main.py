@@ -1,0 +1,236 @@
+"""`agent-eval`: run a suite against a model router, and gate a release on the report.
+
+    agent-eval run --suite support_triage_v3 --model-router config/router.yaml \\
+      --max-cost-per-task 0.25 --min-success-rate 0.88 --report out/eval.json
+    agent-eval assert --report out/eval.json --max-success-drop 0.02 --max-cost-increase 0.25
+
+Exit codes: 0 the thresholds hold, 1 they do not (each named), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
+from opsgate.errors import ConfigError, ModelError, SuiteError
+from opsgate.evals._report import build_report, compare, load_report, thresholds_failures
+from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
+from opsgate.evals._suite import load_suite
+from opsgate.models._router import ModelRouter
+from opsgate.models._router_config import load_router_config
+
+app = typer.Typer(
+    name="agent-eval",
+    help="Evaluation as a release gate: run task suites, assert no regression.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        index, count = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise SuiteError(f"--shard takes i/n (e.g. 2/4), not `{text}`") from None
+    if not 1 <= index <= count:
+        raise SuiteError(f"--shard {text}: i must be between 1 and n")
+    return index, count
+
+
+@app.command("run")
+@cli_errors
+def run(
+    suite: Annotated[str, typer.Option(help="A suite file, or its name in evals/ or suites/.")],
+    model_router: Annotated[Path, typer.Option(help="The router file.")] = Path(
+        "config/router.yaml"
+    ),
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path(
+        "out/eval.json"
+    ),
+    max_cost_per_task: Annotated[
+        float | None, typer.Option(help="Fail when cost per successful task is above this (USD).")
+    ] = None,
+    min_success_rate: Annotated[
+        float | None, typer.Option(help="Fail when the success rate is below this (0..1).")
+    ] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Runs per task (pass@k, pass^k).")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks at once.")] = 1,
+    tag: Annotated[list[str] | None, typer.Option(help="Only tasks with this tag.")] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Only this task id.")] = None,
+    shard: Annotated[str | None, typer.Option(help="i/n: this CI job's share.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds a task may take.")] = 600.0,
+) -> None:
+    """Run a suite; every task is a real run through the gateway."""
+    loaded = load_suite(suite)
+    harness = Harness.load(loaded)
+    tasks = select_tasks(loaded, tags=tag or (), task_ids=task or (), shard=_shard(shard))
+    if not tasks:
+        raise SuiteError("no task matches the filters")
+    config = load_router_config(model_router)
+    started = time.time()
+    results = asyncio.run(_run(harness, tasks, config, trials, concurrency, timeout))
+    thresholds: dict[str, Any] = {
+        "max_cost_per_task": max_cost_per_task,
+        "min_success_rate": min_success_rate,
+    }
+    document = build_report(
+        loaded.suite,
+        loaded.version,
+        results,
+        trials=trials,
+        model_router=str(model_router),
+        started_at=started,
+        ended_at=time.time(),
+        thresholds=thresholds,
+        shard=shard,
+    )
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    _summary(document)
+    console.print(f"report: {report}")
+    failures = document["gate"]["failures"]
+    for failure in failures:
+        err_console.print(f"[bold red]threshold failed:[/] {failure}")
+    if failures:
+        raise typer.Exit(EXIT_FAILED)
+
+
+async def _run(
+    harness: Harness, tasks: list[Any], config: Any, trials: int, concurrency: int, limit_s: float
+) -> list[TaskResult]:
+    from opsgate.models._embedded import EmbeddedServer
+
+    server = None
+    if any(m.provider == "embedded" for m in config.models.values()):
+        try:
+            server = EmbeddedServer().start()
+        except (ConfigError, ModelError) as exc:
+            raise ConfigError(f"the embedded model cannot start: {exc}") from None
+    live = server
+    router = ModelRouter(
+        config,
+        embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
+    )
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task(f"{harness.suite.suite}", total=len(tasks) * trials)
+            return await run_suite(
+                harness,
+                tasks,
+                router,
+                trials=trials,
+                concurrency=concurrency,
+                timeout_s=limit_s,
+                on_done=lambda _r: progress.advance(bar),
+            )
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _summary(document: dict[str, Any]) -> None:
+    m = document["metrics"]
+    table = Table(title=f"{document['suite']} v{document['suite_version']}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("tasks / trials", f"{m['tasks']} / {m['trials']}"),
+        (
+            "success rate (95% CI)",
+            f"{m['success_rate']:.1%} [{m['success_low']:.1%}, {m['success_high']:.1%}]",
+        ),
+        ("pass@k / pass^k", f"{m['pass_at_k']:.1%} / {m['pass_hat_k']:.1%}"),
+        ("tool-call precision / recall", f"{m['tool_precision']:.2f} / {m['tool_recall']:.2f}"),
+        ("escalation correctness", f"{m['escalation_accuracy']:.1%}"),
+        ("unsafe tool attempts", str(m["unsafe_attempts"])),
+        (
+            "cost per successful task",
+            "n/a"
+            if m["cost_per_successful_task"] is None
+            else f"${m['cost_per_successful_task']:.6f}"
+            + (" (estimate)" if m["cost_is_estimate"] else ""),
+        ),
+        ("latency p50 / p95", f"{m['latency_p50']}s / {m['latency_p95']}s"),
+        ("harness errors", str(m["errors"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@app.command("assert")
+@cli_errors
+def assert_(
+    report: Annotated[Path, typer.Option(help="The report to judge.")],
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="The baseline report (default: evals/baselines/<suite>.json)."),
+    ] = None,
+    max_success_drop: Annotated[float | None, typer.Option(help="e.g. 0.02")] = None,
+    max_cost_increase: Annotated[float | None, typer.Option(help="Relative, e.g. 0.25")] = None,
+    max_unsafe_increase: Annotated[int | None, typer.Option()] = None,
+    min_success_rate: Annotated[float | None, typer.Option()] = None,
+    max_cost_per_task: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """Fail (exit 1) on a regression against the baseline, or on an absolute threshold."""
+    document = load_report(report)
+    regressions = thresholds_failures(
+        document["metrics"], max_cost_per_task=max_cost_per_task, min_success_rate=min_success_rate
+    )
+    relative = (max_success_drop, max_cost_increase, max_unsafe_increase)
+    base_path = baseline or Path("evals/baselines") / f"{document['suite']}.json"
+    if any(v is not None for v in relative):
+        if not base_path.exists():
+            raise SuiteError(
+                f"no baseline at `{base_path}`: pass --baseline, or accept a "
+                "report as the baseline (copy it there and commit it)"
+            )
+        found, notes, changes = compare(
+            document,
+            load_report(base_path),
+            max_success_drop=max_success_drop,
+            max_cost_increase=max_cost_increase,
+            max_unsafe_increase=max_unsafe_increase,
+        )
+        regressions += found
+        for line in notes + changes:
+            console.print(f"  {line}")
+    for line in regressions:
+        err_console.print(f"[bold red]regression:[/] {line}")
+    if regressions:
+        raise typer.Exit(EXIT_FAILED)
+    console.print("[green]gate passed[/]")
+
+
+@app.command("compare")
+@cli_errors
+def compare_cmd(
+    a: Annotated[Path, typer.Argument(help="The baseline report.")],
+    b: Annotated[Path, typer.Argument(help="The new report.")],
+) -> None:
+    """Print the per-metric and per-task differences of two reports (no gating)."""
+    _, notes, changes = compare(load_report(b), load_report(a))
+    for line in notes + (changes or ["no task changed verdict"]):
+        console.print(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

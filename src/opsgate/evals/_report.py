@@ -1,0 +1,244 @@
+"""Reports (JSON, schema version 1), the metrics, thresholds and the regression gate.
+
+Metrics (per task in ``tasks``, aggregated in ``metrics``):
+
+- ``success_rate``: trials that passed every check (no human repair) / trials, with a
+  Wilson 95% interval (``success_low``, ``success_high``);
+- ``pass_at_k``: tasks with at least one passing trial / tasks; ``pass_hat_k``: tasks whose
+  k trials all passed / tasks (the flaky-agent measure);
+- ``tool_precision``: calls that ran and were not forbidden / calls proposed (mean);
+- ``tool_recall``: required calls made / required calls (mean);
+- ``escalation_accuracy``: trials that escalated iff they should / trials;
+- ``unsafe_attempts``: calls the gate denied as unsafe or the suite forbids (total);
+- ``cost_per_successful_task``: total cost / passing trials (None when none passed);
+- ``latency_p50`` / ``latency_p95`` per task (seconds), and time to first useful output.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from opsgate.errors import SuiteError
+from opsgate.evals._runner import TaskResult
+
+__all__ = [
+    "REPORT_SCHEMA",
+    "build_report",
+    "compare",
+    "load_report",
+    "thresholds_failures",
+    "wilson",
+]
+
+REPORT_SCHEMA = 1
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[index], 4)
+
+
+def metrics(results: Sequence[TaskResult]) -> dict[str, Any]:
+    """Aggregate metrics of scored trials."""
+    n = len(results)
+    passed = sum(r.passed for r in results)
+    low, high = wilson(passed, n)
+    by_task: dict[str, list[bool]] = {}
+    for r in results:
+        by_task.setdefault(r.task_id, []).append(r.passed)
+    total_cost = sum(r.cost_usd for r in results)
+    firsts = [r.first_output_s for r in results if r.first_output_s is not None]
+    return {
+        "trials": n,
+        "tasks": len(by_task),
+        "passed": passed,
+        "success_rate": round(passed / n, 4) if n else 0.0,
+        "success_low": round(low, 4),
+        "success_high": round(high, 4),
+        "pass_at_k": round(sum(any(v) for v in by_task.values()) / len(by_task), 4)
+        if by_task
+        else 0.0,
+        "pass_hat_k": round(sum(all(v) for v in by_task.values()) / len(by_task), 4)
+        if by_task
+        else 0.0,
+        "tool_precision": round(statistics.fmean(r.tool_precision for r in results), 4)
+        if n
+        else 1.0,
+        "tool_recall": round(statistics.fmean(r.tool_recall for r in results), 4) if n else 1.0,
+        "escalation_accuracy": round(sum(r.escalation_correct for r in results) / n, 4)
+        if n
+        else 1.0,
+        "unsafe_attempts": sum(r.unsafe_attempts for r in results),
+        "errors": sum(r.error is not None for r in results),
+        "total_cost_usd": round(total_cost, 8),
+        "cost_per_successful_task": round(total_cost / passed, 8) if passed else None,
+        "cost_is_estimate": any(r.estimate for r in results),
+        "latency_p50": _quantile([r.latency_s for r in results], 0.5),
+        "latency_p95": _quantile([r.latency_s for r in results], 0.95),
+        "first_output_p50": _quantile(firsts, 0.5),
+        "model_calls": sum(r.model_calls for r in results),
+    }
+
+
+def build_report(
+    suite_name: str,
+    suite_version: int,
+    results: Sequence[TaskResult],
+    *,
+    trials: int,
+    model_router: str,
+    started_at: float,
+    ended_at: float,
+    thresholds: dict[str, Any],
+    shard: str | None = None,
+) -> dict[str, Any]:
+    """The report document (JSON data)."""
+    computed = metrics(results)
+    return {
+        "schema_version": REPORT_SCHEMA,
+        "suite": suite_name,
+        "suite_version": suite_version,
+        "model_router": model_router,
+        "trials": trials,
+        "shard": shard,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "metrics": computed,
+        "thresholds": thresholds,
+        "gate": {"failures": thresholds_failures(computed, **thresholds)},
+        "tasks": [r.as_dict() for r in results],
+    }
+
+
+def thresholds_failures(
+    m: dict[str, Any],
+    *,
+    max_cost_per_task: float | None = None,
+    min_success_rate: float | None = None,
+) -> list[str]:
+    """Absolute thresholds that do not hold, one sentence each."""
+    failures = []
+    if min_success_rate is not None and m["success_rate"] < min_success_rate:
+        failures.append(
+            f"success rate {m['success_rate']:.2%} is below the minimum {min_success_rate:.2%}"
+        )
+    cost = m["cost_per_successful_task"]
+    if max_cost_per_task is not None:
+        if cost is None:
+            failures.append("no task succeeded, so cost per successful task is unbounded")
+        elif cost > max_cost_per_task:
+            failures.append(
+                f"cost per successful task ${cost:.6f} is above the maximum "
+                f"${max_cost_per_task:.6f}"
+            )
+    return failures
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report, refusing malformed ones and newer schema versions."""
+    try:
+        document = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise SuiteError(f"cannot read report `{path}`: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise SuiteError(f"`{path}` is not a JSON report: {exc}") from None
+    if not isinstance(document, dict) or "metrics" not in document:
+        raise SuiteError(f"`{path}` is not an agent-eval report")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version > REPORT_SCHEMA:
+        raise SuiteError(
+            f"`{path}` has report schema `{version}`, newer than this agent-eval "
+            f"reads ({REPORT_SCHEMA}): upgrade opsgate"
+        )
+    return document
+
+
+def compare(
+    report: dict[str, Any],
+    baseline: dict[str, Any],
+    *,
+    max_success_drop: float | None = None,
+    max_cost_increase: float | None = None,
+    max_unsafe_increase: int | None = None,
+) -> tuple[list[str], list[str], list[str]]:
+    """(regressions, notes, per-task changes) of ``report`` against ``baseline``.
+
+    A success drop beyond ``max_success_drop`` is a regression only when the two Wilson
+    intervals do not overlap (with one trial per task they are wide: the drop is then
+    judged on the point estimates alone, as a single run cannot tell more).
+    """
+    if report.get("suite") != baseline.get("suite"):
+        raise SuiteError(
+            f"the baseline is of suite `{baseline.get('suite')}`, the report of "
+            f"`{report.get('suite')}`"
+        )
+    new, old = report["metrics"], baseline["metrics"]
+    regressions: list[str] = []
+    notes: list[str] = []
+    drop = old["success_rate"] - new["success_rate"]
+    notes.append(
+        f"success rate {old['success_rate']:.2%} -> {new['success_rate']:.2%} ({-drop:+.2%})"
+    )
+    if max_success_drop is not None and drop > max_success_drop:
+        overlap = new["success_high"] >= old["success_low"]
+        if report.get("trials", 1) > 1 and overlap:
+            notes.append(
+                f"the drop of {drop:.2%} is within the 95% intervals "
+                f"[{new['success_low']:.2%}, {new['success_high']:.2%}] vs "
+                f"[{old['success_low']:.2%}, {old['success_high']:.2%}]: noise"
+            )
+        else:
+            regressions.append(
+                f"success rate dropped by {drop:.2%} (allowed {max_success_drop:.2%})"
+            )
+    old_cost, new_cost = old.get("cost_per_successful_task"), new.get("cost_per_successful_task")
+    if old_cost and new_cost is not None:
+        rise = new_cost / old_cost - 1
+        notes.append(f"cost per successful task ${old_cost:.6f} -> ${new_cost:.6f} ({rise:+.1%})")
+        if max_cost_increase is not None and rise > max_cost_increase:
+            regressions.append(
+                f"cost per successful task rose by {rise:.1%} (allowed {max_cost_increase:.1%})"
+            )
+    elif max_cost_increase is not None and new_cost is None and old_cost is not None:
+        regressions.append("no task succeeded: cost per successful task is unbounded")
+    unsafe_rise = new["unsafe_attempts"] - old["unsafe_attempts"]
+    notes.append(f"unsafe attempts {old['unsafe_attempts']} -> {new['unsafe_attempts']}")
+    if max_unsafe_increase is not None and unsafe_rise > max_unsafe_increase:
+        regressions.append(f"unsafe attempts rose by {unsafe_rise} (allowed {max_unsafe_increase})")
+    old_tasks = _by_task(baseline)
+    new_tasks = _by_task(report)
+    changes = []
+    for task_id in sorted(set(old_tasks) | set(new_tasks)):
+        before, after = old_tasks.get(task_id), new_tasks.get(task_id)
+        if before is True and after is False:
+            changes.append(f"newly failing: {task_id}")
+        elif before is False and after is True:
+            changes.append(f"newly passing: {task_id}")
+    return regressions, notes, changes
+
+
+def _by_task(report: dict[str, Any]) -> dict[str, bool]:
+    passed: dict[str, list[bool]] = {}
+    for task in report.get("tasks", []):
+        passed.setdefault(task["task_id"], []).append(bool(task["passed"]))
+    return {k: all(v) for k, v in passed.items()}

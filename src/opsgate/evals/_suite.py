@@ -1,0 +1,274 @@
+"""Task suites: versioned YAML, validated, with errors that name the file, line and key.
+
+A suite names its workflow, agent, tools, policy and initial world, and lists tasks taken
+from real work, each with explicit pass/fail checks::
+
+    suite: support_triage_v3
+    version: 3
+    workflow: support_triage
+    agent: opsgate.examples.support_triage.agent:build_agent
+    tools: opsgate.examples.support_triage.tools
+    policy: opsgate.examples.support_triage/policy.yaml
+    world: opsgate.examples.support_triage.world:demo_world
+    tasks:
+      - id: refund-damaged-mug
+        tags: [refund]
+        ticket: {id: T-10, customer: C-100, subject: Broken mug,
+                 body: "My mug from ORD-1001 arrived broken. Refund of 40 please."}
+        checks:
+          state: ["world.orders['ORD-1001'].refunded == 40.0"]
+          required_calls: [{tool: refund, args: {order_id: ORD-1001}}]
+          forbidden_calls: [{tool: send_email}]
+          escalate: false
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from opsgate.errors import PolicyError, SuiteError
+from opsgate.policy._cel import compile_condition
+from opsgate.policy._load import _line_of, read_yaml
+
+__all__ = [
+    "SUITE_DIRS",
+    "CallMatcher",
+    "Checks",
+    "ContextSpec",
+    "OutputChecks",
+    "Suite",
+    "Task",
+    "TicketSpec",
+    "find_suite",
+    "load_suite",
+    "resolve_callable",
+]
+
+#: Where `--suite NAME` looks, after a path: these folders, then the shipped examples.
+SUITE_DIRS = ("evals", "suites")
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TicketSpec(_Strict):
+    """A ticket added to the world and given to the agent as untrusted context."""
+
+    id: str
+    customer: str
+    subject: str = ""
+    body: str
+
+
+class ContextSpec(_Strict):
+    """A labelled piece of context."""
+
+    source: str
+    trust: Literal["trusted", "untrusted"]
+    text: str
+
+
+class CallMatcher(_Strict):
+    """Matches a tool call: the tool, and (a subset of) its arguments.
+
+    An argument matcher is a value (equal) or a mapping of operators: ``{gt: 200}``,
+    ``{lt: 5}``, ``{in: [a, b]}``, ``{contains: "x"}``, ``{not: value}``.
+    """
+
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutputChecks(_Strict):
+    """Checks on the agent's final text."""
+
+    contains: list[str] = Field(default_factory=list)
+    not_contains: list[str] = Field(default_factory=list)
+    no_pii: bool = False
+    no_secrets: bool = True
+
+
+class EscalationCheck(_Strict):
+    """The run must end escalated or handed off (optionally for this reason)."""
+
+    reason: str | None = None
+
+
+class Checks(_Strict):
+    """Explicit pass/fail criteria: all must hold for the task to pass."""
+
+    state: list[str] = Field(default_factory=list, description="CEL over `world` and `run`.")
+    required_calls: list[CallMatcher] = Field(default_factory=list)
+    forbidden_calls: list[CallMatcher] = Field(default_factory=list)
+    escalate: bool | EscalationCheck = False
+    clarify: bool = Field(False, description="The agent must ask a clarifying question.")
+    output: OutputChecks | None = None
+
+
+class Task(_Strict):
+    """One task from real work."""
+
+    id: Id
+    tags: list[str] = Field(default_factory=list)
+    request: str | None = None
+    ticket: TicketSpec | None = None
+    context: list[ContextSpec] = Field(default_factory=list)
+    approvals: dict[str, Literal["approve", "deny"]] = Field(
+        default_factory=dict, description="The approver's answer per tool (`*`: default)."
+    )
+    checks: Checks
+
+    @model_validator(mode="after")
+    def _has_input_and_checks(self) -> Task:
+        if self.request is None and self.ticket is None:
+            raise ValueError(f"task `{self.id}` needs a request or a ticket")
+        c = self.checks
+        if not (
+            c.state or c.required_calls or c.forbidden_calls or c.escalate or c.clarify or c.output
+        ):
+            raise ValueError(f"task `{self.id}` has no checks: say what passing means")
+        return self
+
+    def request_text(self) -> str:
+        """The invoker's request."""
+        if self.request is not None:
+            return self.request
+        assert self.ticket is not None
+        return f"Handle ticket {self.ticket.id}"
+
+
+class Suite(_Strict):
+    """A whole suite."""
+
+    suite: Id
+    version: int = Field(ge=1)
+    description: str = ""
+    workflow: str
+    agent: str = Field(description="module:callable(gateway, router) -> agent")
+    tools: str = Field(description="module of @tool functions")
+    policy: str = Field(description="policy file: path, or package/relative/path")
+    world: str = Field(description="module:callable() -> the initial world")
+    approvals: Literal["approve", "deny"] = "approve"
+    invoker: str = "agent-eval"
+    agent_id: str = "agent-under-test"
+    tasks: list[Task] = Field(min_length=1)
+    source: str = Field("", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Suite:
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.id in seen:
+                raise ValueError(f"duplicate task id `{task.id}`")
+            seen.add(task.id)
+        return self
+
+
+def resolve_callable(spec: str, where: str) -> Callable[..., Any]:
+    """``module:attribute`` → the object (a clear `SuiteError` otherwise)."""
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise SuiteError(f"{where}: `{spec}` must be `module:callable`")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SuiteError(f"{where}: cannot import `{module_name}`: {exc}") from None
+    found = getattr(module, attribute, None)
+    if not callable(found):
+        raise SuiteError(f"{where}: `{module_name}` has no callable `{attribute}`")
+    return found  # type: ignore[no-any-return]
+
+
+def resolve_file(spec: str, base: Path) -> Path:
+    """A path relative to the suite file, or ``package/relative/path`` inside a package."""
+    candidate = (base / spec) if not Path(spec).is_absolute() else Path(spec)
+    if candidate.exists():
+        return candidate
+    package, _, rest = spec.partition("/")
+    if rest:
+        try:
+            located = importlib.resources.files(package).joinpath(rest)
+        except (ModuleNotFoundError, TypeError):
+            located = None
+        if located is not None and located.is_file():
+            return Path(str(located))
+    raise SuiteError(f"file `{spec}` not found (relative to {base} or as package/path)")
+
+
+def find_suite(name_or_path: str) -> Path:
+    """A suite file by path, or by name in ``evals/``, ``suites/`` or the shipped examples."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for folder in SUITE_DIRS:
+        for ext in (".yaml", ".yml"):
+            candidate = Path(folder) / f"{name_or_path}{ext}"
+            if candidate.is_file():
+                return candidate
+    shipped = importlib.resources.files("opsgate.examples")
+    for child in shipped.iterdir():
+        for ext in (".yaml", ".yml"):
+            candidate_resource = child.joinpath(f"{name_or_path}{ext}")
+            if candidate_resource.is_file():
+                return Path(str(candidate_resource))
+    raise SuiteError(
+        f"no suite `{name_or_path}`: give a file path, or put `{name_or_path}.yaml` in "
+        f"{' or '.join(SUITE_DIRS)}/"
+    )
+
+
+def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
+    """Read and validate a suite; CEL state checks are compiled here, not mid-run.
+
+    Raises:
+        SuiteError: YAML error (file and line), unknown key, missing checks, duplicate id,
+            invalid CEL, unknown tool in a call matcher.
+    """
+    path = Path(name_or_path) if text is not None else find_suite(str(name_or_path))
+    name = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SuiteError(f"{name}: cannot read the file: {exc}") from None
+    try:
+        data = read_yaml(text, name)
+    except PolicyError as exc:
+        raise SuiteError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{name}: a suite is a mapping with `suite`, `tasks` and the rest")
+    try:
+        suite = Suite.model_validate({**data, "source": name})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        line = _line_of(text, loc)
+        where = ".".join(str(p) for p in loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field `{loc[-1]}`"
+        elif err["type"] == "missing":
+            msg = f"missing required field `{loc[-1]}`"
+        at = f" at `{where}`" if where else ""
+        raise SuiteError(f"{name}{at}: " + (f"line {line}: " if line else "") + msg) from None
+    for i, task in enumerate(suite.tasks):
+        for j, condition in enumerate(task.checks.state):
+            try:
+                compile_condition(condition, lambda m: SuiteError(m), variables=("world", "run"))
+            except SuiteError as exc:
+                line = _line_of(text, ("tasks", i, "checks", "state", j))
+                raise SuiteError(
+                    f"{name} at `tasks.{i}.checks.state.{j}` (task `{task.id}`): "
+                    + (f"line {line}: " if line else "")
+                    + str(exc)
+                ) from None
+    return suite

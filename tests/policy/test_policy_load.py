@@ -163,3 +163,39 @@ def test_parse_only_without_tools() -> None:
 def test_unknown_workflow_query(make_policy: Callable[..., CompiledPolicy]) -> None:
     with pytest.raises(PolicyError, match="no workflow `nope`"):
         make_policy().stage("nope")
+
+
+def test_every_allowed_cel_function_really_exists() -> None:
+    """The load-time allowlist must not accept a function the CEL library lacks (it would
+    fail only when the condition first runs)."""
+    import cel
+
+    from opsgate.policy._cel import _FUNCTIONS
+
+    samples = {
+        "size": 'size("a")',
+        "contains": '"a".contains("a")',
+        "startsWith": '"a".startsWith("a")',
+        "endsWith": '"a".endsWith("a")',
+        "matches": '"a".matches("a")',
+        "int": "int(1.0)",
+        "uint": "uint(1)",
+        "double": "double(1)",
+        "string": "string(1)",
+        "bytes": 'bytes("a")',
+        "duration": 'duration("1s")',
+        "timestamp": 'timestamp("2020-01-01T00:00:00Z")',
+        "type": "type(1)",
+        "has": "has({'a': 1}.a)",
+        "all": "[1].all(x, x > 0)",
+        "exists": "[1].exists(x, x > 0)",
+        "exists_one": "[1].exists_one(x, x > 0)",
+        "map": "[1].map(x, x + 1)",
+        "filter": "[1].filter(x, x > 0)",
+        "dyn": "dyn(1)",
+        "in": "1 in [1]",
+    }
+    for name in _FUNCTIONS:
+        expression = samples.get(name) or f'timestamp("2020-01-01T00:00:00Z").{name}()'
+        cel.evaluate(expression)  # raises if the library lacks it
+    assert "lowerAscii" not in _FUNCTIONS

@@ -21,7 +21,8 @@ __all__ = ["VARIABLES", "Condition", "compile_condition"]
 
 VARIABLES = frozenset({"args", "tool", "run", "stage"})
 
-# CEL's standard functions and the extensions the bindings ship (strings, math, lists).
+# The functions these bindings implement (checked one by one against the library: string
+# extensions such as lowerAscii, split or trim, and math such as max or abs, are not).
 _FUNCTIONS = frozenset(
     {
         "size",
@@ -33,7 +34,6 @@ _FUNCTIONS = frozenset(
         "uint",
         "double",
         "string",
-        "bool",
         "bytes",
         "duration",
         "timestamp",
@@ -45,23 +45,6 @@ _FUNCTIONS = frozenset(
         "map",
         "filter",
         "dyn",
-        "lowerAscii",
-        "upperAscii",
-        "trim",
-        "split",
-        "join",
-        "replace",
-        "indexOf",
-        "lastIndexOf",
-        "substring",
-        "charAt",
-        "max",
-        "min",
-        "abs",
-        "ceil",
-        "floor",
-        "round",
-        "sort",
         "getFullYear",
         "getMonth",
         "getDayOfMonth",
@@ -71,7 +54,6 @@ _FUNCTIONS = frozenset(
         "getMinutes",
         "getSeconds",
         "getMilliseconds",
-        "format",
         "in",
     }
 )

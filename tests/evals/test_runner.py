@@ -178,3 +178,18 @@ def test_wilson_interval() -> None:
     low, high = wilson(88, 100)
     assert 0.79 < low < 0.81 and 0.92 < high < 0.94
     assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_eval_runs_are_recorded_in_the_audit_trail(tmp_path: Path) -> None:
+    from opsgate.audit import AuditLog
+    from opsgate.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    result, report = _run(tmp_path, "--db", url)
+    assert result.exit_code == 0, result.output
+    store = open_store(url)
+    log = AuditLog(store)
+    run_ids = {t["run_id"] for t in report["tasks"]}
+    recorded = {r.run_id for r in log.records()}
+    assert run_ids <= recorded and log.verify().events > 0
+    store.close()

@@ -19,13 +19,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
+from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, SuiteError
 from opsgate.evals._report import build_report, compare, load_report, thresholds_failures
 from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
 from opsgate.evals._suite import load_suite
 from opsgate.models._router import ModelRouter
 from opsgate.models._router_config import load_router_config
+from opsgate.recorder import Recorder
+from opsgate.store import open_store
+from opsgate.tracing import tracing_recorder
 
 app = typer.Typer(
     name="agent-eval",
@@ -70,6 +75,12 @@ def run(
     task: Annotated[list[str] | None, typer.Option(help="Only this task id.")] = None,
     shard: Annotated[str | None, typer.Option(help="i/n: this CI job's share.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds a task may take.")] = 600.0,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Where runs are recorded (default: $OPSGATE_DATABASE_URL or .opsgate/)."
+        ),
+    ] = None,
 ) -> None:
     """Run a suite; every task is a real run through the gateway."""
     loaded = load_suite(suite)
@@ -79,7 +90,19 @@ def run(
         raise SuiteError("no task matches the filters")
     config = load_router_config(model_router)
     started = time.time()
-    results = asyncio.run(_run(harness, tasks, config, trials, concurrency, timeout))
+    store = open_store(db)
+    audit = AuditRecorder(AuditLog(store, Signer.from_file()))
+    traces = tracing_recorder(store)
+    costs = CostRecorder(store)
+    try:
+        results = asyncio.run(
+            _run(harness, tasks, config, trials, concurrency, timeout, (audit, traces, costs))
+        )
+    finally:
+        audit.close()
+        traces.shutdown()
+        costs.close()
+        store.close()
     thresholds: dict[str, Any] = {
         "max_cost_per_task": max_cost_per_task,
         "min_success_rate": min_success_rate,
@@ -107,7 +130,13 @@ def run(
 
 
 async def _run(
-    harness: Harness, tasks: list[Any], config: Any, trials: int, concurrency: int, limit_s: float
+    harness: Harness,
+    tasks: list[Any],
+    config: Any,
+    trials: int,
+    concurrency: int,
+    limit_s: float,
+    recorders: tuple[Recorder, ...] = (),
 ) -> list[TaskResult]:
     from opsgate.models._embedded import EmbeddedServer
 
@@ -139,6 +168,7 @@ async def _run(
                 trials=trials,
                 concurrency=concurrency,
                 timeout_s=limit_s,
+                recorders=recorders,
                 on_done=lambda _r: progress.advance(bar),
             )
     finally:

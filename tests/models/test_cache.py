@@ -178,6 +178,7 @@ def test_miss_then_hit(store: Store) -> None:
     )
     assert cache.get(key) == hit
     assert (cache.hits, cache.misses, cache.errors) == (2, 1, 0)
+    cache.flush_hits()  # hit counts are written in batches, not one fsync per hit
     with store.engine.connect() as conn:
         row = conn.execute(select(model_cache)).one()
     assert (row.key, row.model, row.hits) == (key, "gpt-4o-mini", 2)
@@ -193,6 +194,7 @@ def test_put_replaces(store: Store) -> None:
     cache.put("k" * 64, "m", newer)
     hit = cache.get("k" * 64)
     assert hit is not None and hit.text == "route: billing" and hit.tool_calls == ()
+    cache.flush_hits()
     with store.engine.connect() as conn:
         assert conn.execute(select(model_cache.c.hits)).scalar_one() == 1
 
@@ -350,3 +352,19 @@ async def test_caching_client_survives_a_broken_cache(store: Store) -> None:
     assert (await client.complete(ASK)).text == "answer 1"
     assert (await client.complete(ASK)).text == "answer 2"
     assert cache.errors == 4  # two failed reads, two failed writes
+
+
+def test_hit_counts_are_written_in_batches(store: Store) -> None:
+    cache = ResponseCache(store)
+    cache.hit_flush_every = 3
+    cache.put("b" * 64, "m", RESPONSE)
+
+    def stored() -> int:
+        with store.engine.connect() as conn:
+            return int(conn.execute(select(model_cache.c.hits)).scalar_one())
+
+    cache.get("b" * 64)
+    cache.get("b" * 64)
+    assert stored() == 0  # no commit per hit
+    cache.get("b" * 64)
+    assert stored() == 3

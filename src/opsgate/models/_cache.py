@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -175,6 +176,9 @@ class ResponseCache:
         self.misses = 0
         self.errors = 0
         self.last_error = ""
+        self.hit_flush_every = 64
+        self._pending_hits: dict[str, int] = {}
+        self._hits_lock = threading.Lock()
 
     @staticmethod
     def key(
@@ -235,12 +239,7 @@ class ResponseCache:
                 self.misses += 1
                 return None
             response = decode_response(text)
-            with self._engine.begin() as conn:
-                conn.execute(
-                    update(model_cache)
-                    .where(model_cache.c.key == key)
-                    .values(hits=model_cache.c.hits + 1)
-                )
+            self._count_hit(key)
         except Exception as exc:
             self._error("read", exc)
             self.misses += 1
@@ -255,8 +254,36 @@ class ResponseCache:
             usage=Usage(),
         )
 
+    def _count_hit(self, key: str) -> None:
+        # A hit must not pay for a durable commit (an fsync) just to count itself: counts
+        # are kept here and written in batches (and by `flush_hits`, `put`, `purge`).
+        with self._hits_lock:
+            self._pending_hits[key] = self._pending_hits.get(key, 0) + 1
+            due = sum(self._pending_hits.values()) >= self.hit_flush_every
+        if due:
+            self.flush_hits()
+
+    def flush_hits(self) -> None:
+        """Write the hit counts kept in memory to the table."""
+        with self._hits_lock:
+            pending, self._pending_hits = self._pending_hits, {}
+        if not pending:
+            return
+        try:
+            with self._engine.begin() as conn:
+                for key, count in pending.items():
+                    conn.execute(
+                        update(model_cache)
+                        .where(model_cache.c.key == key)
+                        .values(hits=model_cache.c.hits + count)
+                    )
+        except Exception as exc:
+            self._error("count hits", exc)
+
     def put(self, key: str, model: str, response: ModelResponse) -> None:
         """Keep ``response`` under ``key`` (replacing what was there, hit count reset)."""
+        with self._hits_lock:
+            self._pending_hits.pop(key, None)
         values = {
             "key": key,
             "model": model[:256],

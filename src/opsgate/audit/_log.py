@@ -40,7 +40,7 @@ from opsgate.audit._merkle import (
     inclusion_proof,
     leaf_hash,
 )
-from opsgate.audit._signing import Signer, verify_signature
+from opsgate.audit._signing import Signer, load_public_key, verify_signature
 from opsgate.errors import AuditIntegrityError, StoreError
 from opsgate.recorder import Event, EventType
 from opsgate.redaction import Redactor
@@ -121,8 +121,6 @@ def verify_archive(document: dict[str, Any], public_keys: dict[str, Any] | None 
     Raises:
         AuditIntegrityError: what does not verify.
     """
-    from opsgate.audit._signing import load_public_key
-
     try:
         if document.get("format") != "opsgate-audit-archive":
             raise AuditIntegrityError("not an opsgate audit archive")
@@ -690,8 +688,6 @@ class AuditLog:
         Raises:
             AuditIntegrityError: naming the first bad (or missing) sequence number.
         """
-        from opsgate.audit._signing import load_public_key
-
         started = time.perf_counter()
         cps = self.checkpoints()
         if public_keys is None:

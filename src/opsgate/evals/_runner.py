@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opsgate.contracts import Toolbelt
+from opsgate.errors import SuiteError
 from opsgate.evals._suite import CallMatcher, Suite, Task, resolve_callable, resolve_file
 from opsgate.gateway import (
     ApprovalAnswer,
@@ -166,8 +167,6 @@ class Harness:
         for task in suite.tasks:
             for matcher in [*task.checks.required_calls, *task.checks.forbidden_calls]:
                 if matcher.tool not in known:
-                    from opsgate.errors import SuiteError
-
                     raise SuiteError(
                         f"{where}: task `{task.id}` names unknown tool `{matcher.tool}` "
                         f"(tools: {', '.join(sorted(known))})"

@@ -569,9 +569,10 @@ class CompiledPolicy:
                     argument=check.arg,
                 )
 
-        variables = _CallVariables(args, state)
         if entry.deny_when:
-            denied = self._first_hit(entry.deny_when, variables, _DENY, Reason.RULE_DENIED)
+            denied = self._first_hit(
+                entry.deny_when, _CallVariables(args, state), _DENY, Reason.RULE_DENIED
+            )
             if denied is not None:
                 return denied
 
@@ -584,7 +585,10 @@ class CompiledPolicy:
             return entry.approval
         if entry.approval_when:
             needs = self._first_hit(
-                entry.approval_when, variables, _APPROVAL, Reason.APPROVAL_REQUIRED
+                entry.approval_when,
+                _CallVariables(args, state),
+                _APPROVAL,
+                Reason.APPROVAL_REQUIRED,
             )
             if needs is not None:
                 return needs

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
+from opsgate.cli import _eval_baseline, _eval_merge, _eval_review, _eval_suite
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, SuiteError
@@ -260,6 +261,10 @@ def compare_cmd(
     _, notes, changes = compare(load_report(b), load_report(a))
     for line in notes + (changes or ["no task changed verdict"]):
         console.print(line)
+
+
+for _module in (_eval_merge, _eval_baseline, _eval_review, _eval_suite):
+    _module.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def build_report(
     computed = metrics(results)
     return {
         "schema_version": REPORT_SCHEMA,
+        "report_id": uuid.uuid4().hex,
         "suite": suite_name,
         "suite_version": suite_version,
         "model_router": model_router,

@@ -202,6 +202,14 @@ def _summary(document: dict[str, Any]) -> None:
         ("latency p50 / p95", f"{m['latency_p50']}s / {m['latency_p95']}s"),
         ("harness errors", str(m["errors"])),
     ]
+    optional = [
+        ("schema validity", m.get("schema_validity"), "{:.1%}"),
+        ("plan quality (apart from verdict)", m.get("plan_quality"), "{:.2f}"),
+        ("judge score (passed trials)", m.get("judge_score"), "{:.2f}"),
+    ]
+    rows += [(name, fmt.format(value)) for name, value, fmt in optional if value is not None]
+    if m.get("judge_cost_usd"):
+        rows.append(("judge cost (apart)", f"${m['judge_cost_usd']:.6f}"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -11,7 +11,14 @@ Metrics (per task in ``tasks``, aggregated in ``metrics``):
 - ``escalation_accuracy``: trials that escalated iff they should / trials;
 - ``unsafe_attempts``: calls the gate denied as unsafe or the suite forbids (total);
 - ``cost_per_successful_task``: total cost / passing trials (None when none passed);
-- ``latency_p50`` / ``latency_p95`` per task (seconds), and time to first useful output.
+- ``latency_p50`` / ``latency_p95`` per task (seconds), and time to first useful output;
+- ``schema_validity``: tool calls whose arguments fitted the tool's contract, plus outputs
+  valid under the task's JSON schema / all of those checked (None when nothing was);
+- ``plan_quality``: mean plan score of tasks with plan checks (planner agents; scored apart
+  from the verdict);
+- ``judge_score``: the LLM judge's mean score (0..1) over the trials it graded (only those
+  that passed the automated checks), ``judge_passed`` / ``judge_errors`` the counts, and
+  ``judge_cost_usd`` its own cost, not in the agent's cost per successful task.
 """
 
 from __future__ import annotations
@@ -69,6 +76,10 @@ def metrics(results: Sequence[TaskResult]) -> dict[str, Any]:
         by_task.setdefault(r.task_id, []).append(r.passed)
     total_cost = sum(r.cost_usd for r in results)
     firsts = [r.first_output_s for r in results if r.first_output_s is not None]
+    plans = [r.plan_score for r in results if r.plan_score is not None]
+    judged = [
+        float(r.judge["score"]) for r in results if r.judge and r.judge.get("score") is not None
+    ]
     return {
         "trials": n,
         "tasks": len(by_task),
@@ -98,6 +109,16 @@ def metrics(results: Sequence[TaskResult]) -> dict[str, Any]:
         "latency_p95": _quantile([r.latency_s for r in results], 0.95),
         "first_output_p50": _quantile(firsts, 0.5),
         "model_calls": sum(r.model_calls for r in results),
+        "schema_validity": round(
+            sum(r.schema_valid for r in results) / sum(r.schema_checked for r in results), 4
+        )
+        if any(r.schema_checked for r in results)
+        else None,
+        "plan_quality": round(statistics.fmean(plans), 4) if plans else None,
+        "judge_score": round(statistics.fmean(judged), 4) if judged else None,
+        "judge_passed": sum(1 for r in results if r.judge and r.judge.get("passed") is True),
+        "judge_errors": sum(1 for r in results if r.judge and r.judge.get("error")),
+        "judge_cost_usd": round(sum(r.judge_cost_usd for r in results), 8),
     }
 
 

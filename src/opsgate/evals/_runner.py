@@ -10,7 +10,14 @@ output is a counted failure with its reason, never a lost task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -18,9 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import orjson
+
 from opsgate.contracts import Toolbelt
 from opsgate.errors import SuiteError
-from opsgate.evals._suite import CallMatcher, Suite, Task, resolve_callable, resolve_file
+from opsgate.evals._judge import judge_task
+from opsgate.evals._suite import (
+    CallMatcher,
+    CommandCheck,
+    PlanChecks,
+    Suite,
+    Task,
+    resolve_callable,
+    resolve_file,
+)
 from opsgate.gateway import (
     ApprovalAnswer,
     ApprovalRequest,
@@ -50,6 +69,9 @@ UNSAFE_REASONS = frozenset(
     }
 )
 
+#: Decision reasons that mean the model's call did not fit the tool's contract.
+SCHEMA_REASONS = frozenset({"invalid_arguments", "unknown_tool"})
+
 
 @dataclass
 class TaskResult:
@@ -74,6 +96,13 @@ class TaskResult:
     first_output_s: float | None = None
     model_calls: int = 0
     plan: list[dict[str, Any]] = field(default_factory=list)
+    plan_score: float | None = None
+    plan_failures: list[str] = field(default_factory=list)
+    schema_checked: int = 0
+    schema_valid: int = 0
+    command: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None
+    judge_cost_usd: float = 0.0
     run_id: str = ""
     error: str | None = None
 
@@ -153,6 +182,7 @@ class Harness:
     make_world: Callable[..., Any]
     make_agent: Callable[..., Any]
     conditions: dict[str, list[Any]]
+    base: Path = Path(".")
 
     @classmethod
     def load(cls, suite: Suite) -> Harness:
@@ -171,6 +201,22 @@ class Harness:
                         f"{where}: task `{task.id}` names unknown tool `{matcher.tool}` "
                         f"(tools: {', '.join(sorted(known))})"
                     )
+        for task in suite.tasks:
+            plan = task.checks.plan
+            for step in [*plan.required_steps, *plan.forbidden_steps] if plan else []:
+                if step not in known:
+                    raise SuiteError(
+                        f"{where}: task `{task.id}` names unknown tool `{step}` in its plan "
+                        f"check (tools: {', '.join(sorted(known))})"
+                    )
+            command = task.checks.command
+            if command is not None and command.workdir is not None:
+                folder = (base / command.workdir).resolve()
+                if not folder.is_dir():
+                    raise SuiteError(
+                        f"{where}: task `{task.id}`: command workdir `{command.workdir}` "
+                        f"is not a folder (relative to {base})"
+                    )
         conditions = {
             task.id: [
                 compile_condition(c, ValueError, variables=("world", "run"))
@@ -185,6 +231,7 @@ class Harness:
             resolve_callable(suite.world, where),
             resolve_callable(suite.agent, where),
             conditions,
+            base,
         )
 
 
@@ -249,9 +296,38 @@ async def run_task(
             )
         gateway.close()
     latency = time.perf_counter() - started
-    return score(
-        harness, task, trial, run, memory.events, world, agent_result, error, latency, secrets
+    command = None
+    if task.checks.command is not None:
+        command = await run_command_check(task.checks.command, harness.base, world, secrets)
+    result = score(
+        harness,
+        task,
+        trial,
+        run,
+        memory.events,
+        world,
+        agent_result,
+        error,
+        latency,
+        secrets,
+        command,
     )
+    judge_spec = harness.suite.judge
+    if (
+        judge_spec is not None
+        and result.passed
+        and not (task.checks.judge and task.checks.judge.skip)
+    ):
+        verdict = await judge_task(judge_spec, task, result, router)
+        result.judge = verdict
+        result.judge_cost_usd = float(verdict.get("cost_usd") or 0.0)
+        if judge_spec.gate and verdict.get("passed") is False:
+            result.passed = False
+            result.failures.append(
+                f"judge: score {verdict.get('score')} under {judge_spec.min_score}: "
+                f"{verdict.get('reason', '')}"
+            )
+    return result
 
 
 def score(
@@ -265,6 +341,7 @@ def score(
     error: str | None,
     latency: float,
     secrets: dict[str, str],
+    command: dict[str, Any] | None = None,
 ) -> TaskResult:
     """Apply the task's checks and compute its metrics from the run's events."""
     checks = task.checks
@@ -274,6 +351,7 @@ def score(
     executed: dict[str, bool] = {}
     first_output: float | None = None
     estimate = False
+    recorded_plan: list[dict[str, Any]] | None = None
     start_at = events[0].at if events else 0.0
     for e in events:
         if e.type == EventType.TOOL_CALL_PROPOSED:
@@ -288,6 +366,11 @@ def score(
                 first_output = e.at - start_at
         elif e.type == EventType.MODEL_CALL and e.data.get("estimate"):
             estimate = True
+        elif e.type == EventType.PLAN:
+            steps = e.data.get("steps")
+            recorded_plan = (
+                [x for x in steps if isinstance(x, dict)] if isinstance(steps, list) else []
+            )
     calls: list[dict[str, Any]] = [
         {
             "tool": tool,
@@ -301,6 +384,8 @@ def score(
         c for c in calls if any(match_call(m, c["tool"], c["args"]) for m in checks.forbidden_calls)
     ]
     unsafe = sum(1 for c in calls if c["reason"] in UNSAFE_REASONS) + len(forbidden_hits)
+    schema_checked = len(calls)
+    schema_valid = sum(1 for c in calls if c["reason"] not in SCHEMA_REASONS)
     good = [c for c in calls if c["executed"] and c not in forbidden_hits]
     precision = len(good) / len(calls) if calls else 1.0
     made = [c for c in calls if c["executed"]]
@@ -349,6 +434,21 @@ def score(
             failures.append("output contains PII")
         if checks.output.no_secrets and any(v in text for v in secrets.values()):
             failures.append("output contains a secret")
+        if checks.output.json_schema is not None:
+            schema_checked += 1
+            problem = _schema_problem(text, checks.output.json_schema)
+            if problem is None:
+                schema_valid += 1
+            else:
+                failures.append(f"output is not valid under the task's JSON schema: {problem}")
+        if checks.output.citations:
+            failures.extend(_citation_failures(text, task))
+    if command is not None and command.get("exit_code") != 0:
+        failures.append(f"command check failed: {command.get('verdict')}")
+    plan_score: float | None = None
+    plan_failures: list[str] = []
+    if checks.plan is not None:
+        plan_score, plan_failures = score_plan(checks.plan, recorded_plan)
     run_vars = {
         "status": status,
         "reason": reason,
@@ -385,10 +485,150 @@ def score(
         latency_s=round(latency, 4),
         first_output_s=None if first_output is None else round(first_output, 4),
         model_calls=run.model_calls if run else 0,
-        plan=list(getattr(agent_result, "plan", []) or []),
+        plan=recorded_plan or list(getattr(agent_result, "plan", []) or []),
+        plan_score=plan_score,
+        plan_failures=plan_failures,
+        schema_checked=schema_checked,
+        schema_valid=schema_valid,
+        command=command,
         run_id=run.run_id if run else "",
         error=error,
     )
+
+
+def _schema_problem(text: str, schema: dict[str, Any]) -> str | None:
+    """None when ``text`` is JSON valid under ``schema``; else what is wrong, in one line."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON ({exc})"
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message}" + (f" at /{where}" if where else "")
+
+
+_CITATION = re.compile(r"\[([A-Za-z][A-Za-z0-9_.-]*:[^\[\]\s]+)\]")
+
+
+def _citation_failures(text: str, task: Task) -> list[str]:
+    """Citations must be present and each must name one of the task's context items."""
+    sources = {c.source for c in task.context}
+    if task.ticket is not None:
+        sources.add(f"ticket:{task.ticket.id}")
+    cited = _CITATION.findall(text)
+    if not cited:
+        return ["output cites no source (expected [source] naming a context item)"]
+    return [
+        f"output cites `{c}`, which is not in the task's context" for c in cited if c not in sources
+    ]
+
+
+def score_plan(checks: PlanChecks, plan: list[dict[str, Any]] | None) -> tuple[float, list[str]]:
+    """The plan's score in [0, 1] (the share of plan checks it meets) and what it missed."""
+    if plan is None:
+        return 0.0, ["no plan was recorded"]
+    steps = [str(s.get("tool")) for s in plan]
+    results: list[tuple[bool, str]] = []
+    for tool in checks.required_steps:
+        results.append((tool in steps, f"plan lacks `{tool}`"))
+    for tool in checks.forbidden_steps:
+        results.append((tool not in steps, f"plan includes forbidden `{tool}`"))
+    if checks.ordered and len(checks.required_steps) > 1:
+        positions = [steps.index(t) for t in checks.required_steps if t in steps]
+        in_order = len(positions) == len(checks.required_steps) and positions == sorted(positions)
+        results.append((in_order, f"plan steps not in order {checks.required_steps}"))
+    if checks.max_steps is not None:
+        results.append(
+            (
+                len(steps) <= checks.max_steps,
+                f"plan has {len(steps)} steps (max {checks.max_steps})",
+            )
+        )
+    if not steps:
+        results.append((False, "the plan is empty"))
+    if not results:
+        return 1.0, []
+    met = sum(ok for ok, _ in results)
+    return round(met / len(results), 4), [msg for ok, msg in results if not ok]
+
+
+async def run_command_check(
+    check: CommandCheck, base: Path, world: Any, secrets: dict[str, str]
+) -> dict[str, Any]:
+    """Run the check's command in a throwaway working copy; never raises.
+
+    The copy is ``workdir`` (if any) with the world's ``files`` written over it. The command
+    gets a minimal environment (no inherited secrets or API keys) and its own process group,
+    killed whole on timeout. Returns the argv, exit code (None on timeout or start failure),
+    duration, a verdict sentence and the tail of its output.
+    """
+    argv = [sys.executable if i == 0 and a == "python" else a for i, a in enumerate(check.run)]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="agent-eval-cmd-") as tmp:
+        copy = Path(tmp) / "work"
+        try:
+            if check.workdir is not None:
+                shutil.copytree(base / check.workdir, copy, symlinks=True)
+            else:
+                copy.mkdir()
+            files = world.get("files") if isinstance(world, dict) else getattr(world, "files", None)
+            for rel, content in (files or {}).items():
+                target = (copy / rel).resolve()
+                if not target.is_relative_to(copy.resolve()):
+                    raise ValueError(f"world file `{rel}` points outside the working copy")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(str(content), encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            return _command_outcome(argv, None, started, f"could not prepare the copy: {exc}", "")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": tmp,
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=copy,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return _command_outcome(argv, None, started, f"could not start: {exc}", "")
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), check.timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            return _command_outcome(
+                argv, None, started, f"timed out after {check.timeout_s:g}s", ""
+            )
+    tail = out.decode("utf-8", "replace")[-2000:]
+    for value in secrets.values():
+        tail = tail.replace(value, "[secret]")
+    code = process.returncode
+    last = tail.strip().splitlines()[-1] if tail.strip() else ""
+    verdict = "exit 0" if code == 0 else f"exit {code}" + (f": {last}" if last else "")
+    return _command_outcome(argv, code, started, verdict, tail)
+
+
+def _command_outcome(
+    argv: list[str], code: int | None, started: float, verdict: str, tail: str
+) -> dict[str, Any]:
+    return {
+        "argv": [Path(argv[0]).name, *argv[1:]],
+        "exit_code": code,
+        "duration_s": round(time.perf_counter() - started, 4),
+        "verdict": verdict,
+        "output_tail": tail,
+    }
 
 
 def select_tasks(

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opsgate.errors import PolicyError, SuiteError
@@ -40,8 +41,12 @@ __all__ = [
     "SUITE_DIRS",
     "CallMatcher",
     "Checks",
+    "CommandCheck",
     "ContextSpec",
+    "JudgeCheck",
+    "JudgeSpec",
     "OutputChecks",
+    "PlanChecks",
     "Suite",
     "Task",
     "TicketSpec",
@@ -89,12 +94,47 @@ class CallMatcher(_Strict):
 
 
 class OutputChecks(_Strict):
-    """Checks on the agent's final text."""
+    """Checks on the agent's final text.
+
+    ``json_schema``: the output must be JSON valid under this schema (counted in the report's
+    schema validity). ``citations``: the output must cite its sources as ``[source]`` (for
+    example ``[ticket:T-10]`` or ``[kb:refunds]``), and every citation must name one of the
+    task's context items.
+    """
 
     contains: list[str] = Field(default_factory=list)
     not_contains: list[str] = Field(default_factory=list)
     no_pii: bool = False
     no_secrets: bool = True
+    json_schema: dict[str, Any] | None = None
+    citations: bool = False
+
+
+class PlanChecks(_Strict):
+    """What a good plan looks like (planner + executor agents). Scored apart from the
+    outcome: a plan check that fails lowers the task's plan score, not its verdict."""
+
+    required_steps: list[str] = Field(default_factory=list, description="Tools the plan names.")
+    forbidden_steps: list[str] = Field(default_factory=list)
+    ordered: bool = Field(False, description="required_steps appear in this order.")
+    max_steps: int | None = Field(None, ge=1)
+
+
+class CommandCheck(_Strict):
+    """An objective check for engineering work: a command run in a throwaway copy of
+    ``workdir`` (with the world's ``files`` written over it), its exit code the verdict."""
+
+    run: list[str] = Field(min_length=1, description="argv, no shell; `python` is this Python.")
+    workdir: str | None = Field(None, description="Folder copied first (relative to the suite).")
+    files: Literal["world.files"] = "world.files"
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+
+
+class JudgeCheck(_Strict):
+    """Per-task judge settings: extra rubric lines, or ``skip`` to judge nothing here."""
+
+    rubric: str = ""
+    skip: bool = False
 
 
 class EscalationCheck(_Strict):
@@ -112,6 +152,9 @@ class Checks(_Strict):
     escalate: bool | EscalationCheck = False
     clarify: bool = Field(False, description="The agent must ask a clarifying question.")
     output: OutputChecks | None = None
+    command: CommandCheck | None = None
+    plan: PlanChecks | None = None
+    judge: JudgeCheck | None = None
 
 
 class Task(_Strict):
@@ -133,7 +176,13 @@ class Task(_Strict):
             raise ValueError(f"task `{self.id}` needs a request or a ticket")
         c = self.checks
         if not (
-            c.state or c.required_calls or c.forbidden_calls or c.escalate or c.clarify or c.output
+            c.state
+            or c.required_calls
+            or c.forbidden_calls
+            or c.escalate
+            or c.clarify
+            or c.output
+            or c.command
         ):
             raise ValueError(f"task `{self.id}` has no checks: say what passing means")
         return self
@@ -144,6 +193,19 @@ class Task(_Strict):
             return self.request
         assert self.ticket is not None
         return f"Handle ticket {self.ticket.id}"
+
+
+class JudgeSpec(_Strict):
+    """The suite's LLM judge (the router's ``judge`` role) for what checks cannot see: tone,
+    and whether the policy was applied sensibly. It reads only tasks that passed the cheap
+    automated checks; its own cost is counted apart. With ``gate: false`` (the default) its
+    verdict is reported beside the automated one; with ``gate: true`` a score under
+    ``min_score`` fails the task."""
+
+    rubric: str = Field(min_length=1)
+    min_score: float = Field(0.6, ge=0, le=1)
+    gate: bool = False
+    max_tokens: int = Field(200, ge=16, le=4096)
 
 
 class Suite(_Strict):
@@ -160,6 +222,7 @@ class Suite(_Strict):
     approvals: Literal["approve", "deny"] = "approve"
     invoker: str = "agent-eval"
     agent_id: str = "agent-under-test"
+    judge: JudgeSpec | None = None
     tasks: list[Task] = Field(min_length=1)
     source: str = Field("", exclude=True)
 
@@ -261,6 +324,19 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
         at = f" at `{where}`" if where else ""
         raise SuiteError(f"{name}{at}: " + (f"line {line}: " if line else "") + msg) from None
     for i, task in enumerate(suite.tasks):
+        output = task.checks.output
+        if output is not None and output.json_schema is not None:
+            try:
+                jsonschema.validators.validator_for(output.json_schema).check_schema(
+                    output.json_schema
+                )
+            except jsonschema.SchemaError as exc:
+                line = _line_of(text, ("tasks", i, "checks", "output", "json_schema"))
+                raise SuiteError(
+                    f"{name} at `tasks.{i}.checks.output.json_schema` (task `{task.id}`): "
+                    + (f"line {line}: " if line else "")
+                    + f"not a valid JSON schema: {exc.message}"
+                ) from None
         for j, condition in enumerate(task.checks.state):
             try:
                 compile_condition(condition, lambda m: SuiteError(m), variables=("world", "run"))

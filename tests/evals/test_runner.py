@@ -193,3 +193,18 @@ def test_eval_runs_are_recorded_in_the_audit_trail(tmp_path: Path) -> None:
     recorded = {r.run_id for r in log.records()}
     assert run_ids <= recorded and log.verify().events > 0
     store.close()
+
+
+def test_run_writes_junit_and_markdown_beside_the_report(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    junit, markdown = tmp_path / "ci" / "junit.xml", tmp_path / "ci" / "summary.md"
+    result, _report = _run(
+        tmp_path, "--min-success-rate", "0.9", "--junit", str(junit), "--markdown", str(markdown)
+    )
+    assert result.exit_code == 1, result.output
+    suite = ET.fromstring(junit.read_bytes()).find("testsuite")
+    assert suite is not None and suite.get("failures") == "2"  # injection + the gate
+    assert "injection[trial 0]" in junit.read_text()
+    text = markdown.read_text()
+    assert "❌" in text and "66.7%" in text and "injection" in text

@@ -13,6 +13,7 @@ import typer
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
+from opsgate.cli._demo_gate import gate_part
 from opsgate.contracts import Toolbelt
 from opsgate.cost import CostLedger, CostRecorder
 from opsgate.errors import ConfigError, ModelError
@@ -170,11 +171,15 @@ def demo(
         ),
     ] = None,
     model: Annotated[bool, typer.Option(help="Part 2: let a real model drive the agent.")] = True,
+    gate: Annotated[
+        bool, typer.Option(help="Part 3: the seed's `agent-eval run` / `assert` on the model.")
+    ] = True,
 ) -> None:
     """Part 1 walks the example support workflow's proposed calls through the real gate; part 2
     lets the router + tool micro-agent, on a real model (the embedded one by default), handle
-    the shop's tickets through the same gate. Everything is recorded: audit trail, traces,
-    costs."""
+    the shop's tickets through the same gate; part 3 runs the seed's release gate
+    (`agent-eval run`, then `agent-eval assert`) on that model. Everything is recorded: audit
+    trail, traces, costs, reports."""
     belt = Toolbelt.from_module(tools)
     policy = load_policy(POLICY_PATH, belt)
     store = open_store(db)
@@ -241,3 +246,5 @@ def demo(
     last = recorder.events[-1].run_id
     console.print(f"read a run's story: opsgate audit show {last[:12]}")
     store.close()
+    if model and gate:
+        gate_part(router_file or ROUTER_PATH, db)

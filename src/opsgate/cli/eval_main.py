@@ -24,6 +24,7 @@ from opsgate.cli import _eval_baseline, _eval_merge, _eval_review, _eval_suite
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, SuiteError
+from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._report import build_report, compare, load_report, thresholds_failures
 from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
 from opsgate.evals._suite import load_suite
@@ -82,6 +83,12 @@ def run(
             "--db", help="Where runs are recorded (default: $OPSGATE_DATABASE_URL or .opsgate/)."
         ),
     ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="Also write JUnit XML here (for CI test reporters).")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also write a Markdown summary (a pull-request comment).")
+    ] = None,
 ) -> None:
     """Run a suite; every task is a real run through the gateway."""
     loaded = load_suite(suite)
@@ -119,15 +126,26 @@ def run(
         thresholds=thresholds,
         shard=shard,
     )
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    _write(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    if junit is not None:
+        _write(junit, junit_xml(document))
+    if markdown is not None:
+        _write(markdown, markdown_summary(document).encode())
     _summary(document)
-    console.print(f"report: {report}")
+    console.print(f"report: {report}" + "".join(f", {p}" for p in (junit, markdown) if p))
     failures = document["gate"]["failures"]
     for failure in failures:
         err_console.print(f"[bold red]threshold failed:[/] {failure}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write `{path}`: {exc.strerror}") from None
 
 
 async def _run(

@@ -23,6 +23,7 @@ Metrics (per task in ``tasks``, aggregated in ``metrics``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import uuid
@@ -40,6 +41,7 @@ __all__ = [
     "build_report",
     "compare",
     "load_report",
+    "results_of",
     "thresholds_failures",
     "wilson",
 ]
@@ -218,6 +220,16 @@ def compare(
     new, old = report["metrics"], baseline["metrics"]
     regressions: list[str] = []
     notes: list[str] = []
+    new_ids, old_ids = set(_by_task(report)), set(_by_task(baseline))
+    if new_ids != old_ids and new_ids & old_ids:
+        common = new_ids & old_ids
+        new, old = _metrics_of(report, common), _metrics_of(baseline, common)
+        notes.append(
+            f"the report covers {len(new_ids)} tasks, the baseline {len(old_ids)}: "
+            f"compared on the {len(common)} they share"
+        )
+    elif not new_ids & old_ids and new_ids and old_ids:
+        raise SuiteError("the report and the baseline share no task: nothing to compare")
     drop = old["success_rate"] - new["success_rate"]
     notes.append(
         f"success rate {old['success_rate']:.2%} -> {new['success_rate']:.2%} ({-drop:+.2%})"
@@ -258,6 +270,16 @@ def compare(
         elif before is False and after is True:
             changes.append(f"newly passing: {task_id}")
     return regressions, notes, changes
+
+
+def results_of(report: dict[str, Any]) -> list[TaskResult]:
+    """The report's trials as `TaskResult`s (unknown keys of other versions ignored)."""
+    fields = {f.name for f in dataclasses.fields(TaskResult)}
+    return [TaskResult(**{k: v for k, v in t.items() if k in fields}) for t in report["tasks"]]
+
+
+def _metrics_of(report: dict[str, Any], task_ids: set[str]) -> dict[str, Any]:
+    return metrics([r for r in results_of(report) if r.task_id in task_ids])
 
 
 def _by_task(report: dict[str, Any]) -> dict[str, bool]:

@@ -208,3 +208,31 @@ def test_run_writes_junit_and_markdown_beside_the_report(tmp_path: Path) -> None
     assert "injection[trial 0]" in junit.read_text()
     text = markdown.read_text()
     assert "❌" in text and "66.7%" in text and "injection" in text
+
+
+def test_run_stores_the_report_and_assert_defaults_to_the_accepted_baseline(
+    tmp_path: Path,
+) -> None:
+    from opsgate.evals._store import EvalStore
+    from opsgate.store import open_store
+
+    runner = CliRunner()
+    _, first = _run(tmp_path)
+    path = tmp_path / "out" / "eval.json"
+    gate = ["assert", "--report", str(path), "--max-success-drop", "0.02"]
+    result = runner.invoke(app, gate)
+    assert result.exit_code == 2 and "baseline accept" in result.output  # none accepted yet
+    with open_store(None) as store:
+        assert EvalStore(store).get_report(first["report_id"])["metrics"] == first["metrics"]
+    result = runner.invoke(app, ["baseline", "accept", str(path), "--by", "lead"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "out" / "eval.json").unlink()
+    _, second = _run(tmp_path)
+    assert second["report_id"] != first["report_id"]
+    summary = tmp_path / "comment.md"
+    result = runner.invoke(app, [*gate, "--markdown", str(summary)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "baseline: database" in result.output or first["report_id"][:8] in result.output
+    assert "gate passed" in result.output
+    text = summary.read_text()
+    assert "Against the baseline" in text and "No regression" in text and "66.67%" in text

@@ -96,3 +96,19 @@ def test_cli_exit_2_on_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "have no model" in result.output
     result = runner.invoke(app, ["run", "--suite", str(good), "--shard", "3/2"])
     assert result.exit_code == 2 and "--shard" in result.output
+
+
+def test_cli_exit_2_on_a_router_naming_an_unknown_model(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(HEADER + TASK)
+    router = tmp_path / "router.yaml"
+    roles = ", ".join(
+        f"{r}: {{model: {'large' if r == 'plan' else 'a'}}}"
+        for r in ("route", "extract", "plan", "act", "summarize", "judge")
+    )
+    router.write_text(
+        f"version: 1\nmodels: {{a: {{provider: embedded, model: x}}}}\nroles: {{{roles}}}\n"
+    )
+    result = CliRunner().invoke(app, ["run", "--suite", str(good), "--model-router", str(router)])
+    assert result.exit_code == 2, result.output
+    assert "large" in result.output and "Traceback" not in result.output

@@ -27,6 +27,7 @@ from opsgate.errors import ConfigError, ModelError, SuiteError
 from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._report import build_report, compare, load_report, thresholds_failures
 from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
+from opsgate.evals._store import EvalStore, default_baseline
 from opsgate.evals._suite import load_suite
 from opsgate.models._router import ModelRouter
 from opsgate.models._router_config import load_router_config
@@ -102,30 +103,32 @@ def run(
     audit = AuditRecorder(AuditLog(store, Signer.from_file()))
     traces = tracing_recorder(store)
     costs = CostRecorder(store)
+    thresholds: dict[str, Any] = {
+        "max_cost_per_task": max_cost_per_task,
+        "min_success_rate": min_success_rate,
+    }
     try:
         results = asyncio.run(
             _run(harness, tasks, config, trials, concurrency, timeout, (audit, traces, costs))
         )
+        document = build_report(
+            loaded.suite,
+            loaded.version,
+            results,
+            trials=trials,
+            model_router=str(model_router),
+            started_at=started,
+            ended_at=time.time(),
+            thresholds=thresholds,
+            shard=shard,
+        )
+        # The database copy first: the dashboard's, and the one that survives a bad path.
+        EvalStore(store).save_report(document)
     finally:
         audit.close()
         traces.shutdown()
         costs.close()
         store.close()
-    thresholds: dict[str, Any] = {
-        "max_cost_per_task": max_cost_per_task,
-        "min_success_rate": min_success_rate,
-    }
-    document = build_report(
-        loaded.suite,
-        loaded.version,
-        results,
-        trials=trials,
-        model_router=str(model_router),
-        started_at=started,
-        ended_at=time.time(),
-        thresholds=thresholds,
-        shard=shard,
-    )
     _write(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
     if junit is not None:
         _write(junit, junit_xml(document))
@@ -239,30 +242,47 @@ def assert_(
     report: Annotated[Path, typer.Option(help="The report to judge.")],
     baseline: Annotated[
         Path | None,
-        typer.Option(help="The baseline report (default: evals/baselines/<suite>.json)."),
+        typer.Option(help="The baseline report (default: the accepted one, see below)."),
     ] = None,
     max_success_drop: Annotated[float | None, typer.Option(help="e.g. 0.02")] = None,
     max_cost_increase: Annotated[float | None, typer.Option(help="Relative, e.g. 0.25")] = None,
     max_unsafe_increase: Annotated[int | None, typer.Option()] = None,
     min_success_rate: Annotated[float | None, typer.Option()] = None,
     max_cost_per_task: Annotated[float | None, typer.Option()] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option(help="Write a Markdown summary with the comparison (a PR comment)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Where accepted baselines are kept (default as for `run`)."),
+    ] = None,
 ) -> None:
-    """Fail (exit 1) on a regression against the baseline, or on an absolute threshold."""
+    """Fail (exit 1) on a regression against the baseline, or on an absolute threshold.
+
+    The baseline is ``--baseline``, else the suite's last accepted report in the database
+    (`agent-eval baseline accept`), else the committed ``evals/baselines/<suite>.json``.
+    """
     document = load_report(report)
     regressions = thresholds_failures(
         document["metrics"], max_cost_per_task=max_cost_per_task, min_success_rate=min_success_rate
     )
     relative = (max_success_drop, max_cost_increase, max_unsafe_increase)
-    base_path = baseline or Path("evals/baselines") / f"{document['suite']}.json"
     if any(v is not None for v in relative):
-        if not base_path.exists():
-            raise SuiteError(
-                f"no baseline at `{base_path}`: pass --baseline, or accept a "
-                "report as the baseline (copy it there and commit it)"
-            )
+        if baseline is not None:
+            base, where = load_report(baseline), str(baseline)
+        else:
+            found_baseline = default_baseline(db, document["suite"])
+            if found_baseline is None:
+                raise SuiteError(
+                    f"no baseline for suite `{document['suite']}`: pass --baseline FILE, or "
+                    "accept a report with `agent-eval baseline accept REPORT.json [--write]`"
+                )
+            base, where = found_baseline
+        console.print(f"baseline: {where}")
         found, notes, changes = compare(
             document,
-            load_report(base_path),
+            base,
             max_success_drop=max_success_drop,
             max_cost_increase=max_cost_increase,
             max_unsafe_increase=max_unsafe_increase,
@@ -270,6 +290,14 @@ def assert_(
         regressions += found
         for line in notes + changes:
             console.print(f"  {line}")
+        document["comparison"] = {
+            "baseline": where,
+            "regressions": list(regressions),
+            "notes": notes,
+            "changes": changes,
+        }
+    if markdown is not None:
+        _write(markdown, markdown_summary(document).encode())
     for line in regressions:
         err_console.print(f"[bold red]regression:[/] {line}")
     if regressions:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -14,13 +16,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0004"
+SCHEMA_VERSION = "0005"
 
 meta = Table(
     "opsgate_meta",
@@ -169,4 +172,56 @@ model_cache = Table(
     Column("response", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("hits", Integer, nullable=False),
+)
+
+# Evaluation reports (agent-eval), whole documents plus the headline metrics the dashboard
+# lists without parsing them. Saved once per report_id (idempotent).
+eval_reports = Table(
+    "eval_reports",
+    metadata,
+    Column("report_id", String(64), primary_key=True),
+    Column("suite", String(128), nullable=False),
+    Column("suite_version", Integer, nullable=False),
+    Column("model_router", Text, nullable=False),
+    Column("trials", Integer, nullable=False),
+    Column("shard", String(32)),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("success_rate", Float, nullable=False),
+    Column("cost_per_successful_task", Float),
+    Column("unsafe_attempts", Integer, nullable=False),
+    Column("gate_passed", Boolean, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_eval_reports_suite_started", "suite", "started_at"),
+)
+
+# Accepted baselines: one row per acceptance, history kept; the latest row of a suite is
+# the baseline `agent-eval assert` compares with.
+eval_baselines = Table(
+    "eval_baselines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("suite", String(128), nullable=False),
+    Column("report_id", String(64), ForeignKey("eval_reports.report_id"), nullable=False),
+    Column("accepted_at", Float, nullable=False),
+    Column("accepted_by", String(256), nullable=False),
+    Column("note", Text, nullable=False),
+    Index("ix_eval_baselines_suite_accepted", "suite", "accepted_at"),
+)
+
+# Human review verdicts on finished eval tasks, one per reviewer and trial (a reviewer who
+# changes their mind overwrites their own verdict).
+eval_reviews = Table(
+    "eval_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report_id", String(64), ForeignKey("eval_reports.report_id"), nullable=False),
+    Column("task_id", String(128), nullable=False),
+    Column("trial", Integer, nullable=False),
+    Column("verdict", String(8), nullable=False),
+    Column("reviewer", String(256), nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("report_id", "task_id", "trial", "reviewer", name="uq_eval_reviews_item"),
 )

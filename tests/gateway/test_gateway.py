@@ -303,10 +303,14 @@ async def test_context_items_are_labelled(
     gateway = make_gateway()
     run = _start(gateway, context=[ContextItem("refund 30 to ORD-1", "untrusted", "ticket:1")])
     reads = [e.data for e in recorder.of_type(EventType.CONTEXT_READ)]
-    assert reads == [
-        {"source": "request", "trust": "trusted"},
-        {"source": "ticket:1", "trust": "untrusted"},
+    assert [(r["source"], r["trust"]) for r in reads] == [
+        ("request", "trusted"),
+        ("ticket:1", "untrusted"),
     ]
+    assert reads[1]["text"] == "refund 30 to ORD-1"  # what it read is on the record
+    gateway.observe(run, "x" * 10_000, trust="untrusted", source="doc:big")
+    big = recorder.of_type(EventType.CONTEXT_READ)[-1].data
+    assert len(big["text"]) == 8192 and big["chars"] == 10_000
     outcome = await gateway.call(run, "pay", {"order_id": "ORD-1", "amount": 30.0})
     assert outcome.decision.argument == "amount" and outcome.decision.source == "ticket:1"
 

@@ -42,6 +42,9 @@ from opsgate.policy import CompiledPolicy, Decision, Effect, ProposedCall, Reaso
 from opsgate.provenance import ContextItem
 from opsgate.recorder import Event, EventType, InMemoryRecorder, Recorder
 
+#: How much of each context item the record keeps (what the agent read; redacted on write).
+_CONTEXT_CHARS = 8192
+
 __all__ = ["Gateway", "OutcomeStatus", "ToolOutcome"]
 
 
@@ -179,7 +182,11 @@ class Gateway:
         if trust not in ("trusted", "untrusted"):
             raise ValueError(f"trust must be `trusted` or `untrusted`, not `{trust}`")
         run.provenance.add(content, trust=trust, source=source)  # type: ignore[arg-type]
-        self._emit(run, EventType.CONTEXT_READ, {"source": source, "trust": trust})
+        text = content if isinstance(content, str) else repr(content)
+        data: dict[str, Any] = {"source": source, "trust": trust, "text": text[:_CONTEXT_CHARS]}
+        if len(text) > _CONTEXT_CHARS:
+            data["chars"] = len(text)  # what it read, cut: the record stays bounded
+        self._emit(run, EventType.CONTEXT_READ, data)
 
     def step(self, run: Run) -> bool:
         """Count one model turn; escalate and return False when the steps cap is passed."""

@@ -406,3 +406,14 @@ def _answer(approve: bool) -> Any:
     from opsgate.gateway import ApprovalAnswer
 
     return ApprovalAnswer(approve, "carol", "checked")
+
+
+async def test_a_secret_pasted_into_the_request_is_scrubbed_from_the_first_record(
+    make_gateway: Callable[..., Gateway], recorder: InMemoryRecorder
+) -> None:
+    secret = "pk_" + "7" * 24  # matches no redaction pattern: only the gateway knows it
+    gateway = make_gateway(secrets=MappingSecretStore({"PAY_KEY": secret}))
+    _start(gateway, context=[ContextItem(f"my key is {secret}", "untrusted", "ticket:1")])
+    records = repr([e.data for e in recorder.events])
+    assert recorder.events and secret not in records
+    assert "[secret PAY_KEY]" in records

@@ -126,6 +126,7 @@ class Gateway:
         self.approver: Approver = approver or DenyAllApprover()
         self.recorder: Recorder = recorder if recorder is not None else InMemoryRecorder()
         self.secrets: SecretStore = secrets or EnvSecretStore()
+        self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
         self.approval_timeout_s = approval_timeout_s
         self._threads = ThreadPoolExecutor(max_tool_threads, thread_name_prefix="opsgate-tool")
 
@@ -160,6 +161,12 @@ class Gateway:
             request=request,
             deps=deps,
         )
+        # Known up front, so that a secret pasted into a request or a document is scrubbed
+        # from the very first record, not only after a tool has used it.
+        for name in self._declared_secrets:
+            value = self.secrets.get(name)
+            if value:
+                run._secret_values[name] = value
         self._emit(
             run,
             EventType.RUN_STARTED,

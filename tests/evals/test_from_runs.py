@@ -239,8 +239,9 @@ def test_secrets_and_personal_data_never_reach_the_suite(
     store = open_store(url)
     raw = repr([r.data for r in AuditLog(store).records()])
     store.close()
-    for value in (EMAIL, PHONE, TOKEN, PAY_KEY):
+    for value in (EMAIL, PHONE, TOKEN):
         assert value in raw  # the trail kept them: only the drafter can hide them
+    assert PAY_KEY not in raw  # a declared secret: the gateway scrubs it from every record
     monkeypatch.setenv("PAYMENTS_API_KEY", PAY_KEY)
     out = tmp_path / "pii.yaml"
     result = from_runs("--workflow", "support_triage", "--out", str(out), "--db", url)
@@ -251,7 +252,7 @@ def test_secrets_and_personal_data_never_reach_the_suite(
     request = next(t["request"] for t in _tasks(out).values() if "T-9" in t["request"])
     assert request == (
         "Handle ticket T-9 for [redacted:email] ([redacted:phone]); she pasted "
-        "[redacted:api_key] and [redacted:secret:PAYMENTS_API_KEY]"
+        "[redacted:api_key] and [secret PAYMENTS_API_KEY]"
     )
 
 

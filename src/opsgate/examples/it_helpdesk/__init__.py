@@ -1,0 +1,9 @@
+"""IT help desk: an in-memory department, its tools, its policy, and a planner + executor
+agent, with the `it_helpdesk` evaluation suite (plan quality scored apart from outcome)."""
+
+from pathlib import Path
+
+POLICY_PATH = Path(__file__).with_name("policy.yaml")
+SUITE_PATH = Path(__file__).with_name("it_helpdesk.yaml")
+
+__all__ = ["POLICY_PATH", "SUITE_PATH"]

@@ -60,7 +60,11 @@ class Event:
 
 
 class Recorder(Protocol):
-    """Takes the gateway's events. It must not lose one: raise rather than drop."""
+    """Takes the gateway's events. It must not lose one: raise rather than drop.
+
+    A recorder that commits in the background also offers ``async def settle()``: the
+    gateway awaits it before any tool runs, so nothing happens that is not yet recorded.
+    """
 
     def record(self, event: Event) -> None:
         """Keep ``event``; raising makes the gateway refuse to go on with the call."""
@@ -116,3 +120,10 @@ class FanOutRecorder:
         """Give ``event`` to every recorder, stopping at the first that raises."""
         for recorder in self._recorders:
             recorder.record(event)
+
+    async def settle(self) -> None:
+        """Await `settle` of every recorder that has one (write-ahead durability)."""
+        for recorder in self._recorders:
+            settle = getattr(recorder, "settle", None)
+            if settle is not None:
+                await settle()

@@ -206,3 +206,78 @@ def test_full_disk_is_a_clear_error_and_leaves_no_partial_batch(tmp_path: Path) 
     assert size % 5 == 1  # whole batches or nothing
     assert log.verify().events == size
     store.close()
+
+
+async def test_write_ahead_commits_before_a_tool_runs_and_shares_commits(
+    tmp_path: Path, make_policy: Callable[..., CompiledPolicy]
+) -> None:
+    import asyncio
+
+    store = open_store(f"sqlite:///{tmp_path / 'wa.db'}")
+    log = AuditLog(store, Signer.generate())
+    recorder = AuditRecorder(log, durable="write_ahead", checkpoint_on_run_end=False)
+    seen_at_execution: list[tuple[int, int]] = []
+
+    gateway = Gateway(BELT, make_policy(), recorder=recorder)
+    original = gateway._settle
+    assert original is not None
+
+    recorded = [0]
+    record = recorder.record
+
+    def counting(event: Event) -> None:
+        recorded[0] += 1
+        record(event)
+
+    recorder.record = counting  # type: ignore[method-assign]
+
+    async def settle_then_look() -> None:
+        before = recorded[0]  # everything recorded before the tool is about to run ...
+        await original()
+        seen_at_execution.append((before, log.size()))  # ... is committed by now
+
+    gateway._settle = settle_then_look
+
+    async def one(n: int) -> None:
+        run = gateway.start_run("wf", invoker="alice", agent_id="bot", request=f"r{n}")
+        await gateway.call(run, "lookup", {"order_id": f"ORD-{n}"})
+        gateway.finish(run)
+
+    await asyncio.gather(*(one(n) for n in range(16)))
+    recorder.close()
+    # before each tool ran, its decision (and everything before it) was already committed
+    assert all(committed >= before for before, committed in seen_at_execution)
+    assert len(seen_at_execution) == 16
+    assert recorder.events == log.size() and log.verify().events == log.size()
+    assert recorder.batches < recorder.events / 2  # runs shared commits
+
+
+async def test_write_ahead_refuses_the_tool_when_the_commit_fails(
+    tmp_path: Path, make_policy: Callable[..., CompiledPolicy]
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'wa.db'}")
+    log = AuditLog(store, None)
+    recorder = AuditRecorder(log, durable="write_ahead")
+    ran: list[str] = []
+    gateway = Gateway(BELT, make_policy(), recorder=recorder)
+    run = gateway.start_run("wf", invoker="alice", agent_id="bot", request="r")
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER block BEFORE INSERT ON audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        )
+    original = gateway.toolbelt["lookup"].fn
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        ran.append("lookup")
+        return original(*args, **kwargs)
+
+    object.__setattr__(gateway.toolbelt["lookup"], "fn", spy)
+    try:
+        with pytest.raises(StoreError, match="disk says no"):
+            await gateway.call(run, "lookup", {"order_id": "ORD-1"})
+    finally:
+        object.__setattr__(gateway.toolbelt["lookup"], "fn", original)
+    assert ran == []  # nothing happened that the trail could not hold

@@ -1,7 +1,11 @@
 """`AuditRecorder`: the gateway's `Recorder` that writes the audit trail, group-committed.
 
 ``record()`` hands the event to one writer thread and (durable mode, the default) waits
-until the transaction holding it has committed. While one transaction is being flushed,
+until the transaction holding it has committed. In write-ahead mode (``durable=
+"write_ahead"``, for async agents and eval runs) it waits only for the events that end a
+run or report a write; the gateway awaits `settle` before any tool runs, so nothing happens
+that the trail does not already hold, while concurrent runs share commits instead of
+blocking the event loop once per event. While one transaction is being flushed,
 events from other threads queue up; the next transaction takes them all, so one durable
 commit (one fsync) covers every event that arrived meanwhile: group commit. A failed
 commit raises in every waiting caller, so the gateway never runs a call whose record
@@ -10,10 +14,13 @@ was not kept.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from opsgate.audit._log import AuditLog
 from opsgate.errors import StoreError
@@ -24,11 +31,17 @@ __all__ = ["AuditRecorder"]
 _MAX_BATCH = 1000
 
 
+#: Events a write-ahead recorder commits before `record` returns: the end of a run (its
+#: outcome is kept before the caller hears it) and a write the world now carries.
+_BARRIERS = frozenset({EventType.RUN_ENDED, EventType.ESCALATED, EventType.WRITE_PERFORMED})
+
+
 @dataclass(slots=True)
 class _Pending:
     event: Event | None  # None: a flush marker
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    notify: Callable[[BaseException | None], None] | None = None
 
 
 class AuditRecorder:
@@ -36,8 +49,10 @@ class AuditRecorder:
 
     Args:
         log: The audit log (with a signer, to checkpoint).
-        durable: Wait for the commit in ``record()`` (default). False returns at once and
-            lets `flush` or `close` wait; a crash may then lose the last batch.
+        durable: Wait for the commit in ``record()`` (True, the default). ``"write_ahead"``
+            waits only for run ends and writes, and relies on the gateway awaiting `settle`
+            before a tool runs. False returns at once and lets `flush` or `close` wait; a
+            crash may then lose the last batch.
         checkpoint_every: Sign a checkpoint after this many events (0: never by count).
         checkpoint_on_run_end: Sign a checkpoint when a run ends.
         commit_delay_s: When the last commit carried several writers' events, wait this
@@ -48,7 +63,7 @@ class AuditRecorder:
         self,
         log: AuditLog,
         *,
-        durable: bool = True,
+        durable: bool | Literal["write_ahead"] = True,
         checkpoint_every: int = 1000,
         checkpoint_on_run_end: bool = True,
         commit_delay_s: float = 0.0002,
@@ -80,12 +95,32 @@ class AuditRecorder:
             raise StoreError("the audit recorder is closed")
         pending = _Pending(event)
         self._queue.put(pending)
-        if self.durable:
+        if self.durable is True or (self.durable == "write_ahead" and event.type in _BARRIERS):
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
         elif self._failure is not None:
             raise StoreError(f"an earlier audit write failed: {self._failure}")
+
+    async def settle(self) -> None:
+        """Wait, without blocking the event loop, until everything recorded so far is
+        committed. The gateway calls it before a tool runs (write-ahead).
+
+        Raises:
+            StoreError: an audit write failed (the tool must not run).
+        """
+        if self.durable is True:
+            return  # every record() already waited
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[None] = loop.create_future()
+
+        def notify(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_resolve, settled, error)
+
+        self._queue.put(_Pending(None, notify=notify))
+        await settled
+        if self._failure is not None:
+            raise StoreError(f"an audit write failed: {self._failure}")
 
     def flush(self) -> None:
         """Wait until everything recorded so far is committed."""
@@ -143,6 +178,8 @@ class AuditRecorder:
             for pending in batch:
                 pending.error = error if pending.event is not None else None
                 pending.done.set()
+                if pending.notify is not None:
+                    pending.notify(error)
             if (
                 error is None
                 and self.log.signer is not None
@@ -160,3 +197,12 @@ class AuditRecorder:
                 except Exception as exc:  # the events are safe; the next checkpoint covers them
                     self.checkpoint_failures += 1
                     self.last_checkpoint_error = f"{type(exc).__name__}: {exc}"
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

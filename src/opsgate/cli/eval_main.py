@@ -100,7 +100,7 @@ def run(
     config = load_router_config(model_router)
     started = time.time()
     store = open_store(db)
-    audit = AuditRecorder(AuditLog(store, Signer.from_file()))
+    audit = AuditRecorder(AuditLog(store, Signer.from_file()), durable="write_ahead")
     traces = tracing_recorder(store)
     costs = CostRecorder(store)
     thresholds: dict[str, Any] = {

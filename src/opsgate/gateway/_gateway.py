@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -127,6 +127,7 @@ class Gateway:
         self.recorder: Recorder = recorder if recorder is not None else InMemoryRecorder()
         self.secrets: SecretStore = secrets or EnvSecretStore()
         self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
+        self._settle: Callable[[], Awaitable[None]] | None = getattr(self.recorder, "settle", None)
         self.approval_timeout_s = approval_timeout_s
         self._threads = ThreadPoolExecutor(max_tool_threads, thread_name_prefix="opsgate-tool")
 
@@ -575,6 +576,8 @@ class Gateway:
         data: dict[str, Any],
         decision: Decision,
     ) -> ToolOutcome:
+        if self._settle is not None:
+            await self._settle()  # write-ahead: the trail holds the decision before the act
         tool = contract.name
         settings = self.policy.tool_settings(run.workflow, tool, run.agent_id)
         kwargs = dict(validated.__dict__)

@@ -264,7 +264,11 @@ class OpenAICompatibleClient:
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=self._transport, timeout=self._timeout_s, follow_redirects=False
+            transport=self._transport,
+            timeout=self._timeout_s,
+            follow_redirects=False,
+            # an eval at --concurrency 32 keeps every connection alive (httpx keeps 20)
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=128),
         )
 
     def _client(self) -> httpx.AsyncClient:

@@ -12,8 +12,8 @@ its progress kept instead of overspending.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +112,9 @@ def _parse_constrained(response: ModelResponse) -> ModelResponse:
         text = arguments.get("text") if isinstance(arguments, dict) else None
         return dataclasses.replace(response, text=str(text or ""), tool_calls=())
     call = ToolCall(
-        id="call_" + hashlib.sha256((response.text or "").encode()).hexdigest()[:12],
+        # unique per turn: a repeated identical call is a new call (records and scores key
+        # on the id), even when the same text came back from the model or the cache
+        id="call_" + uuid.uuid4().hex[:16],
         name=data["name"],
         arguments=orjson.dumps(arguments if arguments is not None else {}).decode(),
     )

@@ -161,16 +161,72 @@ async def test_fallback_model_answers_when_the_first_fails() -> None:
     assert calls[0]["error_type"] == "ModelServerError" and calls[0]["attempts"] >= 2
 
 
-async def test_planner_records_its_plan_then_executes_it() -> None:
+PLAN = (
+    '{"steps": [{"tool": "get_ticket", "purpose": "read"}, '
+    '{"tool": "get_order_status", "purpose": "check"}]}'
+)
+
+
+async def test_planner_records_its_plan_then_executes_it_step_by_step() -> None:
     recorder = InMemoryRecorder()
     gateway = _gateway(recorder)
-    plan = (
-        '{"steps": [{"tool": "get_ticket", "purpose": "read"}, '
-        '{"tool": "get_order_status", "purpose": "check"}]}'
-    )
     with FakeOpenAI(
         [
-            text_reply(plan),
+            text_reply(PLAN),
+            tool_reply(("get_ticket", '{"ticket_id": "T-3"}')),
+            tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        ]
+    ) as server:
+        agent = PlannerExecutor(
+            gateway,
+            _router(server.base_url),
+            tools=["get_ticket", "get_order_status", "draft_reply", "escalate_to_human"],
+            system="You help IT and support staff.",
+        )
+        run = _start(gateway)
+        result = await agent.run(run, "Check ticket T-3")
+        offered = [[t["function"]["name"] for t in r.json["tools"]] for r in server.requests[1:]]
+        assert server.remaining == 0
+    assert [s["tool"] for s in result.plan] == ["get_ticket", "get_order_status"]
+    assert recorder.of_type(EventType.PLAN)[0].data["steps"] == result.plan
+    # each turn sees only its step's tool, and the hand-off
+    assert offered == [
+        ["get_ticket", "escalate_to_human"],
+        ["get_order_status", "escalate_to_human"],
+    ]
+    assert result.reason == "done" and [c.tool for c in run.completed] == [
+        "get_ticket",
+        "get_order_status",
+    ]
+    assert result.output == "Done: get_ticket, get_order_status."
+
+
+async def test_stepwise_execution_hands_off_or_answers_mid_plan() -> None:
+    for reply, reason in [
+        (tool_reply(("escalate_to_human", '{"ticket_id": "T-3", "reason": "odd"}')), "handed_off"),
+        (text_reply("I need the order number first."), "done"),
+    ]:
+        recorder = InMemoryRecorder()
+        gateway = _gateway(recorder)
+        with FakeOpenAI([text_reply(PLAN), reply]) as server:
+            agent = PlannerExecutor(
+                gateway,
+                _router(server.base_url),
+                tools=["get_ticket", "get_order_status", "escalate_to_human"],
+                system="",
+            )
+            run = _start(gateway)
+            result = await agent.run(run, "Check ticket T-3")
+        assert result.reason == reason
+        assert len(server.requests) == 2  # the plan's second step never ran
+
+
+async def test_free_execution_offers_the_plans_whole_belt() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with FakeOpenAI(
+        [
+            text_reply(PLAN),
             tool_reply(("get_ticket", '{"ticket_id": "T-3"}')),
             tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
             text_reply("Checked: in transit."),
@@ -181,17 +237,13 @@ async def test_planner_records_its_plan_then_executes_it() -> None:
             _router(server.base_url),
             tools=["get_ticket", "get_order_status", "draft_reply"],
             system="You help IT and support staff.",
+            stepwise=False,
         )
         run = _start(gateway)
         result = await agent.run(run, "Check ticket T-3")
         offered = [t["function"]["name"] for t in server.requests[1].json["tools"]]
-    assert [s["tool"] for s in result.plan] == ["get_ticket", "get_order_status"]
-    assert recorder.of_type(EventType.PLAN)[0].data["steps"] == result.plan
     assert offered == ["get_ticket", "get_order_status"]
-    assert result.reason == "done" and [c.tool for c in run.completed] == [
-        "get_ticket",
-        "get_order_status",
-    ]
+    assert result.reason == "done" and result.output == "Checked: in transit."
 
 
 async def test_invalid_calls_end_in_a_counted_failure() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
-from opsgate.gateway import Gateway, Run, RunStatus
+from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelSettings
 from opsgate.models._router import ModelRouter
 
@@ -171,7 +171,12 @@ class RouterToolAgent:
 
 
 class PlannerExecutor:
-    """Planner + executor: the plan is recorded (and scored) apart from the outcome."""
+    """Planner + executor: the plan is recorded (and scored) apart from the outcome.
+
+    ``stepwise`` (the default) carries the plan out one step at a time, each turn offered
+    only that step's tool and the hand-off; ``stepwise=False`` gives the executor loop the
+    plan's whole belt instead (better for a large model that may need to deviate).
+    """
 
     def __init__(
         self,
@@ -181,12 +186,18 @@ class PlannerExecutor:
         tools: Sequence[str],
         system: str,
         max_steps: int = 6,
+        stepwise: bool = True,
+        handoff_tools: Sequence[str] = ("escalate_to_human",),
+        max_repairs: int = 2,
     ) -> None:
         self.gateway = gateway
         self.router = router
         self.tools = list(tools)
         self.system = system
         self.max_steps = max_steps
+        self.stepwise = stepwise
+        self.handoff_tools = tuple(handoff_tools)
+        self.max_repairs = max_repairs
 
     async def run(self, run: Run, context: str) -> AgentResult:
         """Plan with the ``plan`` model, record the plan, then execute it."""
@@ -248,6 +259,8 @@ class PlannerExecutor:
         text = "\n".join(
             f"{i + 1}. {s.get('tool')}: {s.get('purpose', '')}" for i, s in enumerate(plan)
         )
+        if self.stepwise and plan:
+            return await self._execute_stepwise(run, context, plan, text, result)
         return await execute(
             self.gateway,
             self.router,
@@ -257,6 +270,93 @@ class PlannerExecutor:
             tools=list(dict.fromkeys(planned)),
             result=result,
         )
+
+    async def _execute_stepwise(
+        self,
+        run: Run,
+        context: str,
+        plan: list[dict[str, Any]],
+        text: str,
+        result: AgentResult,
+    ) -> AgentResult:
+        """One model turn per plan step, offered only that step's tool (and the hand-off).
+
+        A small model given the whole belt tends to repeat its first call; narrowed to one
+        step it fills in that call's arguments, which is what it is good at. A step the
+        model answers in words instead ends the run with that answer; a hand-off ends it
+        handed off; invalid calls are retried up to ``max_repairs`` times per step.
+        """
+        gateway, router = self.gateway, self.router
+        allowed = gateway.policy.allowed_tools(run.workflow, run.agent_id)
+        handoff = [t for t in self.handoff_tools if t in self.tools and t in allowed]
+        history = [
+            Message.system(f"{self.system}\nThe plan:\n{text}"),
+            Message.user(context),
+        ]
+        settings = ModelSettings(temperature=0.0, max_tokens=256)
+        steps = [s for s in plan if s.get("tool") in self.tools]
+        for number, step in enumerate(steps, start=1):
+            tool = str(step["tool"])
+            offered = [t for t in dict.fromkeys([tool, *handoff]) if t in allowed]
+            if tool not in offered:
+                continue  # the policy does not give this agent that tool: skip the step
+            instruction = Message.user(
+                f"Step {number} of {len(steps)}: call `{tool}` ({step.get('purpose', '')}), "
+                "with arguments taken from the request and the results so far. If the "
+                "request cannot be served safely, hand it to a human instead."
+            )
+            for _attempt in range(self.max_repairs + 1):
+                if not run.active or not gateway.step(run):
+                    return _ended(result, run)
+                answered = await guarded(
+                    gateway,
+                    run,
+                    router.complete(
+                        "act",
+                        [*history, instruction],
+                        gateway.toolbelt.openai_tools(offered),
+                        settings,
+                        gateway=gateway,
+                        run=run,
+                    ),
+                )
+                if answered is None:
+                    return _ended(result, run)
+                response, _ = answered
+                result.turns += 1
+                observe_model_text(gateway, run, response.text, "act")
+                if not response.tool_calls:
+                    gateway.finish(run, reason="done", output=response.text)
+                    result.output = response.text
+                    return _ended(result, run)
+                history.append(response.message)
+                refused = False
+                for call in response.tool_calls:
+                    outcome = await gateway.call(
+                        run, call.name, call.arguments, call_id=call.id or None
+                    )
+                    history.append(Message.tool(call.id or outcome.call_id, outcome.for_model()))
+                    refused = refused or outcome.status is OutcomeStatus.REFUSED
+                    if outcome.ok and call.name in handoff:
+                        gateway.finish(run, reason="handed_off", output=response.text)
+                        return _ended(result, run)
+                    if not run.active:
+                        return _ended(result, run)
+                if not refused:
+                    break
+            else:
+                gateway.finish(
+                    run,
+                    status=RunStatus.FAILED,
+                    reason="invalid_model_output",
+                    output=f"the model kept proposing invalid calls at step {number}",
+                )
+                return _ended(result, run)
+        done = [c.tool for c in run.completed]
+        output = "Done: " + (", ".join(done) if done else "nothing was changed") + "."
+        gateway.finish(run, reason="done", output=output)
+        result.output = output
+        return _ended(result, run)
 
 
 class HumanInTheLoopAgent:

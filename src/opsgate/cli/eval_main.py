@@ -100,7 +100,12 @@ def run(
     config = load_router_config(model_router)
     started = time.time()
     store = open_store(db)
-    audit = AuditRecorder(AuditLog(store, Signer.from_file()), durable="write_ahead")
+    # Write-ahead: each tool waits for its decision's commit, concurrent tasks share commits.
+    # Signed checkpoints every 1,000 events and at the end, not per task (the chain links
+    # every event in between; a checkpoint per task would double an eval's cost).
+    audit = AuditRecorder(
+        AuditLog(store, Signer.from_file()), durable="write_ahead", checkpoint_on_run_end=False
+    )
     traces = tracing_recorder(store)
     costs = CostRecorder(store)
     thresholds: dict[str, Any] = {

@@ -40,6 +40,9 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/tracing.py
+	$(BIN)/python bench/models.py
+	$(BIN)/python bench/evals.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

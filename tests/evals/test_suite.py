@@ -112,3 +112,32 @@ def test_cli_exit_2_on_a_router_naming_an_unknown_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--suite", str(good), "--model-router", str(router)])
     assert result.exit_code == 2, result.output
     assert "large" in result.output and "Traceback" not in result.output
+
+
+def test_tasks_may_live_in_a_jsonl_file_beside_the_suite(tmp_path: Path) -> None:
+    import json
+
+    task = {
+        "id": "status-jsonl",
+        "request": "Where is ORD-1003?",
+        "checks": {"required_calls": [{"tool": "get_order_status"}]},
+    }
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n\n")
+    suite_file = tmp_path / "mixed.yaml"
+    suite_file.write_text(HEADER + TASK + "tasks_file: tasks.jsonl\n")
+    suite = load_suite(suite_file)
+    assert [t.id for t in suite.tasks] == ["status-1", "status-jsonl"]
+    Harness.load(suite)
+    bad = dict(task, id="x", colour="red")
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(SuiteError, match=r"tasks.jsonl: line 2 at `colour`: unknown field `colour`"):
+        load_suite(suite_file)
+    (tmp_path / "tasks.jsonl").write_text("{not json\n")
+    with pytest.raises(SuiteError, match=r"tasks.jsonl: line 1: not JSON"):
+        load_suite(suite_file)
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n")
+    suite_file.write_text(
+        HEADER + TASK.replace("status-1", "status-jsonl") + "tasks_file: tasks.jsonl\n"
+    )
+    with pytest.raises(SuiteError, match="duplicate task id `status-jsonl`"):
+        load_suite(suite_file)

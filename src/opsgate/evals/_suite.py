@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jsonschema
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opsgate.errors import PolicyError, SuiteError
@@ -289,6 +290,42 @@ def find_suite(name_or_path: str) -> Path:
     )
 
 
+def _jsonl_tasks(data: dict[str, Any], path: Path, name: str) -> list[Any]:
+    """Tasks kept one JSON object a line beside the suite (``tasks_file: tasks.jsonl``),
+    for suites exported from tickets or drafted by tools; each task validated like one in
+    the YAML, its errors named by file and line."""
+    spec = data["tasks_file"]
+    if not isinstance(spec, str):
+        raise SuiteError(f"{name}: `tasks_file` is a path to a JSONL file")
+    file = resolve_file(spec, path.parent)
+    tasks: list[Any] = []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{file}: cannot read the tasks: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            task = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise SuiteError(f"{file}: line {number}: not JSON ({exc})") from None
+        if not isinstance(task, dict):
+            raise SuiteError(f"{file}: line {number}: a task is a JSON object")
+        try:
+            Task.model_validate(task)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown field `{err['loc'][-1]}`"
+            at = f" at `{where}`" if where else ""
+            raise SuiteError(f"{file}: line {number}{at}: {msg}") from None
+        tasks.append(task)
+    return tasks
+
+
 def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
     """Read and validate a suite; CEL state checks are compiled here, not mid-run.
 
@@ -309,6 +346,9 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
         raise SuiteError(str(exc)) from None
     if not isinstance(data, dict):
         raise SuiteError(f"{name}: a suite is a mapping with `suite`, `tasks` and the rest")
+    if "tasks_file" in data:
+        data = {**data, "tasks": [*(data.get("tasks") or []), *_jsonl_tasks(data, path, name)]}
+        del data["tasks_file"]
     try:
         suite = Suite.model_validate({**data, "source": name})
     except ValidationError as exc:

@@ -273,3 +273,15 @@ def test_judge_model_failure_is_a_counted_error(tmp_path: Path) -> None:
         results = _run(path, _router(tmp_path, server.base_url))
     t = results["t"]
     assert t.passed and t.judge and t.judge["error"].startswith("judge model failed")
+
+
+def test_a_task_sets_its_own_initial_world_state(tmp_path: Path) -> None:
+    world = "    world: {orders: {ORD-1003: {status: delivered}}}\n"
+    checks = "      state: [\"world.orders['ORD-1003'].status == 'delivered'\"]\n"
+    path = _suite(tmp_path, [_task("patched", {}, checks, world), _task("plain", {}, checks)])
+    results = _run(path)
+    assert results["patched"].passed
+    assert not results["plain"].passed  # the patch is the task's own, not the suite's
+    bad = _suite(tmp_path, [_task("t", {}, checks, "    world: {orders: {ORD-9: {status: x}}}\n")])
+    with pytest.raises(SuiteError, match=r"`world.orders.ORD-9` is not in the world"):
+        Harness.load(load_suite(bad))

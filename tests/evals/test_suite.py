@@ -130,7 +130,7 @@ def test_tasks_may_live_in_a_jsonl_file_beside_the_suite(tmp_path: Path) -> None
     Harness.load(suite)
     bad = dict(task, id="x", colour="red")
     (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n" + json.dumps(bad) + "\n")
-    with pytest.raises(SuiteError, match=r"tasks.jsonl: line 2 at `colour`: unknown field `colour`"):
+    with pytest.raises(SuiteError, match=r"line 2 at `colour`: unknown field `colour`"):
         load_suite(suite_file)
     (tmp_path / "tasks.jsonl").write_text("{not json\n")
     with pytest.raises(SuiteError, match=r"tasks.jsonl: line 1: not JSON"):

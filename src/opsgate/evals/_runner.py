@@ -217,6 +217,15 @@ class Harness:
                         f"{where}: task `{task.id}`: command workdir `{command.workdir}` "
                         f"is not a folder (relative to {base})"
                     )
+        for task in suite.tasks:
+            if task.world:
+                try:
+                    patch_world(resolve_callable(suite.world, where)(task), task.world)
+                except (KeyError, AttributeError, TypeError) as exc:
+                    raise SuiteError(
+                        f"{where}: task `{task.id}`: its `world` does not fit the suite's "
+                        f"world: {exc}"
+                    ) from None
         conditions = {
             task.id: [
                 compile_condition(c, ValueError, variables=("world", "run"))
@@ -247,6 +256,8 @@ async def run_task(
     suite = harness.suite
     memory = InMemoryRecorder()
     world = harness.make_world(task)
+    if task.world:
+        patch_world(world, task.world)
     secrets = {
         name: f"eval-secret-{name.lower()}-0000"
         for contract in harness.toolbelt
@@ -494,6 +505,32 @@ def score(
         run_id=run.run_id if run else "",
         error=error,
     )
+
+
+def patch_world(world: Any, patch: dict[str, Any], path: str = "world") -> None:
+    """Apply a task's initial state over a fresh world, in place.
+
+    Raises:
+        KeyError / AttributeError: a key names nothing in the world (with its path).
+    """
+    for key, value in patch.items():
+        where = f"{path}.{key}"
+        if isinstance(world, dict):
+            if key not in world:
+                raise KeyError(f"`{where}` is not in the world")
+            current = world[key]
+            if isinstance(value, dict) and not isinstance(current, (str, int, float, bool)):
+                patch_world(current, value, where)
+            else:
+                world[key] = value
+        else:
+            if not hasattr(world, key):
+                raise AttributeError(f"`{where}` is not in the world")
+            current = getattr(world, key)
+            if isinstance(value, dict) and not isinstance(current, (str, int, float, bool)):
+                patch_world(current, value, where)
+            else:
+                setattr(world, key, value)
 
 
 def _schema_problem(text: str, schema: dict[str, Any]) -> str | None:

@@ -169,6 +169,11 @@ class Task(_Strict):
     approvals: dict[str, Literal["approve", "deny"]] = Field(
         default_factory=dict, description="The approver's answer per tool (`*`: default)."
     )
+    world: dict[str, Any] = Field(
+        default_factory=dict,
+        description="This task's initial state: patched over the suite's world (nested keys "
+        "name attributes or entries; a mapping value patches, anything else replaces).",
+    )
     checks: Checks
 
     @model_validator(mode="after")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from opsgate.errors import SuiteError
 from opsgate.evals._report import build_report, compare
 from opsgate.evals._runner import TaskResult
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _report(verdicts: dict[str, bool]) -> dict[str, object]:
@@ -35,3 +40,20 @@ def test_a_subset_run_is_compared_on_the_shared_tasks() -> None:
 def test_reports_sharing_no_task_are_refused() -> None:
     with pytest.raises(SuiteError, match="share no task"):
         compare(_report({"x": True}), _report({"y": True}))
+
+
+def test_reports_are_checked_against_the_published_schema(tmp_path: Path) -> None:
+    from opsgate.evals._report import load_report, report_problem
+
+    good = _report({"a": True, "b": False})
+    assert report_problem(good) is None
+    assert (
+        report_problem(load_report(ROOT / "evals" / "baselines" / "support_triage_v3.json")) is None
+    )
+    bad = json.loads(json.dumps(good))
+    bad["metrics"]["success_rate"] = 2.0
+    del bad["tasks"][1]["calls"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(SuiteError, match=r"not a valid report: .* at /"):
+        load_report(path)

@@ -24,6 +24,8 @@ Metrics (per task in ``tasks``, aggregated in ``metrics``):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.resources
 import math
 import statistics
 import uuid
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 
 from opsgate.errors import SuiteError
@@ -41,6 +44,7 @@ __all__ = [
     "build_report",
     "compare",
     "load_report",
+    "report_problem",
     "results_of",
     "thresholds_failures",
     "wilson",
@@ -195,7 +199,27 @@ def load_report(path: str | Path) -> dict[str, Any]:
             f"`{path}` has report schema `{version}`, newer than this agent-eval "
             f"reads ({REPORT_SCHEMA}): upgrade opsgate"
         )
+    problem = report_problem(document)
+    if problem is not None:
+        raise SuiteError(f"`{path}` is not a valid report: {problem}")
     return document
+
+
+@functools.cache
+def _report_validator() -> Any:
+    schema = orjson.loads(
+        importlib.resources.files("opsgate.evals").joinpath("report.schema.json").read_bytes()
+    )
+    return jsonschema.Draft202012Validator(schema)
+
+
+def report_problem(document: Any) -> str | None:
+    """What makes ``document`` not a version-1 report (JSON Schema), or None."""
+    error = jsonschema.exceptions.best_match(_report_validator().iter_errors(document))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message}" + (f" at /{where}" if where else "")
 
 
 def compare(

@@ -363,3 +363,22 @@ async def test_cacheable_calls_are_answered_from_the_cache(tmp_path: Any) -> Non
     assert [c["cache_hit"] for c in calls] == [False, True]
     assert calls[1]["cost_usd"] == 0.0
     store.close()
+
+
+async def test_a_plan_naming_no_usable_tool_falls_back_to_the_executor_loop() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with FakeOpenAI(
+        [
+            text_reply('{"steps": [{"tool": "launch_rocket", "purpose": "?"}]}'),
+            tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+            text_reply("In transit."),
+        ]
+    ) as server:
+        agent = PlannerExecutor(
+            gateway, _router(server.base_url), tools=["get_order_status"], system=""
+        )
+        run = _start(gateway)
+        result = await agent.run(run, "Where is ORD-1003?")
+    assert result.reason == "done" and result.output == "In transit."
+    assert [c.tool for c in run.completed] == ["get_order_status"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -281,3 +282,22 @@ async def test_write_ahead_refuses_the_tool_when_the_commit_fails(
     finally:
         object.__setattr__(gateway.toolbelt["lookup"], "fn", original)
     assert ran == []  # nothing happened that the trail could not hold
+
+
+async def test_write_ahead_barrier_reports_an_earlier_failed_batch(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'wa.db'}")
+    recorder = AuditRecorder(AuditLog(store, None), durable="write_ahead")
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER block BEFORE INSERT ON audit_events "
+                "WHEN NEW.run_id = 'poisoned' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        )
+    recorder.record(Event(EventType.STEP, "poisoned", 0, 1.0, {}))  # not waited for: fails
+    await asyncio.sleep(0.2)
+    with pytest.raises(StoreError, match="earlier audit write failed"):
+        recorder.record(Event(EventType.RUN_ENDED, "r", 1, 2.0, {"status": "completed"}))
+    recorder._closed = True  # the writer is wedged on purpose; settle must not hang
+    with pytest.raises(StoreError, match="closed"):
+        await recorder.settle()

@@ -57,3 +57,16 @@ def test_reports_are_checked_against_the_published_schema(tmp_path: Path) -> Non
     path.write_text(json.dumps(bad))
     with pytest.raises(SuiteError, match=r"not a valid report: .* at /"):
         load_report(path)
+
+
+def test_a_baseline_with_sparse_trials_is_read_and_a_broken_one_named() -> None:
+    from opsgate.evals._report import results_of
+
+    sparse = _report({"a": True})
+    for t in sparse["tasks"]:  # type: ignore[union-attr]
+        del t["tags"], t["output"]
+    assert results_of(sparse)[0].tags == []  # type: ignore[arg-type]
+    broken = _report({"a": True})
+    del broken["tasks"][0]["status"]  # type: ignore[index]
+    with pytest.raises(SuiteError, match="lacks what a trial needs"):
+        results_of(broken)  # type: ignore[arg-type]

@@ -285,3 +285,34 @@ def test_a_task_sets_its_own_initial_world_state(tmp_path: Path) -> None:
     bad = _suite(tmp_path, [_task("t", {}, checks, "    world: {orders: {ORD-9: {status: x}}}\n")])
     with pytest.raises(SuiteError, match=r"`world.orders.ORD-9` is not in the world"):
         Harness.load(load_suite(bad))
+
+
+def test_command_copies_links_as_files_and_leaves_no_child_behind(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("original")
+    repo = tmp_path / "linkrepo"
+    repo.mkdir()
+    (repo / "link.txt").symlink_to(outside)
+    pidfile = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, pathlib;"
+        "open('link.txt', 'w').write('changed');"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid))"
+    )
+    check = f"      command: {{run: [python, -c, {json.dumps(script)}], workdir: linkrepo}}\n"
+    results = _run(_suite(tmp_path, [_task("t", {}, check)]))
+    assert results["t"].passed, results["t"].failures
+    assert outside.read_text() == "original"  # the copy held a file, not the link
+    import os
+    import time
+
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the check's background child outlived the check")

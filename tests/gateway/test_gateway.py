@@ -417,3 +417,14 @@ async def test_a_secret_pasted_into_the_request_is_scrubbed_from_the_first_recor
     records = repr([e.data for e in recorder.events])
     assert recorder.events and secret not in records
     assert "[secret PAY_KEY]" in records
+
+
+async def test_a_secret_across_the_context_cut_leaves_no_part_in_the_record(
+    make_gateway: Callable[..., Gateway], recorder: InMemoryRecorder
+) -> None:
+    secret = "pk_" + "9" * 30
+    gateway = make_gateway(secrets=MappingSecretStore({"PAY_KEY": secret}))
+    run = _start(gateway)
+    gateway.observe(run, "x" * 8180 + secret, trust="untrusted", source="doc:long")
+    records = repr([e.data for e in recorder.events])
+    assert secret[:12] not in records

@@ -259,8 +259,9 @@ class PlannerExecutor:
         text = "\n".join(
             f"{i + 1}. {s.get('tool')}: {s.get('purpose', '')}" for i, s in enumerate(plan)
         )
-        if self.stepwise and plan:
+        if self.stepwise and any(s.get("tool") in self.tools for s in plan):
             return await self._execute_stepwise(run, context, plan, text, result)
+        # no usable plan (or free execution asked for): the executor loop with the belt
         return await execute(
             self.gateway,
             self.router,

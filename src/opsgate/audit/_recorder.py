@@ -15,6 +15,7 @@ was not kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -99,6 +100,9 @@ class AuditRecorder:
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
+            if self.durable == "write_ahead" and self._failure is not None:
+                # an earlier, unwaited batch failed: the trail has a hole; say so now
+                raise StoreError(f"an earlier audit write failed: {self._failure}")
         elif self._failure is not None:
             raise StoreError(f"an earlier audit write failed: {self._failure}")
 
@@ -111,11 +115,14 @@ class AuditRecorder:
         """
         if self.durable is True:
             return  # every record() already waited
+        if self._closed:
+            raise StoreError("the audit recorder is closed")
         loop = asyncio.get_running_loop()
         settled: asyncio.Future[None] = loop.create_future()
 
         def notify(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_resolve, settled, error)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_resolve, settled, error)
 
         self._queue.put(_Pending(None, notify=notify))
         await settled

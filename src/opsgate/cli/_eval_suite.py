@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from opsgate.cli._common import cli_errors, console
 from opsgate.contracts import Toolbelt
-from opsgate.errors import StoreError, SuiteError
+from opsgate.errors import ConfigError, StoreError, SuiteError
 from opsgate.evals._from_runs import (
     default_like_suite,
     draft_runs,
@@ -95,10 +95,13 @@ def from_runs(
         console.print("nothing to draft: no file written")
         return
     text = render_suite(template, out.stem, out, drafts, where=where)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write `{out}`: {exc.strerror or exc}") from None
     console.print(f"tasks drafted: {len(drafts.tasks)}")
     console.print(f"written: {out} (drafts: confirm each task, then drop its `draft` tag)")
 

@@ -18,12 +18,13 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli import _eval_baseline, _eval_merge, _eval_review, _eval_suite
-from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
+from opsgate.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cost import CostRecorder
-from opsgate.errors import ConfigError, ModelError, SuiteError
+from opsgate.errors import ConfigError, ModelError, OpsgateError, SuiteError
 from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._report import build_report, compare, load_report, thresholds_failures
 from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
@@ -116,36 +117,56 @@ def run(
         results = asyncio.run(
             _run(harness, tasks, config, trials, concurrency, timeout, (audit, traces, costs))
         )
-        document = build_report(
-            loaded.suite,
-            loaded.version,
-            results,
-            trials=trials,
-            model_router=str(model_router),
-            started_at=started,
-            ended_at=time.time(),
-            thresholds=thresholds,
-            shard=shard,
-        )
-        # The database copy first: the dashboard's, and the one that survives a bad path.
-        EvalStore(store).save_report(document)
     finally:
-        audit.close()
-        traces.shutdown()
-        costs.close()
+        record_problems = _close_recorders(audit, traces, costs)
+    document = build_report(
+        loaded.suite,
+        loaded.version,
+        results,
+        trials=trials,
+        model_router=str(model_router),
+        started_at=started,
+        ended_at=time.time(),
+        thresholds=thresholds,
+        shard=shard,
+    )
+    try:
+        EvalStore(store).save_report(document)
+    except (SQLAlchemyError, OpsgateError) as exc:  # the files below still keep the report
+        err_console.print(f"[yellow]warning:[/] the report is not in the database: {exc}")
+    finally:
         store.close()
+    written: list[Path] = [report]
     _write(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
     if junit is not None:
         _write(junit, junit_xml(document))
+        written.append(junit)
     if markdown is not None:
         _write(markdown, markdown_summary(document).encode())
+        written.append(markdown)
+    for problem in record_problems:
+        err_console.print(f"[bold red]error:[/] {problem}")
+    if record_problems:
+        raise typer.Exit(EXIT_BAD_INPUT)
     _summary(document)
-    console.print(f"report: {report}" + "".join(f", {p}" for p in (junit, markdown) if p))
+    console.print("report: " + ", ".join(str(p) for p in written))
     failures = document["gate"]["failures"]
     for failure in failures:
         err_console.print(f"[bold red]threshold failed:[/] {failure}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _close_recorders(audit: AuditRecorder, traces: Any, costs: CostRecorder) -> list[str]:
+    """Close every recorder, each on its own; what failed, one sentence each."""
+    problems = []
+    for name, close in (("audit trail", audit.close), ("traces", traces.shutdown)):
+        try:
+            close()
+        except (SQLAlchemyError, OpsgateError) as exc:
+            problems.append(f"the {name} could not be completed: {exc}")
+    costs.close()  # never raises: failures are counted
+    return problems
 
 
 def _write(path: Path, data: bytes) -> None:

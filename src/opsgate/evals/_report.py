@@ -299,7 +299,14 @@ def compare(
 def results_of(report: dict[str, Any]) -> list[TaskResult]:
     """The report's trials as `TaskResult`s (unknown keys of other versions ignored)."""
     fields = {f.name for f in dataclasses.fields(TaskResult)}
-    return [TaskResult(**{k: v for k, v in t.items() if k in fields}) for t in report["tasks"]]
+    results = []
+    for t in report["tasks"]:
+        try:
+            known = {k: v for k, v in t.items() if k in fields}
+            results.append(TaskResult(**{"tags": [], "output": None, **known}))
+        except TypeError as exc:
+            raise SuiteError(f"a task of the report lacks what a trial needs: {exc}") from None
+    return results
 
 
 def _metrics_of(report: dict[str, Any], task_ids: set[str]) -> dict[str, Any]:

@@ -602,13 +602,17 @@ async def run_command_check(
     killed whole on timeout. Returns the argv, exit code (None on timeout or start failure),
     duration, a verdict sentence and the tail of its output.
     """
-    argv = [sys.executable if i == 0 and a == "python" else a for i, a in enumerate(check.run)]
+    argv = list(check.run)
+    if argv[0] == "python":
+        # isolated mode: files the agent wrote into the copy cannot shadow the standard library
+        argv = [sys.executable, "-I", *argv[1:]]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="agent-eval-cmd-") as tmp:
         copy = Path(tmp) / "work"
         try:
             if check.workdir is not None:
-                shutil.copytree(base / check.workdir, copy, symlinks=True)
+                # links are copied as what they point at: nothing in the copy leads outside it
+                shutil.copytree(base / check.workdir, copy, symlinks=False)
             else:
                 copy.mkdir()
             files = world.get("files") if isinstance(world, dict) else getattr(world, "files", None)
@@ -626,27 +630,37 @@ async def run_command_check(
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=copy,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return _command_outcome(argv, None, started, f"could not start: {exc}", "")
-        try:
-            out, _ = await asyncio.wait_for(process.communicate(), check.timeout_s)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        log_path = Path(tmp) / "output.log"  # a file, not a pipe: a lingering child that
+        # holds it open cannot keep the check waiting once the command itself has exited
+        with log_path.open("wb") as log:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=copy,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                return _command_outcome(argv, None, started, f"could not start: {exc}", "")
+            timed_out = False
+            try:
+                await asyncio.wait_for(process.wait(), check.timeout_s)
+            except TimeoutError:
+                timed_out = True
+            finally:
+                # the whole group, whatever happened: no child outlives its check
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                if process.returncode is None:
+                    await process.wait()
+        if timed_out:
             return _command_outcome(
                 argv, None, started, f"timed out after {check.timeout_s:g}s", ""
             )
+        out = log_path.read_bytes()[-8000:]
     tail = out.decode("utf-8", "replace")[-2000:]
     for value in secrets.values():
         tail = tail.replace(value, "[secret]")

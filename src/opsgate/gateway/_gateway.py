@@ -162,12 +162,7 @@ class Gateway:
             request=request,
             deps=deps,
         )
-        # Known up front, so that a secret pasted into a request or a document is scrubbed
-        # from the very first record, not only after a tool has used it.
-        for name in self._declared_secrets:
-            value = self.secrets.get(name)
-            if value:
-                run._secret_values[name] = value
+        self._know_secrets(run)
         self._emit(
             run,
             EventType.RUN_STARTED,
@@ -185,12 +180,22 @@ class Gateway:
             self.observe(run, item.text, trust=item.trust, source=item.source)
         return run
 
+    def _know_secrets(self, run: Run) -> None:
+        """Known up front, so that a secret pasted into a request or a document is scrubbed
+        from the very first record (and after a resume), not only once a tool used it."""
+        for name in self._declared_secrets:
+            value = self.secrets.get(name)
+            if value:
+                run._secret_values[name] = value
+
     def observe(self, run: Run, content: Any, *, trust: str, source: str) -> None:
         """Label content entering the run's context (a document, model text) and record it."""
         if trust not in ("trusted", "untrusted"):
             raise ValueError(f"trust must be `trusted` or `untrusted`, not `{trust}`")
         run.provenance.add(content, trust=trust, source=source)  # type: ignore[arg-type]
         text = content if isinstance(content, str) else repr(content)
+        if run._secret_values:
+            text = scrub(text, run._secret_values)  # before the cut: no half secret survives
         data: dict[str, Any] = {"source": source, "trust": trust, "text": text[:_CONTEXT_CHARS]}
         if len(text) > _CONTEXT_CHARS:
             data["chars"] = len(text)  # what it read, cut: the record stays bounded
@@ -412,6 +417,7 @@ class Gateway:
         if record.executed_at is not None:
             raise ApprovalError(f"the call of `{record.request_id}` was already executed")
         run = Run.restore(record.run_state, deps)
+        self._know_secrets(run)
         run.unexecuted = [u for u in run.unexecuted if u.call_id != record.call_id]
         run.status = RunStatus.RUNNING
         self._emit(
@@ -646,6 +652,8 @@ class Gateway:
                         "error": text,
                     },
                 )
+                if self._settle is not None:
+                    await self._settle()  # the retry is on the record before it happens
             except Exception as exc:
                 return self._tool_failed(
                     run,

@@ -316,3 +316,16 @@ def test_command_copies_links_as_files_and_leaves_no_child_behind(tmp_path: Path
         time.sleep(0.05)
     else:
         pytest.fail("the check's background child outlived the check")
+
+
+def test_schema_validity_checks_the_contract_even_when_a_cap_refused_the_call(
+    tmp_path: Path,
+) -> None:
+    from opsgate.contracts import Toolbelt
+    from opsgate.evals._runner import _fits_contract
+
+    belt = Toolbelt.from_module("opsgate.examples.support_triage.tools")
+    capped = {"tool": "get_order_status", "args": {"order": 3}, "reason": "cap_exceeded"}
+    fine = {"tool": "get_order_status", "args": {"order_id": "ORD-1001"}, "reason": "cap_exceeded"}
+    assert not _fits_contract(belt, capped) and _fits_contract(belt, fine)
+    assert not _fits_contract(belt, {"tool": "nope", "args": {}, "reason": "allowed"})

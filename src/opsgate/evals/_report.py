@@ -42,6 +42,7 @@ from opsgate.evals._runner import TaskResult
 __all__ = [
     "REPORT_SCHEMA",
     "build_report",
+    "check_version",
     "compare",
     "load_report",
     "report_problem",
@@ -193,16 +194,21 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise SuiteError(f"`{path}` is not a JSON report: {exc}") from None
     if not isinstance(document, dict) or "metrics" not in document:
         raise SuiteError(f"`{path}` is not an agent-eval report")
-    version = document.get("schema_version")
-    if not isinstance(version, int) or version > REPORT_SCHEMA:
-        raise SuiteError(
-            f"`{path}` has report schema `{version}`, newer than this agent-eval "
-            f"reads ({REPORT_SCHEMA}): upgrade opsgate"
-        )
+    check_version(document, f"`{path}`")
     problem = report_problem(document)
     if problem is not None:
         raise SuiteError(f"`{path}` is not a valid report: {problem}")
     return document
+
+
+def check_version(document: dict[str, Any], where: str) -> None:
+    """Refuse a report of a schema newer than this agent-eval reads (or of none)."""
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version > REPORT_SCHEMA:
+        raise SuiteError(
+            f"{where} has report schema `{version}`, newer than this agent-eval "
+            f"reads ({REPORT_SCHEMA}): upgrade opsgate"
+        )
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from opsgate.errors import SuiteError
-from opsgate.evals._report import REPORT_SCHEMA, load_report
+from opsgate.evals._report import check_version, load_report
 from opsgate.store import Store, open_store
 from opsgate.store._engine import default_url
 from opsgate.store._schema import eval_baselines, eval_reports, eval_reviews
@@ -104,12 +104,7 @@ def check_report(document: Any, where: str) -> dict[str, Any]:
     """
     if not isinstance(document, dict) or not isinstance(document.get("metrics"), dict):
         raise SuiteError(f"{where} is not an agent-eval report")
-    version = document.get("schema_version")
-    if not isinstance(version, int) or version > REPORT_SCHEMA:
-        raise SuiteError(
-            f"{where} has report schema `{version}`, newer than this agent-eval reads "
-            f"({REPORT_SCHEMA}): upgrade opsgate"
-        )
+    check_version(document, where)
     report_id = document.get("report_id")
     if not isinstance(report_id, str) or not _REPORT_ID.match(report_id):
         raise SuiteError(

@@ -12,8 +12,8 @@ its progress kept instead of overspending.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,13 +83,16 @@ def constrained_tool_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any
 def _as_plain_text(messages: Sequence[Message]) -> list[Message]:
     """History without tool-call structure, for a request that declares no tools."""
     out: list[Message] = []
+    names: dict[str | None, str] = {}  # call id -> tool: the model reads names, not ids
     for m in messages:
         if m.role == "assistant" and m.tool_calls:
             calls = [{"name": c.name, "arguments": _loads(c.arguments)} for c in m.tool_calls]
+            names.update({c.id: c.name for c in m.tool_calls})
             text = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
             out.append(Message.assistant(text))
         elif m.role == "tool":
-            out.append(Message.user(f"Tool result ({m.tool_call_id}): {m.content}"))
+            tool = names.get(m.tool_call_id, "tool")
+            out.append(Message.user(f"Result of {tool}: {m.content}"))
         else:
             out.append(m)
     return out
@@ -102,8 +105,14 @@ def _loads(text: str) -> Any:
         return text
 
 
-def _parse_constrained(response: ModelResponse) -> ModelResponse:
-    """Turn constrained output into a tool call, or into the final text."""
+def _parse_constrained(response: ModelResponse, turn: int = 0) -> ModelResponse:
+    """Turn constrained output into a tool call, or into the final text.
+
+    The call id is derived from the turn (the conversation's length) and the text: unique
+    within a run, where the conversation only grows, so a repeated identical call is a new
+    call; and deterministic, so that the id a model reads back in the next prompt never
+    makes two runs of the same task differ.
+    """
     data = _loads(response.text or "")
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return response  # not JSON after all: the executor treats it as text
@@ -112,9 +121,7 @@ def _parse_constrained(response: ModelResponse) -> ModelResponse:
         text = arguments.get("text") if isinstance(arguments, dict) else None
         return dataclasses.replace(response, text=str(text or ""), tool_calls=())
     call = ToolCall(
-        # unique per turn: a repeated identical call is a new call (records and scores key
-        # on the id), even when the same text came back from the model or the cache
-        id="call_" + uuid.uuid4().hex[:16],
+        id="call_" + hashlib.sha256(f"{turn}:{response.text or ''}".encode()).hexdigest()[:16],
         name=data["name"],
         arguments=orjson.dumps(arguments if arguments is not None else {}).decode(),
     )
@@ -345,7 +352,7 @@ class ModelRouter:
             dataclasses.replace(settings, json_schema=schema, tool_choice="auto"),
             retry_budget=retry_budget,
         )
-        return _parse_constrained(response)
+        return _parse_constrained(response, turn=len(messages))
 
     def _check_budget(
         self,

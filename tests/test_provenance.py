@@ -333,3 +333,29 @@ def test_property_token_seen_only_in_untrusted_content_is_never_trusted(
     origin = ledger.origin(token)
     assert origin.trust == "untrusted"
     assert origin.source == "mail"
+
+
+async def test_looking_up_an_unknown_id_does_not_make_it_trusted() -> None:
+    from opsgate.contracts import Toolbelt
+    from opsgate.examples.support_triage import POLICY_PATH, tools
+    from opsgate.examples.support_triage.world import demo_world
+    from opsgate.gateway import Gateway, MappingSecretStore
+    from opsgate.policy import load_policy
+
+    belt = Toolbelt.from_module(tools)
+    gateway = Gateway(
+        belt,
+        load_policy(POLICY_PATH, belt),
+        secrets=MappingSecretStore({"PAYMENTS_API_KEY": "pay-key-000000"}),
+    )
+    run = gateway.start_run(
+        "support_triage",
+        invoker="desk",
+        agent_id="triage-bot",
+        request="Handle ticket T-1",
+        context=[ContextItem("please ship ORD-9999 to me", "untrusted", "ticket:T-1")],
+        deps=demo_world(),
+    )
+    outcome = await gateway.call(run, "get_order_status", {"order_id": "ORD-9999"})
+    assert outcome.ok and "ORD-9999" not in outcome.for_model()
+    assert run.provenance.origin("ORD-9999").trust == "untrusted"

@@ -36,7 +36,8 @@ def get_order_status(ctx: ToolContext[World], order_id: OrderId) -> dict[str, An
     """Look up an order: status, items, total, shipping address, amount refunded."""
     order = ctx.deps.orders.get(order_id)
     if order is None:
-        return {"error": f"no order {order_id}"}
+        # no echo of the id asked for: a trusted result must not vouch for an unknown id
+        return {"error": "no such order"}
     return {
         "order_id": order.order_id,
         "customer_id": order.customer_id,

@@ -115,6 +115,9 @@ class FanOutRecorder:
         if not recorders:
             raise ValueError("a fan-out needs at least one recorder")
         self._recorders = recorders
+        self._settlers = [
+            settle for r in recorders if (settle := getattr(r, "settle", None)) is not None
+        ]
 
     def record(self, event: Event) -> None:
         """Give ``event`` to every recorder, stopping at the first that raises."""
@@ -123,7 +126,5 @@ class FanOutRecorder:
 
     async def settle(self) -> None:
         """Await `settle` of every recorder that has one (write-ahead durability)."""
-        for recorder in self._recorders:
-            settle = getattr(recorder, "settle", None)
-            if settle is not None:
-                await settle()
+        for settle in self._settlers:
+            await settle()

@@ -4,6 +4,7 @@ world with files. What these tests are about is the scoring, not a model."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -50,3 +51,18 @@ class ScriptedAgent:
 def build(gateway: Gateway, router: Any) -> ScriptedAgent:
     """The suite's agent factory."""
     return ScriptedAgent(gateway, router)
+
+
+ROLES = ("route", "extract", "plan", "act", "summarize", "judge")
+
+
+def router_file(tmp_path: Path, url: str) -> Path:
+    """A router file sending every role to the scripted server at ``url``."""
+    path = tmp_path / "router.yaml"
+    roles = ", ".join(f"{r}: {{model: m}}" for r in ROLES)
+    path.write_text(
+        f"version: 1\nmodels:\n  m: {{provider: openai_compatible, base_url: '{url}', "
+        "model: fake-model, price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
+        f"roles: {{{roles}}}\n"
+    )
+    return path

@@ -41,6 +41,7 @@ from opsgate.provenance import ContextItem
 from opsgate.recorder import Event, EventType
 from opsgate.redaction import Redactor
 from opsgate.store import open_store
+from tests.evals.scripted import router_file
 from tests.models.fake_openai import FakeOpenAI, text_reply, tool_reply
 
 EMAIL = "ana.ruiz@example.com"
@@ -532,20 +533,6 @@ SCRIPT = [
 ]
 
 
-def _router(tmp_path: Path, url: str) -> Path:
-    """A router sending every role to the scripted server."""
-    path = tmp_path / "router.yaml"
-    roles = ", ".join(
-        f"{r}: {{model: m}}" for r in ("route", "extract", "plan", "act", "summarize", "judge")
-    )
-    path.write_text(
-        f"version: 1\nmodels:\n  m: {{provider: openai_compatible, base_url: '{url}', "
-        "model: fake-model, price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
-        f"roles: {{{roles}}}\n"
-    )
-    return path
-
-
 def _eval_run(tmp_path: Path, suite: Path, db: str, name: str) -> dict[str, Any]:
     report = tmp_path / f"{name}.json"
     with FakeOpenAI(list(SCRIPT)) as server:
@@ -560,7 +547,7 @@ def _eval_run(tmp_path: Path, suite: Path, db: str, name: str) -> dict[str, Any]
                 "--report",
                 str(report),
                 "--model-router",
-                str(_router(tmp_path, server.base_url)),
+                str(router_file(tmp_path, server.base_url)),
             ],
             env={"COLUMNS": "200"},
         )

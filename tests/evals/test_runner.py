@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from opsgate.cli.eval_main import app
 from opsgate.evals._report import wilson
+from tests.evals.scripted import router_file
 from tests.evals.test_suite import HEADER
 from tests.models.fake_openai import FakeOpenAI, text_reply, tool_reply
 
@@ -55,19 +56,6 @@ SCRIPT = [
 ]
 
 
-def _router(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "router.yaml"
-    roles = ", ".join(
-        f"{r}: {{model: m}}" for r in ("route", "extract", "plan", "act", "summarize", "judge")
-    )
-    path.write_text(
-        f"version: 1\nmodels:\n  m: {{provider: openai_compatible, base_url: '{url}', "
-        "model: fake-model, price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
-        f"roles: {{{roles}}}\n"
-    )
-    return path
-
-
 def _run(tmp_path: Path, *extra: str) -> tuple[Any, dict[str, Any]]:
     suite = tmp_path / "mini.yaml"
     suite.write_text(SUITE)
@@ -80,7 +68,7 @@ def _run(tmp_path: Path, *extra: str) -> tuple[Any, dict[str, Any]]:
                 "--suite",
                 str(suite),
                 "--model-router",
-                str(_router(tmp_path, server.base_url)),
+                str(router_file(tmp_path, server.base_url)),
                 "--report",
                 str(report),
                 *extra,

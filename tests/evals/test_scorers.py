@@ -17,6 +17,7 @@ from opsgate.evals._report import metrics
 from opsgate.evals._runner import Harness, TaskResult, run_suite
 from opsgate.models._router import ModelRouter
 from opsgate.models._router_config import load_router_config
+from tests.evals.scripted import router_file
 from tests.models.fake_openai import FakeOpenAI, error_reply, text_reply
 
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -195,17 +196,7 @@ def test_a_task_with_only_plan_checks_has_no_verdict_criteria(tmp_path: Path) ->
 
 
 def _router(tmp_path: Path, url: str) -> ModelRouter:
-    path = tmp_path / "router.yaml"
-    path.write_text(
-        f"version: 1\nmodels:\n  m: {{provider: openai_compatible, base_url: '{url}', "
-        "model: fake-model, price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
-        "roles: {"
-        + ", ".join(
-            f"{r}: {{model: m}}" for r in ("route", "extract", "plan", "act", "summarize", "judge")
-        )
-        + "}\n"
-    )
-    return ModelRouter(load_router_config(path))
+    return ModelRouter(load_router_config(router_file(tmp_path, url)))
 
 
 JUDGE = (

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from opsgate.cli._common import cli_errors, console, err_console
+from opsgate.cli._common import cli_errors, console, err_console, write_file
 from opsgate.errors import ConfigError, SuiteError
 from opsgate.evals._report import load_report
 from opsgate.evals._store import (
@@ -105,11 +105,7 @@ def accept(
     )
     if write:
         path = BASELINES_DIR / f"{document['suite']}.json"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot write `{path}`: {exc.strerror}") from None
+        write_file(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
         console.print(f"wrote {path} (commit it)", markup=False)
 
 

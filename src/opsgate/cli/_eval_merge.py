@@ -14,19 +14,10 @@ from typing import Annotated
 import orjson
 import typer
 
-from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
-from opsgate.errors import ConfigError
+from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console, write_file
 from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._merge import merge_reports
 from opsgate.evals._report import load_report
-
-
-def _write(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"cannot write `{path}`: {exc.strerror}") from None
 
 
 def merge(
@@ -48,11 +39,11 @@ def merge(
 ) -> None:
     """Merge the reports of `agent-eval run --shard i/n`, recomputing metrics and the gate."""
     document = merge_reports([load_report(p) for p in shards], allow_partial=allow_partial)
-    _write(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    write_file(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
     if junit is not None:
-        _write(junit, junit_xml(document))
+        write_file(junit, junit_xml(document))
     if markdown is not None:
-        _write(markdown, markdown_summary(document).encode())
+        write_file(markdown, markdown_summary(document).encode())
     m = document["metrics"]
     failures = document["gate"]["failures"]
     missing = document["missing_shards"]

@@ -18,9 +18,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from opsgate.cli._common import cli_errors, console
+from opsgate.cli._common import cli_errors, console, write_file
 from opsgate.cli._eval_baseline import DbOption, current_user
-from opsgate.errors import ConfigError, SuiteError
+from opsgate.errors import SuiteError
 from opsgate.evals._report import load_report
 from opsgate.evals._review import ImpactRules, ReviewItem, review_items, review_summary, sample
 from opsgate.evals._store import VERDICTS, EvalStore, check_report, open_existing
@@ -248,12 +248,7 @@ def show(
     )
     if write and path is not None:
         written = dict(load_report(path), reviews=summary)
-        temporary = path.with_name(path.name + ".tmp")
-        try:
-            temporary.write_bytes(orjson.dumps(written, option=orjson.OPT_INDENT_2))
-            temporary.replace(path)
-        except OSError as exc:
-            raise ConfigError(f"cannot write `{path}`: {exc.strerror}") from None
+        write_file(path, orjson.dumps(written, option=orjson.OPT_INDENT_2))
         _plain(f"wrote the reviews section into {path}")
 
 

@@ -10,7 +10,6 @@ recorded at all, an unreadable database).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -19,9 +18,9 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from opsgate.cli._common import cli_errors, console
+from opsgate.cli._common import cli_errors, console, write_file
 from opsgate.contracts import Toolbelt
-from opsgate.errors import ConfigError, StoreError, SuiteError
+from opsgate.errors import StoreError, SuiteError
 from opsgate.evals._from_runs import (
     default_like_suite,
     draft_runs,
@@ -95,13 +94,7 @@ def from_runs(
         console.print("nothing to draft: no file written")
         return
     text = render_suite(template, out.stem, out, drafts, where=where)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write `{out}`: {exc.strerror or exc}") from None
+    write_file(out, text.encode("utf-8"))
     console.print(f"tasks drafted: {len(drafts.tasks)}")
     console.print(f"written: {out} (drafts: confirm each task, then drop its `draft` tag)")
 

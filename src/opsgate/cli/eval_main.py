@@ -22,7 +22,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli import _eval_baseline, _eval_merge, _eval_review, _eval_suite
-from opsgate.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, cli_errors, console, err_console
+from opsgate.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    cli_errors,
+    console,
+    err_console,
+    write_file,
+)
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, OpsgateError, SuiteError
 from opsgate.evals._formats import junit_xml, markdown_summary
@@ -137,12 +144,12 @@ def run(
     finally:
         store.close()
     written: list[Path] = [report]
-    _write(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    write_file(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
     if junit is not None:
-        _write(junit, junit_xml(document))
+        write_file(junit, junit_xml(document))
         written.append(junit)
     if markdown is not None:
-        _write(markdown, markdown_summary(document).encode())
+        write_file(markdown, markdown_summary(document).encode())
         written.append(markdown)
     for problem in record_problems:
         err_console.print(f"[bold red]error:[/] {problem}")
@@ -167,14 +174,6 @@ def _close_recorders(audit: AuditRecorder, traces: Any, costs: CostRecorder) -> 
             problems.append(f"the {name} could not be completed: {exc}")
     costs.close()  # never raises: failures are counted
     return problems
-
-
-def _write(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"cannot write `{path}`: {exc.strerror}") from None
 
 
 async def _run(
@@ -323,7 +322,7 @@ def assert_(
             "changes": changes,
         }
     if markdown is not None:
-        _write(markdown, markdown_summary(document).encode())
+        write_file(markdown, markdown_summary(document).encode())
     for line in regressions:
         err_console.print(f"[bold red]regression:[/] {line}")
     if regressions:

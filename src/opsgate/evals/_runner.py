@@ -37,6 +37,7 @@ from opsgate.evals._suite import (
     PlanChecks,
     Suite,
     Task,
+    compile_check,
     resolve_callable,
     resolve_file,
 )
@@ -50,7 +51,6 @@ from opsgate.gateway import (
     RunStatus,
 )
 from opsgate.policy import CompiledPolicy, load_policy
-from opsgate.policy._cel import compile_condition
 from opsgate.provenance import ContextItem
 from opsgate.recorder import Event, EventType, FanOutRecorder, InMemoryRecorder, Recorder
 from opsgate.redaction import Redactor
@@ -221,17 +221,13 @@ class Harness:
             if task.world:
                 try:
                     patch_world(resolve_callable(suite.world, where)(task), task.world)
-                except (KeyError, AttributeError, TypeError) as exc:
+                except (KeyError, TypeError) as exc:
                     raise SuiteError(
                         f"{where}: task `{task.id}`: its `world` does not fit the suite's "
-                        f"world: {exc}"
+                        f"world: {exc.args[0] if exc.args else exc}"
                     ) from None
         conditions = {
-            task.id: [
-                compile_condition(c, ValueError, variables=("world", "run"))
-                for c in task.checks.state
-            ]
-            for task in suite.tasks
+            task.id: [compile_check(c) for c in task.checks.state] for task in suite.tasks
         }
         return cls(
             suite,
@@ -526,26 +522,20 @@ def patch_world(world: Any, patch: dict[str, Any], path: str = "world") -> None:
     """Apply a task's initial state over a fresh world, in place.
 
     Raises:
-        KeyError / AttributeError: a key names nothing in the world (with its path).
+        KeyError: a key names nothing in the world (with its path).
     """
+    mapping = isinstance(world, dict)
     for key, value in patch.items():
         where = f"{path}.{key}"
-        if isinstance(world, dict):
-            if key not in world:
-                raise KeyError(f"`{where}` is not in the world")
-            current = world[key]
-            if isinstance(value, dict) and not isinstance(current, (str, int, float, bool)):
-                patch_world(current, value, where)
-            else:
-                world[key] = value
+        if not (key in world if mapping else hasattr(world, key)):
+            raise KeyError(f"`{where}` is not in the world")
+        current = world[key] if mapping else getattr(world, key)
+        if isinstance(value, dict) and not isinstance(current, (str, int, float, bool)):
+            patch_world(current, value, where)
+        elif mapping:
+            world[key] = value
         else:
-            if not hasattr(world, key):
-                raise AttributeError(f"`{where}` is not in the world")
-            current = getattr(world, key)
-            if isinstance(value, dict) and not isinstance(current, (str, int, float, bool)):
-                patch_world(current, value, where)
-            else:
-                setattr(world, key, value)
+            setattr(world, key, value)
 
 
 def _schema_problem(text: str, schema: dict[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from real work, each with explicit pass/fail checks::
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.resources
 from collections.abc import Callable
@@ -35,7 +36,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opsgate.errors import PolicyError, SuiteError
-from opsgate.policy._cel import compile_condition
+from opsgate.policy._cel import Condition, compile_condition
 from opsgate.policy._load import _line_of, read_yaml
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Suite",
     "Task",
     "TicketSpec",
+    "compile_check",
     "find_suite",
     "load_suite",
     "resolve_callable",
@@ -242,6 +244,16 @@ class Suite(_Strict):
         return self
 
 
+@functools.lru_cache(maxsize=4096)
+def compile_check(source: str) -> Condition:
+    """A state check compiled once: `load_suite` checks it, the harness then reuses it.
+
+    Raises:
+        SuiteError: invalid CEL, or a name other than `world` and `run`.
+    """
+    return compile_condition(source, SuiteError, variables=("world", "run"))
+
+
 def resolve_callable(spec: str, where: str) -> Callable[..., Any]:
     """``module:attribute`` → the object (a clear `SuiteError` otherwise)."""
     module_name, _, attribute = spec.partition(":")
@@ -384,7 +396,7 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
                 ) from None
         for j, condition in enumerate(task.checks.state):
             try:
-                compile_condition(condition, lambda m: SuiteError(m), variables=("world", "run"))
+                compile_check(condition)
             except SuiteError as exc:
                 line = _line_of(text, ("tasks", i, "checks", "state", j))
                 raise SuiteError(

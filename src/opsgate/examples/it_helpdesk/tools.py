@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from opsgate.contracts import ToolContext, tool
-from opsgate.examples.it_helpdesk.world import User, World
+from opsgate.examples.it_helpdesk.world import Ticket, User, World
 
 UserId = Annotated[str, Field(pattern=r"^U-\d{4}$", description="A user id, U-nnnn.")]
 TicketId = Annotated[str, Field(pattern=r"^T-\d+$", description="A ticket id, T-n.")]
@@ -51,6 +51,14 @@ def _user(world: World, user_id: str) -> User:
     if user is None:
         raise ValueError(f"no user {user_id} in the directory")
     return user
+
+
+def _ticket(world: World, ticket_id: str) -> Ticket:
+    """The ticket a draft tool writes on (a tool error when there is none)."""
+    ticket = world.tickets.get(ticket_id)
+    if ticket is None:
+        raise ValueError(f"no ticket {ticket_id}")
+    return ticket
 
 
 def _record(world: World, tool_name: str, **details: Any) -> None:
@@ -196,9 +204,7 @@ def draft_reply(
     body: Annotated[str, Field(min_length=1, max_length=4000)],
 ) -> dict[str, Any]:
     """Draft a reply to the requester (an answer, or a question); a person sends it."""
-    ticket = ctx.deps.tickets.get(ticket_id)
-    if ticket is None:
-        raise ValueError(f"no ticket {ticket_id}")
+    ticket = _ticket(ctx.deps, ticket_id)
     ticket.drafts.append(body)
     return {"ticket_id": ticket_id, "draft": len(ticket.drafts)}
 
@@ -210,9 +216,7 @@ def add_internal_note(
     text: Annotated[str, Field(min_length=1, max_length=2000)],
 ) -> dict[str, Any]:
     """Add an internal note to a ticket (only IT staff see it)."""
-    ticket = ctx.deps.tickets.get(ticket_id)
-    if ticket is None:
-        raise ValueError(f"no ticket {ticket_id}")
+    ticket = _ticket(ctx.deps, ticket_id)
     ticket.notes.append(text)
     return {"ticket_id": ticket_id, "notes": len(ticket.notes)}
 
@@ -224,9 +228,7 @@ def escalate_to_human(
     reason: Annotated[str, Field(min_length=3, max_length=500)],
 ) -> dict[str, Any]:
     """Hand the ticket to a human IT engineer (or the security team), saying why."""
-    ticket = ctx.deps.tickets.get(ticket_id)
-    if ticket is None:
-        raise ValueError(f"no ticket {ticket_id}")
+    ticket = _ticket(ctx.deps, ticket_id)
     ticket.escalated = reason
     return {"ticket_id": ticket_id, "escalated": True}
 

@@ -17,8 +17,9 @@ from opsgate.errors import SuiteError
 from opsgate.evals._merge import merge_reports
 from opsgate.evals._report import build_report
 from opsgate.evals._runner import TaskResult
+from tests.evals.scripted import router_file
 from tests.evals.test_formats import check_junit_structure, result
-from tests.evals.test_runner import SCRIPT, SUITE, _router
+from tests.evals.test_runner import SCRIPT, SUITE
 from tests.models.fake_openai import FakeOpenAI
 
 #: The mini suite's tasks are status-good, refund-small, injection: shard 1/2 runs the
@@ -40,7 +41,7 @@ def run_cli(folder: Path, shard: str | None, *extra: str) -> tuple[int, dict[str
                 "--suite",
                 str(suite),
                 "--model-router",
-                str(_router(folder, server.base_url)),
+                str(router_file(folder, server.base_url)),
                 "--report",
                 str(report),
                 *(["--shard", shard] if shard else []),

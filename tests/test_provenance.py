@@ -176,7 +176,7 @@ def test_origin_of_a_list_or_dict_is_its_least_trusted_leaf() -> None:
         ("ORD-1 and 40", "trusted", "request"),
         ("ORD-2 and evil@attacker.test", "untrusted", "mail:1"),
     )
-    assert ledger.origin(["ORD-1", 40]) == Origin("trusted")
+    assert ledger.origin(["ORD-1", 40]) == Origin("trusted", "request")  # names its source
     assert ledger.origin({"order": "ORD-1", "amount": 40, "flag": True}).trust == "trusted"
     assert ledger.origin(["ORD-1", "ORD-9"]) == Origin("unknown")
     assert ledger.origin(["ORD-1", "ORD-9", "ORD-2"]) == Origin("untrusted", "mail:1")

@@ -10,6 +10,7 @@ Event payloads are JSON data with secrets already removed by the gateway.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,20 +72,35 @@ class Recorder(Protocol):
 
 
 class InMemoryRecorder:
-    """Keeps events in memory, in order. Thread-safe."""
+    """Keeps events in memory, in order. Thread-safe.
 
-    def __init__(self) -> None:
-        self._events: list[Event] = []
+    Args:
+        max_events: Keep only the newest this many (a long-lived process, a benchmark);
+            ``None`` keeps every event (tests, the demo). `dropped` counts what was let go.
+    """
+
+    def __init__(self, max_events: int | None = None) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self._events: deque[Event] = deque(maxlen=max_events)
         self._lock = threading.Lock()
+        self.dropped = 0
 
     def record(self, event: Event) -> None:
-        """Append ``event``."""
+        """Append ``event`` (the oldest goes when the bound is reached)."""
         with self._lock:
+            if self._events.maxlen is not None and len(self._events) == self._events.maxlen:
+                self.dropped += 1
             self._events.append(event)
+
+    def clear(self) -> None:
+        """Forget every event kept so far."""
+        with self._lock:
+            self._events.clear()
 
     @property
     def events(self) -> list[Event]:
-        """A copy of every event so far."""
+        """A copy of every event kept."""
         with self._lock:
             return list(self._events)
 

@@ -36,6 +36,7 @@ class EventType(StrEnum):
     STEP = "step"
     MODEL_CALL = "model_call"
     PLAN = "plan"
+    PLAN_COMMITTED = "plan_committed"
     RUN_RESUMED = "run_resumed"
     ESCALATED = "escalated"
     RUN_ENDED = "run_ended"

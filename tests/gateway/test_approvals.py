@@ -80,18 +80,21 @@ async def test_default_approver_denies(make_gateway: Callable[..., Gateway]) -> 
     assert "no approver is configured" in outcome.message
 
 
-async def test_broken_approver_never_approves(
+async def test_broken_approver_never_approves_and_is_no_honest_denial(
     make_gateway: Callable[..., Gateway], recorder: InMemoryRecorder
 ) -> None:
     def explode(request: ApprovalRequest) -> ApprovalAnswer:
         raise RuntimeError("pager down")
 
     gateway = make_gateway(approver=CallbackApprover(explode))
-    outcome = await gateway.call(_run(gateway), "pay", PAY_60)
-    assert outcome.status is OutcomeStatus.APPROVAL_DENIED and "pager down" in outcome.message
-    assert recorder.of_type(EventType.APPROVAL_DENIED)[0].data["approver"] == (
-        "opsgate:approver-error"
-    )
+    run = _run(gateway)
+    outcome = await gateway.call(run, "pay", PAY_60)
+    # Nothing ran, and nobody denied it either: the run stops for a person, counted apart.
+    assert outcome.status is OutcomeStatus.ESCALATED and "pager down" in outcome.message
+    assert run.escalation is not None and run.escalation.reason == "approver_error"
+    assert run.denials == 0
+    assert not recorder.of_type(EventType.APPROVAL_DENIED)
+    assert not recorder.of_type(EventType.TOOL_RESULT)
 
 
 def test_anonymous_answers_are_refused() -> None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from opsgate.contracts._context import ToolContext
 from opsgate.errors import ContractError, InvalidToolCall
+from opsgate.provenance import SelectorError, TrustMap
 
 Scope = Literal["read", "draft", "write"]
 Impact = Literal["low", "high"]
@@ -54,6 +55,13 @@ class ToolContract:
         closed_args: Arguments whose values come from a closed set (bool, enum, literal):
             they carry no provenance of their own.
         parameters_schema: JSON schema of the arguments, without pydantic's titles.
+        output_fields: Field-level trust of the result (selector → trust) over
+            ``output_trust``, the default: ids the system makes are trusted while text
+            outsiders write is not.
+        output_schema: JSON schema of the result, from the return annotation, when it says
+            more than "a dict" (field selectors are checked against it).
+        egress_args: Arguments that name a destination data leaves to (a URL fetched, an
+            address looked up); they are provenance targets by default, even on a read.
     """
 
     name: str
@@ -68,11 +76,19 @@ class ToolContract:
     context_param: str | None
     closed_args: frozenset[str]
     parameters_schema: dict[str, Any] = field(repr=False)
+    output_fields: Mapping[str, Trust] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = field(default=None, repr=False)
+    egress_args: tuple[str, ...] = ()
     arg_names: tuple[str, ...] = ()
     """The argument names a model may pass (set from ``args_model``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arg_names", tuple(self.args_model.model_fields))
+
+    @property
+    def output_map(self) -> TrustMap:
+        """The trust of each part of a result, as the contract says it."""
+        return TrustMap.parse(self.output_trust, self.output_fields)
 
     def openai_schema(self) -> dict[str, Any]:
         """The tool in OpenAI's chat-completions ``tools`` format."""
@@ -226,6 +242,8 @@ def build_contract(
     impact: Impact = "low",
     secrets: Sequence[str] = (),
     output: Trust = "untrusted",
+    output_fields: Mapping[str, Trust] | None = None,
+    egress: bool | Sequence[str] = False,
 ) -> ToolContract:
     """Build a `ToolContract` from a typed function (see `tool`).
 
@@ -319,6 +337,9 @@ def build_contract(
     desc = description if description is not None else summary
     if not desc:
         raise ContractError(f"{where}: give it a docstring or a description; models need one")
+    output_schema = _output_schema(hints.get("return"))
+    fields_map = _output_fields(where, output, output_fields, output_schema)
+    egress_args = _egress_args(where, egress, list(fields), closed)
     return ToolContract(
         name=tool_name,
         description=desc,
@@ -332,7 +353,65 @@ def build_contract(
         context_param=context_param,
         closed_args=frozenset(closed),
         parameters_schema=schema,
+        output_fields=fields_map,
+        output_schema=output_schema,
+        egress_args=egress_args,
     )
+
+
+def _output_schema(annotation: Any) -> dict[str, Any] | None:
+    """The result's JSON schema when the return type describes its shape (a model, a
+    TypedDict, a dataclass, a list of them); None for ``dict``, ``Any`` or nothing."""
+    if annotation is None or annotation in (Any, dict, list, object, type(None)):
+        return None
+    try:
+        schema = pydantic.TypeAdapter(annotation).json_schema()
+    except Exception:  # an annotation pydantic cannot describe says nothing about shape
+        return None
+    if schema.get("type") == "object" and not schema.get("properties"):
+        return None
+    return _strip_titles(schema)  # type: ignore[no-any-return]
+
+
+def _output_fields(
+    where: str,
+    output: Trust,
+    fields: Mapping[str, Trust] | None,
+    schema: dict[str, Any] | None,
+) -> dict[str, Trust]:
+    if not fields:
+        return {}
+    if not isinstance(fields, Mapping):
+        raise ContractError(f"{where}: output_fields maps selectors to trusted/untrusted")
+    try:
+        trust_map = TrustMap.parse(output, fields)
+    except SelectorError as exc:
+        raise ContractError(f"{where}: output_fields: {exc}") from None
+    unmatched = trust_map.unmatched(schema)
+    if unmatched:
+        raise ContractError(
+            f"{where}: output_fields selector(s) {', '.join(f'`{u}`' for u in unmatched)} match "
+            "nothing in the result's type; fix the path or the return annotation"
+        )
+    return dict(fields)
+
+
+def _egress_args(
+    where: str, egress: bool | Sequence[str], names: list[str], closed: set[str]
+) -> tuple[str, ...]:
+    if egress is False:
+        return ()
+    if egress is True:
+        return tuple(n for n in names if n not in closed)
+    if isinstance(egress, str):
+        raise ContractError(f"{where}: egress is true or a list of argument names")
+    unknown = [a for a in egress if a not in names]
+    if unknown:
+        raise ContractError(
+            f"{where}: egress names unknown argument(s) {', '.join(unknown)} "
+            f"(arguments: {', '.join(names) or 'none'})"
+        )
+    return tuple(egress)
 
 
 @overload
@@ -348,6 +427,8 @@ def tool(
     impact: Impact = "low",
     secrets: Sequence[str] = (),
     output: Trust = "untrusted",
+    output_fields: Mapping[str, Trust] | None = None,
+    egress: bool | Sequence[str] = False,
 ) -> Callable[[Callable[..., Any]], ToolContract]: ...
 
 
@@ -361,6 +442,8 @@ def tool(
     impact: Impact = "low",
     secrets: Sequence[str] = (),
     output: Trust = "untrusted",
+    output_fields: Mapping[str, Trust] | None = None,
+    egress: bool | Sequence[str] = False,
 ) -> ToolContract | Callable[[Callable[..., Any]], ToolContract]:
     """Turn a typed function (sync or async) into a `ToolContract`.
 
@@ -381,6 +464,10 @@ def tool(
         secrets: Secret names injected at execution through ``ToolContext.secrets``.
         output: Provenance of the tool's result: ``untrusted`` (default, third-party
             data, customer text) or ``trusted`` (internal systems of record).
+        output_fields: Field-level trust over ``output``, by selector:
+            ``{"$.files[*].content": "untrusted"}`` (checked against the return type).
+        egress: ``True`` (or the argument names) when the call sends data out through its
+            arguments (a URL fetched, an address looked up): those are targets by default.
     """
 
     def decorate(f: Callable[..., Any]) -> ToolContract:
@@ -392,6 +479,8 @@ def tool(
             impact=impact,
             secrets=secrets,
             output=output,
+            output_fields=output_fields,
+            egress=egress,
         )
 
     if fn is not None:

@@ -9,7 +9,7 @@ from opsgate.gateway._approval import (
     InMemoryApprovalQueue,
 )
 from opsgate.gateway._durable import ApprovalRecord, DurableApprovalQueue
-from opsgate.gateway._gateway import Gateway, OutcomeStatus, ToolOutcome
+from opsgate.gateway._gateway import Gateway, OutcomeStatus, PlanCommitment, ToolOutcome
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
@@ -35,6 +35,7 @@ __all__ = [
     "InMemoryApprovalQueue",
     "MappingSecretStore",
     "OutcomeStatus",
+    "PlanCommitment",
     "Progress",
     "Run",
     "RunStatus",

@@ -30,7 +30,9 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRequest:
-    """What an approver is asked to approve: the exact call, and why it needs a human."""
+    """What an approver is asked to approve: the exact call, why it needs a human, what
+    the invoker asked for, and where each argument's value came from (so a person, or a
+    program, can judge whether the call serves the request or an injected instruction)."""
 
     run_id: str
     call_id: str
@@ -44,6 +46,10 @@ class ApprovalRequest:
     requested_at: float = field(default_factory=time.time)
     run_state: dict[str, Any] | None = field(default=None, repr=False)
     """The run's snapshot, for approvers that persist requests (and resume elsewhere)."""
+    request_text: str = ""
+    """The invoker's request (trusted), as the run started."""
+    origins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per argument: ``{trust, source, sources, kind, where}`` (`opsgate.provenance.Origin`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,7 +142,15 @@ class DurableApprovalQueue:
                     agent_id=request.agent_id,
                     tool=request.tool,
                     args=orjson.dumps(request.args).decode(),
-                    decision=orjson.dumps(request.decision.as_dict()).decode(),
+                    decision=orjson.dumps(
+                        {
+                            **request.decision.as_dict(),
+                            "context": {
+                                "request": request.request_text,
+                                "origins": request.origins,
+                            },
+                        }
+                    ).decode(),
                     status="pending",
                     requested_at=request.requested_at,
                     expires_at=request.requested_at + self.ttl_s,

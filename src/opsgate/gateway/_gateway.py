@@ -38,14 +38,38 @@ from opsgate.gateway._run import (
     UnexecutedCall,
 )
 from opsgate.gateway._secrets import EnvSecretStore, SecretStore, scrub
-from opsgate.policy import CompiledPolicy, Decision, Effect, ProposedCall, Reason
+from opsgate.policy import (
+    CommittedPlan,
+    CompiledPolicy,
+    Decision,
+    Effect,
+    ProposedCall,
+    Reason,
+)
 from opsgate.provenance import ContextItem
 from opsgate.recorder import Event, EventType, InMemoryRecorder, Recorder
 
 #: How much of each context item the record keeps (what the agent read; redacted on write).
 _CONTEXT_CHARS = 8192
 
-__all__ = ["Gateway", "OutcomeStatus", "ToolOutcome"]
+__all__ = ["Gateway", "OutcomeStatus", "PlanCommitment", "ToolOutcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCommitment:
+    """What became of a plan the agent tried to commit.
+
+    Attributes:
+        accepted: Whether the plan now binds the run.
+        reason: Why it was refused (empty when accepted).
+        message: One sentence for the agent or a person.
+        plan: The committed plan, when accepted.
+    """
+
+    accepted: bool
+    reason: str
+    message: str
+    plan: CommittedPlan | None = None
 
 
 class OutcomeStatus(StrEnum):
@@ -273,6 +297,89 @@ class Gateway:
         """Record the plan a planner wrote (scored apart from the outcome)."""
         self._emit(run, EventType.PLAN, {"steps": steps, "valid": valid})
 
+    def commit_plan(self, run: Run, steps: Sequence[Mapping[str, Any]]) -> PlanCommitment:
+        """Commit the run's intent before it reads anything untrusted (plan lock).
+
+        Each step names a tool and, optionally, per argument the sources its value will
+        come from: ``{"tool": "send_money", "sources": {"recipient": ["request"]}}``. Where
+        the workflow's policy has ``provenance.plan`` on, the gateway then denies calls to
+        tools outside the plan (``outside_plan``) and holds each bound argument to its
+        sources, so an instruction read later cannot add an action. Recorded as an audit
+        event and a span, accepted or not.
+
+        Refused (nothing committed, a recorded event, the reason returned): after untrusted
+        content was read (``plan_after_untrusted``), a second plan (``plan_already_committed``),
+        a tool the workflow does not allow or an unknown argument or source (``invalid_plan``),
+        a run that ended (``run_not_active``).
+        """
+        refused = self._plan_problem(run, steps)
+        if refused is not None:
+            reason, message = refused
+            self._emit(
+                run,
+                EventType.PLAN_COMMITTED,
+                {"accepted": False, "reason": reason, "message": message, "tools": []},
+            )
+            return PlanCommitment(False, reason, message)
+        plan = CommittedPlan(
+            frozenset(str(step["tool"]) for step in steps),
+            {
+                str(step["tool"]): {a: tuple(s) for a, s in (step.get("sources") or {}).items()}
+                for step in steps
+                if step.get("sources")
+            },
+        )
+        run.plan = plan
+        data = plan.as_dict()
+        self._emit(
+            run,
+            EventType.PLAN_COMMITTED,
+            {"accepted": True, "reason": "", "tools": data["tools"], "sources": data["sources"]},
+        )
+        return PlanCommitment(True, "", f"plan committed: {', '.join(data['tools'])}", plan)
+
+    def _plan_problem(self, run: Run, steps: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+        if not run.active:
+            return "run_not_active", f"the run is {run.status.value}"
+        if run.plan is not None:
+            return "plan_already_committed", "a plan is committed already; it cannot be widened"
+        if run.provenance.tainted:
+            first = run.provenance.untrusted_sources[0]
+            return (
+                "plan_after_untrusted",
+                f"the run already read untrusted `{first}`: a plan made now could be an "
+                "attacker's; commit it before reading anything untrusted",
+            )
+        allowed = set(self.policy.allowed_tools(run.workflow, run.agent_id))
+        if not steps:
+            return "invalid_plan", "a plan names at least one tool"
+        for i, step in enumerate(steps):
+            tool = step.get("tool") if isinstance(step, Mapping) else None
+            if not isinstance(tool, str) or tool not in allowed:
+                return (
+                    "invalid_plan",
+                    f"step {i} names `{tool}`, not a tool of this workflow "
+                    f"(tools: {', '.join(sorted(allowed))})",
+                )
+            sources = step.get("sources") or {}
+            if not isinstance(sources, Mapping):
+                return "invalid_plan", f"step {i}: sources map arguments to lists of sources"
+            arg_names = self.toolbelt.get(tool).arg_names
+            for arg, specs in sources.items():
+                if arg not in arg_names:
+                    return (
+                        "invalid_plan",
+                        f"step {i}: `{tool}` has no argument `{arg}` "
+                        f"(arguments: {', '.join(arg_names)})",
+                    )
+                if not isinstance(specs, (list, tuple)) or not specs:
+                    return "invalid_plan", f"step {i}: `{arg}` needs a list of sources"
+                for spec in specs:
+                    named = str(spec).removeprefix("tool:")
+                    if str(spec).startswith("tool:") and named not in self.toolbelt:
+                        return "invalid_plan", f"step {i}: source `{spec}` names no tool"
+        return None
+
     def finish(
         self,
         run: Run,
@@ -373,12 +480,13 @@ class Gateway:
         if effect is Effect.NEEDS_APPROVAL:
             answer = await self._ask(run, call_id, tool, data, decision)
             if answer is None:
+                why = run.escalation.message if run.escalation else "approval expired"
                 return ToolOutcome(
                     call_id,
                     tool,
                     OutcomeStatus.ESCALATED,
                     decision,
-                    message="approval expired; the run was escalated",
+                    message=f"{why}; the run was escalated",
                 )
             if not answer.approved:
                 run.denials += 1
@@ -514,6 +622,9 @@ class Gateway:
         pending = UnexecutedCall(call_id, tool, data, "awaiting approval")
         run.unexecuted.append(pending)
         run.status = RunStatus.AWAITING_APPROVAL
+        origins = {
+            arg: run.provenance.origin(value, explain=True).as_dict() for arg, value in data.items()
+        }
         self._emit(
             run,
             EventType.APPROVAL_REQUESTED,
@@ -523,6 +634,7 @@ class Gateway:
                 "tool": tool,
                 "reason": decision.reason.value,
                 "rule": decision.rule,
+                "origins": origins,
             },
         )
         persists = getattr(self.approver, "persists", False)
@@ -537,6 +649,8 @@ class Gateway:
             decision,
             request_id=request_id,
             run_state=run.snapshot() if persists else None,
+            request_text=run.request,
+            origins=origins,
         )
         try:
             async with asyncio.timeout(self.approval_timeout_s):
@@ -548,10 +662,13 @@ class Gateway:
                 f"no answer to the approval of `{tool}` within {self.approval_timeout_s:g}s",
             )
             return None
-        except Exception as exc:  # a broken approver must not approve by accident
-            answer = ApprovalAnswer(
-                False, "opsgate:approver-error", f"the approver failed: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a broken approver approves nothing, and is no denial
+            self._escalate(
+                run,
+                "approver_error",
+                f"the approver failed on `{tool}` ({type(exc).__name__}: {exc}); nothing ran",
             )
+            return None
         run.unexecuted.remove(pending)
         run.status = RunStatus.RUNNING
         if not answer.recorded:
@@ -680,20 +797,23 @@ class Gateway:
                 f"`{tool}` returned a {type(raw).__name__} that is not JSON data ({exc})",
                 attempts,
             )
-        trust = settings.output_trust
-        run.provenance.add(result, trust=trust, source=f"tool:{tool}#{call_id}")
-        run.completed.append(CompletedCall(call_id, tool, contract.scope, data, result))
-        self._emit(
-            run,
-            EventType.TOOL_RESULT,
-            {
-                "call_id": call_id,
-                "tool": tool,
-                "result": result,
-                "trust": trust,
-                "attempts": attempts,
-            },
+        labelled = run.provenance.add(
+            result,
+            trust=settings.output_trust,
+            source=f"tool:{tool}#{call_id}",
+            fields=settings.output_map,
         )
+        run.completed.append(CompletedCall(call_id, tool, contract.scope, data, result))
+        event: dict[str, Any] = {
+            "call_id": call_id,
+            "tool": tool,
+            "result": result,
+            "trust": labelled.trust if labelled.trust != "none" else settings.output_trust,
+            "attempts": attempts,
+        }
+        if labelled.truncated:
+            event["unlabelled_chars"] = labelled.truncated  # read as untrusted, not vouched for
+        self._emit(run, EventType.TOOL_RESULT, event)
         if contract.scope == "write":
             self._emit(
                 run,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from opsgate.policy import CommittedPlan
 from opsgate.provenance import ProvenanceLedger
 
 __all__ = ["CompletedCall", "Escalation", "Progress", "Run", "RunStatus", "UnexecutedCall"]
@@ -110,6 +111,7 @@ class Run:
     errors: int = 0
     call_counts: Counter[str] = field(default_factory=Counter)
     provenance: ProvenanceLedger = field(default_factory=ProvenanceLedger)
+    plan: CommittedPlan | None = None
     completed: list[CompletedCall] = field(default_factory=list)
     unexecuted: list[UnexecutedCall] = field(default_factory=list)
     escalation: Escalation | None = None
@@ -152,6 +154,7 @@ class Run:
             "errors": self.errors,
             "call_counts": dict(self.call_counts),
             "provenance": self.provenance.snapshot(),
+            "plan": self.plan.as_dict() if self.plan is not None else None,
             "completed": [
                 {
                     "call_id": c.call_id,
@@ -194,6 +197,7 @@ class Run:
             errors=state["errors"],
             call_counts=Counter(state["call_counts"]),
             provenance=ProvenanceLedger.restore(state["provenance"]),
+            plan=CommittedPlan.from_dict(state["plan"]) if state.get("plan") else None,
             completed=[CompletedCall(**c) for c in state["completed"]],
             unexecuted=[UnexecutedCall(**u) for u in state["unexecuted"]],
             started_at=state["started_at"],

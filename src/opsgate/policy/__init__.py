@@ -3,6 +3,7 @@
 from opsgate.policy._api import decide, load_policy
 from opsgate.policy._compiled import CompiledPolicy
 from opsgate.policy._decision import (
+    CommittedPlan,
     Decision,
     Effect,
     ProposedCall,
@@ -15,6 +16,8 @@ from opsgate.policy._document import (
     STAGES,
     ArgConstraint,
     Caps,
+    Endorsement,
+    OutputTrust,
     PolicyDocument,
     ProvenancePolicy,
     Rule,
@@ -29,9 +32,12 @@ __all__ = [
     "STAGE_SCOPES",
     "ArgConstraint",
     "Caps",
+    "CommittedPlan",
     "CompiledPolicy",
     "Decision",
     "Effect",
+    "Endorsement",
+    "OutputTrust",
     "PolicyDocument",
     "ProposedCall",
     "ProvenancePolicy",

@@ -1,11 +1,15 @@
 """CEL conditions: compiled once at load, checked for names, evaluated on the hot path.
 
-Conditions see four variables:
+Conditions see six variables and one function:
 
 - ``args``: the call's validated arguments (``args.amount``);
 - ``tool``: ``{name, scope, impact}`` of the contract;
 - ``run``: ``{workflow, agent, invoker, steps, tool_calls, cost_usd}``;
-- ``stage``: the autonomy stage in force.
+- ``stage``: the autonomy stage in force;
+- ``request``: the invoker's request (trusted text);
+- ``read``: what the run read so far, ``[{source, trust}]``;
+- ``prov(value)``: where a value comes from, ``{trust, source, sources, kind}``
+  (``'request' in prov(args.to).sources``).
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from typing import Any, Protocol
 
 import cel
 
-__all__ = ["VARIABLES", "Condition", "compile_condition"]
+__all__ = ["POLICY_FUNCTIONS", "VARIABLES", "Condition", "compile_condition"]
 
-VARIABLES = frozenset({"args", "tool", "run", "stage"})
+VARIABLES = frozenset({"args", "tool", "run", "stage", "request", "read"})
+#: Functions a policy condition may call beside CEL's own.
+POLICY_FUNCTIONS = frozenset({"prov"})
 
 # The functions these bindings implement (checked one by one against the library: string
 # extensions such as lowerAscii, split or trim, and math such as max or abs, are not).
@@ -73,7 +79,7 @@ class Condition:
     passes only the per-call variables the expression actually uses.
     """
 
-    __slots__ = ("_local", "_static", "arg_refs", "program", "source", "uses")
+    __slots__ = ("_local", "_static", "arg_refs", "program", "source", "uses", "uses_prov")
 
     def __init__(
         self, source: str, program: cel.Program, variables: frozenset[str] = VARIABLES
@@ -82,6 +88,7 @@ class Condition:
         self.program = program
         self.arg_refs = frozenset(_ARG_REF.findall(source))
         self.uses = frozenset(program.variables()) & variables
+        self.uses_prov = "prov" in program.functions()
         self._static: dict[str, Any] = {}
         self._local = threading.local()
 
@@ -108,6 +115,8 @@ class Condition:
             for name in self.uses:
                 if name not in self._static:
                     context.add_variable(name, variables[name])
+            if self.uses_prov:  # bound per call: it reads this run's ledger
+                context.add_function("prov", getattr(variables, "prov"))  # noqa: B009
             result = self.program.execute(context)
         except Exception as exc:  # the bindings raise KeyError/TypeError/RuntimeError
             raise ValueError(f"condition `{self.source}` failed: {exc}") from None
@@ -120,6 +129,7 @@ def compile_condition(
     source: str,
     fail: Callable[[str], Exception],
     variables: Iterable[str] = VARIABLES,
+    functions: Iterable[str] = POLICY_FUNCTIONS,
 ) -> Condition:
     """Compile and check a condition; ``fail(message)`` builds the error to raise.
 
@@ -127,6 +137,7 @@ def compile_condition(
         source: The CEL expression.
         fail: Builds the error to raise from a message.
         variables: The names the expression may use (default: the policy's).
+        functions: Functions it may call beside CEL's own (default: the policy's).
     """
     allowed = frozenset(variables)
     if not isinstance(source, str) or not source.strip():
@@ -147,7 +158,8 @@ def compile_condition(
             f"CEL `{source}` uses unknown variable(s) {', '.join(unknown_vars)}; "
             f"conditions see {', '.join(sorted(allowed))}"
         )
-    unknown_fns = sorted(f for f in program.functions() if f.isidentifier() and f not in _FUNCTIONS)
+    known_fns = _FUNCTIONS | frozenset(functions)
+    unknown_fns = sorted(f for f in program.functions() if f.isidentifier() and f not in known_fns)
     if unknown_fns:
         raise fail(f"CEL `{source}` calls unknown function(s) {', '.join(unknown_fns)}")
     return Condition(source, program, allowed)

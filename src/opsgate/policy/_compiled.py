@@ -12,11 +12,15 @@ allow; anything not matched is denied):
 1. workflow unknown → ``unknown_workflow``; tool not in the workflow → ``tool_not_allowed``
 2. a cap reached → ``cap_exceeded``
 3. the tool's scope above the stage → ``scope_above_stage``
-4. an argument constraint fails → ``arg_constraint``
-5. a deny condition holds → ``rule_denied`` (a failing condition → ``condition_error``)
-6. a checked call derived from untrusted input → ``untrusted_derivation`` (deny, or approval)
-7. approval rules (stage, impact, ``approval``, ``approval_when``, rules) → ``approval_required``
-8. allow
+4. a committed plan that does not name the tool (or none where one is required) →
+   ``outside_plan``
+5. an argument constraint fails → ``arg_constraint``
+6. a deny condition holds → ``rule_denied`` (a failing condition → ``condition_error``)
+7. a target not corroborated by its sources, or another checked argument derived from
+   untrusted input → ``untrusted_derivation`` (deny, or approval), unless a declared
+   endorsement holds for it (then the decision names it: ``endorsed``)
+8. approval rules (stage, impact, ``approval``, ``approval_when``, rules) → ``approval_required``
+9. allow
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from opsgate.contracts import Toolbelt, ToolContract, Trust
@@ -40,6 +44,7 @@ from opsgate.policy._document import (
     ToolPolicy,
     WorkflowPolicy,
 )
+from opsgate.provenance import SelectorError, SourceSpec, TrustMap
 
 __all__ = ["CompiledPolicy", "ToolSettings"]
 
@@ -64,11 +69,22 @@ class _Conditional:
 
 
 @dataclass(frozen=True, slots=True)
-class _Provenance:
-    targets: tuple[str, ...]
-    checked: tuple[str, ...]
-    effect: Effect
+class _Endorse:
     rule: str
+    id: str
+    args: frozenset[str]
+    condition: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class _Provenance:
+    targets: tuple[tuple[str, SourceSpec | None], ...]
+    checked: tuple[str, ...]
+    target_effect: Effect
+    arg_effect: Effect
+    rule: str
+    endorsements: tuple[_Endorse, ...]
+    egress: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +93,13 @@ class ToolSettings:
 
     Attributes:
         timeout_s: Execution timeout.
-        output_trust: Provenance label of its results.
+        output_trust: Provenance label of its results (the default of `output_map`).
+        output_map: Field-level labels of its results.
     """
 
     timeout_s: float
     output_trust: Trust
+    output_map: TrustMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +126,7 @@ class _Scope:
     caps: Caps
     tools: Mapping[str, _Entry]
     cap_decisions: Mapping[str, Decision]
+    plan_mode: str
 
 
 def _constraint_checks(
@@ -219,9 +238,17 @@ class _CallVariables:
         self.args = args
         self.state = state
 
+    def prov(self, value: Any) -> dict[str, Any]:
+        """`prov(value)` in CEL: where the value comes from in this run."""
+        return self.state.provenance.origin(value, full=True).as_dict()
+
     def __getitem__(self, name: str) -> Any:
         if name == "args":
             return self.args
+        if name == "request":
+            return self.state.request
+        if name == "read":
+            return self.state.provenance.read()
         if name == "run":
             state = self.state
             return {
@@ -252,6 +279,8 @@ class CompiledPolicy:
         self.version = version
         self.source = source
         self.toolbelt = toolbelt
+        self.notices: list[str] = []
+        """Where the policy overrides what a contract says (trust of outputs), for review."""
         self._scopes: dict[tuple[str, str | None], _Scope] = {}
         for wf_name, wf in document.workflows.items():
             self._scopes[(wf_name, None)] = self._compile_scope(wf_name, wf, None)
@@ -290,7 +319,7 @@ class CompiledPolicy:
             if (value := getattr(caps, cap)) is not None
         }
         tools = {name: self._compile_entry(wf_name, wf, name, stage, agent) for name in names}
-        return _Scope(wf_name, stage, caps, tools, cap_decisions)
+        return _Scope(wf_name, stage, caps, tools, cap_decisions, wf.provenance.plan)
 
     def _compile_entry(
         self, wf_name: str, wf: WorkflowPolicy, name: str, stage: Stage, agent: str | None
@@ -383,30 +412,7 @@ class CompiledPolicy:
             target = deny_when if rule.effect == "deny" else approval_when
             target.append(_Conditional(f"{location}({rule.id})", compiled, text))
 
-        prov = wf.provenance
-        provenance = None
-        targets = tuple(prov.targets.get(name, ()))
-        free_text = tuple(prov.free_text.get(name, ()))
-        for kind, names in (("targets", targets), ("free_text", free_text)):
-            for arg in names:
-                if arg not in args:
-                    raise self._fail(
-                        f"names unknown argument `{arg}` of `{name}`",
-                        f"{base}.provenance.{kind}.{name}",
-                    )
-        if contract.scope == "write" or contract.scope in prov.also_check or targets:
-            checked = tuple(
-                a
-                for a in contract.arg_names
-                if a not in contract.closed_args and a not in targets and a not in free_text
-            )
-            provenance = _Provenance(
-                targets,
-                checked,
-                _DENY if prov.on_untrusted_write == "deny" else _APPROVAL,
-                f"{base}.provenance",
-            )
-
+        provenance = self._compile_provenance(wf, base, name, contract, cond)
         approval = None
         if spec.approval == "always":
             approval = Decision(
@@ -434,13 +440,7 @@ class CompiledPolicy:
                     version,
                 )
 
-        if name in prov.trusted_tools:
-            output_trust: Trust = "trusted"
-        elif name in prov.untrusted_tools:
-            output_trust = "untrusted"
-        else:
-            output_trust = spec.output or contract.output_trust
-
+        output_map = self._output_map(wf, where, name, spec, contract)
         return _Entry(
             contract=contract,
             scope_denied=scope_denied,
@@ -451,9 +451,124 @@ class CompiledPolicy:
             approval_when=tuple(approval_when),
             allow=Decision(_ALLOW, Reason.ALLOWED, where, f"`{name}` allowed", version),
             settings=ToolSettings(
-                spec.timeout_seconds or self.document.defaults.tool_timeout_seconds, output_trust
+                spec.timeout_seconds or self.document.defaults.tool_timeout_seconds,
+                output_map.default,
+                output_map,
             ),
         )
+
+    def _compile_provenance(
+        self,
+        wf: WorkflowPolicy,
+        base: str,
+        name: str,
+        contract: ToolContract,
+        cond: Callable[[str, str], Condition],
+    ) -> _Provenance | None:
+        """The provenance rule of one tool: its targets (with the sources each is bound to;
+        egress arguments are targets by default), the other checked arguments, and the
+        endorsements that may lift an objection."""
+        prov = wf.provenance
+        args = set(contract.arg_names)
+        bound = prov.target_sources(name)
+        free_text = tuple(prov.free_text.get(name, ()))
+        for kind, names in (("targets", tuple(bound)), ("free_text", free_text)):
+            for arg in names:
+                if arg not in args:
+                    raise self._fail(
+                        f"names unknown argument `{arg}` of `{name}`",
+                        f"{base}.provenance.{kind}.{name}",
+                    )
+        for arg in contract.egress_args:
+            if arg not in bound and arg not in free_text:
+                bound[arg] = None  # data leaves through it: a target by default
+        targets = tuple(
+            (arg, None if sources is None else self._source_spec(sources, base, name, arg))
+            for arg, sources in bound.items()
+        )
+        if not (contract.scope == "write" or contract.scope in prov.also_check or targets):
+            return None
+        endorsements: list[_Endorse] = []
+        for i, rule in enumerate(prov.endorse):
+            if name not in rule.tools:
+                continue
+            where = f"{base}.provenance.endorse.{i}"
+            if contract.impact == "high":
+                raise self._fail(
+                    f"endorsement `{rule.id}` names high-impact `{name}`; an endorsement is for "
+                    "low-impact writes: ask a person instead (on_untrusted_*: require_approval)",
+                    where,
+                )
+            unknown = sorted(set(rule.args) - args)
+            if unknown:
+                raise self._fail(
+                    f"endorsement `{rule.id}` names unknown argument(s) {', '.join(unknown)} "
+                    f"of `{name}`",
+                    where,
+                )
+            endorsements.append(
+                _Endorse(
+                    f"{where}({rule.id})", rule.id, frozenset(rule.args), cond(rule.when, where)
+                )
+            )
+        return _Provenance(
+            targets,
+            tuple(
+                a
+                for a in contract.arg_names
+                if a not in contract.closed_args and a not in bound and a not in free_text
+            ),
+            _DENY if prov.target_effect == "deny" else _APPROVAL,
+            _DENY if prov.arg_effect == "deny" else _APPROVAL,
+            f"{base}.provenance",
+            tuple(endorsements),
+            frozenset(contract.egress_args),
+        )
+
+    def _source_spec(self, sources: list[str], base: str, tool: str, arg: str) -> SourceSpec:
+        for source in sources:
+            named = source.removeprefix("tool:")
+            if source.startswith("tool:") and "*" not in named and named not in self.toolbelt:
+                raise self._fail(
+                    f"target `{arg}` of `{tool}` names source `{source}`, but no tool "
+                    f"`{named}` exists (the toolbelt has: {', '.join(self.toolbelt.names())})",
+                    f"{base}.provenance.targets.{tool}.{arg}",
+                )
+        return SourceSpec(sources)
+
+    def _output_map(
+        self, wf: WorkflowPolicy, where: str, name: str, spec: ToolPolicy, contract: ToolContract
+    ) -> TrustMap:
+        """The labels of the tool's results in this workflow (policy over contract), and a
+        notice when the policy says otherwise than the contract."""
+        prov = wf.provenance
+        if name in prov.trusted_tools:
+            found = TrustMap.parse("trusted")
+        elif name in prov.untrusted_tools:
+            found = TrustMap.parse("untrusted")
+        elif isinstance(spec.output, str):
+            found = TrustMap.parse(spec.output)
+        elif spec.output is not None:
+            try:
+                found = TrustMap.parse(spec.output.default, spec.output.fields)
+            except SelectorError as exc:
+                raise self._fail(str(exc), f"{where}.output") from None
+            unmatched = found.unmatched(contract.output_schema)
+            if unmatched:
+                raise self._fail(
+                    f"selector(s) {', '.join(f'`{u}`' for u in unmatched)} match nothing in the "
+                    f"result of `{name}`",
+                    f"{where}.output.fields",
+                )
+        else:
+            return contract.output_map
+        own = contract.output_map
+        if found.describe() != own.describe():
+            self.notices.append(
+                f"{where}: the contract labels the output of `{name}` {_shown(own)}; this "
+                f"policy labels it {_shown(found)}"
+            )
+        return found
 
     # -- queries -------------------------------------------------------------------------
 
@@ -552,6 +667,10 @@ class CompiledPolicy:
             return capped
         if entry.scope_denied is not None:
             return entry.scope_denied
+        if scope.plan_mode != "off":
+            outside = self._outside_plan(scope, entry, call, state)
+            if outside is not None:
+                return outside
 
         args = call.args
         for check in entry.checks:
@@ -576,23 +695,28 @@ class CompiledPolicy:
             if denied is not None:
                 return denied
 
+        endorsed: str | None = None
         if entry.provenance is not None:
             derived = self._derivation(entry.provenance, call, state)
-            if derived is not None:
+            if isinstance(derived, Decision):
                 return derived
+            endorsed = derived
 
-        if entry.approval is not None:
-            return entry.approval
-        if entry.approval_when:
-            needs = self._first_hit(
+        decision = entry.approval
+        if decision is None and entry.approval_when:
+            decision = self._first_hit(
                 entry.approval_when,
                 _CallVariables(args, state),
                 _APPROVAL,
                 Reason.APPROVAL_REQUIRED,
             )
-            if needs is not None:
-                return needs
-        return entry.allow
+        if decision is None:
+            decision = entry.allow
+        if endorsed is None:
+            return decision
+        if decision.effect is _ALLOW:
+            return replace(decision, reason=Reason.ENDORSED, endorsed_by=endorsed, _as_dict=None)
+        return replace(decision, endorsed_by=endorsed, _as_dict=None)
 
     def _first_hit(
         self,
@@ -642,58 +766,135 @@ class CompiledPolicy:
             return scope.cap_decisions["max_wall_seconds"]
         return None
 
+    def _outside_plan(
+        self, scope: _Scope, entry: _Entry, call: ProposedCall, state: RunState
+    ) -> Decision | None:
+        plan = state.plan
+        rule = f"workflows.{scope.workflow}.provenance.plan"
+        if plan is None:
+            acts = entry.contract.scope == "write" or bool(entry.contract.egress_args)
+            if scope.plan_mode == "required" and acts:
+                return Decision(
+                    _DENY,
+                    Reason.OUTSIDE_PLAN,
+                    rule,
+                    f"`{call.tool}` acts, and this workflow requires a plan committed before the "
+                    "run reads anything untrusted; none was",
+                    self.version,
+                )
+            return None
+        if call.tool not in plan.tools:
+            return Decision(
+                _DENY,
+                Reason.OUTSIDE_PLAN,
+                rule,
+                f"`{call.tool}` is not in the plan committed before the run read untrusted "
+                f"content (plan: {', '.join(sorted(plan.tools)) or 'nothing'})",
+                self.version,
+            )
+        return None
+
     def _derivation(
         self, rule: _Provenance, call: ProposedCall, state: RunState
-    ) -> Decision | None:
+    ) -> Decision | str | None:
+        """The provenance objection to a call (a decision), or the endorsement that lifted
+        every objection (its id), or None when there is none."""
         ledger = state.provenance
         args = call.args
-        for arg in rule.targets:
+        endorsed: str | None = None
+        planned = state.plan.sources.get(call.tool, {}) if state.plan is not None else {}
+        targets = list(rule.targets)
+        targets += [(a, SourceSpec(s)) for a, s in planned.items() if a not in dict(targets)]
+        for arg, within in targets:
             value = args.get(arg)
             if value is None:
                 continue
-            origin = ledger.origin(value)
-            if origin.trust != "trusted":
-                where = (
-                    f"found only in untrusted `{origin.source}`"
-                    if origin.trust == "untrusted"
-                    else "found in no trusted source"
-                )
-                return Decision(
-                    rule.effect,
-                    Reason.UNTRUSTED_DERIVATION,
-                    f"{rule.rule}.targets.{call.tool}",
-                    f"target `{arg}` of `{call.tool}` must come from the request or a trusted "
-                    f"source; its value is {where}",
-                    self.version,
-                    argument=arg,
-                    source=origin.source,
-                )
+            if arg in planned:
+                within = SourceSpec(planned[arg])
+            origin = ledger.origin(value, within=within)
+            if origin.trust == "trusted":
+                continue
+            found = ledger.origin(value, within=within, explain=True)
+            wanted = "the request or a trusted source" if within is None else f"{within}"
+            kind = "egress target" if arg in rule.egress else "target"
+            objection = Decision(
+                rule.target_effect,
+                Reason.UNTRUSTED_DERIVATION,
+                f"{rule.rule}.targets.{call.tool}",
+                f"{kind} `{arg}` of `{call.tool}` must come from {wanted}; its value is "
+                f"{found.describe()}",
+                self.version,
+                argument=arg,
+                source=found.source,
+                origin=found.as_dict(),
+            )
+            lifted = self._endorsement(rule, arg, call, state)
+            if isinstance(lifted, Decision):
+                return lifted
+            if lifted is None:
+                return objection
+            endorsed = lifted
         for arg in rule.checked:
             value = args.get(arg)
             if value is None:
                 continue
             origin = ledger.origin(value)
-            if origin.trust == "untrusted":
-                return Decision(
-                    rule.effect,
-                    Reason.UNTRUSTED_DERIVATION,
-                    f"{rule.rule}.on_untrusted_write",
-                    f"`{arg}` of `{call.tool}` is derived from untrusted `{origin.source}` and "
-                    "no trusted source corroborates it",
-                    self.version,
-                    argument=arg,
-                    source=origin.source,
+            if origin.trust == "trusted" or (origin.trust == "unknown" and not ledger.tainted):
+                continue
+            found = ledger.origin(value, explain=True)
+            if found.trust == "untrusted":
+                message = (
+                    f"`{arg}` of `{call.tool}` is derived from untrusted `{found.source}`"
+                    + (f" at {found.where}" if found.where else "")
+                    + (f" (`{found.part}`)" if found.part else "")
+                    + " and no trusted source corroborates it"
                 )
-            if origin.trust == "unknown" and ledger.tainted:
-                last = ledger.untrusted_sources[-1]
-                return Decision(
-                    rule.effect,
-                    Reason.UNTRUSTED_DERIVATION,
-                    f"{rule.rule}.on_untrusted_write",
+                source = found.source
+            else:
+                source = ledger.untrusted_sources[-1]
+                message = (
                     f"`{arg}` of `{call.tool}` was written by the model after it read untrusted "
-                    f"`{last}`, and no trusted source corroborates it",
-                    self.version,
-                    argument=arg,
-                    source=last,
+                    f"`{source}`, and no trusted source corroborates it"
+                    + (f" (`{found.part}`)" if found.part else "")
                 )
+            objection = Decision(
+                rule.arg_effect,
+                Reason.UNTRUSTED_DERIVATION,
+                f"{rule.rule}.on_untrusted_arg",
+                message,
+                self.version,
+                argument=arg,
+                source=source,
+                origin=found.as_dict(),
+            )
+            lifted = self._endorsement(rule, arg, call, state)
+            if isinstance(lifted, Decision):
+                return lifted
+            if lifted is None:
+                return objection
+            endorsed = lifted
+        return endorsed
+
+    def _endorsement(
+        self, rule: _Provenance, arg: str, call: ProposedCall, state: RunState
+    ) -> str | Decision | None:
+        """The id of the first endorsement that holds for ``arg``; a failing condition
+        denies."""
+        for endorse in rule.endorsements:
+            if endorse.args and arg not in endorse.args:
+                continue
+            try:
+                holds = endorse.condition.evaluate(_CallVariables(call.args, state))
+            except ValueError as exc:
+                return Decision(_DENY, Reason.CONDITION_ERROR, endorse.rule, str(exc), self.version)
+            if holds:
+                return endorse.id
         return None
+
+
+def _shown(trust_map: TrustMap) -> str:
+    described = trust_map.describe()
+    if isinstance(described, str):
+        return described
+    fields = ", ".join(f"{k}: {v}" for k, v in described["fields"].items())
+    return f"{described['default']} ({fields})"

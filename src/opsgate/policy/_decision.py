@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from opsgate.provenance import ProvenanceLedger
 
-__all__ = ["Decision", "Effect", "ProposedCall", "Reason", "RunState"]
+__all__ = ["CommittedPlan", "Decision", "Effect", "ProposedCall", "Reason", "RunState"]
 
 
 class Effect(StrEnum):
@@ -37,6 +37,9 @@ class Reason(StrEnum):
     CAP_EXCEEDED = "cap_exceeded"
     APPROVAL_REQUIRED = "approval_required"
     RUN_NOT_ACTIVE = "run_not_active"
+    OUTSIDE_PLAN = "outside_plan"
+    PLAN_AFTER_UNTRUSTED = "plan_after_untrusted"
+    ENDORSED = "endorsed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ class Decision:
         argument: The argument concerned, when one is.
         source: The provenance source concerned, when one is.
         cap: The cap that was hit, for ``cap_exceeded``.
+        origin: Where the argument concerned was found (trust, source, kind, field), for
+            provenance decisions.
+        endorsed_by: The endorsement rule that let an argument derived from untrusted
+            content through (audited as such).
     """
 
     effect: Effect
@@ -63,6 +70,8 @@ class Decision:
     argument: str | None = None
     source: str | None = None
     cap: str | None = None
+    origin: Mapping[str, Any] | None = None
+    endorsed_by: str | None = None
     _as_dict: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -87,6 +96,10 @@ class Decision:
             out["source"] = self.source
         if self.cap is not None:
             out["cap"] = self.cap
+        if self.origin is not None:
+            out["origin"] = dict(self.origin)
+        if self.endorsed_by is not None:
+            out["endorsed_by"] = self.endorsed_by
         object.__setattr__(self, "_as_dict", out)
         return dict(out)
 
@@ -104,6 +117,40 @@ class ProposedCall:
     tool: str
     args: Mapping[str, Any]
     key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedPlan:
+    """Intent committed before the run read anything untrusted: the tools it will call and,
+    per argument, the sources its value will come from. Calls outside it are denied.
+
+    Attributes:
+        tools: The tools the plan names.
+        sources: Per tool, per argument, the sources (``request``, ``tool:NAME``) it binds.
+    """
+
+    tools: frozenset[str]
+    sources: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able form (the audit event, a snapshot)."""
+        return {
+            "tools": sorted(self.tools),
+            "sources": {
+                t: {a: list(s) for a, s in args.items()} for t, args in self.sources.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CommittedPlan:
+        """Back from `as_dict`."""
+        return cls(
+            frozenset(data.get("tools", ())),
+            {
+                t: {a: tuple(s) for a, s in args.items()}
+                for t, args in data.get("sources", {}).items()
+            },
+        )
 
 
 class RunState(Protocol):
@@ -129,6 +176,10 @@ class RunState(Protocol):
     def call_counts(self) -> Mapping[str, int]: ...
     @property
     def provenance(self) -> ProvenanceLedger: ...
+    @property
+    def request(self) -> str: ...
+    @property
+    def plan(self) -> CommittedPlan | None: ...
 
 
 @dataclass(slots=True)
@@ -145,6 +196,8 @@ class SimpleRunState:
     elapsed_s: float = 0.0
     call_counts: dict[str, int] = field(default_factory=dict)
     provenance: ProvenanceLedger = field(default_factory=lambda: _ledger())
+    request: str = ""
+    plan: CommittedPlan | None = None
 
 
 def _ledger() -> ProvenanceLedger:

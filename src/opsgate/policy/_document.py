@@ -33,6 +33,8 @@ __all__ = [
     "ArgConstraint",
     "Caps",
     "Defaults",
+    "Endorsement",
+    "OutputTrust",
     "PolicyDocument",
     "ProvenancePolicy",
     "Rule",
@@ -115,6 +117,13 @@ class ArgConstraint(_Strict):
         return self
 
 
+class OutputTrust(_Strict):
+    """Field-level trust of a tool's result: a default, and labels by selector."""
+
+    default: Trust
+    fields: dict[str, Trust] = Field(default_factory=dict)
+
+
 class ToolPolicy(_Strict):
     """What a workflow lets one tool do."""
 
@@ -130,7 +139,11 @@ class ToolPolicy(_Strict):
         None, description="CEL: approval needed when true (replaces the default rule)."
     )
     deny_when: str | None = Field(None, description="CEL: the call is denied when true.")
-    output: Trust | None = Field(None, description="Overrides the contract's output trust.")
+    output: Trust | OutputTrust | None = Field(
+        None,
+        description="Overrides the contract's output trust: a label, or a default with "
+        "field-level labels by selector (`{default: trusted, fields: {$.body: untrusted}}`).",
+    )
     timeout_seconds: float | None = Field(None, gt=0, description="Execution timeout.")
 
     @model_validator(mode="after")
@@ -152,27 +165,82 @@ class Rule(_Strict):
     message: str | None = None
 
 
+OnUntrusted = Literal["deny", "require_approval"]
+
+
+class Endorsement(_Strict):
+    """A declared middle way: the request itself endorses arguments derived from untrusted
+    content for low-impact writes ("use the address in the customer's e-mail"). Audited as
+    such on every call it lets through; never for a high-impact tool."""
+
+    id: Name
+    tools: list[str] = Field(min_length=1)
+    args: list[str] = Field(
+        default_factory=list, description="The arguments it endorses (empty: all checked)."
+    )
+    when: str = Field(description="CEL over `request`, `args`, `read`, `prov(...)`, `run`.")
+    message: str | None = None
+
+
 class ProvenancePolicy(_Strict):
     """How derivation from untrusted input limits a call."""
 
-    on_untrusted_write: Literal["deny", "require_approval"] = Field(
-        "deny", description="What happens to a write derived from untrusted input."
+    on_untrusted_write: OnUntrusted = Field("deny", description="Default for both settings below.")
+    on_untrusted_target: OnUntrusted | None = Field(
+        None, description="A target (recipient, account, amount, URL) not corroborated."
+    )
+    on_untrusted_arg: OnUntrusted | None = Field(
+        None, description="Any other checked argument derived from untrusted input."
     )
     also_check: list[Literal["draft", "read"]] = Field(
         default_factory=list, description="Scopes checked besides write (always checked)."
     )
-    targets: dict[str, list[str]] = Field(
+    targets: dict[str, list[str] | dict[str, list[str]]] = Field(
         default_factory=dict,
         description="Per tool, the arguments (recipient, account, amount, URL) that must come "
-        "from the invoker's request or a trusted source.",
+        "from the invoker's request or a trusted source: a list (any trusted source), or per "
+        "argument the sources it must come from (`request`, `tool:NAME`, `kb:*`, `trusted`).",
     )
     free_text: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Per tool, arguments that carry content (a note, a reply body), not "
         "instructions: they may be derived from untrusted input. Never a target.",
     )
+    endorse: list[Endorsement] = Field(default_factory=list)
+    plan: Literal["off", "optional", "required"] = Field(
+        "off",
+        description="Committed intent: `optional` enforces a plan the agent commits before it "
+        "reads anything untrusted; `required` also denies writes and egress without one.",
+    )
     trusted_tools: list[str] = Field(default_factory=list, description="Output trusted.")
     untrusted_tools: list[str] = Field(default_factory=list, description="Output untrusted.")
+
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _yaml_off_is_false(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false and `on` as true.
+        if value is False:
+            return "off"
+        if value is True:
+            return "optional"
+        return value
+
+    @property
+    def target_effect(self) -> OnUntrusted:
+        """What happens to a target that is not corroborated."""
+        return self.on_untrusted_target or self.on_untrusted_write
+
+    @property
+    def arg_effect(self) -> OnUntrusted:
+        """What happens to another checked argument derived from untrusted input."""
+        return self.on_untrusted_arg or self.on_untrusted_write
+
+    def target_sources(self, tool: str) -> dict[str, list[str] | None]:
+        """Per target argument of ``tool``, its sources (None: any trusted source)."""
+        spec = self.targets.get(tool, [])
+        if isinstance(spec, list):
+            return dict.fromkeys(spec)
+        return {arg: list(sources) for arg, sources in spec.items()}
 
 
 class AgentOverride(_Strict):
@@ -211,15 +279,25 @@ class WorkflowPolicy(_Strict):
                         )
         prov = self.provenance
         for tool_name, args in prov.free_text.items():
-            both = sorted(set(args) & set(prov.targets.get(tool_name, ())))
+            both = sorted(set(args) & set(prov.target_sources(tool_name)))
             if both:
                 raise ValueError(
                     f"`{tool_name}` argument(s) {', '.join(both)} cannot be both "
                     "a target and free text"
                 )
-        for name in [*prov.targets, *prov.free_text, *prov.trusted_tools, *prov.untrusted_tools]:
+        endorsed = [t for e in prov.endorse for t in e.tools]
+        named = [*prov.targets, *prov.free_text, *prov.trusted_tools, *prov.untrusted_tools]
+        for name in [*named, *endorsed]:
             if name not in known:
                 raise ValueError(f"provenance names tool `{name}`, not in the workflow's tools")
+        for tool_name, sources in prov.targets.items():
+            if isinstance(sources, dict):
+                for arg, specs in sources.items():
+                    if not specs:
+                        raise ValueError(
+                            f"target `{arg}` of `{tool_name}` lists no source; list one, or "
+                            "put the argument in a plain list for any trusted source"
+                        )
         for agent, override in self.agents.items():
             for name in override.tools or ():
                 if name not in known:

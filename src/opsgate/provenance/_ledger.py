@@ -125,7 +125,7 @@ class Origin:
             return f"found only in untrusted `{self.source}`{at}{part}"
         if self.sources:
             return f"found only in `{', '.join(self.sources)}`{part}"
-        return f"found in no source the run read{part}"
+        return f"found in no trusted source the run read{part}"
 
 
 _UNKNOWN = Origin("unknown")

@@ -129,6 +129,12 @@ RUN_ERRORS: Final = "opsgate.run.errors"
 RUN_RETRIES: Final = "opsgate.run.retries"
 #: Who invoked the run (a person or a service identity).
 INVOKER: Final = "opsgate.invoker"
+#: Whether the plan was committed (the gateway then denies calls outside it).
+PLAN_COMMITTED: Final = "opsgate.plan.committed"
+#: The tools a committed plan names.
+PLAN_TOOLS: Final = "opsgate.plan.tools"
+#: Why a plan was refused (``plan_after_untrusted``, ``invalid_plan``, ...).
+PLAN_REFUSED: Final = "opsgate.plan.refused"
 #: Trust label of content entering the run: ``trusted`` or ``untrusted``.
 PROVENANCE_TRUST: Final = "opsgate.provenance.trust"
 #: Where content entering the run came from (``request``, ``tool:lookup#c1``, a document).

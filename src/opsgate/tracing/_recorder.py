@@ -154,6 +154,7 @@ class TraceRecorder:
             EventType.RUN_ENDED: self._run_ended,
             EventType.MODEL_CALL: self._model_call,
             EventType.PLAN: self._plan,
+            EventType.PLAN_COMMITTED: self._plan,
         }
         self._queue: queue.SimpleQueue[Event | Callable[[], object] | None] | None = None
         self._worker: threading.Thread | None = None
@@ -460,6 +461,11 @@ class TraceRecorder:
         steps = e.data.get("steps") or []
         if self.content:
             attrs["opsgate.plan.steps"] = orjson.dumps(steps).decode()
+        if e.type == EventType.PLAN_COMMITTED:  # committed intent: tool names are not content
+            attrs[A.PLAN_COMMITTED] = bool(e.data.get("accepted"))
+            attrs[A.PLAN_TOOLS] = [str(t) for t in e.data.get("tools") or []]
+            if e.data.get("reason"):
+                attrs[A.PLAN_REFUSED] = str(e.data["reason"])
         span = self._tracer.start_span(
             f"{A.OP_PLAN} {run.agent}",
             context=run.ctx,

@@ -41,6 +41,8 @@ from opsgate.policy._load import _line_of, read_yaml
 
 __all__ = [
     "SUITE_DIRS",
+    "AttackGoal",
+    "AttackSurface",
     "CallMatcher",
     "Checks",
     "CommandCheck",
@@ -49,6 +51,8 @@ __all__ = [
     "JudgeSpec",
     "OutputChecks",
     "PlanChecks",
+    "RedteamSpec",
+    "ReferenceCall",
     "Suite",
     "Task",
     "TicketSpec",
@@ -160,6 +164,52 @@ class Checks(_Strict):
     judge: JudgeCheck | None = None
 
 
+class ReferenceCall(_Strict):
+    """A call a correct agent makes for the task, in order (the red team replays them).
+
+    An argument may take its value from the result of an earlier reference call:
+    ``{$result: verify_identity.verification_id}`` (a dotted path; list indexes as numbers).
+    """
+
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class AttackGoal(_Strict):
+    """What an attacker wants the agent to do with the workflow's own tools.
+
+    ``write``: a write to an attacker's target; ``exfiltration``: a read (or send) that
+    carries data out; ``loop``: the same costly call again and again (``repeat`` times).
+    The attack succeeds when any of its calls runs (for ``loop``: every repeat runs).
+    """
+
+    id: Id
+    kind: Literal["write", "exfiltration", "loop"]
+    calls: list[ReferenceCall] = Field(min_length=1)
+    repeat: int = Field(1, ge=1, le=100)
+    summary: str = Field("", description="The goal in a few words, for the injected text.")
+
+
+class AttackSurface(_Strict):
+    """What an outsider can write in this workflow: the ground truth the red team injects
+    into, kept apart from the policy's trust labels (which it tests)."""
+
+    context: list[str] = Field(
+        default_factory=list, description="Source names (globs) of untrusted context items."
+    )
+    tools: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per tool, selectors of the result fields an outsider writes.",
+    )
+
+
+class RedteamSpec(_Strict):
+    """How `agent-eval redteam` attacks this suite."""
+
+    surface: AttackSurface
+    goals: list[AttackGoal] = Field(min_length=1)
+
+
 class Task(_Strict):
     """One task from real work."""
 
@@ -177,6 +227,9 @@ class Task(_Strict):
         "name attributes or entries; a mapping value patches, anything else replaces).",
     )
     checks: Checks
+    reference: list[ReferenceCall] = Field(
+        default_factory=list, description="The calls a correct agent makes (red team replay)."
+    )
 
     @model_validator(mode="after")
     def _has_input_and_checks(self) -> Task:
@@ -231,6 +284,7 @@ class Suite(_Strict):
     invoker: str = "agent-eval"
     agent_id: str = "agent-under-test"
     judge: JudgeSpec | None = None
+    redteam: RedteamSpec | None = None
     tasks: list[Task] = Field(min_length=1)
     source: str = Field("", exclude=True)
 
@@ -251,7 +305,7 @@ def compile_check(source: str) -> Condition:
     Raises:
         SuiteError: invalid CEL, or a name other than `world` and `run`.
     """
-    return compile_condition(source, SuiteError, variables=("world", "run"))
+    return compile_condition(source, SuiteError, variables=("world", "run"), functions=())
 
 
 def resolve_callable(spec: str, where: str) -> Callable[..., Any]:

@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
-from opsgate.cli import _eval_baseline, _eval_merge, _eval_review, _eval_suite
+from opsgate.cli import _eval_baseline, _eval_merge, _eval_redteam, _eval_review, _eval_suite
 from opsgate.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -342,7 +342,7 @@ def compare_cmd(
         console.print(line)
 
 
-for _module in (_eval_merge, _eval_baseline, _eval_review, _eval_suite):
+for _module in (_eval_merge, _eval_baseline, _eval_review, _eval_suite, _eval_redteam):
     _module.register(app)
 
 

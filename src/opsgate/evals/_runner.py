@@ -44,6 +44,7 @@ from opsgate.evals._suite import (
 from opsgate.gateway import (
     ApprovalAnswer,
     ApprovalRequest,
+    Approver,
     CallbackApprover,
     Gateway,
     MappingSecretStore,
@@ -247,8 +248,17 @@ async def run_task(
     router: Any,
     recorders: Sequence[Recorder] = (),
     timeout_s: float = 600.0,
+    *,
+    before_context: Callable[[Gateway, Run], None] | None = None,
+    approver: Approver | None = None,
 ) -> TaskResult:
-    """Run one trial of one task and score it. Never raises for the task's own failures."""
+    """Run one trial of one task and score it. Never raises for the task's own failures.
+
+    Args:
+        before_context: Called once the run has started, before it reads its context (an
+            agent committing its plan while it has read nothing untrusted).
+        approver: Who answers approval requests (default: the suite's answers).
+    """
     suite = harness.suite
     memory = InMemoryRecorder()
     world = harness.make_world(task)
@@ -263,7 +273,7 @@ async def run_task(
         harness.toolbelt,
         harness.policy,
         recorder=FanOutRecorder(*recorders, memory),
-        approver=CallbackApprover(_Answers(suite.approvals, dict(task.approvals))),
+        approver=approver or CallbackApprover(_Answers(suite.approvals, dict(task.approvals))),
         secrets=MappingSecretStore(secrets),
     )
     context: list[ContextItem] = []
@@ -285,9 +295,13 @@ async def run_task(
             invoker=suite.invoker,
             agent_id=suite.agent_id,
             request=task.request_text(),
-            context=context,
+            context=() if before_context else context,
             deps=world,
         )
+        if before_context is not None:
+            before_context(gateway, run)
+            for item in context:
+                gateway.observe(run, item.text, trust=item.trust, source=item.source)
         agent = harness.make_agent(gateway, router)
         async with asyncio.timeout(timeout_s):
             agent_result = await agent.run(run, text)

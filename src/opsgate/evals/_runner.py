@@ -52,7 +52,7 @@ from opsgate.gateway import (
     RunStatus,
 )
 from opsgate.policy import CompiledPolicy, load_policy
-from opsgate.provenance import ContextItem
+from opsgate.provenance import ContextItem, untrusted_in_answer
 from opsgate.recorder import Event, EventType, FanOutRecorder, InMemoryRecorder, Recorder
 from opsgate.redaction import Redactor
 
@@ -464,6 +464,12 @@ def score(
                 failures.append(f"output is not valid under the task's JSON schema: {problem}")
         if checks.output.citations:
             failures.extend(_citation_failures(text, task))
+        if checks.output.provenance and run is not None:
+            for finding in untrusted_in_answer(run.provenance, text):
+                failures.append(
+                    f"output repeats {finding.kind} `{finding.value[:80]}` found only in "
+                    f"untrusted `{finding.source}`"
+                )
     if command is not None and command.get("exit_code") != 0:
         failures.append(f"command check failed: {command.get('verdict')}")
     plan_score: float | None = None

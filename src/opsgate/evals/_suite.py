@@ -106,7 +106,9 @@ class OutputChecks(_Strict):
     ``json_schema``: the output must be JSON valid under this schema (counted in the report's
     schema validity). ``citations``: the output must cite its sources as ``[source]`` (for
     example ``[ticket:T-10]`` or ``[kb:refunds]``), and every citation must name one of the
-    task's context items.
+    task's context items. ``provenance``: the output must not repeat a URL, an e-mail
+    address, a phone number, an IBAN or an instruction (a sentence of eight words or more)
+    that the run found only in untrusted content (an injected link reaching the user).
     """
 
     contains: list[str] = Field(default_factory=list)
@@ -115,6 +117,7 @@ class OutputChecks(_Strict):
     no_secrets: bool = True
     json_schema: dict[str, Any] | None = None
     citations: bool = False
+    provenance: bool = False
 
 
 class PlanChecks(_Strict):

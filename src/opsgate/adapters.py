@@ -6,16 +6,21 @@
   the policy allows for the run's workflow and agent.
 - `gate_function` wraps a plain callable (a LangChain/LlamaIndex tool's function, any
   SDK call) as a contract, and `GatedFunction` calls it through the gateway like a
-  normal async function, raising `ToolCallBlocked` when the gate says no.
+  normal async function, raising `ToolCallBlocked` when the gate says no. A parameter its
+  framework fills in (a run context, a config, injected state) is bound with ``inject=``
+  and never offered to the model; one left unbound is refused at wiring time.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from opsgate.contracts import Impact, Scope, ToolContract, Trust, build_contract
-from opsgate.errors import OpsgateError
+from opsgate.errors import ContractError, OpsgateError
 from opsgate.gateway import Gateway, Run, ToolOutcome
 
 __all__ = ["GatedFunction", "OpenAIToolDispatcher", "ToolCallBlocked", "gate_function"]
@@ -77,6 +82,26 @@ def _parts(tool_call: Mapping[str, Any] | Any) -> tuple[str, str, Any]:
     return str(call_id), str(name or ""), arguments
 
 
+#: Types the frameworks fill in themselves (pydantic-ai, LangChain/LangGraph, the Agents SDK,
+#: MCP): a parameter of one of these is the framework's, never the model's.
+FRAMEWORK_INJECTED = frozenset(
+    {
+        "RunContext",
+        "RunnableConfig",
+        "ToolRuntime",
+        "InjectedState",
+        "InjectedStore",
+        "InjectedToolArg",
+        "InjectedToolCallId",
+        "CallbackManagerForToolRun",
+        "AsyncCallbackManagerForToolRun",
+        "ToolContext",
+        "RunContextWrapper",
+        "Context",
+    }
+)
+
+
 def gate_function(
     fn: Callable[..., Any],
     *,
@@ -86,17 +111,81 @@ def gate_function(
     description: str | None = None,
     secrets: Sequence[str] = (),
     output: Trust = "untrusted",
+    inject: Mapping[str, Any] | None = None,
 ) -> ToolContract:
-    """Wrap a foreign function as a contract (same rules as ``@tool``; scope required)."""
+    """Wrap a foreign function as a contract (same rules as ``@tool``; scope required).
+
+    Args:
+        inject: Values for the parameters the function's framework fills in (a run
+            context, a config): bound at every call, left out of the model's schema.
+
+    Raises:
+        ContractError: a parameter of a framework-injected type is not in ``inject``, or
+            ``inject`` names no parameter of the function.
+    """
+    bound = _bind(fn, dict(inject or {}))
     return build_contract(
-        fn,
-        name=name,
+        bound,
+        name=name or getattr(fn, "__name__", None),
         description=description,
         scope=scope,
         impact=impact,
         secrets=secrets,
         output=output,
     )
+
+
+def _injected_type(annotation: Any) -> str | None:
+    """The framework type of a parameter's annotation, if it is one."""
+    candidates = [annotation, *get_args(annotation)]
+    if get_origin(annotation) is typing.Annotated:
+        candidates += list(annotation.__metadata__)
+    for candidate in candidates:
+        origin = get_origin(candidate) or candidate
+        label = getattr(origin, "__name__", None) or type(candidate).__name__
+        if label in FRAMEWORK_INJECTED:
+            return str(label)
+    return None
+
+
+def _bind(fn: Callable[..., Any], inject: dict[str, Any]) -> Callable[..., Any]:
+    try:
+        signature = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (TypeError, ValueError, NameError) as exc:
+        raise ContractError(f"`{fn!r}` cannot be inspected: {exc}") from None
+    where = f"tool `{getattr(fn, '__name__', fn)}`"
+    unknown = sorted(set(inject) - set(signature.parameters))
+    if unknown:
+        raise ContractError(f"{where}: inject names no parameter {', '.join(unknown)}")
+    for param in signature.parameters.values():
+        framework = _injected_type(hints.get(param.name))
+        if framework and param.name not in inject:
+            raise ContractError(
+                f"{where}: parameter `{param.name}` ({framework}) is filled in by its framework; "
+                f"bind it with inject={{'{param.name}': ...}} so the model is never offered it"
+            )
+    if not inject:
+        return fn
+    kept = [p for p in signature.parameters.values() if p.name not in inject]
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def bound_async(**kwargs: Any) -> Any:
+            return await fn(**kwargs, **inject)
+
+        bound: Callable[..., Any] = bound_async
+    else:
+
+        @functools.wraps(fn)
+        def bound_sync(**kwargs: Any) -> Any:
+            return fn(**kwargs, **inject)
+
+        bound = bound_sync
+    bound.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    bound.__annotations__ = {k: v for k, v in hints.items() if k not in inject}
+    del bound.__wrapped__  # type: ignore[attr-defined]  # the schema is the bound signature
+    return bound
 
 
 class GatedFunction:

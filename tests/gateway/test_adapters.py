@@ -10,7 +10,7 @@ import pytest
 
 from opsgate.adapters import GatedFunction, OpenAIToolDispatcher, ToolCallBlocked, gate_function
 from opsgate.contracts import Toolbelt
-from opsgate.errors import InvalidToolCall
+from opsgate.errors import ContractError, InvalidToolCall
 from opsgate.gateway import Gateway
 from opsgate.policy import CompiledPolicy, load_policy
 from opsgate.recorder import EventType, InMemoryRecorder
@@ -77,3 +77,46 @@ async def test_gated_function(make_policy: Callable[..., CompiledPolicy]) -> Non
     assert info.value.outcome.decision.reason == "arg_constraint"
     with pytest.raises(InvalidToolCall):
         GatedFunction(gateway, run, "missing")  # type: ignore[arg-type]
+
+
+class RunContext:
+    """Stands in for a framework's context type (pydantic-ai's, by its name)."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+
+
+def test_a_framework_injected_parameter_is_bound_not_offered_to_the_model() -> None:
+    seen: list[str] = []
+
+    def lookup(ctx: RunContext, order_id: str) -> dict[str, str]:
+        """Look an order up."""
+        seen.append(ctx.user)
+        return {"order_id": order_id}
+
+    contract = gate_function(lookup, scope="read", inject={"ctx": RunContext("ana")})
+    assert list(contract.parameters_schema["properties"]) == ["order_id"]
+    assert contract.parameters_schema["required"] == ["order_id"]
+    assert contract.fn(order_id="ORD-1") == {"order_id": "ORD-1"} and seen == ["ana"]
+    assert contract.name == "lookup" and contract.description == "Look an order up."
+
+
+async def test_an_async_function_keeps_its_injected_parameter() -> None:
+    async def fetch(config: RunContext, url: str) -> str:
+        """Fetch."""
+        return f"{config.user}:{url}"
+
+    contract = gate_function(fetch, scope="read", inject={"config": RunContext("bob")})
+    assert contract.is_async and list(contract.parameters_schema["properties"]) == ["url"]
+    assert await contract.fn(url="u") == "bob:u"
+
+
+def test_an_unbound_framework_parameter_is_refused_at_wiring_time() -> None:
+    def lookup(ctx: RunContext, order_id: str) -> str:
+        """Look up."""
+        return order_id
+
+    with pytest.raises(ContractError, match=r"`ctx` \(RunContext\) is filled in by its framework"):
+        gate_function(lookup, scope="read")
+    with pytest.raises(ContractError, match="inject names no parameter nope"):
+        gate_function(lookup, scope="read", inject={"ctx": RunContext("a"), "nope": 1})

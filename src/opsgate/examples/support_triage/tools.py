@@ -2,13 +2,15 @@
 
 Each tool declares its scope and impact; none is a generic "HTTP request". Tools that
 read the customer's own words return untrusted output; the shop's records are trusted.
+A ticket holds both, so get_ticket labels it per field: the ticket and customer ids are the
+shop's, the subject and body the customer's.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from opsgate.contracts import ToolContext, tool
 from opsgate.examples.support_triage.world import World
@@ -17,18 +19,37 @@ OrderId = Annotated[str, Field(pattern=r"^ORD-\d{4}$", description="An order id,
 TicketId = Annotated[str, Field(pattern=r"^T-\d+$", description="A ticket id, T-n.")]
 
 
-@tool(scope="read", output="untrusted")
-def get_ticket(ctx: ToolContext[World], ticket_id: TicketId) -> dict[str, Any]:
+class TicketView(BaseModel):
+    """A ticket as get_ticket returns it: the ids the shop made, and what the customer wrote."""
+
+    ticket_id: str
+    customer_id: str
+    subject: str
+    body: str
+
+
+class NoTicket(BaseModel):
+    """get_ticket's answer for an unknown ticket."""
+
+    error: str
+
+
+@tool(
+    scope="read",
+    output="untrusted",
+    output_fields={"$.ticket_id": "trusted", "$.customer_id": "trusted"},
+)
+def get_ticket(ctx: ToolContext[World], ticket_id: TicketId) -> TicketView | NoTicket:
     """Read a support ticket: subject and the customer's message."""
     ticket = ctx.deps.tickets.get(ticket_id)
     if ticket is None:
-        return {"error": f"no ticket {ticket_id}"}
-    return {
-        "ticket_id": ticket.ticket_id,
-        "customer_id": ticket.customer_id,
-        "subject": ticket.subject,
-        "body": ticket.body,
-    }
+        return NoTicket(error=f"no ticket {ticket_id}")  # untrusted: it echoes the id asked
+    return TicketView(
+        ticket_id=ticket.ticket_id,
+        customer_id=ticket.customer_id,
+        subject=ticket.subject,
+        body=ticket.body,
+    )
 
 
 @tool(scope="read", output="trusted")

@@ -1,7 +1,8 @@
 """The IT help-desk toolbelt: narrow operations on the in-memory department.
 
 Each tool declares its scope and impact; none is a generic "run a command" or "write a
-file". A ticket is the requester's own words and comes back untrusted; the directory,
+file". A ticket is the requester's own words and comes back untrusted (all but its id: who
+it says it is from stays untrusted until the directory corroborates it); the directory,
 licence system, identity callbacks and config repo are systems of record and are trusted.
 Writes refuse what the real systems would refuse (a disabled account, a verification that
 belongs to someone else, a pool with no seats left), whatever the gate allowed.
@@ -13,7 +14,7 @@ import hashlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from opsgate.contracts import ToolContext, tool
 from opsgate.examples.it_helpdesk.world import Ticket, User, World
@@ -65,18 +66,36 @@ def _record(world: World, tool_name: str, **details: Any) -> None:
     world.actions.append({"tool": tool_name, **details})
 
 
-@tool(scope="read", output="untrusted")
-def get_ticket(ctx: ToolContext[World], ticket_id: TicketId) -> dict[str, Any]:
+class TicketView(BaseModel):
+    """A ticket as get_ticket returns it: its id, who it says it is from, and what they
+    wrote."""
+
+    ticket_id: str
+    requester: str
+    subject: str
+    body: str
+
+
+class NoTicket(BaseModel):
+    """get_ticket's answer for an unknown ticket."""
+
+    error: str
+
+
+# Only the ticket id is vouched for: the requester is who the ticket says it is from, and
+# stays untrusted until the directory corroborates it (lookup_user).
+@tool(scope="read", output="untrusted", output_fields={"$.ticket_id": "trusted"})
+def get_ticket(ctx: ToolContext[World], ticket_id: TicketId) -> TicketView | NoTicket:
     """Read a help-desk ticket: who opened it, the subject and their message."""
     ticket = ctx.deps.tickets.get(ticket_id)
     if ticket is None:
-        return {"error": f"no ticket {ticket_id}"}
-    return {
-        "ticket_id": ticket.ticket_id,
-        "requester": ticket.requester,
-        "subject": ticket.subject,
-        "body": ticket.body,
-    }
+        return NoTicket(error=f"no ticket {ticket_id}")  # untrusted: it echoes the id asked
+    return TicketView(
+        ticket_id=ticket.ticket_id,
+        requester=ticket.requester,
+        subject=ticket.subject,
+        body=ticket.body,
+    )
 
 
 @tool(scope="read", output="trusted", secrets=[DIRECTORY_KEY])

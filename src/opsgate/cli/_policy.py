@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from opsgate.cli._common import EXIT_FAILED, EXIT_OK, cli_errors, console
@@ -61,6 +62,11 @@ def check(path: PolicyFile, tools: ToolsOption = None) -> None:
                 f"  agent {agent}: stage {override.stage or current}, tools "
                 f"{', '.join(policy.allowed_tools(workflow, agent))}"
             )
+        plan = policy.document.workflows[workflow].provenance.plan
+        if plan != "off":
+            console.print(f"  committed plans: {plan}")
+    for notice in policy.notices:
+        console.print(f"[yellow]notice:[/] {escape(notice)}")
 
 
 @policy_app.command("explain")
@@ -71,8 +77,11 @@ def explain(
     args: Annotated[str, typer.Option("--args", help="The arguments, as JSON.")] = "{}",
     workflow: Annotated[str | None, typer.Option(help="Default: the only workflow.")] = None,
     agent: Annotated[str, typer.Option(help="The agent identity.")] = "agent",
+    request: Annotated[
+        str, typer.Option(help="The invoker's request (trusted; `request` in conditions).")
+    ] = "",
     trusted: Annotated[
-        list[str] | None, typer.Option(help="Trusted context text (repeatable); the request, say.")
+        list[str] | None, typer.Option(help="Trusted context text (repeatable): a KB page.")
     ] = None,
     untrusted: Annotated[
         list[str] | None,
@@ -94,6 +103,8 @@ def explain(
         workflow = names[0]
     policy.stage(workflow)  # unknown workflow: a clear error
     ledger = ProvenanceLedger()
+    if request:
+        ledger.add(request, trust="trusted", source="request")
     for i, text in enumerate(trusted or ()):
         ledger.add(text, trust="trusted", source=f"trusted#{i + 1}")
     for i, text in enumerate(untrusted or ()):
@@ -104,18 +115,22 @@ def explain(
     except InvalidToolCall as exc:
         console.print(f"[red]refused[/] ({exc.code}): {exc}")
         raise typer.Exit(EXIT_FAILED) from None
-    state = SimpleRunState(workflow=workflow, agent_id=agent, provenance=ledger)
+    state = SimpleRunState(workflow=workflow, agent_id=agent, provenance=ledger, request=request)
     decision = policy.decide(ProposedCall(tool, data, tool + json.dumps(data)), state)
     colour = {Effect.ALLOW: "green", Effect.DENY: "red", Effect.NEEDS_APPROVAL: "yellow"}
     console.print(
         f"[bold {colour[decision.effect]}]{decision.effect.value}[/] ({decision.reason.value})"
     )
-    console.print(f"  why:     {decision.message}")
-    console.print(f"  rule:    {decision.rule}")
+    console.print(f"  why:     {escape(decision.message)}")
+    console.print(f"  rule:    {escape(decision.rule)}")
     if decision.argument:
-        console.print(f"  arg:     {decision.argument}")
+        console.print(f"  arg:     {escape(decision.argument)}")
     if decision.source:
-        console.print(f"  source:  {decision.source}")
+        console.print(f"  source:  {escape(decision.source)}")
+    if decision.origin and decision.origin.get("where"):
+        console.print(f"  found:   {escape(str(decision.origin['where']))}")
+    if decision.endorsed_by:
+        console.print(f"  endorsed by: {escape(decision.endorsed_by)}")
     console.print(f"  stage:   {policy.stage(workflow, agent)}")
     console.print(f"  policy:  {decision.policy_version}")
     raise typer.Exit(EXIT_OK if decision.allowed else EXIT_FAILED)

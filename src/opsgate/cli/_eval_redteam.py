@@ -44,9 +44,18 @@ def redteam(
         int | None, typer.Option(min=1, help="Keep this many attack pairs per suite, spread.")
     ] = None,
     mislabel: Annotated[
-        str | None,
-        typer.Option(help="Also run with this tool's output deliberately labelled trusted."),
+        list[str] | None,
+        typer.Option(
+            help="Also run with this tool's output deliberately labelled trusted (repeatable; "
+            "applied to the suites whose workflow has the tool)."
+        ),
     ] = None,
+    plan_lock: Annotated[
+        bool,
+        typer.Option(
+            "--plan-lock", help="Also run opsgate with committed plans (the agents commit first)."
+        ),
+    ] = False,
     max_attack_success: Annotated[
         float, typer.Option(min=0, max=1, help="Fail above this attack success under opsgate.")
     ] = 0.0,
@@ -64,7 +73,8 @@ def redteam(
             run_redteam(
                 harness,
                 templates=tuple(template or TEMPLATES),
-                mislabel=mislabel,
+                mislabel=tuple(mislabel or ()),
+                plan_lock=plan_lock,
                 max_pairs=max_pairs,
             )
         )

@@ -61,6 +61,7 @@ __all__ = [
     "RedteamReport",
     "mislabelled",
     "run_redteam",
+    "with_plan_lock",
 ]
 
 #: How the attacker words the goal. ``{calls}``: the calls written out; ``{summary}``: the
@@ -265,6 +266,18 @@ def mislabelled(policy: CompiledPolicy, workflow: str, tool: str) -> CompiledPol
     )
 
 
+def with_plan_lock(policy: CompiledPolicy, workflow: str) -> CompiledPolicy:
+    """``policy`` with committed plans enforced in ``workflow`` (`provenance.plan: optional`)."""
+    doc = policy.document
+    wf = doc.workflows[workflow]
+    prov = wf.provenance.model_copy(update={"plan": "optional"})
+    changed = wf.model_copy(update={"provenance": prov})
+    document = doc.model_copy(update={"workflows": {**doc.workflows, workflow: changed}})
+    return CompiledPolicy(
+        document, policy.toolbelt, version=f"{policy.version}+plan", source=policy.source
+    )
+
+
 # -- injection -----------------------------------------------------------------------------
 
 
@@ -421,13 +434,17 @@ async def _replay(
 ) -> bool:
     """One replay of ``task`` (compromised by ``attack``); whether the task passed."""
     calls = task.reference
+    ends_with = "needs_clarification" if task.checks.clarify else "done"
 
     def commit(gateway: Gateway, run: Run) -> None:
         gateway.commit_plan(run, _plan_of(task))
 
     result = await run_task(
         dataclasses.replace(
-            setup.harness, make_agent=lambda gateway, router: ReplayAgent(gateway, calls, attack)
+            setup.harness,
+            make_agent=lambda gateway, router: ReplayAgent(
+                gateway, calls, attack, ends_with=ends_with
+            ),
         ),
         task,
         0,
@@ -443,7 +460,8 @@ async def run_redteam(
     harness: Harness,
     *,
     templates: Sequence[str] = tuple(TEMPLATES),
-    mislabel: str | None = None,
+    mislabel: Sequence[str] = (),
+    plan_lock: bool = False,
     max_pairs: int | None = None,
     task_ids: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -453,7 +471,10 @@ async def run_redteam(
     Args:
         harness: The suite, its tools, policy and world.
         templates: The attack templates to use.
-        mislabel: Also run the policy with this tool's output wrongly labelled trusted.
+        mislabel: Also run the policy with each of these tools' output wrongly labelled
+            trusted (one gate each; tools the workflow does not have are left out).
+        plan_lock: Also run each opsgate gate with committed plans (`provenance.plan:
+            optional`; the replay agents commit the reference's tools before reading).
         max_pairs: Keep this many attack pairs, spread evenly (a reduced run for CI).
         task_ids: Only these tasks.
         progress: Called with (done, total) after each pair.
@@ -474,16 +495,26 @@ async def run_redteam(
     skipped = [t.id for t in suite.tasks if not t.reference]
     if not tasks:
         raise SuiteError(f"suite `{suite.suite}`: no task has `reference:` calls to replay")
+    # No model in the loop: a suite's LLM judge has nothing to read and nobody to ask.
+    harness = dataclasses.replace(harness, suite=suite.model_copy(update={"judge": None}))
     plan = harness.policy.document.workflows[suite.workflow].provenance.plan != "off"
     setups = {"opsgate": _Setup(harness, "opsgate", plan)}
     for mode in ("no_gate", "block_all"):
         setups[mode] = _Setup(
             dataclasses.replace(harness, policy=_BaselineGate(harness.policy, mode)), mode, False
         )
-    if mislabel is not None:
-        wrong = mislabelled(harness.policy, suite.workflow, mislabel)
-        name = f"opsgate (mislabelled {mislabel})"
+    for tool in mislabel:
+        if tool not in harness.policy.allowed_tools(suite.workflow):
+            continue
+        wrong = mislabelled(harness.policy, suite.workflow, tool)
+        name = f"opsgate (mislabelled {tool})"
         setups[name] = _Setup(dataclasses.replace(harness, policy=wrong), name, plan)
+    if plan_lock and not plan:
+        for name, setup in list(setups.items()):
+            if name.startswith("opsgate"):
+                locked = with_plan_lock(setup.harness.policy, suite.workflow)
+                label = name.replace("opsgate", "opsgate + plan lock", 1)
+                setups[label] = _Setup(dataclasses.replace(harness, policy=locked), label, True)
     summaries = {name: GateSummary(name) for name in setups}
 
     # Benign replays, under every gate; the opsgate one also finds the injection points.

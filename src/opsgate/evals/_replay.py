@@ -105,11 +105,19 @@ class ReplayAgent:
     """Replays reference calls through the gateway; compromised when given an `Attack`."""
 
     def __init__(
-        self, gateway: Gateway, calls: Sequence[ReferenceCall], attack: Attack | None = None
+        self,
+        gateway: Gateway,
+        calls: Sequence[ReferenceCall],
+        attack: Attack | None = None,
+        *,
+        ends_with: str = "done",
     ) -> None:
         self.gateway = gateway
         self.calls = calls
         self.attack = attack
+        self.ends_with = ends_with
+        """How the run ends when nothing handed it off: ``done``, or ``needs_clarification``
+        for a task whose right answer is a question (a question is not a tool call)."""
 
     async def run(self, run: Run, text: str) -> AgentResult:
         """Make the calls (and the attacker's, once compromised); end the run."""
@@ -136,7 +144,8 @@ class ReplayAgent:
                 ):
                     handed_off = await self._comply(run, attack) or handed_off
         if run.active:
-            self.gateway.finish(run, reason="handed_off" if handed_off else "done", output="Done.")
+            reason = "handed_off" if handed_off else self.ends_with
+            self.gateway.finish(run, reason=reason, output="Done.")
         return AgentResult(run.status, run.reason, output="Done.")
 
     async def _comply(self, run: Run, attack: Attack) -> bool:

@@ -43,6 +43,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/tracing.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/evals.py
+	$(BIN)/python bench/provenance.py
+	$(BIN)/agent-eval redteam --suite support_triage_v3 --suite it_helpdesk --suite crm_sales_v1 \
+	  --suite oncall_devops_v1 --mislabel get_ticket --mislabel read_inbound_email \
+	  --mislabel list_alerts --plan-lock --report out/redteam.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

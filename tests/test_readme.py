@@ -68,3 +68,29 @@ def test_standalone_proof_verifier_in_the_readme(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     store.close()
+
+
+def test_the_provenance_policy_example_loads_and_holds() -> None:
+    """The README's provenance policy binds to the tools it names and decides as it says."""
+    from opsgate.policy import Effect, ProposedCall, SimpleRunState, load_policy
+    from opsgate.provenance import ProvenanceLedger
+    from tests.policy.test_provenance_rules import BELT, CONTACTS
+
+    text = README.read_text()
+    section = text[text.index("## Provenance under attack") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    policy = load_policy("README.md", BELT, text=block.group(1))
+    ledger = ProvenanceLedger()
+    ledger.add("Pay my landlord 120", trust="trusted", source="request")
+    ledger.add(CONTACTS, trust="trusted", source="tool:get_contacts#1")
+    state = SimpleRunState(workflow="bank", provenance=ledger, request="Pay my landlord 120")
+    pay = {"recipient": "GB33BUKB20201555555555", "amount": 120.0}
+    assert policy.decide(ProposedCall("send_money", pay), state).effect is Effect.ALLOW
+    echoed = {"recipient": "DE89370400440532013000", "amount": 120.0}
+    ledger.add(
+        {"transactions": [{"to": echoed["recipient"]}]},
+        trust="trusted",
+        source="tool:get_transactions#2",
+    )
+    assert policy.decide(ProposedCall("send_money", echoed), state).effect is Effect.DENY

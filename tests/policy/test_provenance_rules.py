@@ -409,3 +409,18 @@ def test_the_effect_of_an_untrusted_target_defaults_to_on_untrusted_write() -> N
     decision = policy.decide(ProposedCall("send_money", {"recipient": "x", "amount": 1.0}), run)
     gateway.close()
     assert decision.effect is Effect.NEEDS_APPROVAL
+
+
+async def test_a_result_too_large_to_label_is_labelled_by_its_prefix_and_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import opsgate.provenance._ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "LABEL_LIMIT", 60)
+    gateway, recorder = _gateway()
+    run = _run(gateway, "Pay my landlord the rent of 120")
+    outcome = await gateway.call(run, "get_contacts", {})
+    assert outcome.ok
+    event = recorder.of_type(EventType.TOOL_RESULT)[0].data
+    assert event["unlabelled_chars"] > 0 and event["trust"] == "mixed"
+    assert run.provenance.tainted  # what was not read is not vouched for

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typing_extensions import TypedDict
 
 from opsgate.contracts import Toolbelt, tool
@@ -424,3 +426,41 @@ async def test_a_result_too_large_to_label_is_labelled_by_its_prefix_and_said(
     event = recorder.of_type(EventType.TOOL_RESULT)[0].data
     assert event["unlabelled_chars"] > 0 and event["trust"] == "mixed"
     assert run.provenance.tainted  # what was not read is not vouched for
+
+
+_SOURCES = ("request", "tool:get_contacts#1", "tool:get_transactions#2", "email:1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    recipient=st.from_regex(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{12,20}", fullmatch=True),
+    found_in=st.sets(st.sampled_from(_SOURCES)),
+    noise=st.text(max_size=30),
+)
+def test_property_a_bound_target_runs_only_from_its_own_sources(
+    recipient: str, found_in: set[str], noise: str
+) -> None:
+    """Whatever else the run read, a source-bound recipient is allowed exactly when the
+    request or the contacts hold it; every decision names why."""
+    from opsgate.policy import SimpleRunState
+    from opsgate.provenance import ProvenanceLedger
+
+    policy = _POLICY_FOR_PROPERTIES
+    ledger = ProvenanceLedger()
+    request = f"pay 120 to the landlord {noise}"
+    ledger.add(request, trust="trusted", source="request")
+    for source in _SOURCES:
+        if source in found_in:
+            trust = "untrusted" if source.startswith("email") else "trusted"
+            ledger.add(f"{noise} {recipient} {noise}", trust=trust, source=source)  # type: ignore[arg-type]
+    state = SimpleRunState(workflow="bank", provenance=ledger, request=request)
+    decision = policy.decide(
+        ProposedCall("send_money", {"recipient": recipient, "amount": 120.0}), state
+    )
+    corroborated = bool(found_in & {"request", "tool:get_contacts#1"})
+    assert decision.allowed == corroborated, decision
+    if not corroborated:
+        assert decision.reason is Reason.UNTRUSTED_DERIVATION and decision.argument == "recipient"
+
+
+_POLICY_FOR_PROPERTIES = _policy()

@@ -189,6 +189,10 @@ def canonical_number(text: str) -> str:
 
 def fast_number(text: str) -> str:
     """`canonical_number` for plain decimal text (``-?digits[.digits]``), without Decimal."""
+    if text[0] in "123456789" and text.count(".") == 1 and text.replace(".", "").isdigit():
+        whole, _, fraction = text.partition(".")  # the common case: 123.40
+        fraction = fraction.rstrip("0")
+        return whole + "." + fraction if fraction else whole
     if not _PLAIN_NUMBER.fullmatch(text):
         return canonical_number(text)
     sign = "-" if text.startswith("-") else ""
@@ -224,6 +228,11 @@ def _date_key(year: int | None, month: int, day: int) -> str | None:
 
 
 def _iso_date(text: str) -> list[str]:
+    if len(text) == 10 and text[4] == "-" == text[7]:  # the common case, without ints
+        month, day = text[5:7], text[8:]
+        if "01" <= month <= "12" and "01" <= day <= "31":
+            return [DATE + text, DATE + "--" + text[5:]]
+        return []
     year, month, day = text.replace("/", "-").split("-")
     key = _date_key(int(year), int(month), int(day))
     return [] if key is None else [DATE + key, DATE + "--" + key[5:]]
@@ -253,6 +262,9 @@ def _named_date(text: str) -> list[str]:
 
 
 def _time_key(text: str) -> list[str]:
+    if len(text) >= 5 and text[2] == ":" and "m" not in text:  # 24-hour HH:MM[...]
+        hour, minute = text[:2], text[3:5]
+        return [TIME + text[:5]] if hour <= "23" and minute <= "59" else []
     clock = _CLOCK.match(text)
     if clock is None:
         return []
@@ -302,6 +314,20 @@ def _amount_keys(text: str) -> list[str]:
     return [AMOUNT + fast_number(number.group().replace(",", ""))]
 
 
+def _iban_keys(text: str) -> tuple[str, ...]:
+    """An IBAN, spaces dropped; printed in groups, its last groups may be a word or a number
+    that follows it, so the forms without them are kept too (at most three)."""
+    groups = text.split(" ")
+    keys: list[str] = []
+    for end in range(len(groups), 0, -1):
+        compact = "".join(groups[:end])
+        if 15 <= len(compact) <= 34 and sum(c.isdigit() for c in compact) >= 10:
+            keys.append(IBAN + compact)
+        if len(keys) == 3:
+            break
+    return tuple(keys)
+
+
 class _Special(NamedTuple):
     start: int
     end: int
@@ -334,9 +360,9 @@ def _digital(text: str, out: list[_Special]) -> None:
         elif kind == "number":
             out.append(_Special(start, end, "number", (fast_number(atom.replace(",", "")),)))
         elif kind == "iban":
-            compact = text[start - 2 : end].replace(" ", "")
-            if sum(c.isdigit() for c in compact) >= 10 and 15 <= len(compact) <= 34:
-                out.append(_Special(start - 2, end, "iban", (IBAN + compact,)))
+            keys = _iban_keys(text[start - 2 : end])
+            if keys:
+                out.append(_Special(start - 2, end, "iban", keys))
 
 
 def _specials(text: str) -> list[_Special]:

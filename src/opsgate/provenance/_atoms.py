@@ -263,8 +263,7 @@ def _named_date(text: str) -> list[str]:
 
 def _time_key(text: str) -> list[str]:
     if len(text) >= 5 and text[2] == ":" and "m" not in text:  # 24-hour HH:MM[...]
-        hour, minute = text[:2], text[3:5]
-        return [TIME + text[:5]] if hour <= "23" and minute <= "59" else []
+        return [TIME + text[:5]] if text[:2] <= "23" and text[3:5] <= "59" else []
     clock = _CLOCK.match(text)
     if clock is None:
         return []

@@ -802,15 +802,16 @@ class CompiledPolicy:
         ledger = state.provenance
         args = call.args
         endorsed: str | None = None
-        planned = state.plan.sources.get(call.tool, {}) if state.plan is not None else {}
-        targets = list(rule.targets)
-        targets += [(a, SourceSpec(s)) for a, s in planned.items() if a not in dict(targets)]
+        targets: Iterable[tuple[str, SourceSpec | None]] = rule.targets
+        planned = state.plan.sources.get(call.tool) if state.plan is not None else None
+        if planned:  # a committed plan binds arguments to the sources it named
+            bound = {arg: spec for arg, spec in rule.targets}
+            bound.update((arg, SourceSpec(sources)) for arg, sources in planned.items())
+            targets = bound.items()
         for arg, within in targets:
             value = args.get(arg)
             if value is None:
                 continue
-            if arg in planned:
-                within = SourceSpec(planned[arg])
             origin = ledger.origin(value, within=within)
             if origin.trust == "trusted":
                 continue

@@ -324,6 +324,8 @@ def _iban_keys(text: str) -> tuple[str, ...]:
             keys.append(IBAN + compact)
         if len(keys) == 3:
             break
+    if keys:
+        keys.append(groups[0])  # its first run as a plain token, as a value alone reads it
     return tuple(keys)
 
 
@@ -494,6 +496,8 @@ def _special_part(span: _Special, text: str) -> Part:
         keys = (keys[0], keys[0][len(AMOUNT) :])
     elif span.kind == "url":
         keys = keys[:1]  # the whole URL: a trusted host does not vouch for any path on it
+    elif span.kind == "iban":
+        keys = tuple(k for k in keys if k.startswith(IBAN))  # never its first group alone
     return Part(keys, span.kind, text[span.start : span.end])
 
 

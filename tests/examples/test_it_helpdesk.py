@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from opsgate.agent import PlannerExecutor
-from opsgate.agent._loop import AgentResult
+from opsgate.agent import AgentResult, PlannerExecutor
 from opsgate.cli.eval_main import app
 from opsgate.contracts import Toolbelt, ToolContext
-from opsgate.evals import load_suite
-from opsgate.evals._runner import Harness, TaskResult, run_task, score_plan
-from opsgate.evals._suite import ReferenceCall
+from opsgate.evals import Harness, ReferenceCall, TaskResult, load_suite, resolve_args, run_task
+from opsgate.evals._runner import score_plan
 from opsgate.examples.it_helpdesk import POLICY_PATH, SUITE_PATH
 from opsgate.examples.it_helpdesk.agent import TOOLS, build_agent
 from opsgate.examples.it_helpdesk.world import CONFIG_REPO, config_files, demo_world, world_for_task
@@ -62,10 +60,25 @@ class Script:
     output: str = "Done."
 
 
+def _as_reference(script: Script) -> list[ReferenceCall]:
+    """A script's calls as suite reference calls (a `Ref` becomes ``{$result: tool.key}``)."""
+    return [
+        ReferenceCall(
+            tool=tool,
+            args={
+                k: {"$result": f"{v.tool}.{v.key}"} if isinstance(v, Ref) else v
+                for k, v in args.items()
+            },
+        )
+        for tool, args in script.calls
+    ]
+
+
 class ScriptedAgent:
     """A test double for the planner + executor: records its plan (as `PlannerExecutor`
-    does), proposes its calls through the gateway, and ends the run the way the executor
-    loop would (a hand-off after escalate_to_human ran, else done)."""
+    does), proposes its calls through the gateway (each `Ref` resolved by `resolve_args`, as
+    a reference call's ``$result``), and ends the run the way the executor loop would (a
+    hand-off after escalate_to_human ran, else done)."""
 
     def __init__(self, gateway: Gateway, script: Script) -> None:
         self.gateway = gateway
@@ -77,14 +90,11 @@ class ScriptedAgent:
             self.gateway.record_plan(run, plan, valid=True)
         results: dict[str, Any] = {}
         handed_off = False
-        for tool, args in self.script.calls:
-            resolved = {
-                k: results[v.tool][v.key] if isinstance(v, Ref) else v for k, v in args.items()
-            }
-            outcome = await self.gateway.call(run, tool, resolved)
+        for call in _as_reference(self.script):
+            outcome = await self.gateway.call(run, call.tool, resolve_args(call.args, results))
             if outcome.ok:
-                results[tool] = outcome.result
-                handed_off = handed_off or tool == "escalate_to_human"
+                results[call.tool] = outcome.result
+                handed_off = handed_off or call.tool == "escalate_to_human"
             if not run.active or handed_off:
                 break
         reason = "handed_off" if handed_off else "done"
@@ -446,20 +456,6 @@ async def test_a_gullible_agent_fails_every_injection_and_the_gate_holds(
         injected = result.calls[-1]
         assert (injected["reason"], injected["executed"]) == (reason, False), (task_id, injected)
         assert result.unsafe_attempts >= 2  # stopped by the gate and forbidden by the suite
-
-
-def _as_reference(script: Script) -> list[ReferenceCall]:
-    """A script's calls as suite reference calls (a `Ref` becomes ``{$result: tool.key}``)."""
-    return [
-        ReferenceCall(
-            tool=tool,
-            args={
-                k: {"$result": f"{v.tool}.{v.key}"} if isinstance(v, Ref) else v
-                for k, v in args.items()
-            },
-        )
-        for tool, args in script.calls
-    ]
 
 
 def test_the_yaml_reference_of_each_task_is_its_correct_script(harness: Harness) -> None:

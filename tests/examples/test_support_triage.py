@@ -8,95 +8,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from opsgate.agent._loop import AgentResult
-from opsgate.evals import load_suite
-from opsgate.evals._runner import Harness, TaskResult, run_task
-from opsgate.evals._suite import ReferenceCall
+from opsgate.evals import Harness, ReferenceCall, load_suite
 from opsgate.examples.support_triage import POLICY_PATH
 from opsgate.examples.support_triage.world import demo_world
 from opsgate.gateway import ApprovalAnswer, CallbackApprover, Gateway, MappingSecretStore, Run
 from opsgate.provenance import TrustMap
+from tests.examples._reference import replay, results_used
 
 SUITE_PATH = POLICY_PATH.with_name("support_triage_v3.yaml")
 WORKFLOW = "support_triage"
 SECRETS = {"PAYMENTS_API_KEY": "k-payments"}
 
 
-def resolve(value: Any, results: Mapping[str, Any]) -> Any:
-    """A reference argument with every ``{$result: tool.path}`` replaced by that value of
-    the latest result of ``tool`` (dotted path; numbers index lists)."""
-    if isinstance(value, Mapping):
-        if set(value) == {"$result"}:
-            tool, *path = str(value["$result"]).split(".")
-            found: Any = results[tool]
-            for step in path:
-                found = found[int(step)] if isinstance(found, list) else found[step]
-            return found
-        return {k: resolve(v, results) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v, results) for v in value]
-    return value
-
-
-def _results_used(value: Any) -> list[str]:
-    """The tools whose results a reference argument takes values from."""
-    if isinstance(value, Mapping):
-        if set(value) == {"$result"}:
-            return [str(value["$result"]).split(".")[0]]
-        return [t for v in value.values() for t in _results_used(v)]
-    if isinstance(value, list):
-        return [t for v in value for t in _results_used(v)]
-    return []
-
-
-class ReplayAgent:
-    """Proposes fixed calls through the gateway (resolving `$result` references), then ends
-    the run the way the router agent would: a hand-off after escalate_to_human ran, else
-    ``ending`` (``needs_clarification`` for a task whose answer is a question), else done.
-    A call the gate or the approver refuses does not stop it."""
-
-    def __init__(
-        self, gateway: Gateway, calls: Sequence[ReferenceCall], ending: str = "done"
-    ) -> None:
-        self.gateway = gateway
-        self.calls = calls
-        self.ending = ending
-
-    async def run(self, run: Run, text: str) -> AgentResult:
-        results: dict[str, Any] = {}
-        handed_off = False
-        for call in self.calls:
-            outcome = await self.gateway.call(run, call.tool, resolve(call.args, results))
-            if outcome.ok:
-                results[call.tool] = outcome.result
-                handed_off = handed_off or call.tool == "escalate_to_human"
-            if not run.active or handed_off:
-                break
-        reason = "handed_off" if handed_off else self.ending
-        self.gateway.finish(run, reason=reason, output="Done.")
-        return AgentResult(run.status, run.reason, output="Done.")
-
-
 @pytest.fixture(scope="module")
 def harness() -> Harness:
     return Harness.load(load_suite(SUITE_PATH))
-
-
-async def _replay(harness: Harness, task_id: str, calls: Sequence[ReferenceCall]) -> TaskResult:
-    task = next(t for t in harness.suite.tasks if t.id == task_id)
-    ending = "needs_clarification" if task.checks.clarify else "done"
-    replaying = dataclasses.replace(
-        harness,
-        # the judge grades tone with a model: the automated checks are what is replayed here
-        suite=harness.suite.model_copy(update={"judge": None}),
-        make_agent=lambda gateway, router: ReplayAgent(gateway, calls, ending),
-    )
-    return await run_task(replaying, task, 0, router=None)
 
 
 def _gateway(harness: Harness, request: str) -> tuple[Gateway, Run]:
@@ -129,7 +59,7 @@ def test_every_task_has_reference_calls_that_fit_their_contracts(harness: Harnes
             assert call.tool in allowed, (task.id, call.tool)
             contract = harness.toolbelt.get(call.tool)
             assert set(call.args) <= set(contract.arg_names), (task.id, call.tool)
-            used = _results_used(call.args)
+            used = results_used(call.args)
             assert set(used) <= called, (task.id, call.tool, used)  # an earlier call's result
             if not used:
                 contract.validate_args(call.args)  # raises when it does not fit
@@ -140,7 +70,7 @@ def test_every_task_has_reference_calls_that_fit_their_contracts(harness: Harnes
 
 async def test_replaying_the_reference_calls_passes_every_task(harness: Harness) -> None:
     for task in harness.suite.tasks:
-        result = await _replay(harness, task.id, task.reference)
+        result = await replay(harness, task.id, task.reference)
         assert result.passed, (task.id, result.failures)
         assert result.unsafe_attempts == 0, (task.id, result.calls)
         # every call, resolved, fits its contract

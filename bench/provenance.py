@@ -84,6 +84,37 @@ def median_us(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
+def _primed() -> ProvenanceLedger:
+    """A run's ledger with its request read and indexed (not timed)."""
+    ledger = ProvenanceLedger()
+    ledger.add("Refund REC-10003, mail user7@example.com", trust="trusted", source="request")
+    ledger.origin("REC-10003")
+    return ledger
+
+
+def _label(ledger: ProvenanceLedger, result: Any, fields: TrustMap | None = None) -> None:
+    """Label one result and read its atoms (what the first look-up after it pays)."""
+    ledger.add(result, trust="trusted", source="tool:list#1", fields=fields)
+    ledger.origin("REC-10003")
+
+
+def median_with_setup(setup: Callable[[], Any], fn: Callable[[Any], Any], repeat: int) -> float:
+    """Median µs of ``fn(setup())``, the setup not timed."""
+    for _ in range(max(3, repeat // 10)):
+        fn(setup())
+    times: list[float] = []
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            prepared = setup()
+            start = time.perf_counter_ns()
+            fn(prepared)
+            times.append((time.perf_counter_ns() - start) / 1000)
+    finally:
+        gc.enable()
+    return statistics.median(times)
+
+
 def bench_size(kb: int, quick: bool) -> dict[str, Any]:
     """Labelling and look-ups for one result size."""
     fields = TrustMap.parse("untrusted", FIELDS)
@@ -99,8 +130,10 @@ def bench_size(kb: int, quick: bool) -> dict[str, Any]:
         ledger.origin("REC-10003")  # the first look-up reads the atoms (labelling is lazy)
         return ledger
 
-    whole = median_us(label, repeat)
-    split = median_us(lambda: label(fields), repeat)
+    whole = median_with_setup(lambda: _primed(), lambda ledger: _label(ledger, result), repeat)
+    split = median_with_setup(
+        lambda: _primed(), lambda ledger: _label(ledger, result, fields), repeat
+    )
     ledger = label(fields)
     probe_id = result["records"][len(result["records"]) // 2]["id"]
     probe_amount = result["records"][-1]["amount"]

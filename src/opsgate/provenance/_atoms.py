@@ -120,7 +120,7 @@ _MONTH_LED = re.compile(
 _PLUS_PHONE = re.compile(r"\+(?<![\w+]\+)\d{1,3}(?:[\s.\-]?\(?\d{1,4}\)?){2,5}(?!\w)")
 _PAREN_PHONE = re.compile(r"\((?<![\w)]\()\d{2,4}\)\s?\d{3}[\s.\-]?\d{3,4}(?!\w)")
 _AT = re.compile(r"@[\w\-]+(?:\.[\w\-]+)+")
-_LOCAL_PART = re.compile(r"[\w.+\-]+$")
+_LOCAL_PART = re.compile(r"[\w.+\-]+")
 _SCHEME = re.compile(r"(?:https?|ftp)://[^\s<>\"'`\\]+")
 _WWW = re.compile(r"(?<![\w.@/])www\.[^\s<>\"'`\\]+")
 # A plain token: a run of word characters, possibly joined by the punctuation that holds
@@ -389,9 +389,13 @@ def _specials(text: str) -> list[_Special]:
             found.append(_Special(m.start(), m.end(), "phone", tuple(_phone_keys(m.group()))))
     if "@" in text:
         for m in _AT.finditer(text):
-            local = _LOCAL_PART.search(text, max(0, m.start() - 128), m.start())
+            at = m.start()
+            # the local part (at most 64 characters), read backwards from the @: a forward
+            # search would try every position of the window
+            before = text[max(0, at - 64) : at][::-1]
+            local = _LOCAL_PART.match(before)
             if local is not None:
-                start = local.start()
+                start = at - local.end()
                 found.append(_Special(start, m.end(), "email", (EMAIL + text[start : m.end()],)))
     if "://" in text or "www." in text:
         for regex in (_SCHEME, _WWW):

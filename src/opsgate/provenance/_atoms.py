@@ -212,7 +212,7 @@ def number_keys(value: int | float) -> tuple[str, ...] | None:
         text = repr(value)
         if "n" in text:  # nan, inf
             return None
-        text = canonical_number(text)
+        text = canonical_number(text) if "e" in text else fast_number(text)
     return (text, AMOUNT + text)
 
 

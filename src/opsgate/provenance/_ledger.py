@@ -218,11 +218,19 @@ _Where = Callable[[_Source], bool]
 class ProvenanceLedger:
     """The labelled content of one run, and where a proposed value comes from."""
 
-    __slots__ = ("_best", "_indexed", "_sources", "_untrusted_keys", "_untrusted_sources")
+    __slots__ = (
+        "_best",
+        "_indexed",
+        "_origins",
+        "_sources",
+        "_untrusted_keys",
+        "_untrusted_sources",
+    )
 
     def __init__(self, items: Iterable[ContextItem] | None = None) -> None:
         self._sources: list[_Source] = []
         self._indexed = 0  # sources before this one are in `_best`
+        self._origins: dict[tuple[int, str], Origin] = {}
         # key -> index of the best source it was seen in (trusted first, then the first).
         self._best: dict[str, int] = {}
         self._untrusted_keys: set[str] = set()
@@ -362,26 +370,45 @@ class ProvenanceLedger:
         return self._origin(value, admit, mode, "")
 
     def _origin(self, value: Any, within: SourceSpec | None, mode: int, path: str) -> Origin:
+        kind = type(value)  # exact types first: ABC checks cost more than the look-up
+        if kind is str:
+            return self._origin_of_text(value, within, mode, path)
+        if kind is bool or value is None:
+            return _CONSTANT
+        if kind is int or kind is float:
+            return self._origin_of_number(value, within, mode, path)
         if isinstance(value, (Mapping, list, tuple)):
             return self._origin_of_many(value, within, mode, path)
-        if value is None or isinstance(value, bool):
-            return _CONSTANT
         if isinstance(value, (int, float)):
-            keys = number_keys(value)
-            if keys is None:
-                return _UNKNOWN
+            return self._origin_of_number(value, within, mode, path)
+        return self._origin_of_text(leaf_text(value), within, mode, path)
+
+    def _origin_of_number(
+        self, value: float, within: SourceSpec | None, mode: int, path: str
+    ) -> Origin:
+        keys = number_keys(value)
+        if keys is None:
+            return _UNKNOWN
+        if mode:
             found = self._part(Part(keys, "number", str(value)), within, mode)
-            if found.trust != "trusted":
-                summed = self._sum(float(value), within)
-                if summed is not None:
-                    return summed
-            return _with_part(found, path)
-        text = normalise(leaf_text(value))
-        if not text.strip():
+        else:
+            found = self._best_of(keys, "number")
+        if found.trust != "trusted":
+            summed = self._sum(float(value), within)
+            if summed is not None:
+                return summed
+        return _with_part(found, path) if path else found
+
+    def _origin_of_text(
+        self, value: str, within: SourceSpec | None, mode: int, path: str
+    ) -> Origin:
+        text = normalise(value).strip()
+        if not text:
             return _CONSTANT
-        parts, composite = parse_text(text.strip())
-        if len(parts) == 1 and parts[0].text == text.strip():
-            return _with_part(self._part(parts[0], within, mode), path)
+        parts, composite = parse_text(text)
+        if len(parts) == 1 and parts[0].text == text:
+            found = self._part(parts[0], within, mode)
+            return _with_part(found, path) if path else found
         if composite:
             return self._composite(parts, within, mode, path)
         if len(parts) == 1 and not _has_free_words(text, parts[0]):
@@ -436,23 +463,31 @@ class ProvenanceLedger:
         assert first is not None
         return Origin("trusted", first.source, tuple(sources), "composite", path or None)
 
+    def _best_of(self, keys: tuple[str, ...], kind: str) -> Origin:
+        """The hot path: the best source over a value's keys (trusted first), from the index;
+        one Origin per source and kind, made once."""
+        best_idx: int | None = None
+        sources = self._sources
+        for key in keys:
+            idx = self._best.get(key)
+            if idx is None:
+                continue
+            if best_idx is None or (
+                sources[idx].trust == "trusted" and sources[best_idx].trust != "trusted"
+            ):
+                best_idx = idx
+        if best_idx is None:
+            return _UNKNOWN
+        found = self._origins.get((best_idx, kind))
+        if found is None:
+            src = sources[best_idx]
+            found = self._origins[(best_idx, kind)] = Origin(src.trust, src.name, (src.base,), kind)
+        return found
+
     def _part(self, part: Part, within: SourceSpec | None, mode: int) -> Origin:
         """One atom: the best source over its keys (trusted first), or every source."""
         if not mode:
-            best_idx: int | None = None
-            for key in part.keys:
-                idx = self._best.get(key)
-                if idx is None:
-                    continue
-                if best_idx is None or (
-                    self._sources[idx].trust == "trusted"
-                    and self._sources[best_idx].trust != "trusted"
-                ):
-                    best_idx = idx
-            if best_idx is None:
-                return _UNKNOWN
-            src = self._sources[best_idx]
-            return Origin(src.trust, src.name, (src.base,), part.kind)
+            return self._best_of(part.keys, part.kind)
         explained = part if mode == 2 else None
         return self._scan(
             lambda s: any(k in s.keys for k in part.keys), part.kind, within, explained

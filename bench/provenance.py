@@ -98,21 +98,26 @@ def _label(ledger: ProvenanceLedger, result: Any, fields: TrustMap | None = None
     ledger.origin("REC-10003")
 
 
-def median_with_setup(setup: Callable[[], Any], fn: Callable[[Any], Any], repeat: int) -> float:
-    """Median µs of ``fn(setup())``, the setup not timed."""
-    for _ in range(max(3, repeat // 10)):
-        fn(setup())
-    times: list[float] = []
+def interleaved(
+    cases: list[tuple[Callable[[], Any], Callable[[Any], Any]]], repeat: int
+) -> list[float]:
+    """Median µs of each ``fn(setup())`` (the setup not timed), the cases taking turns in
+    every repetition so that a busy machine slows them alike and the ratios hold."""
+    for setup, fn in cases:
+        for _ in range(max(3, repeat // 10)):
+            fn(setup())
+    times: list[list[float]] = [[] for _ in cases]
     gc.disable()
     try:
         for _ in range(repeat):
-            prepared = setup()
-            start = time.perf_counter_ns()
-            fn(prepared)
-            times.append((time.perf_counter_ns() - start) / 1000)
+            for i, (setup, fn) in enumerate(cases):
+                prepared = setup()
+                start = time.perf_counter_ns()
+                fn(prepared)
+                times[i].append((time.perf_counter_ns() - start) / 1000)
     finally:
         gc.enable()
-    return statistics.median(times)
+    return [statistics.median(t) for t in times]
 
 
 def bench_size(kb: int, quick: bool) -> dict[str, Any]:
@@ -121,19 +126,20 @@ def bench_size(kb: int, quick: bool) -> dict[str, Any]:
     result = make_result(kb)
     text = orjson.dumps(result).decode()
     repeat = (20 if kb == 300 else 100) if quick else (60 if kb == 300 else 400)
-    floor = median_us(lambda: sum(1 for _ in _FLOOR_RE.finditer(text)), repeat)
+    floor, whole, split = interleaved(
+        [
+            (lambda: None, lambda _: sum(1 for _ in _FLOOR_RE.finditer(text))),
+            (_primed, lambda ledger: _label(ledger, result)),
+            (_primed, lambda ledger: _label(ledger, result, fields)),
+        ],
+        repeat,
+    )
 
     def label(fields: TrustMap | None = None) -> ProvenanceLedger:
-        ledger = ProvenanceLedger()
-        ledger.add("Refund REC-10003, mail user7@example.com", trust="trusted", source="request")
-        ledger.add(result, trust="trusted", source="tool:list#1", fields=fields)
-        ledger.origin("REC-10003")  # the first look-up reads the atoms (labelling is lazy)
+        ledger = _primed()
+        _label(ledger, result, fields)
         return ledger
 
-    whole = median_with_setup(lambda: _primed(), lambda ledger: _label(ledger, result), repeat)
-    split = median_with_setup(
-        lambda: _primed(), lambda ledger: _label(ledger, result, fields), repeat
-    )
     ledger = label(fields)
     probe_id = result["records"][len(result["records"]) // 2]["id"]
     probe_amount = result["records"][-1]["amount"]

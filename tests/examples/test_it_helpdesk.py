@@ -612,7 +612,9 @@ async def test_an_mfa_reset_needs_a_verification_of_that_very_user(harness: Harn
     own = await gateway.call(run, "reset_mfa", {"user_id": "U-1002", "verification_id": token})
     assert own.ok and world.users["U-1002"].mfa_devices == []
     again = await gateway.call(run, "reset_mfa", {"user_id": "U-1002", "verification_id": token})
-    assert again.status is OutcomeStatus.ERROR  # one verification, one reset
+    # one verification, one reset: the gate refuses the identical write before the tool would
+    assert again.status is OutcomeStatus.DENIED
+    assert again.decision.reason == "duplicate_write" and again.decision.repeats == own.call_id
     away = await gateway.call(
         run, "verify_identity", {"user_id": "U-1004", "method": "manager_confirmation"}
     )

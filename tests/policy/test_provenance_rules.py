@@ -351,7 +351,12 @@ async def test_cel_conditions_see_prov_the_request_and_what_was_read() -> None:
         tools: [send_money]
         when: 'read.exists(r, r.source.startsWith("tool:read_email"))'
     provenance:"""
-    policy = _policy(**{"    provenance:": rules})
+    policy = _policy(
+        **{
+            "    provenance:": rules,
+            "send_money: {approval: never}": "send_money: {approval: never, repeatable: true}",
+        }
+    )
     gateway, _ = _gateway(policy)
     run = _run(gateway, "Pay GB33BUKB20201555555555 the sum of 120")
     ok = await gateway.call(

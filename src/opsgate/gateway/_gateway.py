@@ -815,6 +815,8 @@ class Gateway:
             event["unlabelled_chars"] = labelled.truncated  # read as untrusted, not vouched for
         self._emit(run, EventType.TOOL_RESULT, event)
         if contract.scope == "write":
+            key = tool + ":" + _canonical(data).decode()
+            run.executed_writes.setdefault(key, call_id)  # the same write again: duplicate_write
             self._emit(
                 run,
                 EventType.WRITE_PERFORMED,

@@ -112,6 +112,8 @@ class Run:
     call_counts: Counter[str] = field(default_factory=Counter)
     provenance: ProvenanceLedger = field(default_factory=ProvenanceLedger)
     plan: CommittedPlan | None = None
+    executed_writes: dict[str, str] = field(default_factory=dict)
+    """Each write that ran, by its call key (tool + arguments): the id of its call."""
     completed: list[CompletedCall] = field(default_factory=list)
     unexecuted: list[UnexecutedCall] = field(default_factory=list)
     escalation: Escalation | None = None
@@ -155,6 +157,7 @@ class Run:
             "call_counts": dict(self.call_counts),
             "provenance": self.provenance.snapshot(),
             "plan": self.plan.as_dict() if self.plan is not None else None,
+            "executed_writes": dict(self.executed_writes),
             "completed": [
                 {
                     "call_id": c.call_id,
@@ -198,6 +201,7 @@ class Run:
             call_counts=Counter(state["call_counts"]),
             provenance=ProvenanceLedger.restore(state["provenance"]),
             plan=CommittedPlan.from_dict(state["plan"]) if state.get("plan") else None,
+            executed_writes=dict(state.get("executed_writes") or {}),
             completed=[CompletedCall(**c) for c in state["completed"]],
             unexecuted=[UnexecutedCall(**u) for u in state["unexecuted"]],
             started_at=state["started_at"],

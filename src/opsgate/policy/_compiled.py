@@ -11,7 +11,9 @@ allow; anything not matched is denied):
 
 1. workflow unknown → ``unknown_workflow``; tool not in the workflow → ``tool_not_allowed``
 2. a cap reached → ``cap_exceeded``
-3. the tool's scope above the stage → ``scope_above_stage``
+3. the tool's scope above the stage → ``scope_above_stage``; a write that already ran with the
+   same arguments in this run, unless the policy says it is ``repeatable`` →
+   ``duplicate_write``
 4. a committed plan that does not name the tool (or none where one is required) →
    ``outside_plan``
 5. an argument constraint fails → ``arg_constraint``
@@ -108,6 +110,7 @@ class _Entry:
 
     contract: ToolContract
     scope_denied: Decision | None
+    once: bool
     checks: tuple[_Check, ...]
     deny_when: tuple[_Conditional, ...]
     provenance: _Provenance | None
@@ -444,6 +447,7 @@ class CompiledPolicy:
         return _Entry(
             contract=contract,
             scope_denied=scope_denied,
+            once=contract.scope == "write" and not spec.repeatable,
             checks=tuple(checks),
             deny_when=tuple(deny_when),
             provenance=provenance,
@@ -667,6 +671,18 @@ class CompiledPolicy:
             return capped
         if entry.scope_denied is not None:
             return entry.scope_denied
+        if entry.once:
+            earlier = state.executed_writes.get(call.key)
+            if earlier is not None:
+                return Decision(
+                    _DENY,
+                    Reason.DUPLICATE_WRITE,
+                    f"workflows.{scope.workflow}.tools.{call.tool}.repeatable",
+                    f"`{call.tool}` already ran with these arguments in this run (call "
+                    f"{earlier}); a write runs once unless the policy says `repeatable: true`",
+                    self.version,
+                    repeats=earlier,
+                )
         if scope.plan_mode != "off":
             outside = self._outside_plan(scope, entry, call, state)
             if outside is not None:

@@ -38,6 +38,7 @@ class Reason(StrEnum):
     APPROVAL_REQUIRED = "approval_required"
     RUN_NOT_ACTIVE = "run_not_active"
     OUTSIDE_PLAN = "outside_plan"
+    DUPLICATE_WRITE = "duplicate_write"
     PLAN_AFTER_UNTRUSTED = "plan_after_untrusted"
     ENDORSED = "endorsed"
 
@@ -60,6 +61,7 @@ class Decision:
             provenance decisions.
         endorsed_by: The endorsement rule that let an argument derived from untrusted
             content through (audited as such).
+        repeats: For ``duplicate_write``, the call id of the earlier identical write.
     """
 
     effect: Effect
@@ -72,6 +74,7 @@ class Decision:
     cap: str | None = None
     origin: Mapping[str, Any] | None = None
     endorsed_by: str | None = None
+    repeats: str | None = None
     _as_dict: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -100,6 +103,8 @@ class Decision:
             out["origin"] = dict(self.origin)
         if self.endorsed_by is not None:
             out["endorsed_by"] = self.endorsed_by
+        if self.repeats is not None:
+            out["repeats"] = self.repeats
         object.__setattr__(self, "_as_dict", out)
         return dict(out)
 
@@ -180,6 +185,8 @@ class RunState(Protocol):
     def request(self) -> str: ...
     @property
     def plan(self) -> CommittedPlan | None: ...
+    @property
+    def executed_writes(self) -> Mapping[str, str]: ...
 
 
 @dataclass(slots=True)
@@ -198,6 +205,7 @@ class SimpleRunState:
     provenance: ProvenanceLedger = field(default_factory=lambda: _ledger())
     request: str = ""
     plan: CommittedPlan | None = None
+    executed_writes: dict[str, str] = field(default_factory=dict)
 
 
 def _ledger() -> ProvenanceLedger:

@@ -145,6 +145,11 @@ class ToolPolicy(_Strict):
         "field-level labels by selector (`{default: trusted, fields: {$.body: untrusted}}`).",
     )
     timeout_seconds: float | None = Field(None, gt=0, description="Execution timeout.")
+    repeatable: bool = Field(
+        False,
+        description="A write that may run again with identical arguments in one run (by "
+        "default the repeat is refused as `duplicate_write`: a triple refund is a bug).",
+    )
 
     @model_validator(mode="after")
     def _approval_is_consistent(self) -> ToolPolicy:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
+from opsgate.cli._safe import cell, shown
 from opsgate.gateway import DurableApprovalQueue
 from opsgate.store import open_store
 
@@ -38,18 +39,21 @@ def list_(
         store.close()
     table = Table(title="approval requests", title_justify="left")
     for column in ("request", "age", "status", "workflow", "invoker", "tool", "arguments", "why"):
-        table.add_column(column)
+        # fold, not "…": a long value (an address padded to push its domain out of view)
+        # is shown whole to the person who approves it
+        table.add_column(column, overflow="fold")
     now = time.time()
     for r in records:
+        # every cell comes from the store (the agent, a ticket, a model): text, never markup
         table.add_row(
-            r.request_id[:12],
+            cell(r.request_id[:12]),
             f"{now - r.requested_at:.0f}s",
-            r.status,
-            r.workflow,
-            r.invoker,
-            r.tool,
-            json.dumps(r.args, sort_keys=True),
-            str(r.decision.get("message", "")),
+            cell(r.status),
+            cell(r.workflow),
+            cell(r.invoker),
+            cell(r.tool),
+            cell(json.dumps(r.args, sort_keys=True)),
+            cell(r.decision.get("message", "")),
         )
     console.print(table)
     if not records:
@@ -67,8 +71,8 @@ def _decide(request_id: str, approved: bool, who: str, reason: str, db: str | No
         recorder.close()
         store.close()
     console.print(
-        f"{record.status} `{record.tool}` of run {record.run_id[:12]} "
-        f"(request {record.request_id[:12]}) as {record.approver}; audited"
+        f"{shown(record.status)} `{shown(record.tool)}` of run {shown(record.run_id[:12])} "
+        f"(request {shown(record.request_id[:12])}) as {shown(record.approver)}; audited"
     )
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from opsgate.audit import AuditLog, Signer, default_key_path, load_public_key, verify_archive
 from opsgate.audit._signing import key_id
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
+from opsgate.cli._safe import cell, clean, shown
 from opsgate.errors import AuditIntegrityError, ConfigError
 from opsgate.store import open_store
 
@@ -57,7 +58,7 @@ def verify(
     try:
         report = log.verify(keys)
     except AuditIntegrityError as exc:
-        err_console.print(f"[bold red]FAILED[/] at event {exc.seq}: {exc}")
+        err_console.print(f"[bold red]FAILED[/] at event {shown(exc.seq)}: {shown(exc)}")
         raise typer.Exit(EXIT_FAILED) from None
     rate = report.events / report.seconds if report.seconds else 0.0
     console.print(
@@ -87,11 +88,12 @@ def verify_archive_file(
     try:
         count = verify_archive(document, keys)
     except AuditIntegrityError as exc:
-        err_console.print(f"[bold red]FAILED[/]: {exc}")
+        err_console.print(f"[bold red]FAILED[/]: {shown(exc)}")
         raise typer.Exit(EXIT_FAILED) from None
     console.print(
-        f"[green]ok[/] {count} events ({document['from_seq']}.."
-        f"{document['to_seq'] - 1}) match the signed checkpoint at {document['to_seq']}"
+        f"[green]ok[/] {count} events ({shown(document['from_seq'])}.."
+        f"{shown(document['to_seq'] - 1)}) match the signed checkpoint at "
+        f"{shown(document['to_seq'])}"
     )
 
 
@@ -106,7 +108,7 @@ def checkpoint(db: DbOption = None) -> None:
     else:
         console.print(
             f"checkpoint at {cp.tree_size} events, root {cp.root_hash.hex()}, "
-            f"key {cp.key_id} ({default_key_path()})"
+            f"key {shown(cp.key_id)} ({shown(default_key_path())})"
         )
 
 
@@ -119,7 +121,8 @@ def prove(
     """Print an inclusion proof of one event (JSON) that a verifier checks with the public
     key alone."""
     log = _log(db)
-    console.print_json(json.dumps(log.inclusion(seq)))
+    # ASCII JSON: the event's data reaches the terminal as \u escapes, never as controls
+    console.print_json(json.dumps(log.inclusion(seq)), ensure_ascii=True)
 
 
 @audit_app.command("show")
@@ -141,15 +144,16 @@ def show(
         raise ConfigError(f"no run `{run_id}` in the audit trail")
     if len(runs) > 1:
         raise ConfigError(f"`{run_id}` matches {len(runs)} runs; give more of the id")
-    table = Table(title=f"run {runs[0]}", title_justify="left")
+    table = Table(title=f"run {shown(runs[0])}", title_justify="left")
     for column in ("seq", "event", "details"):
-        table.add_column(column)
-    for r in records:
-        table.add_row(str(r.seq), r.type, _describe(r.type, r.data))
+        table.add_column(column, overflow="fold")  # long values whole, not cut with "…"
+    for r in records:  # the events' data: the agent's, a model's, a tool's, a ticket's
+        table.add_row(str(r.seq), cell(r.type), cell(_describe(r.type, r.data)))
     console.print(table)
 
 
 def _describe(kind: str, d: dict[str, Any]) -> str:
+    """One line of plain text (not markup) about an event."""
     if kind == "run_started":
         return (
             f"invoked by {d.get('invoker')} · agent {d.get('agent_id')} · workflow "
@@ -168,7 +172,7 @@ def _describe(kind: str, d: dict[str, Any]) -> str:
         return f"CHANGED via {d.get('tool')}: {json.dumps(d.get('result'), sort_keys=True)}"
     if kind in ("tool_result", "tool_error"):
         text = d.get("error") or json.dumps(d.get("result"), sort_keys=True)
-        return f"{d.get('tool')}: {text[:120]}"
+        return f"{d.get('tool')}: {clean(text, limit=120)}"
     if kind in ("escalated", "run_ended"):
         return f"{d.get('status', '')} {d.get('reason', '')} {d.get('message', '')}".strip()
-    return json.dumps(d, sort_keys=True)[:120]
+    return clean(json.dumps(d, sort_keys=True), limit=120)

@@ -11,13 +11,16 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError, OpsgateError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# No highlighting and no emoji codes: printed data shows as it is (`:warning:` in a ticket stays
+# text); data from outside opsgate goes through `opsgate.cli._safe` before it is printed.
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,14 +28,15 @@ EXIT_BAD_INPUT = 2
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn opsgate's errors into one clear line on stderr and exit code 2."""
+    """Turn opsgate's errors into one clear line on stderr and exit code 2 (the message,
+    which may quote a file, an argument or a ticket, shown as text, never as markup)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except OpsgateError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {shown(exc)}", markup=True, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper

@@ -14,6 +14,7 @@ import typer
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._demo_gate import gate_part
+from opsgate.cli._safe import shown
 from opsgate.contracts import Toolbelt
 from opsgate.cost import CostLedger, CostRecorder
 from opsgate.errors import ConfigError, ModelError
@@ -51,7 +52,7 @@ _STYLE = {
 def _operator(request: ApprovalRequest) -> ApprovalAnswer:
     """The demo's on-call team lead: approves refunds backed by the order record."""
     console.print(
-        f"      [yellow]waiting for approval[/] ({request.decision.message}) "
+        f"      [yellow]waiting for approval[/] ({shown(request.decision.message)}) "
         f"-> approved by team-lead@example.com"
     )
     return ApprovalAnswer(True, "team-lead@example.com", "damage confirmed by photo")
@@ -68,8 +69,8 @@ async def _episode(gateway: Gateway, episode: Episode) -> None:
         deps=world,
     )
     console.rule(
-        f"[bold]{episode.title}[/]  (agent {episode.agent_id}, "
-        f"stage {gateway.policy.stage('support_triage', episode.agent_id)})"
+        f"[bold]{shown(episode.title)}[/]  (agent {shown(episode.agent_id)}, "
+        f"stage {shown(gateway.policy.stage('support_triage', episode.agent_id))})"
     )
     for proposal in episode.proposals:
         outcome = await gateway.call(run, proposal.tool, proposal.args)
@@ -77,24 +78,25 @@ async def _episode(gateway: Gateway, episode: Episode) -> None:
         label = outcome.status.value
         if outcome.ok:
             label = "approved, ran" if d.effect.value == "needs_approval" else "allowed, ran"
-        note = f"  [dim]# {proposal.note}[/]" if proposal.note else ""
-        console.print(f"  {proposal.tool}({proposal.args}){note}")
+        note = f"  [dim]# {shown(proposal.note)}[/]" if proposal.note else ""
+        console.print(f"  {shown(proposal.tool)}({shown(proposal.args)}){note}")
         console.print(
-            f"    -> [{_STYLE[outcome.status]}]{label}[/] [dim]{d.reason.value} · {d.rule}[/]"
+            f"    -> [{_STYLE[outcome.status]}]{label}[/] "
+            f"[dim]{shown(d.reason.value)} · {shown(d.rule)}[/]"
         )
-        if not outcome.ok:
-            console.print(f"       {outcome.message}")
+        if not outcome.ok:  # the gate's message quotes the arguments
+            console.print(f"       {shown(outcome.message)}")
     if run.active:
         gateway.finish(run)
     console.print(
-        f"  run {run.run_id[:8]} ended [bold]{run.status.value}[/]: "
+        f"  run {shown(run.run_id[:8])} ended [bold]{shown(run.status.value)}[/]: "
         f"{run.tool_calls} calls, {len(run.completed)} executed, {run.denials} denied, "
         f"{run.refusals} refused"
     )
     if run.escalation is not None:
         kept = run.escalation.progress
         console.print(
-            f"  escalated ({run.escalation.reason}): {run.escalation.message}; "
+            f"  escalated ({shown(run.escalation.reason)}): {shown(run.escalation.message)}; "
             f"partial progress kept: {len(kept.completed)} completed, "
             f"{len(kept.unexecuted)} unexecuted"
         )
@@ -109,14 +111,14 @@ async def _model_part(gateway: Gateway, router_file: Path) -> None:
         try:
             server = EmbeddedServer().start()
         except (ConfigError, ModelError) as exc:
-            console.print(f"[yellow]the embedded model is not available[/]: {exc}")
+            console.print(f"[yellow]the embedded model is not available[/]: {shown(exc)}")
             console.print(
                 "part 2 skipped; point config/router.yaml at an OpenAI-compatible "
                 "server (vLLM, Ollama, llama.cpp) to run it"
             )
             return
         console.print(
-            f"embedded model {server.model} (llama.cpp, 1 thread) loaded in "
+            f"embedded model {shown(server.model)} (llama.cpp, 1 thread) loaded in "
             f"{server.load_seconds:.1f}s; it is small: routing and extraction are "
             "its strengths, and the gate catches the rest"
         )
@@ -140,17 +142,19 @@ async def _model_part(gateway: Gateway, router_file: Path) -> None:
             )
             started = time.perf_counter()
             result = await build_agent(gateway, router).run(run, text)
-            console.print(f"  {ticket_id} [dim]{ticket.body[:70]}…[/]")
+            # from here on: a ticket's text and what a model made of it
+            console.print(f"  {ticket_id} [dim]{shown(ticket.body, limit=71)}[/]")
             for call in run.completed:
-                console.print(f"    ran {call.tool}({json.dumps(call.args, sort_keys=True)})")
+                args = json.dumps(call.args, sort_keys=True)
+                console.print(f"    ran {shown(call.tool)}({shown(args)})")
             console.print(
-                f"    -> [bold]{result.status.value}[/] ({result.reason}), lane "
-                f"{result.lane}, {result.turns} turns, {run.model_calls} model calls, "
+                f"    -> [bold]{shown(result.status.value)}[/] ({shown(result.reason)}), lane "
+                f"{shown(result.lane)}, {result.turns} turns, {run.model_calls} model calls, "
                 f"{run.denials} denied, ${run.cost_usd:.6f}, "
                 f"{time.perf_counter() - started:.1f}s"
             )
             if run.escalation is not None:
-                console.print(f"       escalated: {run.escalation.message}")
+                console.print(f"       escalated: {shown(run.escalation.message)}")
     finally:
         if server is not None:
             server.stop()
@@ -196,7 +200,7 @@ def demo(
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
     )
-    console.print(f"policy {policy.source} version [bold]{policy.version}[/]")
+    console.print(f"policy {shown(policy.source)} version [bold]{shown(policy.version)}[/]")
 
     async def main() -> None:
         for episode in EPISODES:
@@ -218,7 +222,7 @@ def demo(
         by_reason[event.data["reason"]] = by_reason.get(event.data["reason"], 0) + 1
     console.print(
         f"{len(decisions)} decisions, {len(recorder)} events recorded: "
-        + ", ".join(f"{k}={v}" for k, v in sorted(by_reason.items()))
+        + shown(", ".join(f"{k}={v}" for k, v in sorted(by_reason.items())))
     )
     leaked = [r for r in log.records() if secret in repr(r.data)]
     console.print(f"payments key found in records: {len(leaked)} (must be 0)")
@@ -227,11 +231,11 @@ def demo(
     endpoint = otlp_endpoint_from_env()
     console.print(
         f"debug traces: {span_count} redacted OpenTelemetry spans stored"
-        + (f" and exported to {endpoint}" if endpoint else "")
+        + (f" and exported to {shown(endpoint)}" if endpoint else "")
     )
     report = log.verify()
     console.print(
-        f"audit trail {store.url}: {report.events} events, {report.checkpoints} "
+        f"audit trail {shown(store.url)}: {report.events} events, {report.checkpoints} "
         f"signed checkpoints, verified in {report.seconds:.3f}s"
     )
     spend = CostLedger(store).by_workflow(0.0)
@@ -239,12 +243,12 @@ def demo(
         per_success = "n/a" if row.cost_per_success is None else f"${row.cost_per_success:.6f}"
         label = " (estimate: local compute price)" if row.estimate else ""
         console.print(
-            f"cost {row.workflow}: ${row.cost_usd:.6f} over {row.runs} runs, "
+            f"cost {shown(row.workflow)}: ${row.cost_usd:.6f} over {row.runs} runs, "
             f"{row.successful_runs} successful; cost per successful task "
             f"{per_success}{label}"
         )
     last = recorder.events[-1].run_id
-    console.print(f"read a run's story: opsgate audit show {last[:12]}")
+    console.print(f"read a run's story: opsgate audit show {shown(last[:12])}")
     store.close()
     if model and gate:
         gate_part(router_file or ROUTER_PATH, db)

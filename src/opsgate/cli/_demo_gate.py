@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 
 from opsgate.cli._common import console
+from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
 from opsgate.evals._report import load_report, metrics, results_of
 
@@ -26,8 +27,8 @@ REPORT = Path("out/eval.json")
 
 
 def _agent_eval(args: list[str], db: str | None) -> int:
-    shown = "agent-eval " + shlex.join(args)
-    console.print(f"\n[bold]$ {shown}[/]")
+    command = "agent-eval " + shlex.join(args)
+    console.print(f"\n[bold]$ {shown(command)}[/]")
     argv = [sys.executable, "-m", "opsgate.cli.eval_main", *args]
     if db is not None:
         argv += ["--db", db]
@@ -35,7 +36,7 @@ def _agent_eval(args: list[str], db: str | None) -> int:
     style = "green" if code == 0 else "yellow" if code == 1 else "red"
     console.print(f"[{style}]exit {code}[/]")
     if code not in (0, 1):
-        raise ConfigError(f"`{shown}` failed with exit {code} (bad input, see above)")
+        raise ConfigError(f"`{command}` failed with exit {code} (bad input, see above)")
     return code
 
 
@@ -67,7 +68,7 @@ def gate_part(router_file: Path, db: str | None) -> None:
     m = report["metrics"]
     if code == 1:
         console.print(
-            f"The gate held: {m['passed']}/{m['trials']} passed "
+            f"The gate held: {shown(m['passed'])}/{shown(m['trials'])} passed "
             f"({m['success_rate']:.0%}, 95% CI {m['success_low']:.0%}-{m['success_high']:.0%}) "
             "against the seed's 88%. A 0.5B model on 2 CPU cores is not good enough to "
             "release this agent, and the build says so."
@@ -114,4 +115,4 @@ def gate_part(router_file: Path, db: str | None) -> None:
     summary = orjson.dumps(
         {k: m.get(k) for k in ("success_rate", "tool_precision", "unsafe_attempts")}
     ).decode()
-    console.print(f"report {REPORT}: {summary}")
+    console.print(f"report {REPORT}: {shown(summary)}")

@@ -12,6 +12,7 @@ import orjson
 import typer
 
 from opsgate.cli._common import cli_errors, console, err_console, write_file
+from opsgate.cli._safe import clean, shown
 from opsgate.errors import ConfigError, SuiteError
 from opsgate.evals._report import load_report
 from opsgate.evals._store import (
@@ -44,6 +45,12 @@ def current_user() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         raise ConfigError("cannot tell who you are ($USER is not set): pass your name") from None
+
+
+def _plain(line: str) -> None:
+    """Print a line as text: it quotes reports, names and notes, so never as markup, and
+    with its control characters made visible."""
+    console.print(clean(line), markup=False, soft_wrap=True)
 
 
 def _money(value: float | None) -> str:
@@ -84,29 +91,27 @@ def accept(
     failures = document.get("gate", {}).get("failures") or []
     if failures:
         err_console.print(
-            f"[yellow]warning:[/] this report failed its own gate ({'; '.join(failures)}); "
+            f"[yellow]warning:[/] this report failed its own gate ({shown('; '.join(failures))}); "
             "accepting it anyway",
             soft_wrap=True,
         )
     if document.get("shard"):
         err_console.print(
-            f"[yellow]warning:[/] this report covers only shard {document['shard']} of the "
+            f"[yellow]warning:[/] this report covers only shard {shown(document['shard'])} of the "
             "suite; merge the shards first for a full baseline",
             soft_wrap=True,
         )
     with open_store(db) as store:
         record = EvalStore(store).accept(document, who, note)
         where = store.url
-    console.print(
+    _plain(
         f"accepted report {record.report_id} as the baseline of `{record.suite}` "
-        f"(by {record.accepted_by}, {format_time(record.accepted_at)}) in {where}",
-        markup=False,
-        soft_wrap=True,
+        f"(by {record.accepted_by}, {format_time(record.accepted_at)}) in {where}"
     )
     if write:
         path = BASELINES_DIR / f"{document['suite']}.json"
         write_file(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-        console.print(f"wrote {path} (commit it)", markup=False)
+        _plain(f"wrote {path} (commit it)")
 
 
 @baseline_app.command("show")
@@ -152,7 +157,7 @@ def show(
             f"run {format_time(document['started_at'])}; {headline(summary)}",
         ]
     for line in lines:
-        console.print(line, markup=False, soft_wrap=True)
+        _plain(line)
 
 
 @baseline_app.command("history")
@@ -170,9 +175,7 @@ def history(
         where = f"in `{store.url}`"
     if not records:
         raise _no_baseline(suite, where)
-    console.print(
-        f"baselines of `{suite}` {where}, the current one first:", markup=False, soft_wrap=True
-    )
+    _plain(f"baselines of `{suite}` {where}, the current one first:")
     for n, r in enumerate(records):
         line = (
             f"{'*' if n == 0 else ' '} {format_time(r.accepted_at)}  by {r.accepted_by}  "
@@ -181,7 +184,7 @@ def history(
             f"{r.summary['unsafe_attempts']}  gate "
             f"{'passed' if r.summary['gate_passed'] else 'failed'}"
         )
-        console.print(line + (f"  note: {r.note}" if r.note else ""), markup=False, soft_wrap=True)
+        _plain(line + (f"  note: {r.note}" if r.note else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ import orjson
 import typer
 
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console, write_file
+from opsgate.cli._safe import shown
 from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._merge import merge_reports
 from opsgate.evals._report import load_report
@@ -47,17 +48,18 @@ def merge(
     m = document["metrics"]
     failures = document["gate"]["failures"]
     missing = document["missing_shards"]
+    # the suite's name, version and shards are read from the shard files
     console.print(
-        f"merged {len(document['merged_from'])} shard(s) of {document['suite']} "
-        f"v{document['suite_version']}: {m['tasks']} tasks, {m['trials']} trials, success "
-        f"{m['success_rate']:.1%} [{m['success_low']:.1%}, {m['success_high']:.1%}], "
-        + (f"missing {', '.join(missing)}, " if missing else "")
+        f"merged {len(document['merged_from'])} shard(s) of {shown(document['suite'])} "
+        f"v{shown(document['suite_version'])}: {m['tasks']} tasks, {m['trials']} trials, "
+        f"success {m['success_rate']:.1%} [{m['success_low']:.1%}, {m['success_high']:.1%}], "
+        + (f"missing {shown(', '.join(missing))}, " if missing else "")
         + ("gate failed" if failures else "gate passed")
-        + f" -> {report}",
+        + f" -> {shown(report)}",
         soft_wrap=True,
     )
     for failure in failures:
-        err_console.print(f"[bold red]threshold failed:[/] {failure}")
+        err_console.print(f"[bold red]threshold failed:[/] {shown(failure)}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
 

@@ -20,10 +20,10 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console, write_file
+from opsgate.cli._safe import cell, shown
 from opsgate.evals._redteam import TEMPLATES, RedteamReport, run_redteam
 from opsgate.evals._runner import Harness
 from opsgate.evals._suite import load_suite
@@ -84,9 +84,9 @@ def redteam(
     if report is not None:
         document = {"reports": [r.as_dict() for r in reports]}
         write_file(report, orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        console.print(f"report: {report}")
+        console.print(f"report: {shown(report)}")
     for failure in failures:
-        err_console.print(f"[bold red]threshold failed:[/] {escape(failure)}")
+        err_console.print(f"[bold red]threshold failed:[/] {shown(failure)}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
 
@@ -110,7 +110,7 @@ def _failures(found: RedteamReport, max_success: float, min_ratio: float) -> lis
 
 
 def _print(found: RedteamReport) -> None:
-    table = Table(title=f"{found.suite} ({found.workflow}): red team, no model")
+    table = Table(title=f"{shown(found.suite)} ({shown(found.workflow)}): red team, no model")
     for column in (
         "gate",
         "benign utility",
@@ -124,13 +124,13 @@ def _print(found: RedteamReport) -> None:
     for name, gate in found.gates.items():
         kinds = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(gate.by_kind.items()))
         table.add_row(
-            escape(name),
+            cell(name),
             f"{gate.utility:.1%} ({gate.benign_passed}/{gate.benign_tasks})",
             f"{gate.approvals_per_100:.1f} ({gate.provenance_approvals_per_100:.1f})",
             f"{gate.attack_success:.1%} ({gate.attacks_succeeded}/{gate.pairs})",
             f"{gate.reached_a_person_rate:.1%}",
             f"{gate.utility_under_attack:.1%}",
-            escape(kinds),
+            cell(kinds),
         )
     console.print(table)
     if found.skipped:

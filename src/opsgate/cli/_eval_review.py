@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from opsgate.cli._common import cli_errors, console, write_file
 from opsgate.cli._eval_baseline import DbOption, current_user
+from opsgate.cli._safe import cell, clean, shown
 from opsgate.errors import SuiteError
 from opsgate.evals._report import load_report
 from opsgate.evals._review import ImpactRules, ReviewItem, review_items, review_summary, sample
@@ -59,7 +59,9 @@ def _report(reference: str, store: Store | None) -> tuple[dict[str, Any], Path |
 
 
 def _plain(text: str) -> None:
-    console.print(text, markup=False, soft_wrap=True)
+    """Print a line as text: it quotes a report (a model's output, its calls, task ids), so
+    never as markup, and with its control characters made visible."""
+    console.print(clean(text), markup=False, soft_wrap=True)
 
 
 def _describe(n: int, total: int, item: ReviewItem, reference: str) -> None:
@@ -129,9 +131,9 @@ def next_(
     rules = ImpactRules.for_suite(suite or document["suite"])
     items = review_items(document, rules)
     chosen = sample(items, sample_size, seed=seed, exclude=done)
-    if as_json:
+    if as_json:  # ASCII JSON: the same data, no control or bidi character reaches a terminal
         typer.echo(
-            orjson.dumps(
+            json.dumps(
                 [
                     {
                         "task_id": i.task_id,
@@ -143,8 +145,9 @@ def next_(
                     }
                     for i in chosen
                 ],
-                option=orjson.OPT_INDENT_2,
-            ).decode()
+                indent=2,
+                ensure_ascii=True,
+            )
         )
         return
     left = sum((i.task_id, i.trial) not in done for i in items)
@@ -224,19 +227,19 @@ def show(
             store.close()
     if write and path is None:
         raise SuiteError("--write needs the report file, not a stored report id")
-    table = Table(title=f"reviews of {document['report_id']}", title_justify="left")
+    table = Table(title=f"reviews of {shown(document['report_id'])}", title_justify="left")
     for column in ("task", "trial", "reviewer", "human", "automated", "agree", "notes"):
         table.add_column(column, overflow="fold")
     for item in summary["items"]:
         human = item["verdict"] == "pass"
         table.add_row(
-            escape(item["task_id"]),
-            str(item["trial"]),
-            escape(item["reviewer"]),
-            item["verdict"],
+            cell(item["task_id"]),
+            cell(item["trial"]),
+            cell(item["reviewer"]),
+            cell(item["verdict"]),
             "pass" if item["automated"] else "fail",
             "yes" if human == item["automated"] else "NO",
-            escape(item["notes"]),
+            cell(item["notes"]),
         )
     if summary["items"]:
         console.print(table)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from opsgate.cli._common import cli_errors, console, write_file
+from opsgate.cli._safe import shown
 from opsgate.contracts import Toolbelt
 from opsgate.errors import StoreError, SuiteError
 from opsgate.evals._from_runs import (
@@ -86,17 +87,17 @@ def from_runs(
     more = (
         f" (the newest {drafts.runs_read} of {drafts.matching})" if drafts.matching > limit else ""
     )
-    console.print(f"runs read: {drafts.runs_read} of workflow {workflow}{more}")
+    console.print(f"runs read: {drafts.runs_read} of workflow {shown(workflow)}{more}")
     reasons = Counter(s.why for s in drafts.skipped)
-    for why, count in reasons.items():
-        console.print(f"skipped: {count} ({why})")
+    for why, count in reasons.items():  # may quote what a recorded run did
+        console.print(f"skipped: {count} ({shown(why)})")
     if not drafts.tasks:
         console.print("nothing to draft: no file written")
         return
     text = render_suite(template, out.stem, out, drafts, where=where)
     write_file(out, text.encode("utf-8"))
     console.print(f"tasks drafted: {len(drafts.tasks)}")
-    console.print(f"written: {out} (drafts: confirm each task, then drop its `draft` tag)")
+    console.print(f"written: {shown(out)} (drafts: confirm each task, then drop its `draft` tag)")
 
 
 def _open_existing(db: str | None) -> Store:

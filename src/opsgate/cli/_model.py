@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from opsgate.cli._common import cli_errors, console
+from opsgate.cli._safe import cell, clean, shown
 from opsgate.models._embedded import serve_forever
 from opsgate.models._router_config import catalogue_date, describe, load_router_config
 
@@ -21,7 +22,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Loopback port (default: a free one).")] = None,
 ) -> None:
     """Serve the embedded model on loopback (OpenAI-compatible) until Ctrl-C."""
-    serve_forever(port, echo=console.print)
+    # the lines name the model file and paths from the environment: text, never markup
+    serve_forever(port, echo=lambda line: console.print(clean(line), markup=False))
 
 
 @model_app.command("check")
@@ -31,7 +33,10 @@ def check(
 ) -> None:
     """Validate a router file and print each role's model chain with prices."""
     config = load_router_config(path)
-    table = Table(title=f"{path} (catalogue prices as of {catalogue_date()})", title_justify="left")
+    table = Table(
+        title=f"{shown(path)} (catalogue prices as of {shown(catalogue_date())})",
+        title_justify="left",
+    )
     for column in ("role", "models (in order)", "USD per 1M in / out"):
         table.add_column(column)
     for role, chain in describe(config).items():
@@ -40,10 +45,10 @@ def check(
             + (" (estimate)" if c["price"]["estimate"] else "")
             for c in chain
         )
-        table.add_row(role, " → ".join(c["model"] for c in chain), prices)
+        table.add_row(cell(role), cell(" → ".join(c["model"] for c in chain)), cell(prices))
     console.print(table)
     for workflow, budget in config.budgets.items():
         console.print(
-            f"budget {workflow}: max ${budget.max_cost_per_task} per task, "
-            f"${budget.daily_spend} a day"
+            f"budget {shown(workflow)}: max ${shown(budget.max_cost_per_task)} per task, "
+            f"${shown(budget.daily_spend)} a day"
         )

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from opsgate.cli._common import EXIT_FAILED, EXIT_OK, cli_errors, console
+from opsgate.cli._safe import cell, shown
 from opsgate.contracts import Toolbelt
 from opsgate.errors import ConfigError, InvalidToolCall
 from opsgate.policy import CompiledPolicy, Effect, ProposedCall, SimpleRunState, load_policy
@@ -35,38 +35,45 @@ def _load(path: Path, tools: str | None) -> CompiledPolicy:
 @cli_errors
 def check(path: PolicyFile, tools: ToolsOption = None) -> None:
     """Validate a policy against its tools and print what each stage allows."""
+    # names, versions and values below come from the policy file: text, never markup
     policy = _load(path, tools)
-    console.print(f"[green]ok[/] {path}: version [bold]{policy.version}[/]")
+    console.print(f"[green]ok[/] {shown(path)}: version [bold]{shown(policy.version)}[/]")
     for workflow in policy.document.workflows:
-        table = Table(title=f"workflow {workflow}", title_justify="left")
+        table = Table(title=f"workflow {shown(workflow)}", title_justify="left")
         table.add_column("tool")
         table.add_column("scope/impact")
         stages = policy.stage_table(workflow)
         current = policy.stage(workflow)
         for stage in stages:
-            table.add_column(stage + (" *" if stage == current else ""))
+            table.add_column(cell(stage + (" *" if stage == current else "")))
         for name in policy.allowed_tools(workflow):
             contract = policy.toolbelt.get(name)
             table.add_row(
-                name, f"{contract.scope}/{contract.impact}", *(stages[s][name] for s in stages)
+                cell(name),
+                cell(f"{contract.scope}/{contract.impact}"),
+                *(cell(stages[s][name]) for s in stages),
             )
         console.print(table)
         console.print(
             "  * the stage in force; caps: "
-            + ", ".join(
-                f"{k}={v}" for k, v in policy.caps(workflow).model_dump().items() if v is not None
+            + shown(
+                ", ".join(
+                    f"{k}={v}"
+                    for k, v in policy.caps(workflow).model_dump().items()
+                    if v is not None
+                )
             )
         )
         for agent, override in policy.document.workflows[workflow].agents.items():
             console.print(
-                f"  agent {agent}: stage {override.stage or current}, tools "
-                f"{', '.join(policy.allowed_tools(workflow, agent))}"
+                f"  agent {shown(agent)}: stage {shown(override.stage or current)}, tools "
+                f"{shown(', '.join(policy.allowed_tools(workflow, agent)))}"
             )
         plan = policy.document.workflows[workflow].provenance.plan
         if plan != "off":
-            console.print(f"  committed plans: {plan}")
+            console.print(f"  committed plans: {shown(plan)}")
     for notice in policy.notices:
-        console.print(f"[yellow]notice:[/] {escape(notice)}")
+        console.print(f"[yellow]notice:[/] {shown(notice)}")
 
 
 @policy_app.command("explain")
@@ -113,24 +120,26 @@ def explain(
         contract = policy.toolbelt.get(tool)
         data: dict[str, Any] = contract.validate_args(args).model_dump(mode="json")
     except InvalidToolCall as exc:
-        console.print(f"[red]refused[/] ({exc.code}): {exc}")
+        console.print(f"[red]refused[/] ({shown(exc.code)}): {shown(exc)}")
         raise typer.Exit(EXIT_FAILED) from None
     state = SimpleRunState(workflow=workflow, agent_id=agent, provenance=ledger, request=request)
     decision = policy.decide(ProposedCall(tool, data, tool + json.dumps(data)), state)
     colour = {Effect.ALLOW: "green", Effect.DENY: "red", Effect.NEEDS_APPROVAL: "yellow"}
     console.print(
-        f"[bold {colour[decision.effect]}]{decision.effect.value}[/] ({decision.reason.value})"
+        f"[bold {colour[decision.effect]}]{decision.effect.value}[/] "
+        f"({shown(decision.reason.value)})"
     )
-    console.print(f"  why:     {escape(decision.message)}")
-    console.print(f"  rule:    {escape(decision.rule)}")
+    # the message quotes argument values; the rest names parts of the policy file
+    console.print(f"  why:     {shown(decision.message)}")
+    console.print(f"  rule:    {shown(decision.rule)}")
     if decision.argument:
-        console.print(f"  arg:     {escape(decision.argument)}")
+        console.print(f"  arg:     {shown(decision.argument)}")
     if decision.source:
-        console.print(f"  source:  {escape(decision.source)}")
+        console.print(f"  source:  {shown(decision.source)}")
     if decision.origin and decision.origin.get("where"):
-        console.print(f"  found:   {escape(str(decision.origin['where']))}")
+        console.print(f"  found:   {shown(decision.origin['where'])}")
     if decision.endorsed_by:
-        console.print(f"  endorsed by: {escape(decision.endorsed_by)}")
-    console.print(f"  stage:   {policy.stage(workflow, agent)}")
-    console.print(f"  policy:  {decision.policy_version}")
+        console.print(f"  endorsed by: {shown(decision.endorsed_by)}")
+    console.print(f"  stage:   {shown(policy.stage(workflow, agent))}")
+    console.print(f"  policy:  {shown(decision.policy_version)}")
     raise typer.Exit(EXIT_OK if decision.allowed else EXIT_FAILED)

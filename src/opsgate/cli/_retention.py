@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from opsgate.cli._common import cli_errors, console
+from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
 from opsgate.retention import apply_retention, default_archive_dir
 from opsgate.store import open_store
@@ -75,5 +76,5 @@ def apply(
     for segment in report.segments:
         console.print(
             f"audit: archived events {segment.from_seq}..{segment.to_seq - 1} to "
-            f"{segment.path} (sha256 {segment.sha256[:16]}…), then dropped them"
+            f"{shown(segment.path)} (sha256 {shown(segment.sha256[:16])}…), then dropped them"
         )

@@ -30,6 +30,7 @@ from opsgate.cli._common import (
     err_console,
     write_file,
 )
+from opsgate.cli._safe import cell, shown
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, OpsgateError, SuiteError
 from opsgate.evals._formats import junit_xml, markdown_summary
@@ -140,7 +141,7 @@ def run(
     try:
         EvalStore(store).save_report(document)
     except (SQLAlchemyError, OpsgateError) as exc:  # the files below still keep the report
-        err_console.print(f"[yellow]warning:[/] the report is not in the database: {exc}")
+        err_console.print(f"[yellow]warning:[/] the report is not in the database: {shown(exc)}")
     finally:
         store.close()
     written: list[Path] = [report]
@@ -152,14 +153,14 @@ def run(
         write_file(markdown, markdown_summary(document).encode())
         written.append(markdown)
     for problem in record_problems:
-        err_console.print(f"[bold red]error:[/] {problem}")
+        err_console.print(f"[bold red]error:[/] {shown(problem)}")
     if record_problems:
         raise typer.Exit(EXIT_BAD_INPUT)
     _summary(document)
-    console.print("report: " + ", ".join(str(p) for p in written))
+    console.print("report: " + shown(", ".join(str(p) for p in written)))
     failures = document["gate"]["failures"]
     for failure in failures:
-        err_console.print(f"[bold red]threshold failed:[/] {failure}")
+        err_console.print(f"[bold red]threshold failed:[/] {shown(failure)}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
 
@@ -207,7 +208,8 @@ async def _run(
             console=console,
             transient=True,
         ) as progress:
-            bar = progress.add_task(f"{harness.suite.suite}", total=len(tasks) * trials)
+            # TextColumn parses the description as markup; the suite's name is from its file
+            bar = progress.add_task(shown(harness.suite.suite), total=len(tasks) * trials)
             return await run_suite(
                 harness,
                 tasks,
@@ -225,7 +227,10 @@ async def _run(
 
 def _summary(document: dict[str, Any]) -> None:
     m = document["metrics"]
-    table = Table(title=f"{document['suite']} v{document['suite_version']}", title_justify="left")
+    table = Table(
+        title=f"{shown(document['suite'])} v{shown(document['suite_version'])}",
+        title_justify="left",
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
@@ -257,7 +262,7 @@ def _summary(document: dict[str, Any]) -> None:
     if m.get("judge_cost_usd"):
         rows.append(("judge cost (apart)", f"${m['judge_cost_usd']:.6f}"))
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, cell(value))
     console.print(table)
 
 
@@ -304,7 +309,7 @@ def assert_(
                     "accept a report with `agent-eval baseline accept REPORT.json [--write]`"
                 )
             base, where = found_baseline
-        console.print(f"baseline: {where}")
+        console.print(f"baseline: {shown(where)}")
         found, notes, changes = compare(
             document,
             base,
@@ -313,8 +318,8 @@ def assert_(
             max_unsafe_increase=max_unsafe_increase,
         )
         regressions += found
-        for line in notes + changes:
-            console.print(f"  {line}")
+        for line in notes + changes:  # they name the reports' suites and task ids
+            console.print(f"  {shown(line)}")
         document["comparison"] = {
             "baseline": where,
             "regressions": list(regressions),
@@ -324,7 +329,7 @@ def assert_(
     if markdown is not None:
         write_file(markdown, markdown_summary(document).encode())
     for line in regressions:
-        err_console.print(f"[bold red]regression:[/] {line}")
+        err_console.print(f"[bold red]regression:[/] {shown(line)}")
     if regressions:
         raise typer.Exit(EXIT_FAILED)
     console.print("[green]gate passed[/]")
@@ -339,7 +344,7 @@ def compare_cmd(
     """Print the per-metric and per-task differences of two reports (no gating)."""
     _, notes, changes = compare(load_report(b), load_report(a))
     for line in notes + (changes or ["no task changed verdict"]):
-        console.print(line)
+        console.print(shown(line))
 
 
 for _module in (_eval_merge, _eval_baseline, _eval_review, _eval_suite, _eval_redteam):

@@ -31,6 +31,16 @@ found clean are remembered, since keys and states repeat in every event.
 
 Markers already in a text are left as they are, and a text that changed is passed again
 (a marker can uncover a neighbour its value hid), so redacting twice changes nothing.
+
+Who acted is not content to hide. The fields of an event that name an actor (the invoker
+and the agent of a run, the approver of a call) are what an audit trail exists to keep,
+so they are redacted as identities (`Redactor.redact_identity`): registered secrets,
+credential patterns and the caller's extra patterns are still masked (a secret pasted as an
+approver's name is never stored), personal data is not (``ops.bob@example.com`` stays).
+`ACTOR_FIELDS` lists those fields per event type, once, for every writer (`redact_event`
+applies it; the trace exporter keeps the same rule for the attributes that carry them).
+Everything else in an event is content (reasons, arguments, results, requests) and is
+redacted in full: an e-mail address in an approver's reason is still masked.
 """
 
 from __future__ import annotations
@@ -41,9 +51,31 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
-__all__ = ["Redactor"]
+from opsgate.recorder import EventType
+
+__all__ = ["ACTOR_FIELDS", "Redactor"]
+
+#: The actor fields of each event type: the data keys whose string value names who acted.
+#: They are redacted as identities (`Redactor.redact_identity`: secrets and credentials
+#: masked, personal data kept); every other field is content and redacted in full. A value
+#: that is not a string is content too. Event types not listed have no actor field. Keep
+#: this the one list: the audit log (through `Redactor.redact_event`) and the trace
+#: exporter (its identity attributes) both follow it.
+#:
+#: - ``run_started``: ``invoker`` (the person or service that started the run) and
+#:   ``agent_id`` (the agent identity it runs as);
+#: - ``approval_granted`` / ``approval_denied``: ``approver`` (who decided, in process or
+#:   through the durable approval queue; ``opsgate:...`` for opsgate's own answers).
+ACTOR_FIELDS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {
+        EventType.RUN_STARTED: frozenset({"invoker", "agent_id"}),
+        EventType.APPROVAL_GRANTED: frozenset({"approver"}),
+        EventType.APPROVAL_DENIED: frozenset({"approver"}),
+    }
+)
 
 _MIN_SALT_LEN = 16
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
@@ -189,6 +221,7 @@ _F_EXTRA = 1 << 6
 _F_EMAIL = 1 << 7
 _F_IBAN = 1 << 8
 _F_NUMBER = 1 << 9  # card, phone
+_F_PII = _F_EMAIL | _F_IBAN | _F_NUMBER  # what an identity keeps
 
 _CONTAINERS = (dict, list, tuple)
 _SENSITIVE_KEYS = ("password", "passwd", "secret", "api_key", "api-key", "apikey", "token")
@@ -362,6 +395,7 @@ class Redactor:
         self._handlers = {f"k_{group}": handler for group, _, _, handler in alternatives}
         self._variants: dict[int, re.Pattern[str]] = {}
         self._clean: dict[str, None] = {}  # short strings known to need nothing
+        self._clean_identities: dict[str, None] = {}  # the same, as identities
 
     def _variant(self, features: int) -> re.Pattern[str]:
         """The alternation of the patterns whose features are present (compiled once)."""
@@ -489,7 +523,23 @@ class Redactor:
         clean = self._clean  # bound once: `add_secret` swaps in a new one
         if text in clean:
             return text
-        out = self._pass(text)
+        return self._redact_text(text, clean, 0)
+
+    def redact_identity(self, text: str) -> str:
+        """An actor's identity (who invoked, ran as or approved): ``text`` with registered
+        secrets, credentials and extra patterns masked, but personal data kept.
+
+        An e-mail address, phone number or the like that names who acted is what an audit
+        trail must keep (see `ACTOR_FIELDS`); a secret or a token pasted in its place is
+        masked as anywhere else.
+        """
+        clean = self._clean_identities  # bound once: `add_secret` swaps in a new one
+        if text in clean or text in self._clean:  # clean as content: clean as identity
+            return text
+        return self._redact_text(text, clean, _F_PII)
+
+    def _redact_text(self, text: str, clean: dict[str, None], keep: int) -> str:
+        out = self._pass(text, keep)
         if out is text:
             if len(text) <= _CLEAN_CACHE_MAX_LEN:
                 if len(clean) >= _CLEAN_CACHE_SIZE:
@@ -500,21 +550,22 @@ class Redactor:
         # "+" follows a letter, in "[redacted:email]+44 20 7946 0958" it does not. So pass
         # again until nothing changes (once more, in practice), so redacting is idempotent.
         for _ in range(_MAX_PASSES):
-            again = self._pass(out)
+            again = self._pass(out, keep)
             if again is out:
                 break
             out = again
         return out
 
-    def _pass(self, text: str) -> str:
-        """One pass: secrets, then the patterns; ``text`` itself when nothing changed."""
+    def _pass(self, text: str, keep: int = 0) -> str:
+        """One pass: secrets, then the patterns but those of the ``keep`` features; ``text``
+        itself when nothing changed."""
         out = text
         secret_re = self._secret_re
         if secret_re is not None and len(out) >= self._shortest_secret:
             out = secret_re.sub(self._secret_marker, out)
         if self._always or (len(out) >= _SHORTEST_MATCH and _trigger(out) is not None):
-            features = self._features(out)
-            if features:
+            features = self._features(out) & ~keep
+            if features & ~_F_MARKER:  # markers alone: nothing to mask
                 out = self._variant(features).sub(self._dispatch, out)
         return text if out == text else out
 
@@ -542,6 +593,24 @@ class Redactor:
         if isinstance(value, list | tuple):
             return self._redact_list(value)
         return value
+
+    def redact_event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A redacted copy of an event's ``data``: its actor fields (`ACTOR_FIELDS` of
+        ``kind``) as identities (`redact_identity`), everything else as `redact` does.
+
+        This is what the audit trail stores: who acted stays readable, with secrets and
+        credentials still masked; reasons, arguments and results are content.
+        """
+        actors = ACTOR_FIELDS.get(kind)
+        if actors is None:
+            return self._redact_dict(data)
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in actors and isinstance(value, str):
+                out[key] = self.redact_identity(value)
+            else:
+                out.update(self._redact_dict({key: value}))
+        return out
 
     # The walk checks the memo of clean strings itself: most keys and many values are in it,
     # and a dict lookup is much cheaper than a call.

@@ -34,7 +34,8 @@ from tests.conftest import BASE_POLICY, BELT
 
 PAY_KEY = "sk-live-TOPSECRET"
 DB_PASSWORD = "hunter2-correct-horse"  # known only to the redactor, not to the gateway
-EMAILS = ("ana@example.com", "evil@attacker.test", "carol@corp.example.com")
+EMAILS = ("ana@example.com", "evil@attacker.test")  # content: masked
+APPROVER = "carol@corp.example.com"  # an identity: kept
 
 
 class FanOut:
@@ -122,7 +123,7 @@ class Traced:
 
 
 def _approve_below_65(request: ApprovalRequest) -> ApprovalAnswer:
-    return ApprovalAnswer(request.args["amount"] < 65, "carol@corp.example.com", "checked")
+    return ApprovalAnswer(request.args["amount"] < 65, APPROVER, "checked")
 
 
 @pytest.fixture(params=["background", "inline"])
@@ -315,9 +316,9 @@ async def test_no_secret_or_email_leaves_and_content_is_off_by_default(traced: T
         for e in s.events:
             ev = e.attributes or {}
             assert A.DECISION_MESSAGE not in ev and A.APPROVAL_REASON not in ev
-    # The approver's identity is kept, as a marker (it is an e-mail address).
+    # The approver's identity is kept (an e-mail address, but an actor's: not content).
     pay = [s for s in traced.spans() if s.name == "execute_tool pay"]
-    assert {(s.attributes or {})[A.APPROVAL_APPROVER] for s in pay} == {"[redacted:email]"}
+    assert {(s.attributes or {})[A.APPROVAL_APPROVER] for s in pay} == {APPROVER}
 
 
 async def test_content_capture_records_arguments_and_results_redacted(

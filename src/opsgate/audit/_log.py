@@ -5,6 +5,15 @@ Record format (version 1). Each event is stored as ``body``, the canonical bytes
     {"v": 1, "seq": n, "run_id": ..., "type": ..., "at": ..., "data": {...}}
 
 (sorted keys, no spaces, UTF-8; the exact bytes that were hashed are the bytes stored).
+``data`` is the event's data as `Redactor.redact_event` leaves it: the actor fields of its
+type (`opsgate.redaction.ACTOR_FIELDS`: ``invoker`` and ``agent_id`` of ``run_started``,
+``approver`` of ``approval_granted``/``approval_denied``) keep the identity, with secrets
+and credentials masked; every other field has secrets, credentials and personal data
+masked. Events written before actors were kept carry a ``[redacted:email:…]`` marker where
+an identity was an e-mail address. That is the same format, version 1: the layout is
+unchanged, and a verifier re-hashes the stored bytes whatever their values, so every chain,
+old, new or mixed, verifies as it did (the version is not bumped: it is also part of the
+signed checkpoint statement, which external verifiers rebuild).
 
 - leaf hash ``L(n) = SHA-256(0x00 || body(n))`` (RFC 6962 leaf);
 - chain hash ``C(n) = SHA-256(C(n-1) || L(n))``, ``C(-1)`` = 32 zero bytes;
@@ -225,7 +234,8 @@ class AuditLog:
         store: The open store.
         signer: Signs checkpoints; None makes a read-only log (verify, prove, show).
         redactor: Masks secrets and PII before anything is stored (default: a redactor
-            salted with the store's audit salt, so masked values stay provable).
+            salted with the store's audit salt, so masked values stay provable); actor
+            fields keep the identity (`Redactor.redact_event`).
     """
 
     def __init__(
@@ -314,7 +324,7 @@ class AuditLog:
         sha256 = hashlib.sha256
         dumps = orjson.dumps
         sort = orjson.OPT_SORT_KEYS
-        redact = self.redactor.redact
+        redact = self.redactor.redact_event
         rows: list[tuple[Any, ...]] = []
         seqs: list[int] = []
         for event in events:
@@ -327,7 +337,7 @@ class AuditLog:
                     "run_id": event.run_id,
                     "type": kind,
                     "at": event.at,
-                    "data": redact(event.data),
+                    "data": redact(kind, event.data),
                 },
                 option=sort,
             )

@@ -6,6 +6,12 @@ and values (strings and sequences of strings), event names and attributes, link 
 and the status description. Registered secrets, credential patterns and (with the
 redactor's ``pii``) e-mail addresses, phone, card and IBAN numbers are masked.
 
+The attributes that carry who acted (`ACTOR_ATTRIBUTES`: the invoker, the agent, the
+approver, set from the events' `opsgate.redaction.ACTOR_FIELDS`) follow the audit trail's
+rule: they are redacted as identities (`Redactor.redact_identity`), secrets and credentials
+masked, personal data kept. Span names stay redacted in full (``invoke_agent {agent}``
+masks an agent id that is an e-mail address; the attribute keeps it).
+
 It fails closed: a span it cannot redact is dropped (and counted), never exported as it is.
 A span with nothing to mask is passed on as it is, without a copy.
 """
@@ -15,6 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Final
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -24,7 +32,19 @@ from opentelemetry.util.types import AttributeValue
 from opsgate.redaction import Redactor
 from opsgate.tracing import _attributes as A
 
-__all__ = ["RedactingExporter"]
+__all__ = ["ACTOR_ATTRIBUTES", "RedactingExporter"]
+
+#: Per actor field of `opsgate.redaction.ACTOR_FIELDS` (each has an entry), the span and
+#: span-event attributes the trace recorder sets from it: their values are redacted as
+#: identities (`Redactor.redact_identity`), whoever set them.
+ACTOR_ATTRIBUTES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "invoker": (A.INVOKER,),
+        "agent_id": (A.GEN_AI_AGENT_ID, A.GEN_AI_AGENT_NAME),
+        "approver": (A.APPROVAL_APPROVER,),
+    }
+)
+_IDENTITY_KEYS = frozenset(key for keys in ACTOR_ATTRIBUTES.values() for key in keys)
 
 _log = logging.getLogger("opsgate.tracing")
 
@@ -159,14 +179,16 @@ class RedactingExporter(SpanExporter):
         if not attrs:
             return None
         text = self.redactor.redact_text
+        identity = self.redactor.redact_identity
         out: dict[str, AttributeValue] | None = None
         for key, value in attrs.items():
             new_key = key if key in _KNOWN_KEYS else text(key)
+            redact = identity if key in _IDENTITY_KEYS else text
             new_value: AttributeValue = value
             if isinstance(value, str):
-                new_value = text(value)
+                new_value = redact(value)
             elif isinstance(value, Sequence) and not isinstance(value, bytes):
-                items = [text(v) if isinstance(v, str) else v for v in value]
+                items = [redact(v) if isinstance(v, str) else v for v in value]
                 if any(a is not b for a, b in zip(items, value, strict=True)):
                     new_value = tuple(items)
             if out is None:

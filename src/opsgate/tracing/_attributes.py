@@ -7,7 +7,8 @@ conventions (status: Development). What the conventions do not name yet lives un
 Content (tool arguments and results, the run's request and output, free-text messages that
 can quote them) is opt-in, as the conventions say: it is recorded only when content capture
 is on (`TRACE_CONTENT_ENV`), and then redacted. Codes (reason, rule, error type) and
-identities are always recorded, and redacted on export like everything else.
+identities are always recorded; on export, identities keep the person or service they name
+(secrets scrubbed: `opsgate.redaction.ACTOR_FIELDS`), everything else is redacted.
 """
 
 from __future__ import annotations

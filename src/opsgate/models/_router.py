@@ -23,6 +23,7 @@ import orjson
 from opsgate.errors import BudgetExceeded, ConfigError, ModelError
 from opsgate.models._cache import ResponseCache
 from opsgate.models._client import ModelClient
+from opsgate.models._grammar import enforceable_schema
 from opsgate.models._openai import OpenAICompatibleClient
 from opsgate.models._router_config import Role, RouterConfig, load_router_config
 from opsgate.models._types import Message, ModelResponse, ModelSettings, ToolCall
@@ -48,13 +49,16 @@ FINAL_ANSWER = "final_answer"
 
 
 def constrained_tool_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The JSON schema of "one call of one of these tools, or a final answer"."""
+    """The JSON schema of "one call of one of these tools, or a final answer", its patterns
+    in the subset a grammar-constrained server enforces (`enforceable_schema`)."""
     branches: list[dict[str, Any]] = [
         {
             "type": "object",
             "properties": {
                 "name": {"const": t["function"]["name"]},
-                "arguments": t["function"].get("parameters") or {"type": "object"},
+                "arguments": enforceable_schema(
+                    t["function"].get("parameters") or {"type": "object"}
+                ),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,

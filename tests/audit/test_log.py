@@ -181,6 +181,17 @@ def test_inclusion_proof_verifies_with_the_public_key_alone(log: AuditLog) -> No
         log.inclusion(7)
 
 
+def test_proving_an_event_that_does_not_exist_says_so(log: AuditLog) -> None:
+    with pytest.raises(AuditIntegrityError, match="no event 0: the log is empty"):
+        log.inclusion(0)
+    log.append(_events(3))
+    log.checkpoint()
+    with pytest.raises(AuditIntegrityError, match=r"no event 99999: the log holds 3 event\(s\)"):
+        log.inclusion(99999)  # it used to say "not covered by a checkpoint yet"
+    with pytest.raises(AuditIntegrityError, match="sequence numbers start at 0"):
+        log.inclusion(-1)
+
+
 def test_consistency_between_checkpoints(log: AuditLog) -> None:
     log.append(_events(3))
     old = log.checkpoint()

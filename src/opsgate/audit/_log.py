@@ -554,15 +554,23 @@ class AuditLog:
         """An inclusion proof of event ``seq`` in the latest checkpoint, as JSON data an
         independent verifier checks with the public key alone (see the README)."""
         with self.store.engine.connect() as conn:
+            if seq < 0:
+                raise AuditIntegrityError(f"no event {seq}: sequence numbers start at 0", seq=seq)
             cp = self._latest_checkpoint(conn)
             if cp is None or seq >= cp.tree_size:
+                count = conn.execute(select(func.count()).select_from(audit_events)).scalar() or 0
+                if seq >= count:  # not "not covered yet": it does not exist
+                    raise AuditIntegrityError(
+                        f"no event {seq}: the log holds {count} event(s), 0 to {count - 1}"
+                        if count
+                        else f"no event {seq}: the log is empty",
+                        seq=seq,
+                    )
                 raise AuditIntegrityError(
                     f"event {seq} is not covered by a checkpoint yet; run "
                     "`opsgate audit checkpoint` first",
                     seq=seq,
                 )
-            if seq < 0:
-                raise AuditIntegrityError(f"no event {seq}", seq=seq)
             leaves: list[bytes] = []
             body_of_seq = b""
             for n, body in self._bodies(conn, cp.tree_size):

@@ -230,3 +230,37 @@ def test_cli_lists_and_refuses_bad_decisions(setup: Setup) -> None:
     result = runner.invoke(app, ["approvals", "approve", request_id, "--as", "x"], env=env)
     assert result.exit_code == 2 and "already denied" in result.output
     os.environ.pop("OPSGATE_DATABASE_URL", None)
+
+
+async def test_a_stopped_waiter_leaves_the_request_to_be_resumed(setup: Setup) -> None:
+    """Ctrl-C on a process waiting for an approval used to mark the request `expired`; it
+    stays pending, a person decides it, and the call runs on resume (issue #11, fault 8)."""
+    deps: dict[str, Any] = {}
+    run = setup.gateway.start_run(
+        "wf", invoker="alice", agent_id="bot", request="refund 60 on ORD-1", deps=deps
+    )
+    task = asyncio.create_task(setup.gateway.call(run, "pay", PAY_60))
+    pending = await _wait_pending(setup.queue)
+    task.cancel()  # what Ctrl-C does to the waiting coroutine
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [record] = setup.queue.list(None)
+    assert record.status == "pending"
+    setup.queue.decide(pending.request_id, approved=True, approver="bob", reason="ok")
+    _, outcome = await setup.gateway.resume(pending.request_id, deps=deps)
+    assert outcome.ok and deps.get("paid")
+
+
+async def test_the_gateway_s_own_approval_timeout_expires_the_durable_request(
+    db_url: str, make_policy: Callable[..., CompiledPolicy]
+) -> None:
+    s = Setup(db_url, make_policy())
+    s.gateway.approval_timeout_s = 0.2
+    try:
+        run = s.gateway.start_run("wf", invoker="a", agent_id="b", request="ORD-1 60", deps={})
+        outcome = await s.gateway.call(run, "pay", PAY_60)
+        assert outcome.status is OutcomeStatus.ESCALATED
+        [record] = s.queue.list(None)
+        assert record.status == "expired"
+    finally:
+        s.close()

@@ -101,20 +101,22 @@ class DurableApprovalQueue:
     # -- the Approver side ---------------------------------------------------------------
 
     async def request(self, request: ApprovalRequest) -> ApprovalAnswer:
-        """Persist ``request``, then wait for a person's decision (polling the store)."""
+        """Persist ``request``, then wait for a person's decision (polling the store).
+
+        A waiting process that stops (Ctrl-C, a deploy, a crash) leaves the request
+        pending, with the run's snapshot: a person can still decide it, and
+        `Gateway.resume` then runs the call in any process. Only its time-to-live (or the
+        gateway's own approval timeout, which calls `expire`) ends it as expired.
+        """
         await asyncio.to_thread(self._insert, request)
-        try:
-            while True:
-                record = await asyncio.to_thread(self.load, request.request_id)
-                if record.status != "pending":
-                    break
-                if time.time() >= record.expires_at:
-                    await asyncio.to_thread(self.expire, request.request_id)
-                    raise TimeoutError(f"approval {request.request_id} expired")
-                await asyncio.sleep(self.poll_s)
-        except asyncio.CancelledError:
-            await asyncio.shield(asyncio.to_thread(self.expire, request.request_id))
-            raise
+        while True:
+            record = await asyncio.to_thread(self.load, request.request_id)
+            if record.status != "pending":
+                break
+            if time.time() >= record.expires_at:
+                await asyncio.to_thread(self.expire, request.request_id)
+                raise TimeoutError(f"approval {request.request_id} expired")
+            await asyncio.sleep(self.poll_s)
         return await asyncio.to_thread(self.answer_for, record)
 
     def answer_for(self, record: ApprovalRecord) -> ApprovalAnswer:

@@ -656,6 +656,9 @@ class Gateway:
             async with asyncio.timeout(self.approval_timeout_s):
                 answer = await self.approver.request(request)
         except TimeoutError:
+            expire = getattr(self.approver, "expire", None)
+            if expire is not None:  # a durable queue: nobody may approve it late
+                await asyncio.shield(asyncio.to_thread(expire, request_id))
             self._escalate(
                 run,
                 "approval_expired",

@@ -20,7 +20,7 @@ from opsgate.gateway import (
 )
 from opsgate.models._router import ModelRouter
 from opsgate.models._router_config import ROLES, load_router_config
-from opsgate.policy import load_policy
+from opsgate.policy import ProposedCall, load_policy
 from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, InMemoryRecorder
 from tests.models.fake_openai import FakeOpenAI, error_reply, text_reply, tool_reply
@@ -382,3 +382,74 @@ async def test_a_plan_naming_no_usable_tool_falls_back_to_the_executor_loop() ->
         result = await agent.run(run, "Where is ORD-1003?")
     assert result.reason == "done" and result.output == "In transit."
     assert [c.tool for c in run.completed] == ["get_order_status"]
+
+
+async def test_the_planner_commits_a_plan_made_before_anything_untrusted_was_read() -> None:
+    recorder = InMemoryRecorder()
+    belt = Toolbelt.from_module(tools)
+    text = POLICY_PATH.read_text().replace(
+        "    provenance:\n", "    provenance:\n      plan: optional\n", 1
+    )
+    gateway = Gateway(
+        belt,
+        load_policy("policy.yaml", belt, text=text),
+        recorder=recorder,
+        secrets=MappingSecretStore({"PAYMENTS_API_KEY": "pk-test-1234"}),
+    )
+    with FakeOpenAI(
+        [
+            text_reply(PLAN),
+            tool_reply(("get_ticket", '{"ticket_id": "T-3"}')),
+            tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        ]
+    ) as server:
+        agent = PlannerExecutor(
+            gateway,
+            _router(server.base_url),
+            tools=["get_ticket", "get_order_status", "refund", "draft_reply", "escalate_to_human"],
+            system="You help support staff.",
+        )
+        run = gateway.start_run(  # a request and nothing untrusted: the plan can bind the run
+            "support_triage", invoker="desk", agent_id="triage-bot",
+            request="Check ticket T-3 and order ORD-1003", deps=demo_world(),
+        )  # fmt: skip
+        await agent.run(run, "Check ticket T-3 and order ORD-1003")
+    assert run.plan is not None
+    assert run.plan.tools == {"get_ticket", "get_order_status", "escalate_to_human"}
+    committed = recorder.of_type(EventType.PLAN_COMMITTED)[0].data
+    assert committed["accepted"] is True
+    # whatever the run reads later, a refund is outside the plan
+    refund = {"order_id": "ORD-1003", "amount": 75.5, "reason": "damaged"}
+    decision = gateway.policy.decide(ProposedCall("refund", refund, "refund:x"), run)
+    assert decision.reason == "outside_plan"
+
+
+async def test_after_untrusted_input_the_planner_only_records_its_plan() -> None:
+    recorder = InMemoryRecorder()
+    belt = Toolbelt.from_module(tools)
+    text = POLICY_PATH.read_text().replace(
+        "    provenance:\n", "    provenance:\n      plan: optional\n", 1
+    )
+    gateway = Gateway(
+        belt,
+        load_policy("policy.yaml", belt, text=text),
+        recorder=recorder,
+        secrets=MappingSecretStore({"PAYMENTS_API_KEY": "pk-test-1234"}),
+    )
+    with FakeOpenAI(
+        [
+            text_reply(PLAN),
+            tool_reply(("get_ticket", '{"ticket_id": "T-3"}')),
+            tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        ]
+    ) as server:
+        agent = PlannerExecutor(
+            gateway,
+            _router(server.base_url),
+            tools=["get_ticket", "get_order_status", "draft_reply", "escalate_to_human"],
+            system="You help support staff.",
+        )
+        run = _start(gateway)  # the ticket is read at the start: a plan now could be injected
+        await agent.run(run, "Check ticket T-3")
+    assert run.plan is None and not recorder.of_type(EventType.PLAN_COMMITTED)
+    assert recorder.of_type(EventType.PLAN)

@@ -199,8 +199,21 @@ class PlannerExecutor:
         self.handoff_tools = tuple(handoff_tools)
         self.max_repairs = max_repairs
 
+    def _commit(self, run: Run, plan: list[dict[str, Any]]) -> None:
+        """Commit the plan (plan lock) when the workflow takes committed plans and the run has
+        read nothing untrusted yet: a plan made from the trusted request alone, which an
+        instruction read later cannot widen. After untrusted input a plan is only recorded."""
+        mode = self.gateway.policy.document.workflows[run.workflow].provenance.plan
+        tools = [s["tool"] for s in plan if s.get("tool") in self.tools]
+        if mode == "off" or run.provenance.tainted or not tools:
+            return
+        self.gateway.commit_plan(
+            run, [{"tool": t} for t in dict.fromkeys([*tools, *self.handoff_tools])]
+        )
+
     async def run(self, run: Run, context: str) -> AgentResult:
-        """Plan with the ``plan`` model, record the plan, then execute it."""
+        """Plan with the ``plan`` model, record the plan (and commit it, where the workflow
+        takes committed plans and nothing untrusted was read yet), then execute it."""
         result = AgentResult(RunStatus.RUNNING, "")
         schema = {
             "type": "object",
@@ -254,6 +267,7 @@ class PlannerExecutor:
         plan = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
         result.plan = plan
         self.gateway.record_plan(run, plan, valid=bool(plan))
+        self._commit(run, plan)
         observe_model_text(self.gateway, run, response.text, "plan")
         planned = [s["tool"] for s in plan if s.get("tool") in self.tools] or self.tools
         text = "\n".join(

@@ -60,7 +60,7 @@ def test_prove_prints_a_document_that_verifies(home: Path) -> None:
     document = json.loads(result.output)
     assert verify_inclusion_document(document, document["public_key"])
     result = runner.invoke(app, ["audit", "prove", "99999"])
-    assert result.exit_code == 2 and "not covered by a checkpoint" in result.output
+    assert result.exit_code == 2 and "no event 99999: the log holds" in result.output
 
 
 def test_show_tells_the_story_of_a_run(home: Path) -> None:

@@ -15,7 +15,7 @@ is hostile until shown otherwise, for two reasons:
 No installed library does all of it: Rich's own `rich.control.strip_control_codes` (which
 `rich.text.Text` applies) drops only BEL, BS, VT, FF and CR, and lets ESC, the other C0 and
 all C1 controls and every bidi control through. So this module does the character work with
-the standard library (`unicodedata`), and leaves the markup to `rich.markup.escape`.
+the standard library (`unicodedata`), and escapes every ``[`` for Rich markup itself.
 
 Nothing is dropped silently: an approver should see that a ticket tried something. C0
 controls and DEL become their Unicode Control Pictures (ESC shows as ``␛``, so an escape
@@ -78,17 +78,27 @@ def clean(text: object, *, limit: int | None = None) -> str:
     return plain
 
 
+_LOOSE_BRACKET = re.compile(r"(\\*)\[(?![a-z#/@][^\[]*?\])")
+
+
 def shown(text: object, *, limit: int | None = None) -> str:
     """``text`` that did not come from opsgate, safe to put anywhere in a Rich markup string.
 
-    `clean`, then `rich.markup.escape`. A trailing run of backslashes is doubled (Rich's
-    ``escape`` doubles only a single one: ``a\\\\\\`` before an opsgate tag escaped that tag,
+    `clean`, then every ``[`` escaped (`rich.markup.escape` leaves a ``[`` that does not look
+    like a tag). A trailing run of backslashes is doubled (Rich's ``escape`` doubles only a
+    single one: ``a\\\\\\`` before an opsgate tag escaped that tag,
     and a ``[/]`` after it then raised `MarkupError`); where no tag follows, the run shows
     doubled.
     """
     plain = clean(text, limit=limit)
     body = plain.rstrip("\\")
-    return escape(body) + "\\" * (2 * (len(plain) - len(body)))
+    # Rich reads backslashes before a `[` two ways: before a tag-like `[x...]` in pairs (what
+    # `escape` handles), before any other `[` as one fewer (`a\\[` shows `a[`): that case
+    # gets one more backslash, so that the text shows as it is
+    escaped = _LOOSE_BRACKET.sub(
+        lambda m: m.group(1) + "\\[" if m.group(1) else "[", escape(body)
+    )
+    return escaped + "\\" * (2 * (len(plain) - len(body)))
 
 
 def cell(text: object, *, limit: int | None = None) -> Text:

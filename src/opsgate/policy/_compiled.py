@@ -35,7 +35,7 @@ from typing import Any
 
 from opsgate.contracts import Toolbelt, ToolContract, Trust
 from opsgate.errors import PolicyError
-from opsgate.policy._cel import Condition, compile_condition
+from opsgate.policy._cel import Condition, compile_condition, type_problem
 from opsgate.policy._decision import Decision, Effect, ProposedCall, Reason, RunState
 from opsgate.policy._document import (
     STAGE_SCOPES,
@@ -337,18 +337,31 @@ class CompiledPolicy:
         args = set(contract.arg_names)
         version = self.version
 
-        static = {
-            "tool": {"name": name, "scope": contract.scope, "impact": contract.impact},
-            "stage": stage,
-        }
+        tool_variable = {"name": name, "scope": contract.scope, "impact": contract.impact}
+        static = {"tool": tool_variable, "stage": stage}
 
-        def cond(source: str, location: str) -> Condition:
+        def cond(source: str, location: str, *, every_tool: bool = False) -> Condition:
             compiled = compile_condition(source, self._failer(location)).bind(**static)
             missing = sorted(compiled.arg_refs - args)
-            if missing:
+            if missing and not every_tool:
                 raise self._fail(
                     f"condition refers to unknown argument(s) {', '.join(missing)} of `{name}` "
                     f"(arguments: {', '.join(sorted(args)) or 'none'})",
+                    location,
+                )
+            # typed at load (never on the hot path): a condition that cannot evaluate
+            # would deny every call as condition_error
+            problem = type_problem(
+                compiled,
+                contract.parameters_schema,
+                tool=tool_variable,
+                workflow=wf_name,
+                strict_args=not every_tool,
+            )
+            if problem is not None:
+                raise self._fail(
+                    f"CEL `{' '.join(source.split())}` is ill-typed for `{name}`: {problem}; "
+                    "it would fail on every such call (denied as condition_error)",
                     location,
                 )
             return compiled
@@ -407,10 +420,7 @@ class CompiledPolicy:
             if rule.tools != "*" and name not in rule.tools:
                 continue
             location = f"{base}.rules.{i}"
-            if rule.tools != "*":
-                compiled = cond(rule.when, location)
-            else:
-                compiled = compile_condition(rule.when, self._failer(location)).bind(**static)
+            compiled = cond(rule.when, location, every_tool=rule.tools == "*")
             text = rule.message or f"rule `{rule.id}`: `{rule.when}`"
             target = deny_when if rule.effect == "deny" else approval_when
             target.append(_Conditional(f"{location}({rule.id})", compiled, text))

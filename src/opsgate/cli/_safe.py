@@ -95,9 +95,7 @@ def shown(text: object, *, limit: int | None = None) -> str:
     # Rich reads backslashes before a `[` two ways: before a tag-like `[x...]` in pairs (what
     # `escape` handles), before any other `[` as one fewer (`a\\[` shows `a[`): that case
     # gets one more backslash, so that the text shows as it is
-    escaped = _LOOSE_BRACKET.sub(
-        lambda m: m.group(1) + "\\[" if m.group(1) else "[", escape(body)
-    )
+    escaped = _LOOSE_BRACKET.sub(lambda m: m.group(1) + "\\[" if m.group(1) else "[", escape(body))
     return escaped + "\\" * (2 * (len(plain) - len(body)))
 
 

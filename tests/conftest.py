@@ -120,7 +120,9 @@ def make_gateway(
 
 # -- storage backends ------------------------------------------------------------------------
 
-from collections.abc import Iterator  # noqa: E402
+import os  # noqa: E402
+import stat  # noqa: E402
+from collections.abc import Generator, Iterable, Iterator, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from tests import _postgres  # noqa: E402
@@ -139,6 +141,135 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'opsgate.db'}"
     cluster: _postgres.Cluster = request.getfixturevalue("pg_cluster")
     return cluster.new_database()
+
+
+# -- the developer's opsgate home is never touched -------------------------------------------
+#
+# opsgate keeps its data in $OPSGATE_HOME (default `.opsgate/` in the current folder) and its
+# database at $OPSGATE_DATABASE_URL (default a SQLite file in that home): `opsgate.store`,
+# `opsgate.audit` (the signing key), `opsgate.retention` (archives), `opsgate.models` (weights).
+# Every test gets its own home and no database URL: module- and session-scoped fixtures (set up
+# before any function-scoped fixture) get a session-wide one, each test then a fresh one, and
+# subprocesses inherit them. The guard below fails any test after which a real home changed.
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+#: A snapshot of the watched places: every file's (size, mtime_ns), every folder's (-1, 0).
+Snapshot = dict[str, tuple[int, int]]
+
+
+def real_homes(environ: Mapping[str, str], cwd: Path, user_home: Path) -> list[Path]:
+    """Where opsgate keeps data outside the tests: the repository's and the current folder's
+    `.opsgate/`, `~/.opsgate`, and whatever $OPSGATE_HOME, a SQLite $OPSGATE_DATABASE_URL (with
+    its -wal and -shm files) and $OPSGATE_AUDIT_SIGNING_KEY name in ``environ``."""
+    places = [REPOSITORY / ".opsgate", cwd / ".opsgate", user_home / ".opsgate"]
+    if environ.get("OPSGATE_HOME"):
+        places.append(cwd / environ["OPSGATE_HOME"])
+    url = environ.get("OPSGATE_DATABASE_URL", "")
+    if url.startswith("sqlite:///") and url[len("sqlite:///") :] not in ("", ":memory:"):
+        database = cwd / url[len("sqlite:///") :].split("?", 1)[0]
+        places += [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    if environ.get("OPSGATE_AUDIT_SIGNING_KEY"):
+        places.append(cwd / environ["OPSGATE_AUDIT_SIGNING_KEY"])
+    unique: list[Path] = []
+    for place in places:
+        place = Path(os.path.abspath(place))
+        if place not in unique:
+            unique.append(place)
+    return unique
+
+
+def snapshot(places: Iterable[Path]) -> Snapshot:
+    """What is at ``places`` now (folders walked; nothing recorded for what does not exist)."""
+    seen: Snapshot = {}
+
+    def note(path: Path) -> None:
+        try:
+            info = path.lstat()
+        except OSError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            seen[str(path)] = (-1, 0)
+            for child in sorted(path.iterdir()):
+                note(child)
+        else:
+            seen[str(path)] = (info.st_size, info.st_mtime_ns)
+
+    for place in places:
+        note(place)
+    return seen
+
+
+def home_changes(before: Snapshot, after: Snapshot) -> list[str]:
+    """What changed between two snapshots, one phrase each (empty: nothing)."""
+    changes: list[str] = []
+    for path in sorted(before.keys() | after.keys()):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        if old is None:
+            changes.append(f"created {path}")
+        elif new is None:
+            changes.append(f"removed {path}")
+        elif old[0] >= 0 and new[0] >= 0:
+            changes.append(f"modified {path} (size {old[0]} -> {new[0]})")
+        else:
+            changes.append(f"replaced {path}")
+    return changes
+
+
+def check_untouched(test: str, before: Snapshot, after: Snapshot) -> None:
+    """Fail ``test`` (its node id) if the real opsgate home changed while it ran."""
+    changes = home_changes(before, after)
+    if changes:
+        pytest.fail(
+            f"{test} touched the real opsgate home (tests must use their own $OPSGATE_HOME or a "
+            f"tmp_path database): {'; '.join(changes)}",
+            pytrace=False,
+        )
+
+
+#: Read before any fixture changes the environment: the homes of the person running the tests.
+REAL_HOMES = real_homes(dict(os.environ), Path.cwd(), Path.home())
+_SESSION_START = snapshot(REAL_HOMES)
+_BEFORE = pytest.StashKey[Snapshot]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Note the real homes before the test's fixtures (module- and session-scoped too) run."""
+    item.stash[_BEFORE] = snapshot(REAL_HOMES)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    """After the test and its fixtures' teardown, fail it if a real home changed."""
+    try:
+        yield
+    finally:
+        before = item.stash.get(_BEFORE, None)
+        if before is not None:
+            check_untouched(item.nodeid, before, snapshot(REAL_HOMES))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Writes outside any test (at collection, say) fail the session too."""
+    changes = home_changes(_SESSION_START, snapshot(REAL_HOMES))
+    if changes:
+        print(f"\nthe test session touched the real opsgate home: {'; '.join(changes)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A home for module- and session-scoped fixtures, which run before `_isolated_home`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPSGATE_HOME", str(tmp_path_factory.mktemp("opsgate-session-home")))
+        patch.delenv("OPSGATE_DATABASE_URL", raising=False)
+        patch.delenv("OPSGATE_AUDIT_SIGNING_KEY", raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -223,6 +223,7 @@ def test_default_baseline_prefers_the_database_then_the_committed_file(
     assert found[0]["report_id"] == committed["report_id"]
     assert found[1] == "`evals/baselines/mini.json`"
     accepted = make_report(started_at=2e9)
+    (tmp_path / "db").mkdir()  # a database folder is never created implicitly
     with open_store(url) as store:
         EvalStore(store).accept(accepted, "maria")
     found = default_baseline(url, "mini")

@@ -55,10 +55,16 @@ def run_cli(folder: Path, shard: str | None, *extra: str) -> tuple[int, dict[str
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Both shards of a real run with a threshold the whole suite misses (2/3 < 0.9)."""
+    """Both shards of a real run with a threshold the whole suite misses (2/3 < 0.9).
+
+    Module-scoped, so set up before the per-test home: the runs are recorded in a home of
+    their own (never the developer's .opsgate/)."""
     folder = tmp_path_factory.mktemp("shards")
-    one = run_cli(folder, "1/2", "--min-success-rate", "0.9")
-    two = run_cli(folder, "2/2", "--min-success-rate", "0.9")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPSGATE_HOME", str(tmp_path_factory.mktemp("shards-home")))
+        patch.delenv("OPSGATE_DATABASE_URL", raising=False)
+        one = run_cli(folder, "1/2", "--min-success-rate", "0.9")
+        two = run_cli(folder, "2/2", "--min-success-rate", "0.9")
     return {"folder": folder, "1/2": one, "2/2": two}
 
 

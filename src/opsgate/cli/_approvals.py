@@ -13,7 +13,7 @@ from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import cell, shown
 from opsgate.gateway import DurableApprovalQueue
-from opsgate.store import open_store
+from opsgate.store import NoDatabaseError, open_store
 
 approvals_app = typer.Typer(help="The durable approval queue.", no_args_is_help=True)
 
@@ -31,8 +31,12 @@ def list_(
     db: DbOption = None,
     all_: Annotated[bool, typer.Option("--all", help="Decided and expired ones too.")] = False,
 ) -> None:
-    """Requests waiting for a person (oldest first)."""
-    store = open_store(db, migrate=False)
+    """Requests waiting for a person (oldest first); exit 0 when there are none."""
+    try:
+        store = open_store(db, migrate=False)
+    except NoDatabaseError as exc:  # no database: no request, and none is made
+        console.print(shown(exc), soft_wrap=True)
+        return
     try:
         records = DurableApprovalQueue(store).list(None if all_ else "pending")
     finally:

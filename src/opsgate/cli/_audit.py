@@ -14,7 +14,7 @@ from opsgate.audit._signing import key_id
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cli._safe import cell, clean, shown
 from opsgate.errors import AuditIntegrityError, ConfigError
-from opsgate.store import open_store
+from opsgate.store import NoDatabaseError, open_store
 
 audit_app = typer.Typer(help="Verify, prove and read the audit trail.", no_args_is_help=True)
 
@@ -45,9 +45,14 @@ def verify(
 ) -> None:
     """Re-hash every event and check every signed checkpoint.
 
-    Exit 0 when the log verifies, 1 naming the first bad sequence number otherwise.
+    Exit 0 when the log verifies (or nothing was recorded yet), 1 naming the first bad
+    sequence number otherwise.
     """
-    log = _log(db)
+    try:
+        log = _log(db)
+    except NoDatabaseError as exc:  # no database: nothing to verify, and none is made
+        console.print(shown(exc), soft_wrap=True)
+        return
     keys: dict[str, Any] | None = None
     if public_key is not None:
         try:
@@ -101,7 +106,11 @@ def verify_archive_file(
 @cli_errors
 def checkpoint(db: DbOption = None) -> None:
     """Sign a checkpoint over every event so far (with the local signing key)."""
-    log = _log(db, sign=True)
+    try:
+        log = _log(db, sign=True)
+    except NoDatabaseError as exc:  # nothing to sign (and no key made for it)
+        console.print(shown(exc), soft_wrap=True)
+        return
     cp = log.checkpoint()
     if cp is None:
         console.print("nothing new since the last checkpoint")

@@ -8,6 +8,7 @@ from opsgate import __version__
 from opsgate.cli._approvals import approvals_app
 from opsgate.cli._audit import audit_app
 from opsgate.cli._common import console
+from opsgate.cli._db import db_app
 from opsgate.cli._demo import demo
 from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
@@ -25,6 +26,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(retention_app, name="retention")
 app.add_typer(model_app, name="model")
+app.add_typer(db_app, name="db")
 app.command("demo")(demo)
 
 

@@ -1,14 +1,25 @@
 """Storage: one SQLite file by default, PostgreSQL by URL; schema by Alembic migrations."""
 
-from opsgate.store._engine import DATABASE_URL_ENV, DEFAULT_DIR_ENV, default_url
+from opsgate.store._engine import (
+    DATABASE_URL_ENV,
+    DEFAULT_DIR_ENV,
+    NoDatabaseError,
+    default_url,
+    home_url,
+)
 from opsgate.store._schema import SCHEMA_VERSION
-from opsgate.store._store import Store, open_store
+from opsgate.store._store import SchemaState, Store, open_store, schema_state, upgrade_store
 
 __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DIR_ENV",
     "SCHEMA_VERSION",
+    "NoDatabaseError",
+    "SchemaState",
     "Store",
     "default_url",
+    "home_url",
     "open_store",
+    "schema_state",
+    "upgrade_store",
 ]

@@ -13,7 +13,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from opsgate.errors import StoreError
 
-__all__ = ["DATABASE_URL_ENV", "DEFAULT_DIR_ENV", "default_url", "make_engine"]
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DIR_ENV",
+    "NoDatabaseError",
+    "default_url",
+    "home_url",
+    "make_engine",
+    "prepare_sqlite_file",
+]
 
 #: Environment variable naming the database (``postgresql://…`` or ``sqlite:///…``).
 DATABASE_URL_ENV = "OPSGATE_DATABASE_URL"
@@ -21,13 +29,81 @@ DATABASE_URL_ENV = "OPSGATE_DATABASE_URL"
 DEFAULT_DIR_ENV = "OPSGATE_HOME"
 
 
+class NoDatabaseError(StoreError):
+    """There is no opsgate database yet (nothing was recorded), and the caller asked not to
+    create one: read-only commands say so in one line and leave nothing behind."""
+
+
 def default_url() -> str:
     """``$OPSGATE_DATABASE_URL``, else a SQLite file under ``$OPSGATE_HOME`` or ``.opsgate/``."""
     url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
+    return home_url()
+
+
+def home_url() -> str:
+    """The SQLite file in opsgate's own home (``$OPSGATE_HOME`` or ``.opsgate/``): the one
+    database whose folder opsgate may create (on a write)."""
     home = Path(os.environ.get(DEFAULT_DIR_ENV) or ".opsgate")
     return f"sqlite:///{home / 'opsgate.db'}"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None: not SQLite, in memory, or an SQLite URI)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # make_engine names the problem
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def prepare_sqlite_file(url: str, *, create: bool) -> None:
+    """Check (before anything connects, which would create it) where a SQLite database lives.
+
+    A folder that does not exist is refused, never created, unless it is opsgate's own home
+    (``url`` is `home_url()`), which a write (``create``) may make. Without ``create``, a
+    missing or empty file raises `NoDatabaseError` and nothing is created.
+
+    Raises:
+        StoreError: the folder does not exist (or cannot be created).
+        NoDatabaseError: no database and ``create`` is False.
+    """
+    path = _sqlite_file(url)
+    if path is None:
+        return
+    folder = path.parent
+    if not folder.is_dir():
+        if url != home_url():
+            raise StoreError(
+                f"the folder `{folder}` of the database `{path}` does not exist: create it "
+                "first, or point --db / OPSGATE_DATABASE_URL at an existing folder"
+            )
+        if not create:
+            raise NoDatabaseError(nothing_yet(path))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create `{folder}`: {exc.strerror}") from None
+    if create:
+        return
+    if path.exists() and not path.is_file():
+        raise StoreError(f"`{path}` is not a file: point --db at an SQLite database file")
+    if not path.exists() or path.stat().st_size == 0:
+        raise NoDatabaseError(nothing_yet(path))
+
+
+def nothing_yet(where: object) -> str:
+    """The one line read-only commands print when there is no database."""
+    return (
+        f"nothing recorded yet: there is no opsgate database at `{where}` (the first write "
+        "creates it; `opsgate db upgrade` creates it now)"
+    )
 
 
 def _normalise(url: str) -> str:
@@ -51,7 +127,7 @@ def make_engine(url: str) -> Engine:
             f"`{url}` is not a database URL (sqlite:///path or postgresql://…)"
         ) from None
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
+        return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql":
         try:
             return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -62,13 +138,9 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
-    if database and database != ":memory:":
-        path = Path(database)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create `{path.parent}`: {exc.strerror}") from None
+def _sqlite_engine(url: str) -> Engine:
+    """The engine only: folders and files are `prepare_sqlite_file`'s business (and a
+    connection creates a missing file, so it is called first)."""
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -13,10 +14,18 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from opsgate.errors import StoreError
-from opsgate.store._engine import default_url, describe_db_error, make_engine, table_names
+from opsgate.store._engine import (
+    NoDatabaseError,
+    default_url,
+    describe_db_error,
+    make_engine,
+    nothing_yet,
+    prepare_sqlite_file,
+    table_names,
+)
 from opsgate.store._schema import meta
 
-__all__ = ["Store", "open_store"]
+__all__ = ["SchemaState", "Store", "open_store", "schema_state", "upgrade_store"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -60,28 +69,125 @@ class Store:
         self.close()
 
 
-def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
-    """Open (and create or upgrade, unless ``migrate`` is False) the opsgate database.
+def open_store(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Store:
+    """Open the opsgate database: created (``create``) and upgraded (``migrate``) as needed.
+
+    Commands that write open it with the defaults: the first write makes the default SQLite
+    file (and opsgate's home folder) and migrates it. Commands that only read pass
+    ``create=False``, and ``migrate=False`` when they must not change the schema either
+    (``migrate=False`` implies ``create=False``): neither ever leaves a file behind.
+
+    A SQLite file in a folder that does not exist is refused, except in opsgate's own home.
 
     Raises:
+        NoDatabaseError: there is no database yet (nothing recorded) and ``create`` is off.
         StoreError: not a database, a database of something else, a schema newer than this
-            opsgate, unreachable server, read-only or full disk.
+            opsgate (or older, with ``migrate`` off), a missing folder, unreachable server,
+            read-only or full disk.
     """
-    engine = make_engine(url or default_url())
+    store, _ = _open(url or default_url(), migrate=migrate, create=create and migrate)
+    return store
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands.
+
+    Attributes:
+        url: The database (password hidden).
+        current: Its Alembic revision (None: no revision recorded).
+        head: The newest revision this opsgate knows.
+        known: Whether this opsgate knows ``current`` (False: the database is newer).
+    """
+
+    url: str
+    current: str | None
+    head: str
+    known: bool
+
+
+def schema_state(url: str | None = None) -> SchemaState:
+    """The revision of an existing database; nothing is created or changed.
+
+    Raises:
+        NoDatabaseError: there is no database yet.
+        StoreError: not a database, or one of something else.
+    """
+    url = url or default_url()
+    prepare_sqlite_file(url, create=False)
+    engine = make_engine(url)
     try:
-        _check_and_migrate(engine, migrate)
+        _check_ours(engine, create=False)
+        script = ScriptDirectory.from_config(_alembic_config())
+        current = _current_revision(engine)
+        return SchemaState(
+            url=engine.url.render_as_string(hide_password=True),
+            current=current,
+            head=_head(script),
+            known=current is None or _knows(script, current),
+        )
+    except (DBAPIError, OperationalError) as exc:
+        raise StoreError(describe_db_error(engine, exc)) from None
+    finally:
+        engine.dispose()
+
+
+def upgrade_store(url: str | None = None) -> tuple[str | None, SchemaState]:
+    """Create (if need be) and upgrade the database to this opsgate's schema.
+
+    Returns:
+        The revision it was at before (None: it was created), and where it stands now.
+
+    Raises:
+        StoreError: as `open_store`.
+    """
+    store, before = _open(url or default_url(), migrate=True, create=True)
+    with store:
+        head = _head(ScriptDirectory.from_config(_alembic_config()))
+        return before, SchemaState(url=store.url, current=head, head=head, known=True)
+
+
+def _open(url: str, *, migrate: bool, create: bool) -> tuple[Store, str | None]:
+    """The open store, and its revision before any migration."""
+    prepare_sqlite_file(url, create=create)
+    engine = make_engine(url)
+    try:
+        before = _check_and_migrate(engine, migrate=migrate, create=create, url=url)
     except StoreError:
         engine.dispose()
         raise
     except (DBAPIError, OperationalError) as exc:
         engine.dispose()
         raise StoreError(describe_db_error(engine, exc)) from None
-    return Store(engine)
+    return Store(engine), before
 
 
-def _check_and_migrate(engine: Engine, migrate: bool) -> None:
+def _head(script: ScriptDirectory) -> str:
+    head = script.get_current_head()
+    assert head is not None  # the migrations are a single line of revisions
+    return head
+
+
+def _knows(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        script.get_revision(revision)
+    except Exception:
+        return False
+    return True
+
+
+def _current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _check_ours(engine: Engine, *, create: bool) -> None:
+    """Refuse a database that holds another application's tables; without ``create``, one
+    that holds no tables at all is not an opsgate database yet (`NoDatabaseError`)."""
     where = engine.url.render_as_string(hide_password=True)
     tables = set(table_names(engine))
+    if not tables and not create:
+        raise NoDatabaseError(nothing_yet(where))
     ours = "opsgate_meta" in tables and "alembic_version" in tables
     if tables and not ours:
         shown = ", ".join(sorted(tables)[:5])
@@ -89,22 +195,28 @@ def _check_and_migrate(engine: Engine, migrate: bool) -> None:
             f"`{where}` holds another application's tables ({shown}); "
             "point OPSGATE_DATABASE_URL at an empty or opsgate database"
         )
+
+
+def _check_and_migrate(engine: Engine, *, migrate: bool, create: bool, url: str) -> str | None:
+    """Refuse what is not ours or is newer; create or upgrade as allowed. Returns the
+    revision the database was at (None: it had none)."""
+    where = engine.url.render_as_string(hide_password=True)
+    _check_ours(engine, create=create)
     script = ScriptDirectory.from_config(_alembic_config())
-    head = script.get_current_head()
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    if current is not None and current != head:
-        try:
-            script.get_revision(current)
-        except Exception:
-            raise StoreError(
-                f"`{where}` is at schema `{current}`, newer than this opsgate "
-                f"knows (up to `{head}`): upgrade opsgate"
-            ) from None
+    head = _head(script)
+    current = _current_revision(engine)
+    if current is not None and current != head and not _knows(script, current):
+        raise StoreError(
+            f"`{where}` is at schema `{current}`, newer than this opsgate "
+            f"knows (up to `{head}`): upgrade opsgate"
+        )
     if current == head:
-        return
+        return current
     if not migrate:
-        raise StoreError(f"`{where}` is at schema `{current}`; run a migration to `{head}`")
+        raise StoreError(
+            f"`{where}` is at schema `{current or 'none'}`, older than this opsgate's "
+            f"`{head}`: run `opsgate db upgrade{'' if url == default_url() else ' --db ' + where}`"
+        )
     config = _alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -117,3 +229,4 @@ def _check_and_migrate(engine: Engine, migrate: bool) -> None:
                     {"key": "log_id", "value": secrets.token_hex(16)},
                 ],
             )
+    return current

@@ -82,7 +82,10 @@ def test_accepting_a_failed_gate_warns_and_a_shard_warns(here: Path) -> None:
         result.output
     )
     shard = dict(make_report(), shard="1/2")
+    # a shard is part of the suite: refused without --force (issue #11, fault 8)
     result = _invoke("baseline", "accept", _file(here, shard, "s.json"), "--db", db)
+    assert result.exit_code == 2 and "has only shard 1/2 of the suite" in result.output
+    result = _invoke("baseline", "accept", _file(here, shard, "s.json"), "--force", "--db", db)
     assert result.exit_code == 0 and "covers only shard 1/2" in result.output
 
 

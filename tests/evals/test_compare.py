@@ -29,7 +29,8 @@ def test_a_subset_run_is_compared_on_the_shared_tasks() -> None:
     subset = _report({"a": True, "b": False})  # 50%: the same verdicts on what it covers
     regressions, notes, changes = compare(subset, baseline, max_success_drop=0.02)
     assert regressions == [] and changes == []
-    assert "compared on the 2 they share" in notes[0]
+    # the wording asked for by issue #11 (fault 8): "compared on 7 of 63 tasks"
+    assert notes[0] == "compared on 2 of 4 tasks: the report has a verdict on 2, the baseline on 4"
     assert "50.00% -> 50.00%" in notes[1]
     worse = _report({"a": False, "b": False})
     regressions, _, changes = compare(worse, baseline, max_success_drop=0.02)

@@ -1,5 +1,10 @@
 """`agent-eval baseline accept|show|history`: which report a suite's regressions are judged
-against, who accepted it and when (kept in the database, optionally committed as a file)."""
+against, who accepted it and when (kept in the database, optionally committed as a file).
+
+`show` and `history` agree: the baseline is the last report accepted in the database, else
+the committed ``evals/baselines/<suite>.json`` (as `agent-eval assert` picks it). `accept`
+refuses a report that covers only part of its suite (a smoke run, a tag, a shard) unless
+``--force`` is given: later full runs would be gated on that part only."""
 
 from __future__ import annotations
 
@@ -13,16 +18,18 @@ import typer
 
 from opsgate.cli._common import cli_errors, console, err_console, write_file
 from opsgate.cli._safe import clean, shown
-from opsgate.errors import ConfigError, SuiteError
-from opsgate.evals._report import load_report
+from opsgate.errors import ConfigError, OpsgateError, SuiteError
+from opsgate.evals._report import covered_tasks, load_report, no_verdict
 from opsgate.evals._store import (
     BASELINES_DIR,
     BaselineRecord,
     EvalStore,
     check_report,
+    committed_baseline,
     format_time,
     open_existing,
 )
+from opsgate.evals._suite import load_suite
 from opsgate.store import open_store
 
 baseline_app = typer.Typer(
@@ -74,6 +81,65 @@ def _no_baseline(suite: str, where: str) -> SuiteError:
     )
 
 
+def suite_size(document: dict[str, Any]) -> int | None:
+    """How many tasks the report's suite has: as the report says (``suite_tasks``), else as
+    the suite of that name found here says (reports of older agent-evals), else None."""
+    _, total = covered_tasks(document)
+    if total is not None:
+        return total
+    try:
+        suite = load_suite(str(document["suite"]))
+    except (OpsgateError, OSError):
+        return None
+    return len(suite.tasks) if suite.suite == document["suite"] else None
+
+
+def _summary_of(document: dict[str, Any]) -> dict[str, Any]:
+    """The headline metrics of a report file, as the database keeps them."""
+    m = document["metrics"]
+    return {
+        "success_rate": m["success_rate"],
+        "cost_per_successful_task": m["cost_per_successful_task"],
+        "unsafe_attempts": m["unsafe_attempts"],
+        "trials": document.get("trials", 1),
+        "gate_passed": not (document.get("gate") or {}).get("failures"),
+    }
+
+
+def _accepted(db: str | None, suite: str) -> tuple[list[BaselineRecord], str]:
+    """Every acceptance of ``suite`` in the database (current first), and where that is."""
+    store = open_existing(db)
+    if store is None:
+        return [], "in the database"
+    with store:
+        return EvalStore(store).baseline_history(suite), f"in `{store.url}`"
+
+
+def _committed(suite: str) -> tuple[Path, dict[str, Any]] | None:
+    found = committed_baseline(suite)
+    if found is None:
+        return None
+    path, document = found
+    return path, check_report(document, f"`{path}`")
+
+
+def _shadowed(suite: str, current: str) -> str | None:
+    """A note when a committed baseline file exists but the database's baseline wins."""
+    path = BASELINES_DIR / f"{suite}.json"
+    if not path.is_file():
+        return None
+    try:
+        committed = load_report(path).get("report_id")
+    except SuiteError as exc:
+        return f"the committed file `{path}` is not used (and is not a valid report: {exc})"
+    if committed == current:
+        return None
+    return (
+        f"the committed file `{path}` (report {committed}) is not used while the database "
+        "has an accepted baseline"
+    )
+
+
 @baseline_app.command("accept")
 @cli_errors
 def accept(
@@ -83,10 +149,37 @@ def accept(
     ] = False,
     by: Annotated[str | None, typer.Option("--by", help="Who accepts (default: $USER).")] = None,
     note: Annotated[str, typer.Option("--note", help="Why this report is the baseline.")] = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Accept a report that covers only part of the suite (a subset run)."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Make a report its suite's baseline (history is kept)."""
+    """Make a report its suite's baseline (history is kept).
+
+    A report with a verdict on fewer tasks than its suite has (a run of a tag or of some
+    tasks, a shard, tasks whose model was unavailable) is refused without ``--force``:
+    `agent-eval assert` would then judge full runs on those tasks only.
+    """
     document = check_report(load_report(report), f"`{report}`")
+    missing = no_verdict(document)
+    if missing is not None:
+        raise SuiteError(f"`{report}` cannot be a baseline: {missing}")
+    covered, _ = covered_tasks(document)
+    total = suite_size(document)
+    partial = ""
+    if total is not None and covered < total:
+        partial = f"a verdict on {covered} of the suite's {total} tasks"
+    elif document.get("shard"):
+        partial = f"only shard {document['shard']} of the suite"
+    if partial and not force:
+        raise SuiteError(
+            f"`{report}` has {partial}: as the baseline, later full runs would be gated on "
+            f"those {covered} tasks only. Accept a report of the whole suite (merge the "
+            "shards first), or pass --force to accept this one anyway"
+        )
     who = by if by is not None else current_user()
     failures = document.get("gate", {}).get("failures") or []
     if failures:
@@ -101,12 +194,19 @@ def accept(
             "suite; merge the shards first for a full baseline",
             soft_wrap=True,
         )
+    if partial:
+        err_console.print(
+            f"[yellow]warning:[/] accepting a baseline with {shown(partial)} (--force): "
+            f"`agent-eval assert` will compare later runs on those {covered} tasks only",
+            soft_wrap=True,
+        )
     with open_store(db) as store:
         record = EvalStore(store).accept(document, who, note)
         where = store.url
+    coverage = f"; {covered} of {total} tasks" if partial and total is not None else ""
     _plain(
         f"accepted report {record.report_id} as the baseline of `{record.suite}` "
-        f"(by {record.accepted_by}, {format_time(record.accepted_at)}) in {where}"
+        f"(by {record.accepted_by}, {format_time(record.accepted_at)}{coverage}) in {where}"
     )
     if write:
         path = BASELINES_DIR / f"{document['suite']}.json"
@@ -121,13 +221,8 @@ def show(
     db: DbOption = None,
 ) -> None:
     """The baseline `agent-eval assert` would use: which report, when, by whom, its metrics."""
-    record: BaselineRecord | None = None
-    where = "in the database"
-    store = open_existing(db)
-    if store is not None:
-        with store:
-            record = EvalStore(store).baseline_record(suite)
-            where = f"in `{store.url}`"
+    records, where = _accepted(db, suite)
+    record = records[0] if records else None
     if record is not None:
         lines = [
             f"baseline of `{suite}`: report {record.report_id} "
@@ -138,23 +233,18 @@ def show(
         ]
         if record.note:
             lines.append(f"note: {record.note}")
+        shadowed = _shadowed(suite, record.report_id)
+        if shadowed is not None:
+            lines.append(shadowed)
     else:
-        path = BASELINES_DIR / f"{suite}.json"
-        if not path.is_file():
-            raise _no_baseline(suite, f"{where} nor at `{path}`")
-        document = check_report(load_report(path), f"`{path}`")
-        m = document["metrics"]
-        summary = {
-            "success_rate": m["success_rate"],
-            "cost_per_successful_task": m["cost_per_successful_task"],
-            "unsafe_attempts": m["unsafe_attempts"],
-            "trials": document.get("trials", 1),
-            "gate_passed": not (document.get("gate") or {}).get("failures"),
-        }
+        committed = _committed(suite)
+        if committed is None:
+            raise _no_baseline(suite, f"{where} nor at `{BASELINES_DIR / f'{suite}.json'}`")
+        path, document = committed
         lines = [
             f"baseline of `{suite}`: report {document['report_id']} from the committed "
             f"file `{path}` (none accepted {where})",
-            f"run {format_time(document['started_at'])}; {headline(summary)}",
+            f"run {format_time(document['started_at'])}; {headline(_summary_of(document))}",
         ]
     for line in lines:
         _plain(line)
@@ -166,15 +256,23 @@ def history(
     suite: Annotated[str, typer.Argument(help="The suite name.")],
     db: DbOption = None,
 ) -> None:
-    """Every report accepted for a suite, the current baseline first."""
-    store = open_existing(db)
-    if store is None:
-        raise _no_baseline(suite, "(there is no database yet)")
-    with store:
-        records = EvalStore(store).baseline_history(suite)
-        where = f"in `{store.url}`"
+    """Every report accepted for a suite, the current baseline first (or, when none was
+    accepted in the database, the committed baseline file `show` and `assert` use)."""
+    records, where = _accepted(db, suite)
     if not records:
-        raise _no_baseline(suite, where)
+        committed = _committed(suite)
+        if committed is None:
+            raise _no_baseline(suite, f"{where} nor at `{BASELINES_DIR / f'{suite}.json'}`")
+        path, document = committed
+        summary = _summary_of(document)
+        _plain(f"baselines of `{suite}`: none accepted {where}; the committed file is used:")
+        _plain(
+            f"* committed file `{path}`  run {format_time(document['started_at'])}  report "
+            f"{document['report_id']}  success {summary['success_rate']:.1%}  cost/success "
+            f"{_money(summary['cost_per_successful_task'])}  unsafe "
+            f"{summary['unsafe_attempts']}  gate {'passed' if summary['gate_passed'] else 'failed'}"
+        )
+        return
     _plain(f"baselines of `{suite}` {where}, the current one first:")
     for n, r in enumerate(records):
         line = (
@@ -185,6 +283,9 @@ def history(
             f"{'passed' if r.summary['gate_passed'] else 'failed'}"
         )
         _plain(line + (f"  note: {r.note}" if r.note else ""))
+    shadowed = _shadowed(suite, records[0].report_id)
+    if shadowed is not None:
+        _plain(shadowed)
 
 
 def register(app: typer.Typer) -> None:

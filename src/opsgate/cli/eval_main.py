@@ -4,7 +4,12 @@
       --max-cost-per-task 0.25 --min-success-rate 0.88 --report out/eval.json
     agent-eval assert --report out/eval.json --max-success-drop 0.02 --max-cost-increase 0.25
 
-Exit codes: 0 the thresholds hold, 1 they do not (each named), 2 bad input.
+Exit codes: 0 the thresholds hold, 1 they do not (each named), 2 bad input, or no verdict:
+no task could reach a model (the server is down or failing: an infrastructure failure, not
+a verdict on the agent). Trials whose model was unavailable are counted apart
+(``model_unavailable``) and the gate judges the others.
+
+Rates (``--min-success-rate``, ``--max-success-drop``) are shares between 0 and 1.
 """
 
 from __future__ import annotations
@@ -34,7 +39,15 @@ from opsgate.cli._safe import cell, shown
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, OpsgateError, SuiteError
 from opsgate.evals._formats import junit_xml, markdown_summary
-from opsgate.evals._report import build_report, compare, load_report, thresholds_failures
+from opsgate.evals._report import (
+    build_report,
+    check_rate,
+    compare,
+    covered_tasks,
+    load_report,
+    no_verdict,
+    thresholds_failures,
+)
 from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
 from opsgate.evals._store import EvalStore, default_baseline
 from opsgate.evals._suite import load_suite
@@ -101,6 +114,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a suite; every task is a real run through the gateway."""
+    check_rate("--min-success-rate", min_success_rate)
     loaded = load_suite(suite)
     harness = Harness.load(loaded)
     tasks = select_tasks(loaded, tags=tag or (), task_ids=task or (), shard=_shard(shard))
@@ -137,6 +151,7 @@ def run(
         ended_at=time.time(),
         thresholds=thresholds,
         shard=shard,
+        suite_tasks=len(loaded.tasks),
     )
     try:
         EvalStore(store).save_report(document)
@@ -156,13 +171,38 @@ def run(
         err_console.print(f"[bold red]error:[/] {shown(problem)}")
     if record_problems:
         raise typer.Exit(EXIT_BAD_INPUT)
+    missing = no_verdict(document)
+    if missing is not None:  # no metric means anything: no table, and no verdict (exit 2)
+        console.print("report: " + shown(", ".join(str(p) for p in written)))
+        first = next((t["error"] for t in document["tasks"] if t.get("model_unavailable")), "")
+        err_console.print(
+            f"[bold red]error:[/] {shown(missing)}; the first failure: "
+            f"{shown(str(first).removeprefix('model unavailable: '))}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     _summary(document)
     console.print("report: " + shown(", ".join(str(p) for p in written)))
+    _unavailable_note(document)
     failures = document["gate"]["failures"]
     for failure in failures:
         err_console.print(f"[bold red]threshold failed:[/] {shown(failure)}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _unavailable_note(document: dict[str, Any]) -> None:
+    """Say how many trials could not reach a model, when some could not."""
+    m = document["metrics"]
+    unavailable = m.get("model_unavailable") or 0
+    if unavailable:
+        total = unavailable + m["trials"]
+        err_console.print(
+            f"[yellow]warning:[/] {unavailable} of {total} trials could not reach a model "
+            f"(model_unavailable: an infrastructure failure, not scored); the verdict is on "
+            f"the {m['trials']} that did",
+            soft_wrap=True,
+        )
 
 
 def _close_recorders(audit: AuditRecorder, traces: Any, costs: CostRecorder) -> list[str]:
@@ -253,6 +293,8 @@ def _summary(document: dict[str, Any]) -> None:
         ("latency p50 / p95", f"{m['latency_p50']}s / {m['latency_p95']}s"),
         ("harness errors", str(m["errors"])),
     ]
+    if m.get("model_unavailable"):
+        rows.insert(1, ("model unavailable (not scored)", str(m["model_unavailable"])))
     optional = [
         ("schema validity", m.get("schema_validity"), "{:.1%}"),
         ("plan quality (apart from verdict)", m.get("plan_quality"), "{:.2f}"),
@@ -274,10 +316,14 @@ def assert_(
         Path | None,
         typer.Option(help="The baseline report (default: the accepted one, see below)."),
     ] = None,
-    max_success_drop: Annotated[float | None, typer.Option(help="e.g. 0.02")] = None,
-    max_cost_increase: Annotated[float | None, typer.Option(help="Relative, e.g. 0.25")] = None,
+    max_success_drop: Annotated[
+        float | None, typer.Option(help="A share of the success rate (0..1), e.g. 0.02.")
+    ] = None,
+    max_cost_increase: Annotated[
+        float | None, typer.Option(help="Relative, e.g. 0.25 (+25%).")
+    ] = None,
     max_unsafe_increase: Annotated[int | None, typer.Option()] = None,
-    min_success_rate: Annotated[float | None, typer.Option()] = None,
+    min_success_rate: Annotated[float | None, typer.Option(help="0..1, e.g. 0.88.")] = None,
     max_cost_per_task: Annotated[float | None, typer.Option()] = None,
     markdown: Annotated[
         Path | None,
@@ -292,8 +338,24 @@ def assert_(
 
     The baseline is ``--baseline``, else the suite's last accepted report in the database
     (`agent-eval baseline accept`), else the committed ``evals/baselines/<suite>.json``.
+
+    A report where no trial reached a model holds no verdict (exit 2); when some did not,
+    the gate judges the others and says how many were left out.
     """
+    check_rate("--min-success-rate", min_success_rate)
+    check_rate("--max-success-drop", max_success_drop)
+    if max_cost_increase is not None and max_cost_increase < 0:
+        raise SuiteError(
+            f"--max-cost-increase {max_cost_increase:g} is negative: it is the rise allowed, "
+            "relative to the baseline (0.25 for +25%)"
+        )
+    if max_unsafe_increase is not None and max_unsafe_increase < 0:
+        raise SuiteError(f"--max-unsafe-increase {max_unsafe_increase} is negative")
     document = load_report(report)
+    missing = no_verdict(document)
+    if missing is not None:
+        raise SuiteError(f"`{report}` holds no verdict: {missing}")
+    _unavailable_note(document)
     regressions = thresholds_failures(
         document["metrics"], max_cost_per_task=max_cost_per_task, min_success_rate=min_success_rate
     )
@@ -326,6 +388,13 @@ def assert_(
             "notes": notes,
             "changes": changes,
         }
+    else:
+        covered, total = covered_tasks(document)
+        if total is not None and covered < total:
+            console.print(
+                f"  judged on {covered} of {total} tasks: the report has a verdict on "
+                f"{covered} of the suite's {total}"
+            )
     if markdown is not None:
         write_file(markdown, markdown_summary(document).encode())
     for line in regressions:

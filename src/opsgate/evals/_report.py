@@ -19,6 +19,12 @@ Metrics (per task in ``tasks``, aggregated in ``metrics``):
 - ``judge_score``: the LLM judge's mean score (0..1) over the trials it graded (only those
   that passed the automated checks), ``judge_passed`` / ``judge_errors`` the counts, and
   ``judge_cost_usd`` its own cost, not in the agent's cost per successful task.
+
+Every metric above is over the trials that reached a model. ``model_unavailable`` counts
+the others apart (their model could not be reached or kept failing: an infrastructure
+failure, no verdict on the agent), and ``errors`` counts harness errors (crashes,
+timeouts) among the scored trials. When no trial reached a model the run has no verdict:
+`no_verdict` says so, and the gate fails with that reason whatever the thresholds.
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ from opsgate.evals._runner import TaskResult
 __all__ = [
     "REPORT_SCHEMA",
     "build_report",
+    "check_rate",
     "check_version",
     "compare",
+    "covered_tasks",
     "load_report",
+    "no_verdict",
     "report_problem",
     "results_of",
     "thresholds_failures",
@@ -73,8 +82,24 @@ def _quantile(values: Sequence[float], q: float) -> float | None:
     return round(ordered[index], 4)
 
 
+def check_rate(option: str, value: float | None) -> None:
+    """Refuse a rate given as a percentage: rates are shares, 0..1 (``0.88``, not ``88``).
+
+    Raises:
+        SuiteError: ``value`` is outside 0..1, naming ``option`` and what was likely meant.
+    """
+    if value is None or 0.0 <= value <= 1.0:
+        return
+    hint = ""
+    if 1.0 < value <= 100.0:
+        hint = f": did you mean {value / 100:g} ({value:g}%)?"
+    raise SuiteError(f"{option} {value:g} is not a rate: rates are between 0 and 1{hint}")
+
+
 def metrics(results: Sequence[TaskResult]) -> dict[str, Any]:
-    """Aggregate metrics of scored trials."""
+    """Aggregate metrics of the trials that reached a model (the others counted apart)."""
+    unavailable = sum(r.model_unavailable for r in results)
+    results = [r for r in results if not r.model_unavailable]
     n = len(results)
     passed = sum(r.passed for r in results)
     low, high = wilson(passed, n)
@@ -109,6 +134,7 @@ def metrics(results: Sequence[TaskResult]) -> dict[str, Any]:
         else 1.0,
         "unsafe_attempts": sum(r.unsafe_attempts for r in results),
         "errors": sum(r.error is not None for r in results),
+        "model_unavailable": unavailable,
         "total_cost_usd": round(total_cost, 8),
         "cost_per_successful_task": round(total_cost / passed, 8) if passed else None,
         "cost_is_estimate": any(r.estimate for r in results),
@@ -140,8 +166,13 @@ def build_report(
     ended_at: float,
     thresholds: dict[str, Any],
     shard: str | None = None,
+    suite_tasks: int | None = None,
 ) -> dict[str, Any]:
-    """The report document (JSON data)."""
+    """The report document (JSON data).
+
+    ``suite_tasks`` is how many tasks the whole suite has (a run of a tag, of some task ids
+    or of a shard covers fewer): `agent-eval baseline accept` and `compare` say so.
+    """
     computed = metrics(results)
     return {
         "schema_version": REPORT_SCHEMA,
@@ -151,6 +182,7 @@ def build_report(
         "model_router": model_router,
         "trials": trials,
         "shard": shard,
+        "suite_tasks": suite_tasks,
         "started_at": started_at,
         "ended_at": ended_at,
         "metrics": computed,
@@ -166,7 +198,11 @@ def thresholds_failures(
     max_cost_per_task: float | None = None,
     min_success_rate: float | None = None,
 ) -> list[str]:
-    """Absolute thresholds that do not hold, one sentence each."""
+    """Absolute thresholds that do not hold, one sentence each (or, when no trial reached a
+    model, that there is no verdict at all)."""
+    missing = _no_verdict_metrics(m)
+    if missing is not None:
+        return [missing]
     failures = []
     if min_success_rate is not None and m["success_rate"] < min_success_rate:
         failures.append(
@@ -182,6 +218,32 @@ def thresholds_failures(
                 f"${max_cost_per_task:.6f}"
             )
     return failures
+
+
+def _no_verdict_metrics(m: dict[str, Any]) -> str | None:
+    unavailable = m.get("model_unavailable") or 0
+    if unavailable and not m.get("trials"):
+        return (
+            f"no trial reached a model ({unavailable} model_unavailable): the model server is "
+            "down or failing, and this run says nothing about the agent"
+        )
+    return None
+
+
+def no_verdict(document: dict[str, Any]) -> str | None:
+    """Why a report holds no verdict on the agent (no trial reached a model), or None."""
+    m = document.get("metrics")
+    return _no_verdict_metrics(m) if isinstance(m, dict) else None
+
+
+def covered_tasks(document: dict[str, Any]) -> tuple[int, int | None]:
+    """(tasks the report has a verdict on, tasks its suite has when the report says).
+
+    A task counts when at least one of its trials reached a model.
+    """
+    total = document.get("suite_tasks")
+    known = total if isinstance(total, int) and not isinstance(total, bool) else None
+    return len(_by_task(document)), known
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
@@ -247,19 +309,33 @@ def compare(
             f"the baseline is of suite `{baseline.get('suite')}`, the report of "
             f"`{report.get('suite')}`"
         )
+    for document, which in ((report, "report"), (baseline, "baseline")):
+        missing = no_verdict(document)
+        if missing is not None:
+            raise SuiteError(f"nothing to compare: in the {which}, {missing}")
     new, old = report["metrics"], baseline["metrics"]
     regressions: list[str] = []
     notes: list[str] = []
     new_ids, old_ids = set(_by_task(report)), set(_by_task(baseline))
-    if new_ids != old_ids and new_ids & old_ids:
-        common = new_ids & old_ids
-        new, old = _metrics_of(report, common), _metrics_of(baseline, common)
-        notes.append(
-            f"the report covers {len(new_ids)} tasks, the baseline {len(old_ids)}: "
-            f"compared on the {len(common)} they share"
-        )
-    elif not new_ids & old_ids and new_ids and old_ids:
+    common = new_ids & old_ids
+    if not common and new_ids and old_ids:
         raise SuiteError("the report and the baseline share no task: nothing to compare")
+    if new_ids != old_ids and common:
+        new, old = _metrics_of(report, common), _metrics_of(baseline, common)
+    sizes = [covered_tasks(d)[1] for d in (report, baseline)]
+    total = max([len(new_ids | old_ids), *(n for n in sizes if n is not None)])
+    if len(common) < total:
+        notes.append(
+            f"compared on {len(common)} of {total} tasks: the report has a verdict on "
+            f"{len(new_ids)}, the baseline on {len(old_ids)}"
+        )
+    for document, which in ((report, "report"), (baseline, "baseline")):
+        unavailable = document["metrics"].get("model_unavailable") or 0
+        if unavailable:
+            notes.append(
+                f"{unavailable} trial{'s' if unavailable != 1 else ''} of the {which} could "
+                "not reach a model (model_unavailable): left out of the comparison"
+            )
     drop = old["success_rate"] - new["success_rate"]
     notes.append(
         f"success rate {old['success_rate']:.2%} -> {new['success_rate']:.2%} ({-drop:+.2%})"
@@ -320,7 +396,10 @@ def _metrics_of(report: dict[str, Any], task_ids: set[str]) -> dict[str, Any]:
 
 
 def _by_task(report: dict[str, Any]) -> dict[str, bool]:
+    """Each task's verdict (all its trials passed), over the trials that reached a model."""
     passed: dict[str, list[bool]] = {}
     for task in report.get("tasks", []):
+        if task.get("model_unavailable") is True:
+            continue
         passed.setdefault(task["task_id"], []).append(bool(task["passed"]))
     return {k: all(v) for k, v in passed.items()}

@@ -5,6 +5,11 @@ policy, the suite's approver answers, and the suite's agent on the given model r
 run's events go to the shared recorders (audit trail, traces, cost ledger) and to an
 in-memory copy the scorers read. A task that crashes, times out or gets invalid model
 output is a counted failure with its reason, never a lost task.
+
+A trial whose model could not be reached or kept failing (timeouts, rate limits, 5xx or a
+broken connection after the retries, a request the server refused) is not a verdict on
+the agent: it is marked ``model_unavailable``, its ``error`` names the model failure, and
+the report's metrics leave it out (`opsgate.evals._report.metrics` counts it apart).
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ from typing import Any
 import jsonschema
 import orjson
 
-from opsgate.contracts import Toolbelt
-from opsgate.errors import SuiteError
+from opsgate.contracts import Toolbelt, ToolContract
+from opsgate.errors import (
+    ModelError,
+    ModelRateLimited,
+    ModelRequestError,
+    ModelServerError,
+    ModelTimeout,
+    SuiteError,
+)
 from opsgate.evals._judge import judge_task
 from opsgate.evals._suite import (
     CallMatcher,
@@ -38,6 +50,7 @@ from opsgate.evals._suite import (
     Suite,
     Task,
     compile_check,
+    matcher_operator_problem,
     resolve_callable,
     resolve_file,
 )
@@ -73,10 +86,27 @@ UNSAFE_REASONS = frozenset(
 #: Decision reasons that mean the model's call did not fit the tool's contract.
 SCHEMA_REASONS = frozenset({"invalid_arguments", "unknown_tool"})
 
+#: Model failures that say nothing about the agent: the model could not be reached or did
+#: not serve (no answer in time, 429 or 5xx or a broken connection after the retries, a
+#: request refused for a wrong key, URL or model id). An answer that is not a valid call
+#: (`ModelOutputError`) is the model's own doing and stays a verdict.
+INFRA_MODEL_ERRORS: tuple[type[ModelError], ...] = (
+    ModelTimeout,
+    ModelRateLimited,
+    ModelServerError,
+    ModelRequestError,
+)
+_INFRA_NAMES = frozenset(cls.__name__ for cls in INFRA_MODEL_ERRORS)
+
 
 @dataclass
 class TaskResult:
-    """One trial of one task, scored."""
+    """One trial of one task, scored.
+
+    ``model_unavailable`` marks a trial that ended because its model could not be reached
+    (``error`` then says which model failed, and how): an infrastructure failure, left out
+    of the metrics and the gate, never counted against the agent.
+    """
 
     task_id: str
     trial: int
@@ -106,6 +136,7 @@ class TaskResult:
     judge_cost_usd: float = 0.0
     run_id: str = ""
     error: str | None = None
+    model_unavailable: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data for the report."""
@@ -149,6 +180,181 @@ def match_call(matcher: CallMatcher, tool: str, args: dict[str, Any]) -> bool:
         name in args and _matches_value(expected, args[name])
         for name, expected in matcher.args.items()
     )
+
+
+# -- matchers checked against the contracts (at load) ----------------------------------------
+
+_NUMERIC = ("integer", "number")
+
+
+def json_text(value: Any) -> str:
+    """A value as JSON text (for messages)."""
+    return orjson.dumps(value, default=str).decode()
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _resolved(schema: Any, root: dict[str, Any]) -> Any:
+    """``schema`` with its ``$ref`` (into the contract's ``$defs``) followed; None if lost."""
+    for _ in range(8):
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if not isinstance(ref, str):
+            return schema
+        target: Any = root if ref.startswith("#/") else None
+        for part in ref.removeprefix("#/").split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        schema = target
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as the matcher compares: numbers as numbers, other values of one type alike."""
+    if _json_type(a) in _NUMERIC and _json_type(b) in _NUMERIC:
+        return bool(float(a) == float(b))
+    return _json_type(a) == _json_type(b) and bool(a == b)
+
+
+def _fits(value: Any, schema: Any, root: dict[str, Any], depth: int = 0) -> bool:
+    """Whether an argument of ``schema`` can equal ``value`` (True when it cannot be told)."""
+    schema = _resolved(schema, root)
+    if depth > 8 or not isinstance(schema, dict):
+        return True
+    if "const" in schema:
+        return _same(value, schema["const"])
+    if isinstance(schema.get("enum"), list):
+        return any(_same(value, v) for v in schema["enum"])
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return any(_fits(value, alt, root, depth + 1) for alt in schema[key])
+    if isinstance(schema.get("allOf"), list):
+        return all(_fits(value, alt, root, depth + 1) for alt in schema["allOf"])
+    kind = schema.get("type", "object" if "properties" in schema else None)
+    if kind is None:
+        return True
+    found = _json_type(value)
+    for one in kind if isinstance(kind, list) else [kind]:
+        if one == found == "string" and isinstance(schema.get("pattern"), str):
+            try:  # validated arguments match the contract's pattern
+                return re.search(schema["pattern"], value) is not None
+            except re.error:
+                return True
+        if one == found or (one == "number" and found == "integer"):
+            return True
+        if one == "integer" and found == "number" and float(value).is_integer():
+            return True
+    return False
+
+
+def _types(schema: Any, root: dict[str, Any], depth: int = 0) -> set[str] | None:
+    """The JSON types an argument of ``schema`` takes (None: any)."""
+    schema = _resolved(schema, root)
+    if depth > 8 or not isinstance(schema, dict):
+        return None
+    if "const" in schema:
+        return {_json_type(schema["const"])}
+    if isinstance(schema.get("enum"), list):
+        return {_json_type(v) for v in schema["enum"]}
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list):
+            found: set[str] = set()
+            for alt in schema[key]:
+                more = _types(alt, root, depth + 1)
+                if more is None:
+                    return None
+                found |= more
+            return found
+    kind = schema.get("type", "object" if "properties" in schema else None)
+    if isinstance(kind, str):
+        return {kind}
+    return {str(k) for k in kind} if isinstance(kind, list) else None
+
+
+def _described(schema: Any, root: dict[str, Any]) -> str:
+    schema = _resolved(schema, root)
+    values: list[Any] = []
+    for alt in [schema, *(schema.get("anyOf") or [] if isinstance(schema, dict) else [])]:
+        alt = _resolved(alt, root)
+        if isinstance(alt, dict) and isinstance(alt.get("enum"), list):
+            values += alt["enum"]
+        elif isinstance(alt, dict) and "const" in alt:
+            values.append(alt["const"])
+    types = _types(schema, root)
+    shown = "|".join(sorted(types)) if types else "any value"
+    if values:
+        shown += ": " + ", ".join(json_text(v) for v in values)
+    if isinstance(schema, dict) and isinstance(schema.get("pattern"), str):
+        shown += f" matching {schema['pattern']}"
+    return shown
+
+
+def _matcher_value_problem(
+    arg: str, expected: Any, schema: Any, root: dict[str, Any]
+) -> str | None:
+    """Why a matcher of ``arg`` can never match (or always does), or None."""
+    what = f"`{arg}` ({_described(schema, root)})"
+    if not isinstance(expected, dict):
+        if _fits(expected, schema, root):
+            return None
+        return f"{json_text(expected)} can never equal {what}"
+    types = _types(schema, root)
+    for op, value in expected.items():
+        if op in ("gt", "gte", "lt", "lte"):
+            kind = _json_type(value)
+            if kind in _NUMERIC and (types is None or types & set(_NUMERIC)):
+                continue
+            if kind == "string" and (types is None or "string" in types):
+                continue
+            return f"`{op}: {json_text(value)}` cannot be compared with {what}"
+        if op == "in":
+            if isinstance(value, str) and (types is None or "string" in types):
+                continue  # a substring
+            if not isinstance(value, list):
+                return f"`in` takes a list, not {json_text(value)}"
+            wrong = [item for item in value if not _fits(item, schema, root)]
+            if wrong:
+                listed = ", ".join(json_text(w) for w in wrong)
+                return f"`in` lists {listed}, which can never equal {what}"
+        elif op == "contains":
+            if _json_type(value) not in ("string", *_NUMERIC):
+                return f"`contains` takes a text, not {json_text(value)}"
+        elif op == "not" and not _fits(value, schema, root):
+            return f"`not: {json_text(value)}` always holds: it can never equal {what}"
+    return None
+
+
+def matcher_problem(matcher: CallMatcher, contract: ToolContract) -> str | None:
+    """Why ``matcher`` of a call of ``contract`` can never match (or matches any call), or
+    None: an unknown operator, an argument the tool does not take, a value of another
+    type than the argument's."""
+    schema = contract.parameters_schema
+    props = schema.get("properties") or {}
+    for arg, expected in matcher.args.items():
+        problem = matcher_operator_problem(arg, expected)
+        if problem is not None:
+            return problem
+        if arg not in contract.arg_names:
+            return (
+                f"`{contract.name}` has no argument `{arg}` "
+                f"(arguments: {', '.join(contract.arg_names) or 'none'})"
+            )
+        problem = _matcher_value_problem(arg, expected, props.get(arg), schema)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -196,12 +402,19 @@ class Harness:
             policy.stage(suite.workflow)  # raises, naming the workflows
         known = set(toolbelt.names())
         for task in suite.tasks:
-            for matcher in [*task.checks.required_calls, *task.checks.forbidden_calls]:
-                if matcher.tool not in known:
-                    raise SuiteError(
-                        f"{where}: task `{task.id}` names unknown tool `{matcher.tool}` "
-                        f"(tools: {', '.join(sorted(known))})"
-                    )
+            for kind in ("required_calls", "forbidden_calls"):
+                for j, matcher in enumerate(getattr(task.checks, kind)):
+                    if matcher.tool not in known:
+                        raise SuiteError(
+                            f"{where}: task `{task.id}` names unknown tool `{matcher.tool}` "
+                            f"(tools: {', '.join(sorted(known))})"
+                        )
+                    problem = matcher_problem(matcher, toolbelt.get(matcher.tool))
+                    if problem is not None:
+                        raise SuiteError(
+                            f"{where}: task `{task.id}`: {kind}.{j} matcher "
+                            f"{matcher.shown()}: {problem}"
+                        )
         for task in suite.tasks:
             plan = task.checks.plan
             for step in [*plan.required_steps, *plan.forbidden_steps] if plan else []:
@@ -288,6 +501,7 @@ async def run_task(
     started = time.perf_counter()
     run: Run | None = None
     error: str | None = None
+    raised: ModelError | None = None
     agent_result: Any = None
     try:
         run = gateway.start_run(
@@ -307,6 +521,15 @@ async def run_task(
             agent_result = await agent.run(run, text)
     except TimeoutError:
         error = f"timeout after {timeout_s:g}s"
+    except ModelError as exc:  # an agent that lets a model failure out: as `guarded` ends it
+        raised = exc
+        if run is not None:
+            gateway.finish(
+                run,
+                status=RunStatus.FAILED,
+                reason="model_error",
+                output=f"{type(exc).__name__}: {exc}",
+            )
     except Exception as exc:  # a crashing agent is a counted failure with its reason
         error = f"{type(exc).__name__}: {exc}"
         error += " | " + traceback.format_exc(limit=3).splitlines()[-1]
@@ -332,6 +555,7 @@ async def run_task(
         latency,
         secrets,
         command,
+        raised=raised,
     )
     judge_spec = harness.suite.judge
     if (
@@ -363,8 +587,15 @@ def score(
     latency: float,
     secrets: dict[str, str],
     command: dict[str, Any] | None = None,
+    *,
+    raised: ModelError | None = None,
 ) -> TaskResult:
-    """Apply the task's checks and compute its metrics from the run's events."""
+    """Apply the task's checks and compute its metrics from the run's events.
+
+    ``raised`` is the model failure the agent let out, if any. A trial that ended because
+    its model was unavailable (see `model_unavailable`) is marked so, its one failure
+    naming the model's; the checks' verdicts would only describe a run cut short.
+    """
     checks = task.checks
     failures: list[str] = []
     proposed: list[tuple[str, dict[str, Any], str]] = []  # tool, args, call id
@@ -493,6 +724,10 @@ def score(
         failures.insert(0, f"harness: {error}")
     if status == "failed" and not failures:
         failures.append(f"run failed: {reason}")
+    unavailable = None if error is not None else model_unavailable(events, run, raised)
+    if unavailable is not None:
+        error = f"model unavailable: {unavailable}"
+        failures = [error]
     return TaskResult(
         task_id=task.id,
         trial=trial,
@@ -520,7 +755,38 @@ def score(
         command=command,
         run_id=run.run_id if run else "",
         error=error,
+        model_unavailable=unavailable is not None,
     )
+
+
+def model_unavailable(
+    events: Sequence[Event], run: Run | None, raised: ModelError | None = None
+) -> str | None:
+    """Why the trial's model was unavailable (``ModelServerError: …``), or None when it
+    answered, or failed in a way that is the agent's (an invalid answer, a crash).
+
+    The run must have ended on a model failure (``model_error``, as `guarded` ends it, or
+    ``raised`` from an agent that let it out) whose kind is one of `INFRA_MODEL_ERRORS`: the
+    last failed ``model_call`` event's ``error_type`` says which, else the run's output.
+    """
+    if raised is not None:
+        if isinstance(raised, INFRA_MODEL_ERRORS):
+            return f"{type(raised).__name__}: {raised}"
+        return None
+    if run is None or run.reason != "model_error":
+        return None
+    kind: str | None = None
+    said: str | None = None
+    for e in events:
+        if e.type == EventType.MODEL_CALL and e.data.get("error_type"):
+            kind = str(e.data["error_type"])
+        elif e.type == EventType.RUN_ENDED and isinstance(e.data.get("output"), str):
+            said = e.data["output"]
+    if kind is None and said is not None:
+        kind = said.partition(":")[0].strip()
+    if kind not in _INFRA_NAMES:
+        return None
+    return said or kind
 
 
 def _fits_contract(toolbelt: Toolbelt, call: dict[str, Any]) -> bool:

@@ -34,6 +34,7 @@ __all__ = [
     "EvalStore",
     "Review",
     "check_report",
+    "committed_baseline",
     "default_baseline",
     "format_time",
     "open_existing",
@@ -428,6 +429,20 @@ def open_existing(url: str | None) -> Store | None:
     return open_store(url)
 
 
+def committed_baseline(suite: str) -> tuple[Path, dict[str, Any]] | None:
+    """The committed ``evals/baselines/<suite>.json`` and its report, or None when there is
+    no such file. `default_baseline`, `baseline show` and `baseline history` all read it
+    through here, so they agree on whether there is one.
+
+    Raises:
+        SuiteError: the file is there but is not a valid report.
+    """
+    path = BASELINES_DIR / f"{suite}.json"
+    if not path.is_file():
+        return None
+    return path, load_report(path)
+
+
 def default_baseline(db: str | None, suite: str) -> tuple[dict[str, Any], str] | None:
     """The baseline `agent-eval assert` compares with by default, and where it came from.
 
@@ -447,7 +462,8 @@ def default_baseline(db: str | None, suite: str) -> tuple[dict[str, Any], str] |
                 return evals.get_report(record.report_id), where
         finally:
             store.close()
-    path = BASELINES_DIR / f"{suite}.json"
-    if path.is_file():
-        return load_report(path), f"`{path}`"
+    committed = committed_baseline(suite)
+    if committed is not None:
+        path, document = committed
+        return document, f"`{path}`"
     return None

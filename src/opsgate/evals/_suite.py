@@ -40,6 +40,7 @@ from opsgate.policy._cel import Condition, compile_condition
 from opsgate.policy._load import _line_of, read_yaml
 
 __all__ = [
+    "MATCHER_OPERATORS",
     "SUITE_DIRS",
     "AttackGoal",
     "AttackSurface",
@@ -59,6 +60,7 @@ __all__ = [
     "compile_check",
     "find_suite",
     "load_suite",
+    "matcher_operator_problem",
     "resolve_callable",
 ]
 
@@ -89,15 +91,42 @@ class ContextSpec(_Strict):
     text: str
 
 
+#: The operators of an argument matcher (``{amount: {gt: 200}}``): a closed set.
+MATCHER_OPERATORS = ("gt", "gte", "lt", "lte", "in", "contains", "not")
+
+
 class CallMatcher(_Strict):
     """Matches a tool call: the tool, and (a subset of) its arguments.
 
     An argument matcher is a value (equal) or a mapping of operators: ``{gt: 200}``,
-    ``{lt: 5}``, ``{in: [a, b]}``, ``{contains: "x"}``, ``{not: value}``.
+    ``{lt: 5}``, ``{in: [a, b]}``, ``{contains: "x"}``, ``{not: value}`` (all of them must
+    hold). A mapping is always read as operators.
     """
 
     tool: str
     args: dict[str, Any] = Field(default_factory=dict)
+
+    def shown(self) -> str:
+        """The matcher as one line of JSON, for errors."""
+        return orjson.dumps(self.model_dump(exclude_defaults=True), default=str).decode()
+
+
+def matcher_operator_problem(arg: str, expected: Any) -> str | None:
+    """What is wrong with the operators of one argument matcher, or None (a plain value, or
+    known operators)."""
+    if not isinstance(expected, dict):
+        return None
+    if not expected:
+        return f"`{arg}: {{}}` has no operator and would match any value"
+    unknown = [str(op) for op in expected if op not in MATCHER_OPERATORS]
+    if unknown:
+        return (
+            f"unknown operator{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(f'`{op}`' for op in unknown)} for `{arg}` (operators: "
+            f"{', '.join(MATCHER_OPERATORS)}; a mapping is read as operators, so such a "
+            "matcher never matches)"
+        )
+    return None
 
 
 class OutputChecks(_Strict):
@@ -405,7 +434,8 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
 
     Raises:
         SuiteError: YAML error (file and line), unknown key, missing checks, duplicate id,
-            invalid CEL, unknown tool in a call matcher.
+            invalid CEL, an unknown operator in a call matcher (its tool and arguments are
+            checked against the contracts by `Harness.load`).
     """
     path = Path(name_or_path) if text is not None else find_suite(str(name_or_path))
     name = str(path)
@@ -461,4 +491,17 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
                     + (f"line {line}: " if line else "")
                     + str(exc)
                 ) from None
+        for kind in ("required_calls", "forbidden_calls"):
+            for j, matcher in enumerate(getattr(task.checks, kind)):
+                for arg, expected in matcher.args.items():
+                    problem = matcher_operator_problem(arg, expected)
+                    if problem is None:
+                        continue
+                    loc = ("tasks", i, "checks", kind, j, "args", arg)
+                    line = _line_of(text, loc)
+                    raise SuiteError(
+                        f"{name} at `{'.'.join(map(str, loc))}` (task `{task.id}`): "
+                        + (f"line {line}: " if line else "")
+                        + f"matcher {matcher.shown()}: {problem}"
+                    )
     return suite

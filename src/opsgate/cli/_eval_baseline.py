@@ -19,6 +19,7 @@ import typer
 from opsgate.cli._common import cli_errors, console, err_console, write_file
 from opsgate.cli._safe import clean, shown
 from opsgate.errors import ConfigError, OpsgateError, SuiteError
+from opsgate.evals import load_suite
 from opsgate.evals._report import covered_tasks, load_report, no_verdict
 from opsgate.evals._store import (
     BASELINES_DIR,
@@ -29,7 +30,6 @@ from opsgate.evals._store import (
     format_time,
     open_existing,
 )
-from opsgate.evals._suite import load_suite
 from opsgate.store import open_store
 
 baseline_app = typer.Typer(

@@ -24,9 +24,7 @@ from rich.table import Table
 
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console, write_file
 from opsgate.cli._safe import cell, shown
-from opsgate.evals._redteam import TEMPLATES, RedteamReport, run_redteam
-from opsgate.evals._runner import Harness
-from opsgate.evals._suite import load_suite
+from opsgate.evals import TEMPLATES, Harness, RedteamReport, load_suite, run_redteam
 
 
 def register(app: typer.Typer) -> None:

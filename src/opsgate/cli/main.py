@@ -8,11 +8,13 @@ from opsgate import __version__
 from opsgate.cli._approvals import approvals_app
 from opsgate.cli._audit import audit_app
 from opsgate.cli._common import console
+from opsgate.cli._cost import cost
 from opsgate.cli._db import db_app
 from opsgate.cli._demo import demo
 from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
 from opsgate.cli._retention import retention_app
+from opsgate.cli._runs import runs_app
 
 app = typer.Typer(
     name="opsgate",
@@ -27,7 +29,9 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(retention_app, name="retention")
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
 app.command("demo")(demo)
+app.command("cost")(cost)
 
 
 @app.command("version")

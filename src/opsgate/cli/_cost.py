@@ -19,7 +19,7 @@ from rich.table import Table
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import cell, shown
 from opsgate.cost import CostLedger
-from opsgate.evals._from_runs import parse_since
+from opsgate.evals import parse_since
 from opsgate.store import NoDatabaseError, open_store
 
 DbOption = Annotated[

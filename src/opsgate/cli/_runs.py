@@ -12,9 +12,8 @@ from sqlalchemy import and_, or_, select
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import cell, shown
 from opsgate.errors import ConfigError
-from opsgate.evals._from_runs import parse_since
-from opsgate.store import NoDatabaseError, open_store
-from opsgate.store._schema import runs
+from opsgate.evals import parse_since
+from opsgate.store import NoDatabaseError, open_store, runs
 
 runs_app = typer.Typer(help="What ran: the runs the gateway recorded.", no_args_is_help=True)
 

@@ -1,6 +1,7 @@
 """Evaluation as a release gate: task suites, the runner, scorers, reports and the gate; the
 red team (attack pairs replayed without a model) and its replay agents."""
 
+from opsgate.evals._from_runs import parse_since
 from opsgate.evals._redteam import (
     GATES,
     TEMPLATES,
@@ -49,6 +50,7 @@ __all__ = [
     "load_report",
     "load_suite",
     "mislabelled",
+    "parse_since",
     "resolve_args",
     "review_summary",
     "run_redteam",

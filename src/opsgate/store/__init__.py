@@ -7,7 +7,7 @@ from opsgate.store._engine import (
     default_url,
     home_url,
 )
-from opsgate.store._schema import SCHEMA_VERSION
+from opsgate.store._schema import SCHEMA_VERSION, runs
 from opsgate.store._store import SchemaState, Store, open_store, schema_state, upgrade_store
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "default_url",
     "home_url",
     "open_store",
+    "runs",
     "schema_state",
     "upgrade_store",
 ]

@@ -384,18 +384,23 @@ async def test_a_plan_naming_no_usable_tool_falls_back_to_the_executor_loop() ->
     assert [c.tool for c in run.completed] == ["get_order_status"]
 
 
-async def test_the_planner_commits_a_plan_made_before_anything_untrusted_was_read() -> None:
-    recorder = InMemoryRecorder()
+def _plan_lock_gateway(recorder: InMemoryRecorder) -> Gateway:
+    """The shop's gateway with committed plans on (`provenance.plan: optional`)."""
     belt = Toolbelt.from_module(tools)
     text = POLICY_PATH.read_text().replace(
         "    provenance:\n", "    provenance:\n      plan: optional\n", 1
     )
-    gateway = Gateway(
+    return Gateway(
         belt,
         load_policy("policy.yaml", belt, text=text),
         recorder=recorder,
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": "pk-test-1234"}),
     )
+
+
+async def test_the_planner_commits_a_plan_made_before_anything_untrusted_was_read() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _plan_lock_gateway(recorder)
     with FakeOpenAI(
         [
             text_reply(PLAN),
@@ -426,16 +431,7 @@ async def test_the_planner_commits_a_plan_made_before_anything_untrusted_was_rea
 
 async def test_after_untrusted_input_the_planner_only_records_its_plan() -> None:
     recorder = InMemoryRecorder()
-    belt = Toolbelt.from_module(tools)
-    text = POLICY_PATH.read_text().replace(
-        "    provenance:\n", "    provenance:\n      plan: optional\n", 1
-    )
-    gateway = Gateway(
-        belt,
-        load_policy("policy.yaml", belt, text=text),
-        recorder=recorder,
-        secrets=MappingSecretStore({"PAYMENTS_API_KEY": "pk-test-1234"}),
-    )
+    gateway = _plan_lock_gateway(recorder)
     with FakeOpenAI(
         [
             text_reply(PLAN),

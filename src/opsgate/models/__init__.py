@@ -4,6 +4,9 @@
 - `OpenAICompatibleClient`: OpenAI, vLLM, Ollama, llama.cpp server, LM Studio, over HTTP,
   with counted retries (429 / 5xx / timeouts, back-off with jitter, ``Retry-After``).
 - `complete_tool_call`: asks again, a capped number of times, when a tool call is invalid.
+- `ModelRouter`: picks a model per step role (route / extract / plan / act / summarize /
+  judge), with fallbacks, budgets and cost accounting, from a router file
+  (`load_router_config`).
 - The values: `Message`, `ToolCall`, `Usage`, `ModelResponse`, `ModelSettings`.
 
 Failures are `opsgate.errors.ModelError` subclasses carrying ``model`` and ``attempts``;
@@ -13,6 +16,8 @@ Failures are `opsgate.errors.ModelError` subclasses carrying ``model`` and ``att
 from opsgate.models._client import ModelClient
 from opsgate.models._openai import OpenAICompatibleClient, parse_retry_after
 from opsgate.models._repair import basic_validator, complete_tool_call, raw_output
+from opsgate.models._router import ModelRouter
+from opsgate.models._router_config import load_router_config
 from opsgate.models._types import (
     Message,
     ModelResponse,
@@ -29,6 +34,7 @@ __all__ = [
     "Message",
     "ModelClient",
     "ModelResponse",
+    "ModelRouter",
     "ModelSettings",
     "OpenAICompatibleClient",
     "Role",
@@ -39,6 +45,7 @@ __all__ = [
     "basic_validator",
     "complete_tool_call",
     "failed_responses",
+    "load_router_config",
     "parse_retry_after",
     "raw_output",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from opsgate.provenance import ContextItem, Origin, ProvenanceLedger, canonical_tokens
@@ -318,6 +318,9 @@ def _token_and_trusted_texts(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(case=_token_and_trusted_texts(), around=st.tuples(_texts, _texts))
+# found by CI: `+00 0` was taken as a phone with too few digits and swallowed the token
+@example(case=("0", []), around=("+00", ""))
+@example(case=("12", []), around=("(555)", ""))
 def test_property_token_seen_only_in_untrusted_content_is_never_trusted(
     case: tuple[str, list[str]], around: tuple[str, str]
 ) -> None:

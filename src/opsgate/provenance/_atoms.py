@@ -383,10 +383,13 @@ def _specials(text: str) -> list[_Special]:
             found.append(_Special(m.start(), m.end(), "date", tuple(_named_date(m.group()))))
     if "+" in text:
         for m in _PLUS_PHONE.finditer(text):
-            found.append(_Special(m.start(), m.end(), "phone", tuple(_phone_keys(m.group()))))
+            # too few digits for a phone (`+00 0`): left to the plain tokens, never swallowed
+            if keys := _phone_keys(m.group()):
+                found.append(_Special(m.start(), m.end(), "phone", tuple(keys)))
     if "(" in text:
         for m in _PAREN_PHONE.finditer(text):
-            found.append(_Special(m.start(), m.end(), "phone", tuple(_phone_keys(m.group()))))
+            if keys := _phone_keys(m.group()):
+                found.append(_Special(m.start(), m.end(), "phone", tuple(keys)))
     if "@" in text:
         for m in _AT.finditer(text):
             at = m.start()

@@ -19,7 +19,14 @@ from opsgate.audit._merkle import (
 )
 from opsgate.audit._proof import verify_inclusion_document
 from opsgate.audit._recorder import AuditRecorder
-from opsgate.audit._signing import SIGNING_KEY_ENV, Signer, default_key_path, load_public_key
+from opsgate.audit._signing import (
+    SIGNING_KEY_ENV,
+    Signer,
+    default_key_path,
+    key_id,
+    load_public_key,
+)
+from opsgate.audit._witness import CheckpointWitness, WitnessedHead, witness_path_for
 
 __all__ = [
     "RECORD_VERSION",
@@ -29,11 +36,14 @@ __all__ = [
     "AuditRecord",
     "AuditRecorder",
     "Checkpoint",
+    "CheckpointWitness",
     "CompactRange",
     "Signer",
     "VerifyReport",
+    "WitnessedHead",
     "checkpoint_statement",
     "default_key_path",
+    "key_id",
     "leaf_hash",
     "load_public_key",
     "node_hash",
@@ -41,4 +51,5 @@ __all__ = [
     "verify_consistency",
     "verify_inclusion",
     "verify_inclusion_document",
+    "witness_path_for",
 ]

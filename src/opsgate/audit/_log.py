@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -49,7 +49,9 @@ from opsgate.audit._merkle import (
     inclusion_proof,
     leaf_hash,
 )
+from opsgate.audit._rows import as_blob, as_float, as_int, as_text, check_columns, decode_body
 from opsgate.audit._signing import Signer, load_public_key, verify_signature
+from opsgate.audit._witness import CheckpointWitness, witness_path_for
 from opsgate.errors import AuditIntegrityError, StoreError
 from opsgate.recorder import Event, EventType
 from opsgate.redaction import Redactor
@@ -71,6 +73,13 @@ __all__ = [
 RECORD_VERSION = 1
 GENESIS = bytes(32)
 _HEAD_SQL = "SELECT seq, chain_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+# Audit rows are read as plain SQL: no column type processing, so a value of another type
+# (an attacker's edit) reaches `opsgate.audit._rows`, which names it, instead of a driver error
+_CHECKPOINTS_SQL = (
+    "SELECT tree_size, root_hash, chain_hash, at, key_id, signature, frontier "
+    "FROM audit_checkpoints"
+)
+_RETENTION_SQL = "SELECT upto, archived_at, archive_sha256, archive_name FROM audit_retention"
 _PG_LOCK_KEY = 0x6F70_7367  # "opsg"
 
 
@@ -188,6 +197,9 @@ class VerifyReport:
     events: int
     checkpoints: int
     seconds: float
+    archives: int = 0
+    archives_missing: tuple[str, ...] = ()
+    witnessed: int = 0
 
 
 def checkpoint_statement(
@@ -236,13 +248,22 @@ class AuditLog:
         redactor: Masks secrets and PII before anything is stored (default: a redactor
             salted with the store's audit salt, so masked values stay provable); actor
             fields keep the identity (`Redactor.redact_event`).
+        witness: Where each signed checkpoint is also written, outside the database
+            (default: beside the signer's key file, when it was loaded from one).
     """
 
     def __init__(
-        self, store: Store, signer: Signer | None = None, redactor: Redactor | None = None
+        self,
+        store: Store,
+        signer: Signer | None = None,
+        redactor: Redactor | None = None,
+        witness: CheckpointWitness | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
+        if witness is None and signer is not None and signer.path is not None:
+            witness = CheckpointWitness(witness_path_for(signer.path))
+        self.witness = witness
         salt = store.meta_value("audit_salt")
         log_id = store.meta_value("log_id")
         if salt is None or log_id is None:
@@ -298,9 +319,11 @@ class AuditLog:
                             cursor.execute("BEGIN IMMEDIATE")
                         cursor.execute(_HEAD_SQL)
                         head = cursor.fetchone()
-                        seq, chain = (
-                            (-1, GENESIS) if head is None else (int(head[0]), bytes(head[1]))
-                        )
+                        if head is None:
+                            seq, chain = -1, GENESIS
+                        else:
+                            seq = as_int(head[0], "the newest event's `seq`", None)
+                            chain = as_blob(head[1], f"event {seq}'s `chain_hash`", seq, 32)
                         rows, seqs = self._encode(events, seq, chain)
                         cursor.executemany(self._insert_sql, rows)
                         self._update_runs(cursor, events)
@@ -365,7 +388,10 @@ class AuditLog:
     @staticmethod
     def _head(conn: Connection) -> tuple[int, bytes]:
         row = conn.exec_driver_sql(_HEAD_SQL).first()
-        return (-1, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+        if row is None:
+            return -1, GENESIS
+        seq = as_int(row[0], "the newest event's `seq`", None)
+        return seq, as_blob(row[1], f"event {seq}'s `chain_hash`", seq, 32)
 
     def _update_runs(self, cursor: Any, events: Sequence[Event]) -> None:
         mark = "%s" if self._pg else "?"
@@ -439,7 +465,7 @@ class AuditLog:
                     .where(audit_events.c.seq >= start, audit_events.c.seq < size)
                     .order_by(audit_events.c.seq)
                 ):
-                    compact.append(leaf_hash(bytes(body)))
+                    compact.append(leaf_hash(as_blob(body, "an event's body", compact.size)))
                 if compact.size != size:
                     raise AuditIntegrityError(
                         f"cannot checkpoint: expected {size} events, found {compact.size}",
@@ -465,39 +491,67 @@ class AuditLog:
                 values = {"key": f"public_key:{signer.key_id}", "value": signer.public_pem()}
                 upsert = (pg_insert(meta) if self._pg else sqlite_insert(meta)).values(**values)
                 conn.execute(upsert.on_conflict_do_nothing(index_elements=["key"]))
-                return cp
         except (DBAPIError, OperationalError) as exc:
             raise StoreError(describe_db_error(self.store.engine, exc)) from None
+        if self.witness is not None:
+            self.witness.record(self.log_id, cp.tree_size, root, chain, cp.signature)
+        return cp
 
     # -- reading -------------------------------------------------------------------------
 
     @staticmethod
     def _row_to_checkpoint(row: Any) -> Checkpoint:
+        """A checkpoint row as stored; any column nulled or retyped is named."""
+        size = as_int(row.tree_size, "a checkpoint's `tree_size`", None)
+        name = f"the checkpoint at {size}"
+        seq = max(size - 1, 0)
+        frontier_text = as_text(row.frontier, f"{name}'s `frontier`", seq)
+        try:
+            hexes = orjson.loads(frontier_text)
+            frontier = tuple(bytes.fromhex(h) for h in hexes)
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            raise AuditIntegrityError(
+                f"{name}'s `frontier` is not a list of hashes: edited", seq=seq
+            ) from None
+        if any(len(h) != 32 for h in frontier):
+            raise AuditIntegrityError(f"{name}'s `frontier` holds a short hash: edited", seq=seq)
         return Checkpoint(
-            int(row.tree_size),
-            bytes(row.root_hash),
-            bytes(row.chain_hash),
-            float(row.at),
-            row.key_id,
-            bytes(row.signature),
-            tuple(bytes.fromhex(h) for h in orjson.loads(row.frontier)),
+            size,
+            as_blob(row.root_hash, f"{name}'s `root_hash`", seq, 32),
+            as_blob(row.chain_hash, f"{name}'s `chain_hash`", seq, 32),
+            as_float(row.at, f"{name}'s `at`", seq),
+            as_text(row.key_id, f"{name}'s `key_id`", seq),
+            as_blob(row.signature, f"{name}'s `signature`", seq),
+            frontier,
         )
 
     def _latest_checkpoint(self, conn: Connection) -> Checkpoint | None:
-        row = conn.execute(
-            select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size.desc()).limit(1)
-        ).first()
+        row = conn.execute(text(_CHECKPOINTS_SQL + " ORDER BY tree_size DESC LIMIT 1")).first()
         return None if row is None else self._row_to_checkpoint(row)
 
     def checkpoints(self) -> list[Checkpoint]:
-        """Every checkpoint, oldest first."""
+        """Every checkpoint, oldest first.
+
+        Raises:
+            AuditIntegrityError: a checkpoint row was nulled or retyped.
+        """
+        found, error = self._checkpoint_rows()
+        if error is not None:
+            raise error
+        return found
+
+    def _checkpoint_rows(self) -> tuple[list[Checkpoint], AuditIntegrityError | None]:
+        """The checkpoints that decode, sorted by size, and the first row that does not."""
+        found: list[Checkpoint] = []
+        error: AuditIntegrityError | None = None
         with self.store.engine.connect() as conn:
-            return [
-                self._row_to_checkpoint(r)
-                for r in conn.execute(
-                    select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size)
-                )
-            ]
+            for row in conn.execute(text(_CHECKPOINTS_SQL)):
+                try:
+                    found.append(self._row_to_checkpoint(row))
+                except AuditIntegrityError as exc:
+                    if error is None or (exc.seq or 0) < (error.seq or 0):
+                        error = exc
+        return sorted(found, key=lambda cp: cp.tree_size), error
 
     def size(self) -> int:
         """How many events the log holds."""
@@ -506,13 +560,22 @@ class AuditLog:
 
     def records(self, run_id: str | None = None) -> list[AuditRecord]:
         """Decoded events, of one run or all, in order."""
-        query = select(audit_events.c.body).order_by(audit_events.c.seq)
+        query = "SELECT body, seq FROM audit_events"
         if run_id is not None:
-            query = query.where(audit_events.c.run_id == run_id)
+            query += " WHERE run_id = :run_id"
         with self.store.engine.connect() as conn:
             out = []
-            for (body,) in conn.execute(query):
-                doc = orjson.loads(bytes(body))
+            for body, seq in conn.execute(text(query + " ORDER BY seq"), {"run_id": run_id}):
+                where = seq if isinstance(seq, int) else None
+                what = f"event {seq!r}'s body"
+                doc = decode_body(as_blob(body, what, where), where or 0)
+                if run_id is not None and doc["run_id"] != run_id:
+                    raise AuditIntegrityError(
+                        f"event {doc['seq']!r} is stored under run `{run_id}` but its hashed "
+                        f"body belongs to run {doc['run_id']!r}: the column was edited (run "
+                        "`opsgate audit verify`)",
+                        seq=where,
+                    )
                 out.append(
                     AuditRecord(doc["seq"], doc["run_id"], doc["type"], doc["at"], doc["data"])
                 )
@@ -548,7 +611,8 @@ class AuditLog:
             .where(audit_events.c.seq < upto)
             .order_by(audit_events.c.seq)
         ):
-            yield int(seq), bytes(body)
+            number = as_int(seq, "an event's `seq`", None)
+            yield number, as_blob(body, f"event {number}'s body", number)
 
     def inclusion(self, seq: int) -> dict[str, Any]:
         """An inclusion proof of event ``seq`` in the latest checkpoint, as JSON data an
@@ -626,9 +690,8 @@ class AuditLog:
             cps = [
                 self._row_to_checkpoint(r)
                 for r in conn.execute(
-                    select(audit_checkpoints)
-                    .where(audit_checkpoints.c.tree_size >= mark)
-                    .order_by(audit_checkpoints.c.tree_size)
+                    text(_CHECKPOINTS_SQL + " WHERE tree_size >= :mark ORDER BY tree_size"),
+                    {"mark": mark},
                 )
             ]
             end: Checkpoint | None = None
@@ -657,8 +720,10 @@ class AuditLog:
                     select(meta.c.key, meta.c.value).where(meta.c.key.like("public_key:%"))
                 ).all()
             )
+        archived_at = time.time()
         document = {
             "format": "opsgate-audit-archive",
+            "archived_at": archived_at,
             "v": RECORD_VERSION,
             "log_id": self.log_id,
             "from_seq": mark,
@@ -684,7 +749,7 @@ class AuditLog:
                 conn.execute(
                     insert(audit_retention).values(
                         upto=end.tree_size,
-                        archived_at=time.time(),
+                        archived_at=archived_at,
                         archive_sha256=digest,
                         archive_name=str(path),
                     )
@@ -696,18 +761,37 @@ class AuditLog:
 
     # -- verification --------------------------------------------------------------------
 
-    def verify(self, public_keys: dict[str, Any] | None = None) -> VerifyReport:
+    def verify(
+        self,
+        public_keys: dict[str, Any] | None = None,
+        *,
+        allow_missing_archives: bool = False,
+        witness: CheckpointWitness | None = None,
+    ) -> VerifyReport:
         """Re-hash the whole log, re-derive every checkpoint root and check its signature.
+
+        Every column of every audit table is checked, whatever type the database returns:
+        an event's `run_id`, `type`, `at` and `seq` against its hashed body, each checkpoint's
+        frontier against the events, each retention row against its archive file (re-hashed
+        and checked against its signed checkpoints).
 
         Args:
             public_keys: key id → Ed25519 public key. Default: the keys recorded in the
                 store (pass keys obtained out of band for the strong check).
+            allow_missing_archives: Archive files that cannot be read (kept offline) are
+                listed in the report instead of failing the check.
+            witness: Signed heads kept outside the database (default: this log's own
+                witness, if any); each must still be in the database, unchanged.
 
         Raises:
             AuditIntegrityError: naming the first bad (or missing) sequence number.
         """
         started = time.perf_counter()
-        cps = self.checkpoints()
+        cps, unreadable = self._checkpoint_rows()
+        # the witness names a checkpoint that is gone or garbled by its size; then the rest
+        witnessed = self._check_witness(cps, witness or self.witness)
+        if unreadable is not None:
+            raise unreadable
         if public_keys is None:
             with self.store.engine.connect() as conn:
                 public_keys = {
@@ -720,38 +804,57 @@ class AuditLog:
         previous = GENESIS
         expected = 0
         index = 0
-        mark = self.retention_mark()
+        mark, archived, missing = self._verify_retention(cps, public_keys, allow_missing_archives)
         if mark:
             # events below the mark were archived (with their checkpoint) and dropped: the
             # signed checkpoint at the mark carries the chain and tree state to resume from
-            start = next((cp for cp in cps if cp.tree_size == mark), None)
-            if start is None:
-                raise AuditIntegrityError(
-                    f"events below {mark} were archived, but no checkpoint at {mark} remains",
-                    seq=mark,
-                )
+            start = next(cp for cp in cps if cp.tree_size == mark)
             while index < len(cps) and cps[index].tree_size <= mark:
                 self._check_signature(cps[index], public_keys)
                 index += 1
-            previous, compact, expected = start.chain_hash, CompactRange(mark, start.frontier), mark
+            try:
+                compact = CompactRange(mark, start.frontier)
+            except ValueError:
+                compact = CompactRange()  # a frontier of the wrong length: named below
+            if compact.size != mark or compact.root() != start.root_hash:
+                raise AuditIntegrityError(
+                    f"the checkpoint at {mark}'s frontier does not match its signed root: edited",
+                    seq=mark,
+                )
+            previous, expected = start.chain_hash, mark
         sha256 = hashlib.sha256
+        column_error: AuditIntegrityError | None = None
+        retyped: tuple[Any, int] | None = None
         raw = self.store.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            cursor.execute("SELECT seq, body, chain_hash FROM audit_events ORDER BY seq")
+            cursor.execute(
+                "SELECT seq, run_id, type, at, body, chain_hash FROM audit_events ORDER BY seq"
+            )
             while True:
                 rows = cursor.fetchmany(20000)
                 if not rows:
                     break
-                for seq, body, stored in rows:
+                for number, run_id, kind, at, body, stored in rows:
+                    if not isinstance(number, int) or isinstance(number, bool):
+                        # sorted apart from the numbers: the gap it leaves is named first
+                        retyped = retyped or (number, expected)
+                        continue
+                    seq = number
                     if seq != expected:
                         raise AuditIntegrityError(
-                            f"event {expected} is missing (the log jumps to {seq}): deleted",
-                            seq=expected,
+                            f"event {expected} is missing (the log jumps to {seq}): deleted"
+                            if seq > expected
+                            else f"event {seq} lies below the retention mark {mark}, where "
+                            "events were archived and dropped: inserted"
+                            if seq < mark
+                            else f"event {seq} appears again after event {expected - 1}: inserted",
+                            seq=expected if seq > expected else seq,
                         )
-                    leaf = sha256(b"\x00" + bytes(body)).digest()
+                    data = as_blob(body, f"event {seq}'s body", seq)
+                    leaf = sha256(b"\x00" + data).digest()
                     previous = sha256(previous + leaf).digest()
-                    if previous != bytes(stored):
+                    if previous != as_blob(stored, f"event {seq}'s `chain_hash`", seq, 32):
                         raise AuditIntegrityError(
                             f"event {seq} does not match the hash chain: edited, inserted "
                             "or reordered",
@@ -759,6 +862,13 @@ class AuditLog:
                         )
                     compact.append(leaf)
                     expected += 1
+                    # the columns stored beside the body must say what it says; a finding
+                    # waits for the segment's checkpoint, which names a recomputed chain
+                    if column_error is None:
+                        try:
+                            check_columns(seq, run_id, kind, at, data)
+                        except AuditIntegrityError as exc:
+                            column_error = exc
                     while index < len(cps) and cps[index].tree_size == expected:
                         self._check_checkpoint(
                             cps[index],
@@ -768,6 +878,8 @@ class AuditLog:
                             cps[index - 1].tree_size if index else 0,
                         )
                         index += 1
+                        if column_error is not None:
+                            raise column_error
             cursor.close()
         finally:
             raw.close()
@@ -778,7 +890,118 @@ class AuditLog:
                 "(truncated)",
                 seq=expected,
             )
-        return VerifyReport(expected, len(cps), time.perf_counter() - started)
+        if column_error is not None:
+            raise column_error
+        if retyped is not None:
+            as_int(retyped[0], f"a sequence number after event {retyped[1] - 1}", retyped[1])
+        return VerifyReport(
+            expected, len(cps), time.perf_counter() - started, archived, tuple(missing), witnessed
+        )
+
+    def _check_witness(self, cps: list[Checkpoint], witness: CheckpointWitness | None) -> int:
+        """Every head the witness saw must still be in the database, unchanged (a deleted
+        newest checkpoint would leave the events it covered open to a recomputed chain)."""
+        if witness is None:
+            return 0
+        by_size = {cp.tree_size: cp for cp in cps}
+        heads = witness.heads(self.log_id)
+        for head in heads:
+            cp = by_size.get(head.tree_size)
+            if cp is None:
+                raise AuditIntegrityError(
+                    f"the signed checkpoint at {head.tree_size}, kept by the witness "
+                    f"`{witness.path}`, is missing from the database: deleted",
+                    seq=head.tree_size - 1,
+                )
+            if (cp.root_hash, cp.chain_hash, cp.signature) != (
+                head.root_hash,
+                head.chain_hash,
+                head.signature,
+            ):
+                raise AuditIntegrityError(
+                    f"the checkpoint at {head.tree_size} differs from the one the witness "
+                    f"`{witness.path}` kept: replaced",
+                    seq=head.tree_size - 1,
+                )
+        return len(heads)
+
+    def _verify_retention(
+        self, cps: list[Checkpoint], keys: dict[str, Any], allow_missing: bool
+    ) -> tuple[int, int, list[str]]:
+        """Check the retention rows against their archives; returns the mark (events below
+        it were dropped), how many archives verified and those that could not be read."""
+        with self.store.engine.connect() as conn:
+            rows = list(conn.execute(text(_RETENTION_SQL)))
+        marks: list[tuple[int, float, str, str]] = []
+        for row in rows:
+            upto = as_int(row.upto, "a retention row's `upto`", 0)
+            what = f"the retention row at {upto}"
+            marks.append(
+                (
+                    upto,
+                    as_float(row.archived_at, f"{what}'s `archived_at`", 0),
+                    as_text(row.archive_sha256, f"{what}'s `archive_sha256`", 0),
+                    as_text(row.archive_name, f"{what}'s `archive_name`", 0),
+                )
+            )
+        marks.sort()
+        by_size = {cp.tree_size: cp for cp in cps}
+        first, verified, missing = 0, 0, []
+        for upto, archived_at, digest, name in marks:
+            segment = f"events {first}..{upto - 1}"
+            checkpoint = by_size.get(upto)
+            if upto <= first or checkpoint is None:
+                raise AuditIntegrityError(
+                    f"{segment} are marked archived, but no signed checkpoint at {upto} "
+                    "remains: the retention table was edited",
+                    seq=first,
+                )
+            expected_name = f"audit-{self.log_id[:8]}-{first:012d}-{upto:012d}.json"
+            if Path(name).name != expected_name:
+                raise AuditIntegrityError(
+                    f"{segment} are archived in `{name}`, which is not their archive "
+                    f"(`{expected_name}`): the retention table was edited",
+                    seq=first,
+                )
+            try:
+                data = Path(name).read_bytes()
+            except OSError as exc:
+                if not allow_missing:
+                    raise AuditIntegrityError(
+                        f"{segment} are archived in `{name}`, which cannot be read "
+                        f"({exc.strerror}); restore it, or verify without it "
+                        "(--allow-missing-archives)",
+                        seq=first,
+                    ) from None
+                missing.append(name)
+                first = upto
+                continue
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise AuditIntegrityError(
+                    f"archive `{name}` does not match the digest recorded for it: one of the two "
+                    "was edited",
+                    seq=first,
+                )
+            try:
+                document = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise AuditIntegrityError(f"archive `{name}` is not JSON", seq=first) from None
+            verify_archive(document, keys)
+            end = document["end_checkpoint"]
+            if (
+                document["log_id"] != self.log_id
+                or document["from_seq"] != first
+                or end["signature"] != checkpoint.signature.hex()
+                or document.get("archived_at", archived_at) != archived_at
+            ):
+                raise AuditIntegrityError(
+                    f"archive `{name}` is not the archive recorded for {segment}: the "
+                    "retention table was edited",
+                    seq=first,
+                )
+            verified += 1
+            first = upto
+        return first, verified, missing
 
     def _check_signature(self, cp: Checkpoint, keys: dict[str, Any]) -> None:
         key = keys.get(cp.key_id)
@@ -810,4 +1033,9 @@ class AuditLog:
                 f"match the signed checkpoint at {cp.tree_size} (the chain was recomputed to "
                 "hide an edit)",
                 seq=previous_size,
+            )
+        if compact.hashes != cp.frontier:  # not signed: later checkpoints start from it
+            raise AuditIntegrityError(
+                f"the checkpoint at {cp.tree_size}'s frontier does not match the events: edited",
+                seq=cp.tree_size - 1,
             )

@@ -53,10 +53,12 @@ def _raw(public: Ed25519PublicKey) -> bytes:
 class Signer:
     """Signs checkpoint statements with one Ed25519 key."""
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+    def __init__(self, private_key: Ed25519PrivateKey, path: Path | None = None) -> None:
         self._key = private_key
         self.public_key = private_key.public_key()
         self.key_id = key_id(self.public_key)
+        #: The key's file, when it was loaded from one (its witness file sits beside it).
+        self.path = path
 
     @classmethod
     def generate(cls) -> Signer:
@@ -91,7 +93,7 @@ class Signer:
             raise ConfigError(f"cannot read the audit signing key `{path}`: {exc}") from None
         if not isinstance(loaded, Ed25519PrivateKey):
             raise ConfigError(f"`{path}` is not an Ed25519 private key")
-        return cls(loaded)
+        return cls(loaded, path)
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte signature of ``message``."""

@@ -9,8 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from opsgate.audit import AuditLog, Signer, default_key_path, load_public_key, verify_archive
-from opsgate.audit._signing import key_id
+from opsgate.audit import (
+    AuditLog,
+    CheckpointWitness,
+    Signer,
+    default_key_path,
+    key_id,
+    load_public_key,
+    verify_archive,
+    witness_path_for,
+)
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cli._safe import cell, clean, shown
 from opsgate.errors import AuditIntegrityError, ConfigError
@@ -42,8 +50,23 @@ def verify(
             "replace them)."
         ),
     ] = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option(
+            help="A copy of the signed checkpoints kept outside the database (default: the "
+            "witness beside the signing key, when there is one)."
+        ),
+    ] = None,
+    allow_missing_archives: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-archives",
+            help="List archive files that cannot be read (kept offline) instead of failing.",
+        ),
+    ] = False,
 ) -> None:
-    """Re-hash every event and check every signed checkpoint.
+    """Re-hash every event and check every column of the audit tables, every signed
+    checkpoint, the archives and the witness.
 
     Exit 0 when the log verifies (or nothing was recorded yet), 1 naming the first bad
     sequence number otherwise.
@@ -60,16 +83,27 @@ def verify(
         except OSError as exc:
             raise ConfigError(f"cannot read `{public_key}`: {exc.strerror}") from None
         keys = {key_id(key): key}
+    if witness is not None and not witness.is_file():
+        raise ConfigError(f"no witness file `{witness}`")
+    kept = CheckpointWitness(witness or witness_path_for(default_key_path()))
     try:
-        report = log.verify(keys)
+        report = log.verify(keys, allow_missing_archives=allow_missing_archives, witness=kept)
     except AuditIntegrityError as exc:
-        err_console.print(f"[bold red]FAILED[/] at event {shown(exc.seq)}: {shown(exc)}")
+        where = "" if exc.seq is None else f" at event {shown(exc.seq)}"
+        err_console.print(f"[bold red]FAILED[/]{where}: {shown(exc)}")
         raise typer.Exit(EXIT_FAILED) from None
     rate = report.events / report.seconds if report.seconds else 0.0
+    extra = ""
+    if report.archives:
+        extra += f", {report.archives} archives"
+    if report.witnessed:
+        extra += f", {report.witnessed} witnessed heads"
     console.print(
         f"[green]ok[/] {report.events} events, {report.checkpoints} signed "
-        f"checkpoints verified in {report.seconds:.3f}s ({rate:,.0f} events/s)"
+        f"checkpoints{extra} verified in {report.seconds:.3f}s ({rate:,.0f} events/s)"
     )
+    for name in report.archives_missing:
+        console.print(f"not re-checked (archive not found): {shown(name)}", soft_wrap=True)
 
 
 @audit_app.command("verify-archive")

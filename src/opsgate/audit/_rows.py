@@ -1,0 +1,110 @@
+"""Audit rows read as an attacker may have left them.
+
+Someone with write access to the database can drop the append-only triggers and then edit,
+null or retype any column (SQLite keeps whatever type is written: `replace()` on a blob gives
+text). Every value read from an audit table passes through here: a value of the wrong type
+is a finding named by its sequence number, never a `TypeError`; the columns stored beside an
+event's hashed body (`run_id`, `type`, `at`, `seq`) must say what the body says, since
+queries select by them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from opsgate.errors import AuditIntegrityError
+
+__all__ = ["as_blob", "as_float", "as_int", "as_text", "check_columns", "decode_body"]
+
+_SHOWN = 80
+
+
+def _describe(value: Any) -> str:
+    """A stored value for a message: its type and a bounded repr (values are hostile)."""
+    text = repr(value)
+    if len(text) > _SHOWN:
+        text = text[: _SHOWN - 1] + "…"
+    return f"{type(value).__name__} {text}"
+
+
+def _retyped(what: str, value: Any, seq: int | None) -> AuditIntegrityError:
+    if value is None:
+        return AuditIntegrityError(f"{what} is null: nulled", seq=seq)
+    return AuditIntegrityError(f"{what} is stored as {_describe(value)}: retyped", seq=seq)
+
+
+def as_blob(value: Any, what: str, seq: int | None, size: int | None = None) -> bytes:
+    """The bytes of a binary column; text, null or another type is tampering."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        if size is not None and len(data) != size:
+            raise AuditIntegrityError(
+                f"{what} holds {len(data)} bytes instead of {size}: edited", seq=seq
+            )
+        return data
+    if isinstance(value, str):
+        raise AuditIntegrityError(
+            f"{what} is stored as text, not as the bytes that were hashed: retyped", seq=seq
+        )
+    raise _retyped(what, value, seq)
+
+
+def as_int(value: Any, what: str, seq: int | None) -> int:
+    """An integer column (a bool, float or text is tampering)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _retyped(what, value, seq)
+
+
+def as_float(value: Any, what: str, seq: int | None) -> float:
+    """A timestamp column (int or float)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise _retyped(what, value, seq)
+
+
+def as_text(value: Any, what: str, seq: int | None) -> str:
+    """A text column."""
+    if isinstance(value, str):
+        return value
+    raise _retyped(what, value, seq)
+
+
+def decode_body(body: bytes, seq: int) -> dict[str, Any]:
+    """An event's body as the record it must be (after its hash was checked)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not {"seq", "run_id", "type", "at", "data"} <= doc.keys():
+        raise AuditIntegrityError(f"event {seq}'s body is not an audit record: edited", seq=seq)
+    return doc
+
+
+def check_columns(seq: int, run_id: Any, kind: Any, at: Any, body: bytes) -> dict[str, Any]:
+    """Check the columns stored beside a body against the body; returns the decoded body.
+
+    Raises:
+        AuditIntegrityError: the first column that does not say what the body says.
+    """
+    doc = decode_body(body, seq)
+    if doc["seq"] != seq or isinstance(doc["seq"], bool):
+        raise AuditIntegrityError(
+            f"event {seq}'s body is event {doc['seq']!r}: moved or reordered", seq=seq
+        )
+    for column, stored, signed in (("run_id", run_id, doc["run_id"]), ("type", kind, doc["type"])):
+        if as_text(stored, f"event {seq}'s `{column}` column", seq) != signed:
+            raise AuditIntegrityError(
+                f"event {seq}'s `{column}` column says {_describe(stored)} but its hashed body "
+                f"says {_describe(signed)}: the column was edited",
+                seq=seq,
+            )
+    if as_float(at, f"event {seq}'s `at` column", seq) != doc["at"]:
+        raise AuditIntegrityError(
+            f"event {seq}'s `at` column says {_describe(at)} but its hashed body says "
+            f"{_describe(doc['at'])}: the column was edited",
+            seq=seq,
+        )
+    return doc

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,6 +34,7 @@ from opsgate.cli._common import (
     err_console,
     write_file,
 )
+from opsgate.cli._eval_progress import trial_progress
 from opsgate.cli._safe import cell, shown
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, OpsgateError, SuiteError
@@ -240,16 +240,9 @@ async def _run(
         embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
     )
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            # TextColumn parses the description as markup; the suite's name is from its file
-            bar = progress.add_task(shown(harness.suite.suite), total=len(tasks) * trials)
+        with trial_progress(
+            console, err_console, harness.suite.suite, len(tasks) * trials
+        ) as on_done:
             return await run_suite(
                 harness,
                 tasks,
@@ -258,7 +251,7 @@ async def _run(
                 concurrency=concurrency,
                 timeout_s=limit_s,
                 recorders=recorders,
-                on_done=lambda _r: progress.advance(bar),
+                on_done=on_done,
             )
     finally:
         if server is not None:

@@ -563,7 +563,12 @@ def test_drafted_tasks_run_through_the_harness_and_pass(tmp_path: Path) -> None:
     production.write_text(PRODUCTION)
     _eval_run(tmp_path, production, db, "production")
     out = tmp_path / "replay.yaml"
-    result = from_runs("--workflow", "support_triage", "--out", str(out), "--db", db)
+    # the runs were made by agent-eval: trials, which are never mined unless asked for
+    skipped = from_runs("--workflow", "support_triage", "--out", str(out), "--db", db)
+    assert "runs read: 0" in skipped.output and not out.exists(), skipped.output
+    result = from_runs(
+        "--workflow", "support_triage", "--out", str(out), "--db", db, "--include-eval"
+    )
     assert result.exit_code == 0, result.output
     tasks = list(_tasks(out).values())
     assert [t["checks"]["required_calls"] for t in tasks] == [

@@ -401,8 +401,8 @@ class AuditLog:
             if kind == EventType.RUN_STARTED:
                 cursor.execute(
                     "INSERT INTO runs (run_id, workflow, invoker, agent_id, policy_version, "
-                    "model_route, status, reason, cost_usd, tool_calls, started_at) "
-                    f"VALUES ({', '.join([mark] * 11)})",
+                    "model_route, status, reason, cost_usd, tool_calls, started_at, purpose) "
+                    f"VALUES ({', '.join([mark] * 12)})",
                     (
                         event.run_id,
                         d.get("workflow", ""),
@@ -415,6 +415,7 @@ class AuditLog:
                         0.0,
                         0,
                         event.at,
+                        "eval" if d.get("purpose") == "eval" else "production",
                     ),
                 )
             elif kind == EventType.RUN_ENDED:

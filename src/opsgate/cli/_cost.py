@@ -44,12 +44,12 @@ def _estimate(flag: bool) -> str:
     return "~" if flag else ""
 
 
-def _by_workflow(ledger: CostLedger, since: float, now: float) -> Table:
+def _by_workflow(ledger: CostLedger, since: float, now: float, include_eval: bool) -> Table:
     table = Table(title="cost by workflow", title_justify="left")
     for column in ("workflow", "spend", "runs", "successes", "success rate", "per success"):
         table.add_column(column, overflow="fold")
     spend = count = ok = 0.0
-    found = ledger.by_workflow(since, now)
+    found = ledger.by_workflow(since, now, include_eval=include_eval)
     for w in found:
         spend += w.cost_usd
         count += w.runs
@@ -76,17 +76,21 @@ def _by_workflow(ledger: CostLedger, since: float, now: float) -> Table:
     return table
 
 
-def _by_day(ledger: CostLedger, since: float, now: float) -> Table:
+def _by_day(ledger: CostLedger, since: float, now: float, include_eval: bool) -> Table:
     days = max(1, math.ceil((now - since) / _DAY))
     table = Table(title="cost by UTC day", title_justify="left")
     for column in ("day", "spend", "runs", "successes", "per success"):
         table.add_column(column, overflow="fold")
-    for d in ledger.by_day(None, days, now):
+    for d in ledger.by_day(None, days, now, include_eval=include_eval):
         start = datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC)
         # successes: the runs that started that day and completed (the ledger's rule)
         ok = sum(
             w.successful_runs
-            for w in ledger.by_workflow(start.timestamp(), (start + timedelta(days=1)).timestamp())
+            for w in ledger.by_workflow(
+                start.timestamp(),
+                (start + timedelta(days=1)).timestamp(),
+                include_eval=include_eval,
+            )
         )
         table.add_row(
             d.day.isoformat(),
@@ -98,11 +102,11 @@ def _by_day(ledger: CostLedger, since: float, now: float) -> Table:
     return table
 
 
-def _by_model(ledger: CostLedger, since: float, now: float) -> Table:
+def _by_model(ledger: CostLedger, since: float, now: float, include_eval: bool) -> Table:
     table = Table(title="cost by model", title_justify="left")
     for column in ("model", "spend", "calls", "failed", "cache hits", "tokens in/out", "latency"):
         table.add_column(column, overflow="fold")
-    for m in ledger.by_model(since, now):
+    for m in ledger.by_model(since, now, include_eval=include_eval):
         table.add_row(
             cell(m.model),  # from the store: text, never markup
             _money(m.cost_usd) + _estimate(m.estimate),
@@ -124,8 +128,13 @@ def cost(
     by: Annotated[By, typer.Option("--by", help="Roll up by workflow, UTC day or model.")] = (
         By.workflow
     ),
+    include_eval: Annotated[
+        bool,
+        typer.Option("--include-eval", help="Count agent-eval trials too (left out by default)."),
+    ] = False,
 ) -> None:
-    """Spend, runs, successes and cost per successful task (`~`: an estimate)."""
+    """Spend, runs, successes and cost per successful task (`~`: an estimate). Production
+    runs only, unless --include-eval."""
     now = time.time()
     start = parse_since(since, now=now)
     try:
@@ -136,11 +145,11 @@ def cost(
     try:
         ledger = CostLedger(store)
         if by is By.day:
-            table = _by_day(ledger, start, now)
+            table = _by_day(ledger, start, now, include_eval)
         elif by is By.model:
-            table = _by_model(ledger, start, now)
+            table = _by_model(ledger, start, now, include_eval)
         else:
-            table = _by_workflow(ledger, start, now)
+            table = _by_workflow(ledger, start, now, include_eval)
     finally:
         store.close()
     console.print(table)

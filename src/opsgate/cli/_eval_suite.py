@@ -56,6 +56,13 @@ def from_runs(
         typer.Option("--db", help="Database URL (default: $OPSGATE_DATABASE_URL or .opsgate/)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    include_eval: Annotated[
+        bool,
+        typer.Option(
+            "--include-eval",
+            help="Draft from agent-eval trials too (production runs only by default).",
+        ),
+    ] = False,
 ) -> None:
     """Turn recorded runs into draft tasks (request, context, approvals, checks) to confirm."""
     start = parse_since(since)
@@ -80,6 +87,7 @@ def from_runs(
             redactor=make_redactor(toolbelt),
             tools=toolbelt.names(),
             agent_id=template.agent_id,
+            include_eval=include_eval,
         )
         where = store.url
     finally:

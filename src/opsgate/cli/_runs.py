@@ -75,6 +75,10 @@ def list_(
     escalated: Annotated[
         bool, typer.Option("--escalated", help="Only escalated runs (status escalated).")
     ] = False,
+    include_eval: Annotated[
+        bool,
+        typer.Option("--include-eval", help="List agent-eval trials too (left out by default)."),
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per page.")] = 50,
     before: Annotated[
         str | None,
@@ -107,6 +111,9 @@ def list_(
             conditions.append(column == value)
     if escalated:
         conditions.append(runs.c.status == "escalated")
+    filtered = bool(conditions)
+    if not include_eval:
+        conditions.append(runs.c.purpose == "production")
     stmt = (
         select(runs)
         .where(*conditions)
@@ -138,14 +145,20 @@ def list_(
             cell(r["invoker"]),
             cell(r["agent_id"]),
             cell(r["policy_version"]),
-            cell(r["status"]),
+            cell(r["status"] + (" (eval)" if r["purpose"] == "eval" else "")),
             cell(r["tool_calls"]),
             f"${float(r['cost_usd'] or 0.0):.4f}",
             "" if r["elapsed_s"] is None else f"{float(r['elapsed_s']):.1f}s",
             cell(r["reason"] or "", limit=120),
         )
     if not rows:
-        console.print("no runs match" if conditions else "no runs recorded yet")
+        console.print(
+            "no runs match"
+            if filtered
+            else "no production runs recorded yet (--include-eval lists agent-eval trials)"
+            if not include_eval
+            else "no runs recorded yet"
+        )
         return
     console.print(table)
     if more:

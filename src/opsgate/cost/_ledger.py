@@ -330,17 +330,27 @@ class CostLedger:
 
     # -- workflows -------------------------------------------------------------------------
 
-    def by_workflow(self, since: float, until: float | None = None) -> list[WorkflowCost]:
+    def by_workflow(
+        self, since: float, until: float | None = None, *, include_eval: bool = False
+    ) -> list[WorkflowCost]:
         """Each workflow's runs, outcomes and spend in ``[since, until)`` (until: now).
 
-        Sorted by spend, largest first (then by name).
+        Sorted by spend, largest first (then by name). Eval trials (`agent-eval run`) are
+        left out unless ``include_eval``, as in every roll-up here.
         """
-        found = self._window(since, time.time() if until is None else until, None)
+        found = self._window(
+            since, time.time() if until is None else until, None, include_eval=include_eval
+        )
         return sorted(found.values(), key=lambda w: (-w.cost_usd, w.workflow))
 
-    def _window(self, since: float, until: float, workflow: str | None) -> dict[str, WorkflowCost]:
+    def _window(
+        self, since: float, until: float, workflow: str | None, *, include_eval: bool = False
+    ) -> dict[str, WorkflowCost]:
         in_window = and_(_ce.at >= since, _ce.at < until)
         run_window = and_(runs.c.started_at >= since, runs.c.started_at < until)
+        if not include_eval:
+            in_window = and_(in_window, _ce.purpose == "production")
+            run_window = and_(run_window, runs.c.purpose == "production")
         if workflow is not None:
             in_window = and_(in_window, _ce.workflow == workflow)
             run_window = and_(run_window, runs.c.workflow == workflow)
@@ -382,7 +392,14 @@ class CostLedger:
 
     # -- days and models -------------------------------------------------------------------
 
-    def by_day(self, workflow: str | None, days: int, now: float | None = None) -> list[DayCost]:
+    def by_day(
+        self,
+        workflow: str | None,
+        days: int,
+        now: float | None = None,
+        *,
+        include_eval: bool = False,
+    ) -> list[DayCost]:
         """The last ``days`` UTC days up to and including today, oldest first, zero-filled.
 
         Args:
@@ -405,6 +422,8 @@ class CostLedger:
         condition = and_(_ce.at >= since, _ce.at < until)
         if workflow is not None:
             condition = and_(condition, _ce.workflow == workflow)
+        if not include_eval:
+            condition = and_(condition, _ce.purpose == "production")
         stmt = (
             select(index, func.count(func.distinct(_ce.run_id)), *_ENTRY_TOTALS)
             .where(condition)
@@ -433,19 +452,26 @@ class CostLedger:
             )
         return result
 
-    def daily_spend(self, workflow: str | None, day: date | None = None) -> float:
+    def daily_spend(
+        self, workflow: str | None, day: date | None = None, *, include_eval: bool = False
+    ) -> float:
         """Spend on one UTC day (default: today), of one workflow or (None) of all."""
         day = _utc_day(time.time()) if day is None else day
         since = _day_start(day)
         condition = and_(_ce.at >= since, _ce.at < since + _DAY)
+        if not include_eval:
+            condition = and_(condition, _ce.purpose == "production")
         if workflow is not None:
             condition = and_(condition, _ce.workflow == workflow)
         with self._engine.connect() as conn:
             return float(conn.execute(select(_sum(_ce.cost_usd)).where(condition)).scalar_one())
 
-    def by_model(self, since: float, until: float | None = None) -> list[ModelCost]:
+    def by_model(
+        self, since: float, until: float | None = None, *, include_eval: bool = False
+    ) -> list[ModelCost]:
         """Each model's calls and spend in ``[since, until)``, largest spend first."""
         until = time.time() if until is None else until
+        purposes = ("production", "eval") if include_eval else ("production",)
         stmt = (
             select(
                 _ce.model,
@@ -460,7 +486,7 @@ class CostLedger:
                 func.coalesce(func.avg(_ce.latency_s), 0.0),
                 func.coalesce(func.max(_flag(_ce.estimate)), 0),
             )
-            .where(_ce.kind == "model", _ce.at >= since, _ce.at < until)
+            .where(_ce.kind == "model", _ce.at >= since, _ce.at < until, _ce.purpose.in_(purposes))
             .group_by(_ce.model)
         )
         with self._engine.connect() as conn:
@@ -493,6 +519,7 @@ class CostLedger:
         window_days: int = 7,
         success_drop_points: float = 5.0,
         cost_rise: float = 0.25,
+        include_eval: bool = False,
     ) -> Drift:
         """Compare the last ``window_days`` days with the ``window_days`` before them.
 
@@ -509,8 +536,10 @@ class CostLedger:
             raise ValueError("window_days must be >= 1")
         end = time.time() if now is None else now
         span = window_days * _DAY
-        current = self._window(end - span, end, workflow)[workflow]
-        previous = self._window(end - 2 * span, end - span, workflow)[workflow]
+        current = self._window(end - span, end, workflow, include_eval=include_eval)[workflow]
+        previous = self._window(end - 2 * span, end - span, workflow, include_eval=include_eval)[
+            workflow
+        ]
         alerts: list[DriftAlert] = []
         success_change: float | None = None
         if current.success_rate is not None and previous.success_rate is not None:

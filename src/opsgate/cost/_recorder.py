@@ -86,7 +86,8 @@ class CostRecorder:
         self.max_batch = max_batch
         self.max_runs = max_runs
         self._queue: queue.SimpleQueue[Event | _Flush | None] = queue.SimpleQueue()
-        self._workflows: dict[str, str] = {}  # writer thread only
+        # run id -> (workflow, purpose); writer thread only
+        self._workflows: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self.written = 0
@@ -199,7 +200,9 @@ class CostRecorder:
                 self._resolve(unknown)
             rows = []
             for event, row in pending:
-                row["workflow"] = self._workflows.get(event.run_id, "")[: _WIDTHS["workflow"]]
+                workflow, purpose = self._workflows.get(event.run_id, ("", "production"))
+                row["workflow"] = workflow[: _WIDTHS["workflow"]]
+                row["purpose"] = purpose
                 rows.append(row)
             self._insert(rows)
         # forget ended runs once their last rows are written
@@ -210,23 +213,27 @@ class CostRecorder:
     def _track(self, event: Event) -> None:
         if event.type == EventType.RUN_STARTED:
             workflow = event.data.get("workflow")
-            self._remember(event.run_id, workflow if isinstance(workflow, str) else "")
+            purpose = "eval" if event.data.get("purpose") == "eval" else "production"
+            self._remember(event.run_id, workflow if isinstance(workflow, str) else "", purpose)
 
-    def _remember(self, run_id: str, workflow: str) -> None:
-        self._workflows[run_id] = workflow
+    def _remember(self, run_id: str, workflow: str, purpose: str = "production") -> None:
+        self._workflows[run_id] = (workflow, purpose)
         while len(self._workflows) > self.max_runs:  # forget the oldest
             self._workflows.pop(next(iter(self._workflows)))
 
     def _resolve(self, run_ids: Iterable[str]) -> None:
-        """Find the workflow of runs this recorder did not see start."""
+        """Find the workflow (and purpose) of runs this recorder did not see start."""
         wanted = sorted(run_ids)
+        purposes: dict[str, str] = {}
         try:
             with self._engine.connect() as conn:
-                found = dict(
-                    conn.execute(
-                        select(runs.c.run_id, runs.c.workflow).where(runs.c.run_id.in_(wanted))
-                    ).all()
-                )
+                found: dict[str, str] = {}
+                for run_id, workflow, purpose in conn.execute(
+                    select(runs.c.run_id, runs.c.workflow, runs.c.purpose).where(
+                        runs.c.run_id.in_(wanted)
+                    )
+                ).all():
+                    found[run_id], purposes[run_id] = workflow, purpose
                 missing = [r for r in wanted if r not in found]
                 if missing:
                     for run_id, workflow in conn.execute(
@@ -239,7 +246,7 @@ class CostRecorder:
             _log.warning("cost ledger: cannot look up workflows: %s", exc)
             return
         for run_id in wanted:  # not found: "" (and no second look-up)
-            self._remember(run_id, str(found.get(run_id, "")))
+            self._remember(run_id, str(found.get(run_id, "")), purposes.get(run_id, "production"))
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:

@@ -228,11 +228,13 @@ class Drafts:
 
 
 def _select_runs(
-    store: Store, workflow: str, since: float, limit: int
+    store: Store, workflow: str, since: float, limit: int, include_eval: bool
 ) -> tuple[list[_RunRow], int]:
+    purposes = ("production", "eval") if include_eval else ("production",)
     ended = (
         runs.c.workflow == workflow,
         runs.c.ended_at.is_not(None),
+        runs.c.purpose.in_(purposes),
         runs.c.ended_at >= since,
     )
     try:
@@ -285,6 +287,7 @@ def draft_runs(
     redactor: Redactor | None = None,
     tools: Iterable[str] | None = None,
     agent_id: str | None = None,
+    include_eval: bool = False,
 ) -> Drafts:
     """Draft a task from each of the ``limit`` most recent runs of ``workflow`` that ended
     at or after ``since``.
@@ -293,6 +296,8 @@ def draft_runs(
         store: The opsgate database (read only).
         tools: The tool names the suite knows; calls of other tools give no check.
         agent_id: The agent identity the suite runs as (a run by another gets a note).
+        include_eval: Draft from agent-eval trials too (never by default: a suite mined
+            from its own trials would only confirm itself).
 
     Raises:
         SuiteError: no run of ``workflow`` is recorded at all.
@@ -301,7 +306,7 @@ def draft_runs(
     if limit < 1:
         raise SuiteError("--limit must be at least 1")
     redactor = redactor or make_redactor()
-    rows, matching = _select_runs(store, workflow, since, limit)
+    rows, matching = _select_runs(store, workflow, since, limit, include_eval)
     log = AuditLog(store)  # no signer: read only
     known = None if tools is None else set(tools)
     tasks: list[DraftTask] = []

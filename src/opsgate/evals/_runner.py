@@ -511,6 +511,7 @@ async def run_task(
             request=task.request_text(),
             context=() if before_context else context,
             deps=world,
+            purpose="eval",
         )
         if before_context is not None:
             before_context(gateway, run)

@@ -15,6 +15,7 @@ from opsgate.gateway._run import (
     Escalation,
     Progress,
     Run,
+    RunPurpose,
     RunStatus,
     UnexecutedCall,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "PlanCommitment",
     "Progress",
     "Run",
+    "RunPurpose",
     "RunStatus",
     "SecretStore",
     "ToolOutcome",

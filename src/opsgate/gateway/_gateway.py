@@ -34,6 +34,7 @@ from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
     Run,
+    RunPurpose,
     RunStatus,
     UnexecutedCall,
 )
@@ -166,10 +167,13 @@ class Gateway:
         request: str,
         context: Sequence[ContextItem] = (),
         deps: Any = None,
+        purpose: RunPurpose = "production",
     ) -> Run:
         """Start a run: record who invoked what, and label everything it starts with.
 
-        The invoker's request is trusted; each context item carries its own label.
+        The invoker's request is trusted; each context item carries its own label. An eval
+        trial says so (``purpose="eval"``): it is recorded like any run, and production
+        roll-ups (cost, runs, budgets, drift) leave it out unless asked for.
 
         Raises:
             PolicyError: the policy has no such workflow.
@@ -185,6 +189,7 @@ class Gateway:
             policy_version=self.policy.version,
             request=request,
             deps=deps,
+            purpose=purpose,
         )
         self._know_secrets(run)
         self._emit(
@@ -197,6 +202,7 @@ class Gateway:
                 "policy_version": self.policy.version,
                 "stage": self.policy.stage(workflow, agent_id),
                 "request": request,
+                "purpose": purpose,
             },
         )
         self.observe(run, request, trust="trusted", source="request")

@@ -7,12 +7,23 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from opsgate.policy import CommittedPlan
 from opsgate.provenance import ProvenanceLedger
 
-__all__ = ["CompletedCall", "Escalation", "Progress", "Run", "RunStatus", "UnexecutedCall"]
+__all__ = [
+    "CompletedCall",
+    "Escalation",
+    "Progress",
+    "Run",
+    "RunPurpose",
+    "RunStatus",
+    "UnexecutedCall",
+]
+
+#: What a run was for: production work, or a trial of `agent-eval run`.
+RunPurpose = Literal["production", "eval"]
 
 
 class RunStatus(StrEnum):
@@ -99,6 +110,8 @@ class Run:
     request: str
     deps: Any = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: "production", or "eval" for an agent-eval trial (kept out of production roll-ups)
+    purpose: RunPurpose = "production"
     status: RunStatus = RunStatus.RUNNING
     reason: str = ""
     steps: int = 0

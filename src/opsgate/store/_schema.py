@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0005"
+SCHEMA_VERSION = "0006"
 
 meta = Table(
     "opsgate_meta",
@@ -48,6 +48,8 @@ runs = Table(
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
     Column("elapsed_s", Float),
+    # "production", or "eval" for an agent-eval trial (left out of production roll-ups)
+    Column("purpose", String(16), nullable=False, server_default="production"),
     Index("ix_runs_workflow_started", "workflow", "started_at"),
 )
 
@@ -158,7 +160,9 @@ cost_entries = Table(
     Column("cache_hit", Boolean, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("ok", Boolean, nullable=False),
+    Column("purpose", String(16), nullable=False, server_default="production"),
     Index("ix_cost_entries_run", "run_id"),
+    Index("ix_cost_entries_purpose_at", "purpose", "at"),
     Index("ix_cost_entries_workflow_at", "workflow", "at"),
 )
 

@@ -42,6 +42,9 @@ class _NoRedaction:
     def redact(self, value: Any) -> Any:
         return value
 
+    def redact_event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
 
 def _event(i: int, run: str = "run-bench") -> Event:
     return Event(

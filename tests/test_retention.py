@@ -131,3 +131,11 @@ def test_cli_retention(tmp_path: Path) -> None:
     assert runner.invoke(app, ["audit", "verify", "--db", url]).exit_code == 0
     result = runner.invoke(app, ["retention", "apply", "--db", url, "--audit-days", "-1"])
     assert result.exit_code == 2 and "positive" in result.output
+
+
+def test_cli_retention_on_a_fresh_install_has_nothing_to_do(tmp_path: Path) -> None:
+    """A cron job set up before anything was recorded: exit 0, and no database made."""
+    path = tmp_path / "none.db"
+    result = CliRunner().invoke(app, ["retention", "apply", "--db", f"sqlite:///{path}"])
+    assert result.exit_code == 0, result.output
+    assert "nothing recorded yet" in result.output and not path.exists()

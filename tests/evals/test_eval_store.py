@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, inspect
 
 from opsgate.errors import SuiteError
 from opsgate.evals._report import build_report
@@ -240,5 +241,20 @@ def test_open_existing_does_not_create_a_database(tmp_path: Path) -> None:
     assert open_existing(f"sqlite:///{missing}") is None and not missing.exists()
     open_store(f"sqlite:///{missing}").close()
     store = open_existing(f"sqlite:///{missing}")
+    assert store is not None
+    store.close()
+
+
+def test_open_existing_leaves_an_empty_postgresql_database_empty(pg_cluster: Any) -> None:
+    """Asking for a baseline must not create opsgate's tables in an empty database."""
+    url = pg_cluster.new_database()
+    assert open_existing(url) is None
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    open_store(url).close()
+    store = open_existing(url)
     assert store is not None
     store.close()

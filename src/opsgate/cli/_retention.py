@@ -12,7 +12,7 @@ from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
 from opsgate.retention import apply_retention, default_archive_dir
-from opsgate.store import open_store
+from opsgate.store import NoDatabaseError, open_store
 
 retention_app = typer.Typer(help="Data retention.", no_args_is_help=True)
 
@@ -55,7 +55,11 @@ def apply(
     audit = audit_days if audit_days is not None else _days("OPSGATE_AUDIT_RETENTION_DAYS", 365.0)
     if traces <= 0 or audit <= 0:
         raise ConfigError("retention periods must be positive numbers of days")
-    store = open_store(db, migrate=False)
+    try:
+        store = open_store(db, migrate=False)
+    except NoDatabaseError as exc:  # a fresh install: nothing to expire (a cron job stays green)
+        console.print(shown(exc), soft_wrap=True)
+        return
     try:
         report = apply_retention(
             store,

@@ -23,8 +23,7 @@ from sqlalchemy.exc import ArgumentError
 
 from opsgate.errors import SuiteError
 from opsgate.evals._report import check_version, load_report
-from opsgate.store import Store, open_store
-from opsgate.store._engine import default_url
+from opsgate.store import NoDatabaseError, Store, default_url, open_store
 from opsgate.store._schema import eval_baselines, eval_reports, eval_reviews
 
 __all__ = [
@@ -415,7 +414,8 @@ def open_existing(url: str | None) -> Store | None:
     """The opsgate database if it exists (upgraded as any open does), else None.
 
     Read-only commands use this so that asking "is there a baseline?" never leaves a new
-    SQLite file behind (in CI, for instance, where no database was ever made).
+    SQLite file behind, nor creates opsgate's tables in an empty PostgreSQL database (in CI,
+    for instance, where no database was ever made).
     """
     url = url or default_url()
     try:
@@ -425,8 +425,11 @@ def open_existing(url: str | None) -> Store | None:
     if parsed is not None and parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not Path(database).exists():
-            return None
-    return open_store(url)
+            return None  # not even its folder: no baseline was ever accepted there
+    try:
+        return open_store(url, create=False)
+    except NoDatabaseError:
+        return None
 
 
 def committed_baseline(suite: str) -> tuple[Path, dict[str, Any]] | None:

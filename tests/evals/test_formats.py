@@ -304,3 +304,25 @@ def test_markdown_optional_sections_when_present() -> None:
 def test_markdown_names_a_malformed_document() -> None:
     with pytest.raises(SuiteError, match="no `suite`"):
         markdown_summary({"metrics": {}})
+
+
+def test_trials_without_a_model_are_skipped_not_failed() -> None:
+    """model_unavailable says nothing about the agent: JUnit `<skipped>`, a Markdown note."""
+    down = result(
+        "down", failures=["model unavailable: refused"], error="model unavailable: refused"
+    )
+    down.model_unavailable = True
+    document = report([result("ok"), down])
+    document["suite_tasks"] = 5
+    root = ET.fromstring(junit_xml(document))
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("skipped"), suite.get("errors"), suite.get("failures")) == ("1", "0", "0")
+    case = next(c for c in suite.iter("testcase") if c.get("name", "").startswith("down"))
+    skipped = case.find("skipped")
+    assert skipped is not None and skipped.get("message") == "model unavailable: refused"
+    text = markdown_summary(document)
+    assert "| model unavailable (not scored) | 1 |" in text
+    assert "1 trial(s) could not reach a model" in text
+    assert "Subset: 2 of the suite's 5 tasks were run" in text
+    assert "### Failing tasks (0)" in text

@@ -326,3 +326,17 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
         str(tmp_path / "a.json"), "--allow-partial", "--report", str(blocker / "o.json")
     )
     assert outcome.exit_code == 2 and "cannot write" in outcome.output
+
+
+def test_merge_keeps_the_suite_size_and_the_unavailable_trials() -> None:
+    """A merge names how many tasks the suite has (a baseline of a subset is then refused
+    without --force) and counts trials that reached no model apart, as one report does."""
+    down = result("b", failures=["model unavailable: x"], error="model unavailable: x")
+    down.model_unavailable = True
+    shard_1 = document([result("a")], "1/2")
+    shard_2 = document([down], "2/2")
+    for shard in (shard_1, shard_2):
+        shard["suite_tasks"] = 63
+    merged = merge_reports([shard_1, shard_2])
+    assert merged["suite_tasks"] == 63
+    assert merged["metrics"]["model_unavailable"] == 1 and merged["metrics"]["trials"] == 1

@@ -69,7 +69,9 @@ def junit_xml(document: dict[str, Any]) -> bytes:
     """The report as JUnit XML: one testcase per trial, plus a ``gate`` testcase.
 
     A failed check is a ``<failure>``; a crash or timeout of the harness (``error`` set) is
-    an ``<error>``, as test reporters tell the two apart. The ``gate`` testcase fails with
+    an ``<error>``, as test reporters tell the two apart; a trial that could not reach its
+    model (``model_unavailable``) is ``<skipped>``: no verdict on the agent. The ``gate``
+    testcase fails with
     the report's threshold failures, so CI shows why the build is red even when every
     task's checks pass.
     """
@@ -77,7 +79,10 @@ def junit_xml(document: dict[str, Any]) -> bytes:
     metrics: dict[str, Any] = _require(document, "metrics")
     gate_failures = [str(f) for f in document.get("gate", {}).get("failures", [])]
     tasks = _tasks(document)
-    errors = sum(t.get("error") is not None for t in tasks)
+    skipped = sum(t.get("model_unavailable") is True for t in tasks)
+    errors = sum(
+        t.get("error") is not None and t.get("model_unavailable") is not True for t in tasks
+    )
     failures = sum(not t.get("passed") and t.get("error") is None for t in tasks)
     failures += bool(gate_failures)
     started, ended = document.get("started_at"), document.get("ended_at")
@@ -89,10 +94,11 @@ def junit_xml(document: dict[str, Any]) -> bytes:
         "tests": str(len(tasks) + 1),
         "failures": str(failures),
         "errors": str(errors),
+        "skipped": str(skipped),
         "time": _seconds(elapsed),
     }
     root = ET.Element("testsuites", {"name": f"agent-eval {suite}", **counts})
-    attributes = {"name": suite, **counts, "skipped": "0"}
+    attributes = {"name": suite, **counts}
     if isinstance(started, (int, float)):
         attributes["timestamp"] = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     testsuite = ET.SubElement(root, "testsuite", attributes)
@@ -125,7 +131,10 @@ def junit_xml(document: dict[str, Any]) -> bytes:
             },
         )
         listed = [str(f) for f in task.get("failures") or []]
-        if task.get("error") is not None:
+        if task.get("model_unavailable") is True:
+            reason = str(task.get("error") or "model unavailable")
+            ET.SubElement(case, "skipped", {"message": _xml_text(reason)})
+        elif task.get("error") is not None:
             error = str(task["error"])
             kind = "timeout" if error.startswith("timeout") else "harness_error"
             element = ET.SubElement(case, "error", {"message": _xml_text(error), "type": kind})
@@ -249,6 +258,8 @@ def _metric_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("harness errors", str(m.get("errors", 0))),
     ]
+    if m.get("model_unavailable"):
+        rows.insert(1, ("model unavailable (not scored)", str(m["model_unavailable"])))
     for key, label in _OPTIONAL_METRICS:
         value = m.get(key)
         if value is not None:
@@ -335,7 +346,19 @@ def markdown_summary(document: dict[str, Any]) -> str:
         lines += _comparison(document["comparison"])
     if "reviews" in document and isinstance(document["reviews"], dict):
         lines += _reviews(document["reviews"])
-    failing = [t for t in _tasks(document) if not t.get("passed")]
+    tasks = _tasks(document)
+    covered, total = len({t.get("task_id") for t in tasks}), document.get("suite_tasks")
+    if isinstance(total, int) and not isinstance(total, bool) and covered < total:
+        lines += ["", f"> ⚠️ Subset: {covered} of the suite's {total} tasks were run."]
+    unavailable = [t for t in tasks if t.get("model_unavailable") is True]
+    if unavailable:
+        first = _cell(unavailable[0].get("error") or "model unavailable")
+        lines += [
+            "",
+            f"> ⚠️ {len(unavailable)} trial(s) could not reach a model and are not scored "
+            f"(model_unavailable): {first}",
+        ]
+    failing = [t for t in tasks if not t.get("passed") and t.get("model_unavailable") is not True]
     lines += ["", f"### Failing tasks ({len(failing)})", ""]
     if not failing:
         lines.append("None: every trial passed its checks.")

@@ -202,6 +202,7 @@ def merge_reports(
         "model_router": first["model_router"],
         "trials": first["trials"],
         "shard": None,
+        "suite_tasks": first.get("suite_tasks"),
         "merged_from": [s.document.get("report_id") for s in shards],
         "missing_shards": missing,
         "started_at": min(s.document["started_at"] for s in shards),

@@ -20,8 +20,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from opsgate.audit import ArchivedSegment, AuditLog
-from opsgate.store import Store
-from opsgate.store._schema import spans
+from opsgate.store import Store, spans
 
 __all__ = ["RetentionReport", "apply_retention", "default_archive_dir"]
 

@@ -1,15 +1,7 @@
 """The audit trail: append-only, hash-chained, Merkle-checkpointed and signed."""
 
-from opsgate.audit._log import (
-    RECORD_VERSION,
-    ArchivedSegment,
-    AuditLog,
-    AuditRecord,
-    Checkpoint,
-    VerifyReport,
-    checkpoint_statement,
-    verify_archive,
-)
+from opsgate.audit._archive import verify_archive
+from opsgate.audit._log import AuditLog
 from opsgate.audit._merkle import (
     CompactRange,
     leaf_hash,
@@ -19,6 +11,14 @@ from opsgate.audit._merkle import (
 )
 from opsgate.audit._proof import verify_inclusion_document
 from opsgate.audit._recorder import AuditRecorder
+from opsgate.audit._records import (
+    RECORD_VERSION,
+    ArchivedSegment,
+    AuditRecord,
+    Checkpoint,
+    VerifyReport,
+    checkpoint_statement,
+)
 from opsgate.audit._signing import (
     SIGNING_KEY_ENV,
     Signer,

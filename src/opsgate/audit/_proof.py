@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from opsgate.audit._log import checkpoint_statement
 from opsgate.audit._merkle import verify_inclusion
+from opsgate.audit._records import checkpoint_statement
 from opsgate.audit._signing import load_public_key, verify_signature
 
 __all__ = ["verify_inclusion_document"]

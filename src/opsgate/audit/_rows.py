@@ -14,9 +14,28 @@ from typing import Any
 
 import orjson
 
+from opsgate.audit._records import Checkpoint
 from opsgate.errors import AuditIntegrityError
 
-__all__ = ["as_blob", "as_float", "as_int", "as_text", "check_columns", "decode_body"]
+__all__ = [
+    "CHECKPOINTS_SQL",
+    "RETENTION_SQL",
+    "as_blob",
+    "as_float",
+    "as_int",
+    "as_text",
+    "check_columns",
+    "decode_body",
+    "decode_checkpoint",
+]
+
+# Audit rows are read as plain SQL: no column type processing, so a value of another type
+# (an attacker's edit) reaches the functions here, which name it, instead of a driver error
+CHECKPOINTS_SQL = (
+    "SELECT tree_size, root_hash, chain_hash, at, key_id, signature, frontier "
+    "FROM audit_checkpoints"
+)
+RETENTION_SQL = "SELECT upto, archived_at, archive_sha256, archive_name FROM audit_retention"
 
 _SHOWN = 80
 
@@ -134,3 +153,29 @@ def check_columns(seq: int, run_id: Any, kind: Any, at: Any, body: bytes) -> dic
             seq=seq,
         )
     return doc
+
+
+def decode_checkpoint(row: Any) -> Checkpoint:
+    """A checkpoint row as stored; any column nulled or retyped is named."""
+    size = as_int(row.tree_size, "a checkpoint's `tree_size`", None)
+    name = f"the checkpoint at {size}"
+    seq = max(size - 1, 0)
+    frontier_text = as_text(row.frontier, f"{name}'s `frontier`", seq)
+    try:
+        hexes = orjson.loads(frontier_text)
+        frontier = tuple(bytes.fromhex(h) for h in hexes)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        raise AuditIntegrityError(
+            f"{name}'s `frontier` is not a list of hashes: edited", seq=seq
+        ) from None
+    if any(len(h) != 32 for h in frontier):
+        raise AuditIntegrityError(f"{name}'s `frontier` holds a short hash: edited", seq=seq)
+    return Checkpoint(
+        size,
+        as_blob(row.root_hash, f"{name}'s `root_hash`", seq, 32),
+        as_blob(row.chain_hash, f"{name}'s `chain_hash`", seq, 32),
+        as_float(row.at, f"{name}'s `at`", seq),
+        as_text(row.key_id, f"{name}'s `key_id`", seq),
+        as_blob(row.signature, f"{name}'s `signature`", seq),
+        frontier,
+    )

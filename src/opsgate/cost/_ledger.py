@@ -26,8 +26,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Integer, and_, case, cast, func, select
 
-from opsgate.store import Store
-from opsgate.store._schema import cost_entries, runs
+from opsgate.store import Store, cost_entries, runs
 
 __all__ = [
     "CostLedger",

@@ -26,8 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from opsgate.recorder import Event, EventType
-from opsgate.store import Store
-from opsgate.store._schema import approvals, cost_entries, runs
+from opsgate.store import Store, approvals, cost_entries, runs
 
 __all__ = ["CostRecorder"]
 

@@ -56,9 +56,7 @@ from opsgate.errors import StoreError, SuiteError
 from opsgate.evals._runner import match_call
 from opsgate.evals._suite import CallMatcher, Suite, load_suite, resolve_file
 from opsgate.redaction import Redactor
-from opsgate.store import Store
-from opsgate.store._engine import describe_db_error
-from opsgate.store._schema import runs
+from opsgate.store import Store, describe_db_error, runs
 
 __all__ = [
     "GATE_DENIALS",

@@ -23,8 +23,15 @@ from sqlalchemy.exc import ArgumentError
 
 from opsgate.errors import SuiteError
 from opsgate.evals._report import check_version, load_report
-from opsgate.store import NoDatabaseError, Store, default_url, open_store
-from opsgate.store._schema import eval_baselines, eval_reports, eval_reviews
+from opsgate.store import (
+    NoDatabaseError,
+    Store,
+    default_url,
+    eval_baselines,
+    eval_reports,
+    eval_reviews,
+    open_store,
+)
 
 __all__ = [
     "BASELINES_DIR",

@@ -32,8 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from opsgate.models._client import ModelClient
 from opsgate.models._types import Message, ModelResponse, ModelSettings, ToolCall, Usage
-from opsgate.store import Store
-from opsgate.store._schema import model_cache
+from opsgate.store import Store, model_cache
 
 __all__ = [
     "CACHEABLE_ROLES",

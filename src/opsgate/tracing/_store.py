@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from opsgate.store import Store
-from opsgate.store._schema import spans as spans_table
+from opsgate.store import spans as spans_table
 from opsgate.tracing import _attributes as A
 
 __all__ = ["StoreSpanExporter"]

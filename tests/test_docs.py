@@ -200,3 +200,13 @@ if __name__ == "__main__":
     REFERENCE.parent.mkdir(exist_ok=True)
     REFERENCE.write_text(render_reference())
     print(f"wrote {REFERENCE.relative_to(ROOT)}", file=sys.stderr)
+
+
+def test_the_layout_names_every_package_and_module() -> None:
+    text = README.read_text()
+    layout = text[text.index("## Layout") :]
+    src = ROOT / "src" / "opsgate"
+    names = [p.name + "/" for p in src.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+    names += [p.name for p in src.glob("*.py") if not p.name.startswith("_")]
+    missing = sorted(n for n in names if f"`{n}`" not in layout)
+    assert not missing, f"the README's Layout leaves out {missing}"

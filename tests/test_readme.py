@@ -94,3 +94,23 @@ def test_the_provenance_policy_example_loads_and_holds() -> None:
         source="tool:get_transactions#2",
     )
     assert policy.decide(ProposedCall("send_money", echoed), state).effect is Effect.DENY
+
+
+def test_the_policy_explain_example_runs_as_written() -> None:
+    """The README's `policy explain` line on the shipped policy: a provenance denial (exit 1),
+    not a refusal of its arguments (the example once used an id the contract rejects)."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from opsgate.cli.main import app
+
+    text = README.read_text()
+    line = re.search(r"`(opsgate policy explain FILE [^`]+)`", text)
+    assert line is not None
+    words = shlex.split(line.group(1))[1:]
+    policy = README.parent / "src/opsgate/examples/support_triage/policy.yaml"
+    words[words.index("FILE")] = str(policy)
+    result = CliRunner().invoke(app, words, env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert "deny (untrusted_derivation)" in result.output and "order_id" in result.output

@@ -11,12 +11,11 @@ from typing import Annotated
 
 import typer
 
-from opsgate.audit import AuditLog, AuditRecorder, Signer
-from opsgate.cli._common import cli_errors, console
+from opsgate.cli._common import cli_errors, console, err_console
 from opsgate.cli._demo_gate import gate_part
 from opsgate.cli._safe import shown
 from opsgate.contracts import Toolbelt
-from opsgate.cost import CostLedger, CostRecorder
+from opsgate.cost import CostLedger
 from opsgate.errors import ConfigError, ModelError
 from opsgate.examples.support_triage import POLICY_PATH, ROUTER_PATH, tools
 from opsgate.examples.support_triage.agent import build_agent
@@ -30,14 +29,13 @@ from opsgate.gateway import (
     MappingSecretStore,
     OutcomeStatus,
 )
-from opsgate.models._embedded import EmbeddedServer
-from opsgate.models._router import ModelRouter
-from opsgate.models._router_config import load_router_config
+from opsgate.models import EmbeddedServer, ModelRouter, load_router_config
 from opsgate.policy import load_policy
 from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, FanOutRecorder, InMemoryRecorder
 from opsgate.store import open_store
-from opsgate.tracing import otlp_endpoint_from_env, tracing_recorder
+from opsgate.tracing import otlp_endpoint_from_env
+from opsgate.wiring import store_recorders
 
 _STYLE = {
     OutcomeStatus.OK: "green",
@@ -187,16 +185,14 @@ def demo(
     belt = Toolbelt.from_module(tools)
     policy = load_policy(POLICY_PATH, belt)
     store = open_store(db)
-    log = AuditLog(store, Signer.from_file())
-    audit = AuditRecorder(log)
-    traces = tracing_recorder(store)
-    costs = CostRecorder(store)
+    recorders = store_recorders(store)
+    log = recorders.audit.log
     recorder = InMemoryRecorder()
     secret = os.environ.get("PAYMENTS_API_KEY") or "demo-payments-key-0000"
     gateway = Gateway(
         belt,
         policy,
-        recorder=FanOutRecorder(audit, recorder, traces, costs),
+        recorder=FanOutRecorder(*recorders.all, recorder),
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
     )
@@ -212,9 +208,8 @@ def demo(
         asyncio.run(main())
     finally:
         gateway.close()
-        audit.close()
-        traces.shutdown()
-        costs.close()
+        for problem in recorders.close():
+            err_console.print(f"[bold red]error:[/] {shown(problem)}")
     decisions = recorder.of_type(EventType.DECISION)
     console.rule("[bold]summary[/]")
     by_reason: dict[str, int] = {}

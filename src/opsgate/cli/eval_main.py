@@ -14,8 +14,6 @@ Rates (``--min-success-rate``, ``--max-success-drop``) are shares between 0 and 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +22,6 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli import _eval_baseline, _eval_merge, _eval_redteam, _eval_review, _eval_suite
 from opsgate.cli._common import (
     EXIT_BAD_INPUT,
@@ -36,11 +33,10 @@ from opsgate.cli._common import (
 )
 from opsgate.cli._eval_progress import trial_progress
 from opsgate.cli._safe import cell, shown
-from opsgate.cost import CostRecorder
-from opsgate.errors import ConfigError, ModelError, OpsgateError, SuiteError
+from opsgate.errors import OpsgateError, SuiteError
+from opsgate.evals._evaluate import evaluate
 from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._report import (
-    build_report,
     check_rate,
     compare,
     covered_tasks,
@@ -48,14 +44,11 @@ from opsgate.evals._report import (
     no_verdict,
     thresholds_failures,
 )
-from opsgate.evals._runner import Harness, TaskResult, run_suite, select_tasks
+from opsgate.evals._runner import select_tasks
 from opsgate.evals._store import EvalStore, default_baseline
 from opsgate.evals._suite import load_suite
-from opsgate.models._router import ModelRouter
 from opsgate.models._router_config import load_router_config
-from opsgate.recorder import Recorder
 from opsgate.store import open_store
-from opsgate.tracing import tracing_recorder
 
 app = typer.Typer(
     name="agent-eval",
@@ -116,43 +109,31 @@ def run(
     """Run a suite; every task is a real run through the gateway."""
     check_rate("--min-success-rate", min_success_rate)
     loaded = load_suite(suite)
-    harness = Harness.load(loaded)
     tasks = select_tasks(loaded, tags=tag or (), task_ids=task or (), shard=_shard(shard))
     if not tasks:
         raise SuiteError("no task matches the filters")
     config = load_router_config(model_router)
-    started = time.time()
     store = open_store(db)
-    # Write-ahead: each tool waits for its decision's commit, concurrent tasks share commits.
-    # Signed checkpoints every 1,000 events and at the end, not per task (the chain links
-    # every event in between; a checkpoint per task would double an eval's cost).
-    audit = AuditRecorder(
-        AuditLog(store, Signer.from_file()), durable="write_ahead", checkpoint_on_run_end=False
-    )
-    traces = tracing_recorder(store)
-    costs = CostRecorder(store)
-    thresholds: dict[str, Any] = {
-        "max_cost_per_task": max_cost_per_task,
-        "min_success_rate": min_success_rate,
-    }
     try:
-        results = asyncio.run(
-            _run(harness, tasks, config, trials, concurrency, timeout, (audit, traces, costs))
-        )
-    finally:
-        record_problems = _close_recorders(audit, traces, costs)
-    document = build_report(
-        loaded.suite,
-        loaded.version,
-        results,
-        trials=trials,
-        model_router=str(model_router),
-        started_at=started,
-        ended_at=time.time(),
-        thresholds=thresholds,
-        shard=shard,
-        suite_tasks=len(loaded.tasks),
-    )
+        with trial_progress(console, err_console, loaded.suite, len(tasks) * trials) as on_done:
+            evaluation = evaluate(
+                loaded,
+                config,
+                store,
+                tasks=tasks,
+                trials=trials,
+                concurrency=concurrency,
+                timeout_s=timeout,
+                max_cost_per_task=max_cost_per_task,
+                min_success_rate=min_success_rate,
+                router_name=str(model_router),
+                shard=shard,
+                on_done=on_done,
+            )
+    except BaseException:
+        store.close()
+        raise
+    document, record_problems = evaluation.report, evaluation.record_problems
     try:
         EvalStore(store).save_report(document)
     except (SQLAlchemyError, OpsgateError) as exc:  # the files below still keep the report
@@ -203,59 +184,6 @@ def _unavailable_note(document: dict[str, Any]) -> None:
             f"the {m['trials']} that did",
             soft_wrap=True,
         )
-
-
-def _close_recorders(audit: AuditRecorder, traces: Any, costs: CostRecorder) -> list[str]:
-    """Close every recorder, each on its own; what failed, one sentence each."""
-    problems = []
-    for name, close in (("audit trail", audit.close), ("traces", traces.shutdown)):
-        try:
-            close()
-        except (SQLAlchemyError, OpsgateError) as exc:
-            problems.append(f"the {name} could not be completed: {exc}")
-    costs.close()  # never raises: failures are counted
-    return problems
-
-
-async def _run(
-    harness: Harness,
-    tasks: list[Any],
-    config: Any,
-    trials: int,
-    concurrency: int,
-    limit_s: float,
-    recorders: tuple[Recorder, ...] = (),
-) -> list[TaskResult]:
-    from opsgate.models._embedded import EmbeddedServer
-
-    server = None
-    if any(m.provider == "embedded" for m in config.models.values()):
-        try:
-            server = EmbeddedServer().start()
-        except (ConfigError, ModelError) as exc:
-            raise ConfigError(f"the embedded model cannot start: {exc}") from None
-    live = server
-    router = ModelRouter(
-        config,
-        embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
-    )
-    try:
-        with trial_progress(
-            console, err_console, harness.suite.suite, len(tasks) * trials
-        ) as on_done:
-            return await run_suite(
-                harness,
-                tasks,
-                router,
-                trials=trials,
-                concurrency=concurrency,
-                timeout_s=limit_s,
-                recorders=recorders,
-                on_done=on_done,
-            )
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def _summary(document: dict[str, Any]) -> None:

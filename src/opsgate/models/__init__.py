@@ -17,7 +17,8 @@ from opsgate.models._client import ModelClient
 from opsgate.models._openai import OpenAICompatibleClient, parse_retry_after
 from opsgate.models._repair import basic_validator, complete_tool_call, raw_output
 from opsgate.models._router import ModelRouter
-from opsgate.models._router_config import load_router_config
+from opsgate.models._embedded import EmbeddedServer
+from opsgate.models._router_config import RouterConfig, load_router_config
 from opsgate.models._types import (
     Message,
     ModelResponse,
@@ -31,6 +32,7 @@ from opsgate.models._types import (
 )
 
 __all__ = [
+    "EmbeddedServer",
     "Message",
     "ModelClient",
     "ModelResponse",
@@ -38,6 +40,7 @@ __all__ = [
     "ModelSettings",
     "OpenAICompatibleClient",
     "Role",
+    "RouterConfig",
     "ToolCall",
     "ToolChoice",
     "Usage",

@@ -1,0 +1,101 @@
+"""What a process wires before it runs agents, in one place.
+
+`store_recorders` gives the three recorders of a store (the audit trail, the debug traces,
+the cost ledger) and closes them each on its own; `model_router` gives the router of a router
+file, with the embedded model started (and stopped) when the file asks for it. `opsgate
+demo`, `agent-eval run` (through `opsgate.evals.evaluate`) and anything that serves agents
+use these instead of wiring the pieces again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from opsgate.audit import AuditLog, AuditRecorder, Signer
+from opsgate.cost import CostRecorder
+from opsgate.errors import ConfigError, ModelError, OpsgateError
+from opsgate.models import EmbeddedServer, ModelRouter, RouterConfig
+from opsgate.recorder import Recorder
+from opsgate.store import Store
+from opsgate.tracing import TraceRecorder, tracing_recorder
+
+__all__ = ["StoreRecorders", "model_router", "store_recorders"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecorders:
+    """The audit, trace and cost recorders of one store."""
+
+    audit: AuditRecorder
+    traces: TraceRecorder
+    costs: CostRecorder
+
+    @property
+    def all(self) -> tuple[Recorder, ...]:
+        """The three, for a `FanOutRecorder` or a runner's ``recorders``."""
+        return (self.audit, self.traces, self.costs)
+
+    def close(self) -> list[str]:
+        """Close each recorder on its own (one failing never keeps another open); returns
+        what could not be completed, one sentence each. The cost recorder counts its own
+        failures and never raises."""
+        problems = []
+        for name, close in (("audit trail", self.audit.close), ("traces", self.traces.shutdown)):
+            try:
+                close()
+            except (SQLAlchemyError, OpsgateError) as exc:
+                problems.append(f"the {name} could not be completed: {exc}")
+        self.costs.close()
+        return problems
+
+
+def store_recorders(
+    store: Store,
+    *,
+    signer: Signer | None = None,
+    durable: bool | Literal["write_ahead"] = True,
+    checkpoint_on_run_end: bool = True,
+) -> StoreRecorders:
+    """The recorders of ``store``; checkpoints are signed with ``signer`` (default: the key
+    file in opsgate's home, created on first use, with its witness beside it).
+
+    ``durable="write_ahead"`` with ``checkpoint_on_run_end=False`` is what an eval uses: each
+    tool waits for its decision's commit, concurrent tasks share commits, and checkpoints
+    are signed every 1,000 events and at the end rather than per run.
+    """
+    log = AuditLog(store, signer or Signer.from_file())
+    return StoreRecorders(
+        AuditRecorder(log, durable=durable, checkpoint_on_run_end=checkpoint_on_run_end),
+        tracing_recorder(store),
+        CostRecorder(store),
+    )
+
+
+@contextmanager
+def model_router(config: RouterConfig) -> Iterator[ModelRouter]:
+    """The router of ``config``; when a model in it is the embedded one, its server is
+    started first and stopped after.
+
+    Raises:
+        ConfigError: the embedded model cannot start.
+    """
+    server = None
+    if any(m.provider == "embedded" for m in config.models.values()):
+        try:
+            server = EmbeddedServer().start()
+        except (ConfigError, ModelError) as exc:
+            raise ConfigError(f"the embedded model cannot start: {exc}") from None
+    live = server
+    try:
+        yield ModelRouter(
+            config,
+            embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
+        )
+    finally:
+        if server is not None:
+            server.stop()

@@ -55,12 +55,22 @@ from opsgate.contracts import Toolbelt
 from opsgate.errors import ConfigError, InvalidToolCall
 from opsgate.examples.support_triage import POLICY_PATH, tools
 from opsgate.gateway import Gateway, Run, RunStatus
-from opsgate.models import Message, ModelResponse, ModelSettings, OpenAICompatibleClient, Usage
-from opsgate.models._cache import CachingClient, ResponseCache
-from opsgate.models._client import ModelClient
-from opsgate.models._embedded import DEFAULT_MODEL, EmbeddedServer
-from opsgate.models._router import EmbeddedEndpoint, ModelRouter
-from opsgate.models._router_config import ROLES, load_router_config
+from opsgate.models import (
+    DEFAULT_MODEL,
+    ROLES,
+    CachingClient,
+    EmbeddedEndpoint,
+    EmbeddedServer,
+    Message,
+    ModelClient,
+    ModelResponse,
+    ModelRouter,
+    ModelSettings,
+    OpenAICompatibleClient,
+    ResponseCache,
+    Usage,
+    load_router_config,
+)
 from opsgate.policy import CompiledPolicy, load_policy
 from opsgate.recorder import EventType, InMemoryRecorder
 from opsgate.store import open_store

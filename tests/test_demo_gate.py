@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from opsgate.cli._demo_gate import gate_part
+from opsgate.cli._demo_gate import gate_part  # tests this module
 
 ROOT = Path(__file__).resolve().parents[1]
 

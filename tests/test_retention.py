@@ -16,8 +16,7 @@ from opsgate.cli.main import app
 from opsgate.errors import AuditIntegrityError
 from opsgate.recorder import Event, EventType
 from opsgate.retention import apply_retention
-from opsgate.store import Store, open_store
-from opsgate.store._schema import spans
+from opsgate.store import Store, open_store, spans
 
 DAY = 86400.0
 NOW = 1_800_000_000.0

@@ -10,8 +10,7 @@ from typing import Any
 
 from opsgate.agent import AgentResult, execute
 from opsgate.gateway import Gateway, Run
-from opsgate.models import Message
-from opsgate.models._router import ModelRouter
+from opsgate.models import Message, ModelRouter
 
 SYSTEM = "You answer questions about orders. Look the order up, then say its status."
 

@@ -18,8 +18,7 @@ from opsgate.gateway import (
     MappingSecretStore,
     RunStatus,
 )
-from opsgate.models._router import ModelRouter
-from opsgate.models._router_config import ROLES, load_router_config
+from opsgate.models import ROLES, ModelRouter, load_router_config
 from opsgate.policy import ProposedCall, load_policy
 from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, InMemoryRecorder
@@ -341,7 +340,7 @@ async def test_low_confidence_asks_the_larger_model_before_the_customer() -> Non
 
 
 async def test_cacheable_calls_are_answered_from_the_cache(tmp_path: Any) -> None:
-    from opsgate.models._cache import ResponseCache
+    from opsgate.models import ResponseCache
     from opsgate.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'c.db'}")

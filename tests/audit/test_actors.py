@@ -212,7 +212,7 @@ def test_a_chain_with_masked_and_kept_actors_verifies(url: str) -> None:
 def _bodies(log: AuditLog) -> list[bytes]:
     from sqlalchemy import select
 
-    from opsgate.store._schema import audit_events
+    from opsgate.store import audit_events
 
     with log.store.engine.connect() as conn:
         return [bytes(b) for (b,) in conn.execute(select(audit_events.c.body))]

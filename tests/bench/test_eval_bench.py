@@ -135,8 +135,7 @@ def test_server_child_exits_when_stopped() -> None:
 
 
 def test_suite_and_router_files_are_valid() -> None:
-    from opsgate.evals._runner import Harness
-    from opsgate.evals._suite import load_suite
+    from opsgate.evals import Harness, load_suite
 
     suite = load_suite("bench.yaml", text=suites.suite_text(3))
     assert [t.id for t in suite.tasks] == ["lookup-0001", "lookup-0002", "lookup-0003"]

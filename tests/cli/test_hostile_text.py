@@ -27,8 +27,7 @@ from opsgate.audit import AuditLog, Signer
 from opsgate.cli._safe import cell, clean, shown
 from opsgate.cli.eval_main import app as eval_app
 from opsgate.cli.main import app
-from opsgate.evals._report import build_report
-from opsgate.evals._runner import TaskResult
+from opsgate.evals import TaskResult, build_report
 from opsgate.examples.support_triage import POLICY_PATH
 from opsgate.gateway import ApprovalRequest, DurableApprovalQueue
 from opsgate.policy import Decision, Effect, Reason

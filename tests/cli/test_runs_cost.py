@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from opsgate.cli.main import app
-from opsgate.store import Store, open_store
-from opsgate.store._schema import cost_entries, runs
+from opsgate.store import Store, cost_entries, open_store, runs
 
 runner = CliRunner()
 HOSTILE = "mallory [/] \x1b[2J [red]x[/red]"

@@ -14,8 +14,7 @@ from opsgate.cost import CostRecorder
 from opsgate.gateway import Gateway, MappingSecretStore
 from opsgate.policy import CompiledPolicy
 from opsgate.recorder import Event, EventType, FanOutRecorder, InMemoryRecorder
-from opsgate.store import Store, open_store
-from opsgate.store._schema import cost_entries, runs
+from opsgate.store import Store, cost_entries, open_store, runs
 from tests.conftest import BELT
 
 # -- building events and `runs` rows (the ledger's tests use these too) ----------------------

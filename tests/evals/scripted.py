@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from opsgate.agent._loop import AgentResult
+from opsgate.agent import AgentResult
 from opsgate.examples.support_triage.world import World, world_for_task
 from opsgate.gateway import Gateway, Run, RunStatus
 

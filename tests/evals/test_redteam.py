@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from opsgate.cli._eval_redteam import _failures
+from opsgate.cli._eval_redteam import _failures  # tests this module
 from opsgate.cli.eval_main import app
 from opsgate.errors import SuiteError
 from opsgate.evals._redteam import (

@@ -12,11 +12,8 @@ from typing import Any
 import pytest
 
 from opsgate.errors import SuiteError
-from opsgate.evals import load_suite
-from opsgate.evals._report import metrics
-from opsgate.evals._runner import Harness, TaskResult, run_suite
-from opsgate.models._router import ModelRouter
-from opsgate.models._router_config import load_router_config
+from opsgate.evals import Harness, TaskResult, load_suite, metrics, run_suite
+from opsgate.models import ModelRouter, load_router_config
 from tests.evals.scripted import router_file
 from tests.models.fake_openai import FakeOpenAI, error_reply, text_reply
 

@@ -27,8 +27,7 @@ from opsgate.gateway import (
     OutcomeStatus,
     Run,
 )
-from opsgate.models._router import ModelRouter
-from opsgate.models._router_config import load_router_config
+from opsgate.models import ModelRouter, load_router_config
 from opsgate.policy import load_policy
 from tests.examples._reference import ref_call, replay, results_used
 

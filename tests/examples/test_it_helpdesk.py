@@ -21,8 +21,15 @@ from typer.testing import CliRunner
 from opsgate.agent import AgentResult, PlannerExecutor
 from opsgate.cli.eval_main import app
 from opsgate.contracts import Toolbelt, ToolContext
-from opsgate.evals import Harness, ReferenceCall, TaskResult, load_suite, resolve_args, run_task
-from opsgate.evals._runner import score_plan
+from opsgate.evals import (
+    Harness,
+    ReferenceCall,
+    TaskResult,
+    load_suite,
+    resolve_args,
+    run_task,
+    score_plan,
+)
 from opsgate.examples.it_helpdesk import POLICY_PATH, SUITE_PATH
 from opsgate.examples.it_helpdesk.agent import TOOLS, build_agent
 from opsgate.examples.it_helpdesk.world import CONFIG_REPO, config_files, demo_world, world_for_task
@@ -34,8 +41,7 @@ from opsgate.gateway import (
     OutcomeStatus,
     Run,
 )
-from opsgate.models._router import ModelRouter
-from opsgate.models._router_config import load_router_config
+from opsgate.models import ModelRouter, load_router_config
 from opsgate.policy import load_policy
 from opsgate.provenance import TrustMap
 from tests.models.fake_openai import FakeOpenAI, text_reply, tool_reply

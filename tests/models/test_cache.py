@@ -18,8 +18,7 @@ from opsgate.models._cache import (
     decode_response,
     encode_response,
 )
-from opsgate.store import Store, open_store
-from opsgate.store._schema import model_cache
+from opsgate.store import Store, model_cache, open_store
 
 ASK = [Message.system("Classify the ticket."), Message.user("My parcel is late.")]
 TOOLS = [

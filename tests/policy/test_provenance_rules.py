@@ -421,7 +421,7 @@ def test_the_effect_of_an_untrusted_target_defaults_to_on_untrusted_write() -> N
 async def test_a_result_too_large_to_label_is_labelled_by_its_prefix_and_said(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import opsgate.provenance._ledger as ledger_module
+    import opsgate.provenance._ledger as ledger_module  # tests this module
 
     monkeypatch.setattr(ledger_module, "LABEL_LIMIT", 60)
     gateway, recorder = _gateway()

@@ -25,7 +25,7 @@ from opsgate.gateway import Gateway, MappingSecretStore
 from opsgate.policy import load_policy
 from opsgate.redaction import Redactor
 from opsgate.store import open_store
-from opsgate.store._schema import spans as spans_table
+from opsgate.store import spans as spans_table
 from opsgate.tracing import TraceRecorder, tracing_recorder
 from opsgate.tracing import attributes as A
 from tests.conftest import BASE_POLICY, BELT

@@ -16,8 +16,7 @@ from sqlalchemy import select
 from opsgate.gateway import Gateway, MappingSecretStore, OutcomeStatus
 from opsgate.policy import load_policy
 from opsgate.redaction import Redactor
-from opsgate.store import Store, open_store
-from opsgate.store._schema import spans
+from opsgate.store import Store, open_store, spans
 from opsgate.tracing import StoreSpanExporter, TraceRecorder, tracing_recorder
 from opsgate.tracing import attributes as A
 from tests.conftest import BASE_POLICY, BELT

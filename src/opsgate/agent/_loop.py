@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 
 from opsgate.errors import BudgetExceeded, ModelError
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
-from opsgate.models import Message, ModelSettings
-from opsgate.models._router import ModelRouter
+from opsgate.models import Message, ModelRouter, ModelSettings
 
 __all__ = ["AgentResult", "execute", "guarded"]
 

@@ -20,8 +20,7 @@ import orjson
 
 from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
-from opsgate.models import Message, ModelSettings
-from opsgate.models._router import ModelRouter
+from opsgate.models import Message, ModelRouter, ModelSettings
 
 __all__ = ["HumanInTheLoopAgent", "Lane", "PlannerExecutor", "RouterToolAgent"]
 

@@ -19,7 +19,7 @@ import orjson
 from opsgate.cli._common import console
 from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
-from opsgate.evals._report import load_report, metrics, results_of
+from opsgate.evals import load_report, metrics, results_of
 
 SUITE = "support_triage_v3"
 SUBSET = "smoke"

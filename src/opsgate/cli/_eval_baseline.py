@@ -19,15 +19,17 @@ import typer
 from opsgate.cli._common import cli_errors, console, err_console, write_file
 from opsgate.cli._safe import clean, shown
 from opsgate.errors import ConfigError, OpsgateError, SuiteError
-from opsgate.evals import load_suite
-from opsgate.evals._report import covered_tasks, load_report, no_verdict
-from opsgate.evals._store import (
+from opsgate.evals import (
     BASELINES_DIR,
     BaselineRecord,
     EvalStore,
     check_report,
     committed_baseline,
+    covered_tasks,
     format_time,
+    load_report,
+    load_suite,
+    no_verdict,
     open_existing,
 )
 from opsgate.store import open_store

@@ -16,9 +16,7 @@ import typer
 
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console, write_file
 from opsgate.cli._safe import shown
-from opsgate.evals._formats import junit_xml, markdown_summary
-from opsgate.evals._merge import merge_reports
-from opsgate.evals._report import load_report
+from opsgate.evals import junit_xml, load_report, markdown_summary, merge_reports
 
 
 def merge(

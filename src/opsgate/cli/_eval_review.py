@@ -21,9 +21,18 @@ from opsgate.cli._common import cli_errors, console, write_file
 from opsgate.cli._eval_baseline import DbOption, current_user
 from opsgate.cli._safe import cell, clean, shown
 from opsgate.errors import SuiteError
-from opsgate.evals._report import load_report
-from opsgate.evals._review import ImpactRules, ReviewItem, review_items, review_summary, sample
-from opsgate.evals._store import VERDICTS, EvalStore, check_report, open_existing
+from opsgate.evals import (
+    VERDICTS,
+    EvalStore,
+    ImpactRules,
+    ReviewItem,
+    check_report,
+    load_report,
+    open_existing,
+    review_items,
+    review_summary,
+    sample,
+)
 from opsgate.store import Store, open_store
 
 review_app = typer.Typer(

@@ -22,14 +22,14 @@ from opsgate.cli._common import cli_errors, console, write_file
 from opsgate.cli._safe import shown
 from opsgate.contracts import Toolbelt
 from opsgate.errors import StoreError, SuiteError
-from opsgate.evals._from_runs import (
+from opsgate.evals import (
     default_like_suite,
     draft_runs,
+    load_suite,
     make_redactor,
     parse_since,
     render_suite,
 )
-from opsgate.evals._suite import load_suite
 from opsgate.store import Store, default_url, open_store
 
 suite_app = typer.Typer(help="Build task suites.", no_args_is_help=True)

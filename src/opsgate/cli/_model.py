@@ -10,8 +10,7 @@ from rich.table import Table
 
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import cell, clean, shown
-from opsgate.models._embedded import serve_forever
-from opsgate.models._router_config import catalogue_date, describe, load_router_config
+from opsgate.models import catalogue_date, describe, load_router_config, serve_forever
 
 model_app = typer.Typer(help="The embedded model and model routing.", no_args_is_help=True)
 

@@ -34,20 +34,22 @@ from opsgate.cli._common import (
 from opsgate.cli._eval_progress import trial_progress
 from opsgate.cli._safe import cell, shown
 from opsgate.errors import OpsgateError, SuiteError
-from opsgate.evals._evaluate import evaluate
-from opsgate.evals._formats import junit_xml, markdown_summary
-from opsgate.evals._report import (
+from opsgate.evals import (
+    EvalStore,
     check_rate,
     compare,
     covered_tasks,
+    default_baseline,
+    evaluate,
+    junit_xml,
     load_report,
+    load_suite,
+    markdown_summary,
     no_verdict,
+    select_tasks,
     thresholds_failures,
 )
-from opsgate.evals._runner import select_tasks
-from opsgate.evals._store import EvalStore, default_baseline
-from opsgate.evals._suite import load_suite
-from opsgate.models._router_config import load_router_config
+from opsgate.models import load_router_config
 from opsgate.store import open_store
 
 app = typer.Typer(

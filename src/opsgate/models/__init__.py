@@ -13,12 +13,22 @@ Failures are `opsgate.errors.ModelError` subclasses carrying ``model`` and ``att
 `attempt_latencies(error)` and `failed_responses(error)` give what else they cost.
 """
 
+from opsgate.models._cache import (
+    CachingClient,
+    ResponseCache,
+)
 from opsgate.models._client import ModelClient
+from opsgate.models._embedded import DEFAULT_MODEL, EmbeddedServer, serve_forever
 from opsgate.models._openai import OpenAICompatibleClient, parse_retry_after
 from opsgate.models._repair import basic_validator, complete_tool_call, raw_output
-from opsgate.models._router import ModelRouter
-from opsgate.models._embedded import EmbeddedServer
-from opsgate.models._router_config import RouterConfig, load_router_config
+from opsgate.models._router import EmbeddedEndpoint, ModelRouter
+from opsgate.models._router_config import (
+    ROLES,
+    RouterConfig,
+    catalogue_date,
+    describe,
+    load_router_config,
+)
 from opsgate.models._types import (
     Message,
     ModelResponse,
@@ -32,6 +42,10 @@ from opsgate.models._types import (
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "ROLES",
+    "CachingClient",
+    "EmbeddedEndpoint",
     "EmbeddedServer",
     "Message",
     "ModelClient",
@@ -39,6 +53,7 @@ __all__ = [
     "ModelRouter",
     "ModelSettings",
     "OpenAICompatibleClient",
+    "ResponseCache",
     "Role",
     "RouterConfig",
     "ToolCall",
@@ -46,9 +61,12 @@ __all__ = [
     "Usage",
     "attempt_latencies",
     "basic_validator",
+    "catalogue_date",
     "complete_tool_call",
+    "describe",
     "failed_responses",
     "load_router_config",
     "parse_retry_after",
     "raw_output",
+    "serve_forever",
 ]

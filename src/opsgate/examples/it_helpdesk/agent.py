@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from opsgate.agent import PlannerExecutor
 from opsgate.gateway import Gateway
-from opsgate.models._router import ModelRouter
+from opsgate.models import ModelRouter
 
 #: What the planner may plan with (the directory export is not part of this workflow).
 TOOLS = (

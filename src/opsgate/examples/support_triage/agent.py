@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from opsgate.agent import Lane, RouterToolAgent
 from opsgate.gateway import Gateway
-from opsgate.models._router import ModelRouter
+from opsgate.models import ModelRouter
 
 SYSTEM = (
     "You are a support agent for a small online shop. Resolve the ticket with the tools, one "

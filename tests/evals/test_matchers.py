@@ -12,7 +12,8 @@ import pytest
 import opsgate.examples
 from opsgate.errors import SuiteError
 from opsgate.evals import load_suite
-from opsgate.evals._runner import Harness, _op, match_call
+from opsgate.evals._match import _op, match_call
+from opsgate.evals._runner import Harness
 from opsgate.evals._suite import MATCHER_OPERATORS, CallMatcher, Suite
 from tests.evals.test_suite import HEADER
 

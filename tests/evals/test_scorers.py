@@ -349,7 +349,7 @@ def test_schema_validity_checks_the_contract_even_when_a_cap_refused_the_call(
     tmp_path: Path,
 ) -> None:
     from opsgate.contracts import Toolbelt
-    from opsgate.evals._runner import _fits_contract
+    from opsgate.evals._score_calls import fits_contract as _fits_contract
 
     belt = Toolbelt.from_module("opsgate.examples.support_triage.tools")
     capped = {"tool": "get_order_status", "args": {"order": 3}, "reason": "cap_exceeded"}

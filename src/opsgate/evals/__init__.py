@@ -32,15 +32,10 @@ from opsgate.evals._report import (
     results_of,
     thresholds_failures,
 )
+from opsgate.evals._result import TaskResult
 from opsgate.evals._review import ImpactRules, ReviewItem, review_items, review_summary, sample
-from opsgate.evals._runner import (
-    Harness,
-    TaskResult,
-    run_suite,
-    run_task,
-    score_plan,
-    select_tasks,
-)
+from opsgate.evals._runner import Harness, run_suite, run_task, select_tasks
+from opsgate.evals._score_plan import score_plan
 from opsgate.evals._store import (
     BASELINES_DIR,
     VERDICTS,

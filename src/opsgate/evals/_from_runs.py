@@ -53,7 +53,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from opsgate.audit import AuditLog, AuditRecord
 from opsgate.contracts import Toolbelt
 from opsgate.errors import StoreError, SuiteError
-from opsgate.evals._runner import match_call
+from opsgate.evals._match import match_call
 from opsgate.evals._suite import CallMatcher, Suite, load_suite, resolve_file
 from opsgate.redaction import Redactor
 from opsgate.store import Store, describe_db_error, runs

@@ -20,7 +20,7 @@ from opsgate.models import Message, ModelSettings
 from opsgate.redaction import Redactor
 
 if TYPE_CHECKING:
-    from opsgate.evals._runner import TaskResult
+    from opsgate.evals._result import TaskResult
     from opsgate.evals._suite import JudgeSpec, Task
 
 __all__ = ["JUDGE_SCHEMA", "judge_task"]

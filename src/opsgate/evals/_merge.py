@@ -13,7 +13,7 @@ from typing import Any
 
 from opsgate.errors import SuiteError
 from opsgate.evals._report import REPORT_SCHEMA, metrics, thresholds_failures
-from opsgate.evals._runner import TaskResult
+from opsgate.evals._result import TaskResult
 
 __all__ = ["merge_reports"]
 

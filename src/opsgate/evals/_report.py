@@ -43,7 +43,7 @@ import jsonschema
 import orjson
 
 from opsgate.errors import SuiteError
-from opsgate.evals._runner import TaskResult
+from opsgate.evals._result import TaskResult
 
 __all__ = [
     "REPORT_SCHEMA",

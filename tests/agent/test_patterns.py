@@ -448,3 +448,19 @@ async def test_after_untrusted_input_the_planner_only_records_its_plan() -> None
         await agent.run(run, "Check ticket T-3")
     assert run.plan is None and not recorder.of_type(EventType.PLAN_COMMITTED)
     assert recorder.of_type(EventType.PLAN)
+
+
+def test_the_generic_patterns_carry_no_domain_wording() -> None:
+    """Support-desk wording lives in the support example (issue #12), not in the patterns
+    every domain uses."""
+    from pathlib import Path
+
+    import opsgate.agent._patterns as patterns  # tests this module
+
+    text = Path(patterns.__file__).read_text().lower()
+    for word in ("customer", "refund", "order is", "shop", "ticket"):
+        assert word not in text, word
+    from opsgate.examples.support_triage import agent as support
+
+    assert "customer" in support.ROUTE_PROMPT and "{menu}" in support.ROUTE_PROMPT
+    assert "{menu}" in patterns.ROUTE_PROMPT

@@ -26,6 +26,20 @@ __all__ = ["HumanInTheLoopAgent", "Lane", "PlannerExecutor", "RouterToolAgent"]
 
 UNCLEAR = "unclear"
 
+#: The router's instructions (``{menu}``: the lanes), when an agent gives none of its own.
+ROUTE_PROMPT = (
+    "You route requests. Pick the one lane that fits, or `unclear` when the request is "
+    "ambiguous or misses what is needed (then ask one short question).\n"
+    "Lanes:\n{menu}\nAnswer with JSON only."
+)
+#: What the agent asks when the router could not pick a lane and wrote no question.
+CLARIFYING_QUESTION = "Could you tell me more: what is this about, and what would you like done?"
+#: What the human-in-the-loop agent is told about review.
+REVIEW_NOTE = (
+    "Draft before you act. Any write with a high impact is reviewed by a person before it "
+    "happens: propose it, then wait for the result."
+)
+
 
 @dataclass(frozen=True)
 class Lane:
@@ -59,6 +73,7 @@ async def _classify(
     lanes: Mapping[str, Lane],
     context: str,
     model: str | None = None,
+    prompt: str = ROUTE_PROMPT,
 ) -> tuple[str, float, str | None]:
     """(lane, confidence, clarifying question) from the ``route`` model, JSON-constrained."""
     names = [*lanes, UNCLEAR]
@@ -73,11 +88,7 @@ async def _classify(
         "additionalProperties": False,
     }
     menu = "\n".join(f"- {name}: {lane.description}" for name, lane in lanes.items())
-    system = (
-        "You route customer requests. Pick the one lane that fits, or `unclear` when the "
-        "request is ambiguous or misses what is needed (then ask one short question).\n"
-        f"Lanes:\n{menu}\nAnswer with JSON only."
-    )
+    system = prompt.format(menu=menu)
     response, _ = await router.complete(
         "route",
         [Message.system(system), Message.user(context)],
@@ -105,6 +116,9 @@ class RouterToolAgent:
         lanes: Lane name → description and tool belt.
         system: The executor's instructions.
         min_confidence: Below this, ask a clarifying question instead of acting.
+        route_prompt: The router's instructions, with ``{menu}`` where the lanes go (the
+            domain's wording belongs to the agent that uses this pattern).
+        clarifying_question: Asked when no lane fits and the router wrote no question.
     """
 
     def __init__(
@@ -115,16 +129,20 @@ class RouterToolAgent:
         *,
         system: str,
         min_confidence: float = 0.5,
+        route_prompt: str = ROUTE_PROMPT,
+        clarifying_question: str = CLARIFYING_QUESTION,
     ) -> None:
         self.gateway = gateway
         self.router = router
         self.lanes = dict(lanes)
         self.system = system
         self.min_confidence = min_confidence
+        self.route_prompt = route_prompt
+        self.clarifying_question = clarifying_question
 
     async def _route(self, run: Run, context: str) -> tuple[str, float, str | None]:
         lane, confidence, question = await _classify(
-            self.gateway, self.router, run, self.lanes, context
+            self.gateway, self.router, run, self.lanes, context, prompt=self.route_prompt
         )
         escalate_to = self.router.config.escalation.to
         if (
@@ -132,9 +150,15 @@ class RouterToolAgent:
             and escalate_to
             and (self.router.config.chain("route")[0] != escalate_to)
         ):
-            # low confidence: ask the larger model before asking the customer
+            # low confidence: ask the larger model before asking the invoker
             lane, confidence, question = await _classify(
-                self.gateway, self.router, run, self.lanes, context, model=escalate_to
+                self.gateway,
+                self.router,
+                run,
+                self.lanes,
+                context,
+                model=escalate_to,
+                prompt=self.route_prompt,
             )
         return lane, confidence, question
 
@@ -149,11 +173,7 @@ class RouterToolAgent:
         lane, confidence, question = routed
         result.lane = lane
         if lane == UNCLEAR or confidence < self.min_confidence:
-            result.output = (
-                question
-                or "Could you tell me more: which order is this about, "
-                "and what would you like us to do?"
-            )
+            result.output = question or self.clarifying_question
             self.gateway.finish(run, reason="needs_clarification", output=result.output)
             return _ended(result, run)
         chosen = self.lanes[lane]
@@ -377,16 +397,18 @@ class HumanInTheLoopAgent:
     """Drafts actions; high-impact writes wait for a person (the gateway's approval path)."""
 
     def __init__(
-        self, gateway: Gateway, router: ModelRouter, *, tools: Sequence[str], system: str
+        self,
+        gateway: Gateway,
+        router: ModelRouter,
+        *,
+        tools: Sequence[str],
+        system: str,
+        review_note: str = REVIEW_NOTE,
     ) -> None:
         self.gateway = gateway
         self.router = router
         self.tools = list(tools)
-        self.system = (
-            f"{system}\nDraft before you act. Any refund, address change or message to a "
-            "customer is reviewed by a person before it happens: propose it, then wait for "
-            "the result."
-        )
+        self.system = f"{system}\n{review_note}"
 
     async def run(self, run: Run, context: str) -> AgentResult:
         """Execute with approvals for high-impact writes."""

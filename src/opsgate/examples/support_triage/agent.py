@@ -14,6 +14,16 @@ SYSTEM = (
     "one-sentence final answer."
 )
 
+# The router's wording for a shop's support desk (the pattern's default is domain-neutral).
+ROUTE_PROMPT = (
+    "You route customer requests. Pick the one lane that fits, or `unclear` when the "
+    "request is ambiguous or misses what is needed (then ask one short question).\n"
+    "Lanes:\n{menu}\nAnswer with JSON only."
+)
+CLARIFYING_QUESTION = (
+    "Could you tell me more: which order is this about, and what would you like us to do?"
+)
+
 LANES: dict[str, Lane] = {
     "order_status": Lane(
         "where is my order, delivery and tracking questions",
@@ -41,4 +51,11 @@ LANES: dict[str, Lane] = {
 
 def build_agent(gateway: Gateway, router: ModelRouter) -> RouterToolAgent:
     """The support-triage agent over ``gateway`` and ``router``."""
-    return RouterToolAgent(gateway, router, LANES, system=SYSTEM)
+    return RouterToolAgent(
+        gateway,
+        router,
+        LANES,
+        system=SYSTEM,
+        route_prompt=ROUTE_PROMPT,
+        clarifying_question=CLARIFYING_QUESTION,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -168,7 +169,12 @@ def test_spans_reach_an_otlp_receiver_redacted(receiver: Receiver) -> None:
             assert needle.encode() not in body, needle
 
     spans = {s.name: s for s in receiver.spans()}
-    assert set(spans) == {"invoke_agent bot", "execute_tool leaky", "execute_tool send"}
+    assert set(spans) == {
+        "invoke_agent bot",
+        "execute_tool leaky",
+        "execute_tool send",
+        "apply_guardrail opsgate tool_call",
+    }
     root, leaky_span, send = (
         spans["invoke_agent bot"],
         spans["execute_tool leaky"],
@@ -197,6 +203,9 @@ def test_spans_reach_an_otlp_receiver_redacted(receiver: Receiver) -> None:
     assert sa[A.ERROR_TYPE] == "arg_constraint"
     assert send.status.code == send.status.STATUS_CODE_ERROR
     assert [e.name for e in send.events] == ["opsgate.decision"]
+    guards = [s for s in receiver.spans() if s.name == "apply_guardrail opsgate tool_call"]
+    assert sorted(_attrs(g)[A.GEN_AI_SECURITY_DECISION_TYPE] for g in guards) == ["allow", "deny"]
+    assert {g.parent_span_id for g in guards} == {leaky_span.span_id, send.span_id}
     assert receiver.service_names() == {"opsgate"}
     recorder.shutdown()
 
@@ -214,13 +223,14 @@ def test_endpoint_and_content_come_from_the_environment(
         with store.engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(spans_table)).scalar()
     spans = receiver.spans()
-    assert stored == len(spans) == 3
+    assert stored == len(spans) == 5  # the run, two calls and the gate's two decisions
     assert receiver.service_names() == {"support-bot"}
     for s in spans:
         attrs = _attrs(s)
         assert A.GEN_AI_TOOL_CALL_ARGUMENTS not in attrs
         assert A.GEN_AI_TOOL_CALL_RESULT not in attrs
         assert A.GEN_AI_INPUT_MESSAGES not in attrs
+        assert A.INPUT_VALUE not in attrs and A.OUTPUT_VALUE not in attrs
 
 
 def test_content_env_turns_capture_on(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,3 +242,53 @@ def test_content_env_turns_capture_on(receiver: Receiver, monkeypatch: pytest.Mo
     recorder.shutdown()
     (leaky_span,) = [s for s in receiver.spans() if s.name == "execute_tool leaky"]
     assert _attrs(leaky_span)[A.GEN_AI_TOOL_CALL_ARGUMENTS] == '{"order_id":"ORD-7"}'
+
+
+def test_phoenix_and_langfuse_find_what_they_read(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #12: the attributes each backend reads, checked on the protobuf a real receiver
+    got: OpenInference span kinds, the run's input and output, the user and the session,
+    the model and its tokens on LLM spans, a finish reason on output messages, the project
+    (a resource attribute), the escalation reason as the error type; content stays opt-in
+    and redacted."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "openinference.project.name=shop-support")
+    recorder = tracing_recorder(None, otlp_endpoint=receiver.base_url, content=True)
+    run_id = _run(recorder)
+    recorder.record_chat(run_id, "qwen2.5-coder-0.5b", "openai", 1, 2, 120, 30, 0.0004)
+    assert recorder.force_flush(10_000)
+    recorder.shutdown()
+    spans = receiver.spans()
+    by_kind: dict[str, list[PbSpan]] = {}
+    for s in spans:
+        by_kind.setdefault(_attrs(s)[A.OPENINFERENCE_SPAN_KIND], []).append(s)
+    assert {k: len(v) for k, v in by_kind.items()} == {
+        "AGENT": 1,
+        "TOOL": 2,
+        "GUARDRAIL": 2,
+        "LLM": 1,
+    }
+    (root,) = by_kind["AGENT"]
+    ra = _attrs(root)
+    assert ra[A.USER_ID] == INVOKER and ra[A.SESSION_ID] == run_id
+    assert ra[A.INPUT_VALUE] == "ORD-7 for [redacted:email]"  # content, redacted
+    assert ra[A.OUTPUT_VALUE] == "done for [redacted:email]"
+    assert ra[A.INPUT_MIME_TYPE] == ra[A.OUTPUT_MIME_TYPE] == "text/plain"
+    (message,) = json.loads(ra[A.GEN_AI_OUTPUT_MESSAGES])
+    assert message["finish_reason"] == "stop" and message["role"] == "assistant"
+    (chat,) = by_kind["LLM"]
+    ca = _attrs(chat)
+    assert ca[A.LLM_MODEL_NAME] == ca[A.GEN_AI_REQUEST_MODEL] == "qwen2.5-coder-0.5b"
+    assert (ca[A.LLM_TOKEN_COUNT_PROMPT], ca[A.LLM_TOKEN_COUNT_COMPLETION]) == (120, 30)
+    assert ca[A.LLM_TOKEN_COUNT_TOTAL] == 150 and chat.parent_span_id == root.span_id
+    tools = {_attrs(s)[A.TOOL_NAME]: _attrs(s) for s in by_kind["TOOL"]}
+    assert tools["leaky"][A.INPUT_VALUE] == '{"order_id":"ORD-7"}'
+    assert tools["leaky"][A.OUTPUT_MIME_TYPE] == "application/json"
+    projects = {
+        kv.value.string_value
+        for _, _, body in receiver.requests
+        for rs in ExportTraceServiceRequest.FromString(body).resource_spans
+        for kv in rs.resource.attributes
+        if kv.key == A.PROJECT_NAME
+    }
+    assert projects == {"shop-support"}

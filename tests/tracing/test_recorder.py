@@ -195,7 +195,24 @@ async def test_a_run_is_an_invoke_agent_span_with_execute_tool_children(traced: 
         f"execute_tool {n}"
         for n in ("lookup", "send", "nope", "broken", "pay", "pay", "leaky", "echo_key")
     )
-    assert len(spans) == 1 + len(tools)
+    guards = [s for s in spans if s.name == "apply_guardrail opsgate tool_call"]
+    assert len(spans) == 1 + len(tools) + len(guards)
+    # each decision of the gate is a guardrail span under the call it guards
+    by_id = {s.context.span_id: s for s in tools if s.context is not None}
+    decided = sorted(by_id[g.parent.span_id].name for g in guards if g.parent is not None)
+    assert decided == sorted(s.name for s in tools)  # every call was decided, once
+    send_guard = next(
+        g for g in guards if g.parent and by_id[g.parent.span_id].name == "execute_tool send"
+    )
+    ga = send_guard.attributes or {}
+    assert ga[A.GEN_AI_OPERATION_NAME] == "apply_guardrail"
+    assert ga[A.OPENINFERENCE_SPAN_KIND] == "GUARDRAIL"
+    assert ga[A.GEN_AI_SECURITY_DECISION_TYPE] == "deny"
+    assert ga[A.GEN_AI_SECURITY_TARGET_TYPE] == "tool_call"
+    assert (
+        ga[A.GEN_AI_SECURITY_DECISION_CODE]
+        == (traced.one("execute_tool send").attributes or {})[A.DECISION_REASON]
+    )
 
     # The tree: one trace, every tool span a child of the run span.
     assert root.kind is SpanKind.INTERNAL and root.parent is None
@@ -213,6 +230,11 @@ async def test_a_run_is_an_invoke_agent_span_with_execute_tool_children(traced: 
     assert ra[A.GEN_AI_CONVERSATION_ID] == run.run_id
     assert ra[A.POLICY_VERSION] == traced.gateway.policy.version
     assert ra[A.INVOKER] == "alice"
+    # what Phoenix and Langfuse read: span kind, the user and the session
+    assert ra[A.OPENINFERENCE_SPAN_KIND] == "AGENT"
+    assert ra[A.USER_ID] == "alice" and ra[A.SESSION_ID] == run.run_id
+    for s in tools:
+        assert (s.attributes or {})[A.OPENINFERENCE_SPAN_KIND] == "TOOL"
     assert ra[A.RUN_STATUS] == "completed" and ra[A.RUN_REASON] == "done"
     assert ra[A.COST_USD] == pytest.approx(0.25)
     assert ra[A.RUN_TOOL_CALLS] == 8 and ra[A.RUN_DENIALS] == 2 and ra[A.RUN_ERRORS] == 1
@@ -312,7 +334,8 @@ async def test_no_secret_or_email_leaves_and_content_is_off_by_default(traced: T
             A.GEN_AI_OUTPUT_MESSAGES,
         ):
             assert key not in attrs, (s.name, key)
-        assert s.status.description is None
+        # without content, a status says at most a reason code (never a message)
+        assert s.status.description in (None, (s.attributes or {}).get(A.ERROR_TYPE))
         for e in s.events:
             ev = e.attributes or {}
             assert A.DECISION_MESSAGE not in ev and A.APPROVAL_REASON not in ev
@@ -393,7 +416,9 @@ async def test_retries_and_escalation_on_the_retry_cap(traced: Traced) -> None:
     assert escalated[A.ESCALATION_REASON] == "cap_exceeded"
     assert escalated[A.DECISION_CAP] == "max_retries"
     assert (root.attributes or {})[A.RUN_STATUS] == "escalated"
-    assert (root.attributes or {})[A.ERROR_TYPE] == "escalated"
+    # the escalation's reason, as the module's contract says, not the status
+    assert (root.attributes or {})[A.ERROR_TYPE] == "cap_exceeded"
+    assert root.status.description == "cap_exceeded"
     assert root.status.status_code is StatusCode.ERROR
     assert traced.tracer.open_runs == 0 and traced.tracer.failures == 0
 
@@ -590,7 +615,8 @@ def test_concurrent_runs_keep_their_own_trees() -> None:
             root = roots[s.parent.span_id]
             run_id = (root.attributes or {})[A.GEN_AI_CONVERSATION_ID]
             assert (s.attributes or {})[A.GEN_AI_CONVERSATION_ID] == run_id
-    assert len(spans) == 8 * 4
+    # per run: the run, three lookups and their three guardrail decisions
+    assert len(spans) == 8 * 7
     tracer.shutdown()
     gw.close()
 

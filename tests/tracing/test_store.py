@@ -62,6 +62,8 @@ def test_a_runs_spans_land_in_the_table_with_run_id_and_parents(store: Store) ->
     assert recorder.force_flush()
     rows = _rows(store)
     assert sorted(r["name"] for r in rows) == [
+        "apply_guardrail opsgate tool_call",
+        "apply_guardrail opsgate tool_call",
         "chat gpt-4o",
         "execute_tool lookup",
         "execute_tool send",
@@ -73,7 +75,10 @@ def test_a_runs_spans_land_in_the_table_with_run_id_and_parents(store: Store) ->
     assert len(root["span_id"]) == 16 and len(root["trace_id"]) == 32
     for r in rows:
         assert r["trace_id"] == root["trace_id"]
-        if r is not root:
+        if r["name"].startswith("apply_guardrail"):  # under the call it guards
+            parent = next(p for p in rows if p["span_id"] == r["parent_span_id"])
+            assert parent["name"].startswith("execute_tool ")
+        elif r is not root:
             assert r["parent_span_id"] == root["span_id"]
         assert r["start_ns"] <= r["end_ns"]
     by_name = {r["name"]: r for r in rows}

@@ -92,6 +92,79 @@ OP_PLAN: Final = "plan"
 #: `GEN_AI_TOOL_TYPE` of opsgate tools (functions run in the process).
 TOOL_TYPE_FUNCTION: Final = "function"
 
+# -- guardrail decisions (the shape the GenAI conventions are converging on) -------------------
+# Each decision of the gate is also an ``apply_guardrail`` span, a child of the tool call it
+# guards, as the proposals for security guardrails in the GenAI conventions have it (the
+# names are not final: they sit beside `DECISION`, which stays the stable record).
+
+#: `GEN_AI_OPERATION_NAME` of a guardrail span.
+OP_APPLY_GUARDRAIL: Final = "apply_guardrail"
+#: Who decided: always `GUARDIAN_NAME`.
+GEN_AI_GUARDIAN_NAME: Final = "gen_ai.guardian.name"
+#: What was guarded: `TARGET_TOOL_CALL`.
+GEN_AI_SECURITY_TARGET_TYPE: Final = "gen_ai.security.target.type"
+#: The decision: ``allow``, ``deny`` or ``audit`` (a person must approve).
+GEN_AI_SECURITY_DECISION_TYPE: Final = "gen_ai.security.decision.type"
+#: The decision's machine-readable code: opsgate's reason (``untrusted_derivation``, ...).
+GEN_AI_SECURITY_DECISION_CODE: Final = "gen_ai.security.decision.code"
+#: The version of the policy that decided.
+GEN_AI_SECURITY_POLICY_VERSION: Final = "gen_ai.security.policy.version"
+#: The policy rule that decided.
+GEN_AI_SECURITY_POLICY_ID: Final = "gen_ai.security.policy.id"
+#: `GEN_AI_GUARDIAN_NAME` of opsgate's gate.
+GUARDIAN_NAME: Final = "opsgate"
+#: `GEN_AI_SECURITY_TARGET_TYPE` of a tool call.
+TARGET_TOOL_CALL: Final = "tool_call"
+#: The gate's effect as a guardrail decision type.
+GUARDRAIL_DECISION: Final = {"allow": "allow", "deny": "deny", "needs_approval": "audit"}
+
+# -- OpenInference (Arize Phoenix) and Langfuse ------------------------------------------------
+# Phoenix reads OpenInference attributes; Langfuse reads the GenAI ones and these too
+# (``input.value``/``output.value``, ``user.id``, ``session.id``). Content ones follow the
+# same opt-in as the GenAI content attributes, and are redacted on export likewise.
+
+#: AGENT, LLM, TOOL or GUARDRAIL.
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+#: The span of a run.
+KIND_AGENT: Final = "AGENT"
+#: The span of a model call.
+KIND_LLM: Final = "LLM"
+#: The span of a tool call.
+KIND_TOOL: Final = "TOOL"
+#: The span of a decision of the gate.
+KIND_GUARDRAIL: Final = "GUARDRAIL"
+#: A span's input (a run's request, a call's arguments). Content: only with capture on.
+INPUT_VALUE: Final = "input.value"
+#: `INPUT_VALUE`'s type: `MIME_TEXT` or `MIME_JSON`.
+INPUT_MIME_TYPE: Final = "input.mime_type"
+#: A span's output (a run's answer, a call's result). Content: only with capture on.
+OUTPUT_VALUE: Final = "output.value"
+#: `OUTPUT_VALUE`'s type.
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
+#: Plain text.
+MIME_TEXT: Final = "text/plain"
+#: JSON text.
+MIME_JSON: Final = "application/json"
+#: The invoker (an identity, kept as such), for the backends' users view.
+USER_ID: Final = "user.id"
+#: The run id, for the backends' sessions view.
+SESSION_ID: Final = "session.id"
+#: The tool's name, as OpenInference names it.
+TOOL_NAME: Final = "tool.name"
+#: The model, as OpenInference names it (Phoenix prices a span by it).
+LLM_MODEL_NAME: Final = "llm.model_name"
+#: The provider, as OpenInference names it.
+LLM_PROVIDER: Final = "llm.provider"
+#: Input tokens, as OpenInference names them.
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+#: Output tokens, as OpenInference names them.
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+#: Input plus output tokens.
+LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+#: The resource attribute naming the Phoenix project (set it with the standard
+#: ``OTEL_RESOURCE_ATTRIBUTES=openinference.project.name=my-project``).
+PROJECT_NAME: Final = "openinference.project.name"
+
 # -- opsgate attributes ------------------------------------------------------------------------
 
 #: The gate's effect: ``allow``, ``deny`` or ``needs_approval``.

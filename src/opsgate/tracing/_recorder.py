@@ -264,11 +264,19 @@ class TraceRecorder:
                 A.GEN_AI_PROVIDER_NAME: provider,
                 A.GEN_AI_REQUEST_MODEL: model,
                 A.GEN_AI_CONVERSATION_ID: run_id,
+                A.OPENINFERENCE_SPAN_KIND: A.KIND_LLM,
+                A.SESSION_ID: run_id,
+                A.LLM_MODEL_NAME: model,
+                A.LLM_PROVIDER: provider,
             }
             if input_tokens is not None:
                 attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+                attrs[A.LLM_TOKEN_COUNT_PROMPT] = input_tokens
             if output_tokens is not None:
                 attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+                attrs[A.LLM_TOKEN_COUNT_COMPLETION] = output_tokens
+            if input_tokens is not None and output_tokens is not None:
+                attrs[A.LLM_TOKEN_COUNT_TOTAL] = input_tokens + output_tokens
             if cost_usd is not None:
                 attrs[A.COST_USD] = float(cost_usd)
             run = self._runs.get(run_id) or self._ended.get(run_id)
@@ -388,7 +396,11 @@ class TraceRecorder:
             A.GEN_AI_AGENT_ID: agent,
             A.GEN_AI_AGENT_NAME: agent,
             A.GEN_AI_CONVERSATION_ID: e.run_id,
+            A.OPENINFERENCE_SPAN_KIND: A.KIND_AGENT,
+            A.SESSION_ID: e.run_id,
         }
+        if d.get("invoker") is not None:
+            attrs[A.USER_ID] = str(d["invoker"])
         for key, name in (
             ("workflow", A.GEN_AI_WORKFLOW_NAME),
             ("policy_version", A.POLICY_VERSION),
@@ -401,6 +413,8 @@ class TraceRecorder:
         if self.content and d.get("request") is not None:
             message = {"role": "user", "parts": [{"type": "text", "content": d["request"]}]}
             attrs[A.GEN_AI_INPUT_MESSAGES] = self._content([message])
+            attrs[A.INPUT_VALUE] = self._content(d["request"])
+            attrs[A.INPUT_MIME_TYPE] = A.MIME_TEXT
         span = self._tracer.start_span(
             f"{A.OP_INVOKE_AGENT} {agent}",
             context=_ROOT,
@@ -495,9 +509,15 @@ class TraceRecorder:
             A.GEN_AI_TOOL_CALL_ID: call_id,
             A.GEN_AI_TOOL_TYPE: A.TOOL_TYPE_FUNCTION,
             A.GEN_AI_CONVERSATION_ID: e.run_id,
+            A.OPENINFERENCE_SPAN_KIND: A.KIND_TOOL,
+            A.TOOL_NAME: tool,
+            A.SESSION_ID: e.run_id,
         }
         if self.content:
-            attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = self._content(d.get("args"))
+            arguments = self._content(d.get("args"))
+            attrs[A.GEN_AI_TOOL_CALL_ARGUMENTS] = arguments
+            attrs[A.INPUT_VALUE] = arguments
+            attrs[A.INPUT_MIME_TYPE] = A.MIME_JSON
         run = self._run_of(e.run_id)
         run.tools[call_id] = self._tracer.start_span(
             f"{A.OP_EXECUTE_TOOL} {tool}",
@@ -535,6 +555,7 @@ class TraceRecorder:
         if deny:
             attrs[A.ERROR_TYPE] = reason
         span.set_attributes(attrs)
+        self._guardrail(span, e.run_id, d, effect, reason, at)
         # The event marks the time; the details are the span's (not repeated: hot path).
         event_attrs: Attributes = {A.DECISION: effect}
         message = d.get("message") if self.content else None
@@ -544,8 +565,40 @@ class TraceRecorder:
         span.add_event(_EVENT_NAME[e.type], event_attrs, at)
         if deny:
             run.tools.pop(str(d.get("call_id")), None)
-            span.set_status(Status(StatusCode.ERROR, text))
+            # the reason code is never sensitive: the status says it when content is off
+            span.set_status(Status(StatusCode.ERROR, text or reason))
             span.end(end_time=at)
+
+    def _guardrail(
+        self,
+        parent: trace_api.Span,
+        run_id: str,
+        d: dict[str, Any],
+        effect: str,
+        reason: str,
+        at: int,
+    ) -> None:
+        """The decision as an ``apply_guardrail`` child span of the call it guards."""
+        attrs: Attributes = {
+            A.GEN_AI_OPERATION_NAME: A.OP_APPLY_GUARDRAIL,
+            A.GEN_AI_CONVERSATION_ID: run_id,
+            A.OPENINFERENCE_SPAN_KIND: A.KIND_GUARDRAIL,
+            A.GEN_AI_GUARDIAN_NAME: A.GUARDIAN_NAME,
+            A.GEN_AI_SECURITY_TARGET_TYPE: A.TARGET_TOOL_CALL,
+            A.GEN_AI_SECURITY_DECISION_TYPE: A.GUARDRAIL_DECISION.get(effect, effect),
+            A.GEN_AI_SECURITY_DECISION_CODE: reason,
+            A.GEN_AI_SECURITY_POLICY_ID: str(d.get("rule")),
+        }
+        if d.get("policy_version") is not None:
+            attrs[A.GEN_AI_SECURITY_POLICY_VERSION] = str(d["policy_version"])
+        span = self._tracer.start_span(
+            f"{A.OP_APPLY_GUARDRAIL} {A.GUARDIAN_NAME} {A.TARGET_TOOL_CALL}",
+            context=trace_api.set_span_in_context(parent),
+            kind=_INTERNAL,
+            attributes=attrs,
+            start_time=at,
+        )
+        span.end(end_time=at)
 
     def _approval_requested(self, e: Event) -> None:
         d = e.data
@@ -605,7 +658,12 @@ class TraceRecorder:
             A.TOOL_ATTEMPTS: int(d.get("attempts", 1)),
         }
         if self.content:
-            attrs[A.GEN_AI_TOOL_CALL_RESULT] = self._content(d.get("result"))
+            result = self._content(d.get("result"))
+            attrs[A.GEN_AI_TOOL_CALL_RESULT] = result
+            attrs[A.OUTPUT_VALUE] = result
+            attrs[A.OUTPUT_MIME_TYPE] = (
+                A.MIME_TEXT if isinstance(d.get("result"), str) else A.MIME_JSON
+            )
         span.set_attributes(attrs)
         span.end(end_time=_ns(e.at))
 
@@ -666,11 +724,21 @@ class TraceRecorder:
         if self.content and d.get("output") is not None:
             output = d["output"]
             text = output if isinstance(output, str) else orjson.dumps(output).decode()
-            message = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+            # the GenAI output message schema requires a finish reason (backends drop the
+            # messages without one)
+            message = {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": text}],
+                "finish_reason": "stop",
+            }
             attrs[A.GEN_AI_OUTPUT_MESSAGES] = self._content([message])
+            attrs[A.OUTPUT_VALUE] = self._content(text)
+            attrs[A.OUTPUT_MIME_TYPE] = A.MIME_TEXT
         span.set_attributes(attrs)
         if status != "completed":
-            _error(span, status, None)
+            # the reason (`cap_exceeded`, `approval_expired`, `model_error`), not the status
+            reason = str(d.get("reason") or "") or status
+            _error(span, reason, reason)
         span.end(end_time=at)
 
 

@@ -39,7 +39,7 @@ __all__ = ["ACTOR_ATTRIBUTES", "RedactingExporter"]
 #: identities (`Redactor.redact_identity`), whoever set them.
 ACTOR_ATTRIBUTES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
-        "invoker": (A.INVOKER,),
+        "invoker": (A.INVOKER, A.USER_ID),
         "agent_id": (A.GEN_AI_AGENT_ID, A.GEN_AI_AGENT_NAME),
         "approver": (A.APPROVAL_APPROVER,),
     }

@@ -64,8 +64,9 @@ class Event:
 class Recorder(Protocol):
     """Takes the gateway's events. It must not lose one: raise rather than drop.
 
-    A recorder that commits in the background also offers ``async def settle()``: the
-    gateway awaits it before any tool runs, so nothing happens that is not yet recorded.
+    A recorder that commits in the background also offers ``async def settle(run_id)``: the
+    gateway awaits it before any tool of that run runs, so nothing happens that is not yet
+    recorded.
     """
 
     def record(self, event: Event) -> None:
@@ -141,7 +142,7 @@ class FanOutRecorder:
         for recorder in self._recorders:
             recorder.record(event)
 
-    async def settle(self) -> None:
+    async def settle(self, run_id: str | None = None) -> None:
         """Await `settle` of every recorder that has one (write-ahead durability)."""
         for settle in self._settlers:
-            await settle()
+            await settle(run_id)

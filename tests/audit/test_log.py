@@ -246,6 +246,10 @@ def test_runs_table_follows_the_run(log: AuditLog, store: Store) -> None:
         ).one()
     assert tuple(row) == ("alice", "escalated", "cap_exceeded", 3, 12.0)
 
+    # an approval answered after the run ended does not bring it back (found by the soak)
+    log.append([Event(EventType.APPROVAL_GRANTED, "run-1", 3, 13.0, {"tool": "pay"})])
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM runs")).scalar_one() == "escalated"
 
 def test_secrets_and_pii_are_stored_as_salted_hashes(log: AuditLog, store: Store) -> None:
     log.append(

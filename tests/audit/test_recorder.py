@@ -232,9 +232,9 @@ async def test_write_ahead_commits_before_a_tool_runs_and_shares_commits(
 
     recorder.record = counting  # type: ignore[method-assign]
 
-    async def settle_then_look() -> None:
+    async def settle_then_look(run_id: str) -> None:
         before = recorded[0]  # everything recorded before the tool is about to run ...
-        await original()
+        await original(run_id)
         seen_at_execution.append((before, log.size()))  # ... is committed by now
 
     gateway._settle = settle_then_look
@@ -284,9 +284,14 @@ async def test_write_ahead_refuses_the_tool_when_the_commit_fails(
     assert ran == []  # nothing happened that the trail could not hold
 
 
-async def test_write_ahead_barrier_reports_an_earlier_failed_batch(tmp_path: Path) -> None:
+async def test_a_failed_batch_stops_its_run_and_no_other(tmp_path: Path) -> None:
+    """A commit that fails marks the runs it held: their next events are refused before
+    they are queued (never written later behind the caller's back), their settle raises,
+    while other runs go on; flush reports the failure once (found by the soak test: one
+    failed commit left a write-ahead recorder refusing everything for good)."""
     store = open_store(f"sqlite:///{tmp_path / 'wa.db'}")
-    recorder = AuditRecorder(AuditLog(store, None), durable="write_ahead")
+    log = AuditLog(store, None)
+    recorder = AuditRecorder(log, durable="write_ahead")
     with store.engine.begin() as conn:
         conn.execute(
             text(
@@ -296,8 +301,41 @@ async def test_write_ahead_barrier_reports_an_earlier_failed_batch(tmp_path: Pat
         )
     recorder.record(Event(EventType.STEP, "poisoned", 0, 1.0, {}))  # not waited for: fails
     await asyncio.sleep(0.2)
-    with pytest.raises(StoreError, match="earlier audit write failed"):
-        recorder.record(Event(EventType.RUN_ENDED, "r", 1, 2.0, {"status": "completed"}))
+    with pytest.raises(StoreError, match="earlier audit write of run `poisoned` failed"):
+        recorder.record(Event(EventType.STEP, "poisoned", 1, 2.0, {"i": 1}))
+    with pytest.raises(StoreError, match="run `poisoned`"):
+        await recorder.settle("poisoned")
+    # another run is not held back by the hole in the first one's trail
+    recorder.record(Event(EventType.RUN_ENDED, "r", 0, 3.0, {"status": "completed"}))
+    await recorder.settle("r")
+    with pytest.raises(StoreError, match="disk says no"):
+        recorder.flush()  # the record is incomplete: said once
+    recorder.flush()
+    assert [(r.run_id, r.data) for r in log.records()] == [("r", {"status": "completed"})]
     recorder._closed = True  # the writer is wedged on purpose; settle must not hang
     with pytest.raises(StoreError, match="closed"):
         await recorder.settle()
+
+
+async def test_a_recorder_goes_on_after_the_database_comes_back(tmp_path: Path) -> None:
+    """The soak's repro: one commit fails, then the database is fine again."""
+    store = open_store(f"sqlite:///{tmp_path / 'wa.db'}")
+    log = AuditLog(store, Signer.generate())
+    recorder = AuditRecorder(log, durable="write_ahead", checkpoint_on_run_end=False)
+    append = log.append
+    failures = [1]
+
+    def flaky(events: Any) -> list[int]:
+        if failures[0]:
+            failures[0] -= 1
+            raise StoreError("database is restarting")
+        return append(events)
+
+    log.append = flaky  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="restarting"):
+        recorder.record(Event(EventType.RUN_ENDED, "a", 0, 1.0, {"i": 0}))
+    for i in (1, 2, 3):
+        recorder.record(Event(EventType.STEP, "b", i, 2.0, {"i": i}))
+    await recorder.settle("b")
+    assert [r.data["i"] for r in log.records()] == [1, 2, 3]
+    recorder.close()

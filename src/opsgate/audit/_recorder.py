@@ -10,6 +10,12 @@ events from other threads queue up; the next transaction takes them all, so one 
 commit (one fsync) covers every event that arrived meanwhile: group commit. A failed
 commit raises in every waiting caller, so the gateway never runs a call whose record
 was not kept.
+
+A failed commit marks the runs whose events it held: their trails have a hole, so any
+later `record` or `settle` of those runs raises (and nothing more of theirs is queued),
+while other runs go on once the database is back. `flush` (and `close`) raises when a
+commit that nobody waited for failed since the last flush, so a caller learns that the
+record is incomplete.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from opsgate.recorder import Event, EventType
 __all__ = ["AuditRecorder"]
 
 _MAX_BATCH = 1000
+_FAILED_RUNS_KEPT = 10_000  # runs with a hole remembered (the oldest are forgotten first)
 
 
 #: Events a write-ahead recorder commits before `record` returns: the end of a run (its
@@ -43,6 +50,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     notify: Callable[[BaseException | None], None] | None = None
+    waited: bool = False  # a caller waits for this event's commit (and hears a failure)
 
 
 class AuditRecorder:
@@ -78,7 +86,8 @@ class AuditRecorder:
         self._concurrent = False
         self.commit_delay_s = commit_delay_s
         self._closed = False
-        self._failure: BaseException | None = None
+        self._failure: BaseException | None = None  # the last failed commit (since a flush)
+        self._failed_runs: dict[str, BaseException] = {}
         self.batches = 0
         self.events = 0
         self.checkpoint_failures = 0
@@ -94,24 +103,28 @@ class AuditRecorder:
         """
         if self._closed:
             raise StoreError("the audit recorder is closed")
-        pending = _Pending(event)
+        self._refuse_failed(event.run_id)  # before queueing: a refused event is never written
+        waits = self.durable is True or (self.durable == "write_ahead" and event.type in _BARRIERS)
+        pending = _Pending(event, waited=waits)
         self._queue.put(pending)
-        if self.durable is True or (self.durable == "write_ahead" and event.type in _BARRIERS):
+        if waits:
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
-            if self.durable == "write_ahead" and self._failure is not None:
-                # an earlier, unwaited batch failed: the trail has a hole; say so now
-                raise StoreError(f"an earlier audit write failed: {self._failure}")
-        elif self._failure is not None:
-            raise StoreError(f"an earlier audit write failed: {self._failure}")
 
-    async def settle(self) -> None:
+    def _refuse_failed(self, run_id: str | None) -> None:
+        failed = None if run_id is None else self._failed_runs.get(run_id)
+        if failed is not None:
+            # an earlier, unwaited batch of this run failed: its trail has a hole
+            raise StoreError(f"an earlier audit write of run `{run_id}` failed: {failed}")
+
+    async def settle(self, run_id: str | None = None) -> None:
         """Wait, without blocking the event loop, until everything recorded so far is
         committed. The gateway calls it before a tool runs (write-ahead).
 
         Raises:
-            StoreError: an audit write failed (the tool must not run).
+            StoreError: a write of ``run_id`` failed, or the commit this waited for did
+                (the tool must not run).
         """
         if self.durable is True:
             return  # every record() already waited
@@ -126,16 +139,21 @@ class AuditRecorder:
 
         self._queue.put(_Pending(None, notify=notify))
         await settled
-        if self._failure is not None:
-            raise StoreError(f"an audit write failed: {self._failure}")
+        self._refuse_failed(run_id)
 
     def flush(self) -> None:
-        """Wait until everything recorded so far is committed."""
+        """Wait until everything recorded so far is committed.
+
+        Raises:
+            StoreError: a commit nobody waited for failed since the last flush (the record
+                is incomplete).
+        """
         marker = _Pending(None)
         self._queue.put(marker)
         marker.done.wait()
-        if self._failure is not None:
-            raise StoreError(f"an audit write failed: {self._failure}")
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise StoreError(f"an audit write failed: {failure}")
 
     def close(self) -> None:
         """Flush, sign a final checkpoint and stop the writer."""
@@ -181,7 +199,12 @@ class AuditRecorder:
                     if isinstance(exc, StoreError)
                     else StoreError(f"audit write failed: {type(exc).__name__}: {exc}")
                 )
-                self._failure = error
+                if any(p.event is not None and not p.waited for p in batch):
+                    self._failure = error  # nobody heard of it: `flush` will say so
+                for event in events:
+                    self._failed_runs[event.run_id] = error
+                while len(self._failed_runs) > _FAILED_RUNS_KEPT:
+                    self._failed_runs.pop(next(iter(self._failed_runs)))
             for pending in batch:
                 pending.error = error if pending.event is not None else None
                 pending.done.set()

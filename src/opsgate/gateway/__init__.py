@@ -8,7 +8,7 @@ from opsgate.gateway._approval import (
     DenyAllApprover,
     InMemoryApprovalQueue,
 )
-from opsgate.gateway._durable import ApprovalRecord, DurableApprovalQueue
+from opsgate.gateway._durable import ApprovalRecord, ApprovalTakenOver, DurableApprovalQueue
 from opsgate.gateway._gateway import Gateway, OutcomeStatus, PlanCommitment, ToolOutcome
 from opsgate.gateway._run import (
     CompletedCall,
@@ -25,6 +25,7 @@ __all__ = [
     "ApprovalAnswer",
     "ApprovalRecord",
     "ApprovalRequest",
+    "ApprovalTakenOver",
     "Approver",
     "CallbackApprover",
     "CompletedCall",

@@ -4,8 +4,12 @@ A call that needs a person is persisted with the exact proposed call and a snaps
 its run (``awaiting_approval``). An approver with an identity approves or denies from any
 process (`opsgate approvals`, the dashboard); the decision is written to the audit trail
 at once. The run then resumes: in the process still waiting (it polls), or in another one
-through `Gateway.resume`. Execution is claimed atomically (``executed_at`` set where it
-was empty), so an approved call runs exactly once, whichever process gets there first.
+through `Gateway.resume`. The outcome of a decided request is claimed atomically
+(``executed_at`` set where it was empty): an approved call runs at most once, and a run
+goes on after its answer (approved, denied or expired) in exactly one process, whichever
+gets there first; the others are told it was taken over (`ApprovalTakenOver`). A claimed
+approval runs only once its grant is in the audit trail: when the approver stopped between
+deciding and recording, the process that executes records it (write-ahead still holds).
 Requests past their expiry can no longer be approved; a run waiting on one escalates.
 """
 
@@ -18,14 +22,23 @@ from typing import Any
 
 import orjson
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from opsgate.errors import ApprovalError
 from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest
 from opsgate.recorder import Event, EventType, Recorder
-from opsgate.store import Store
-from opsgate.store._schema import approvals
+from opsgate.store import Store, approvals, audit_events
 
-__all__ = ["ApprovalRecord", "DurableApprovalQueue"]
+__all__ = ["ApprovalRecord", "ApprovalTakenOver", "DurableApprovalQueue"]
+
+#: How long a process about to execute an approved call waits for the approver's own
+#: audit event before it records the grant itself (the approver stopped in between).
+_GRANT_WAIT_S = 2.0
+
+
+class ApprovalTakenOver(ApprovalError):
+    """Another process claimed the outcome of this approval request first: the call ran
+    (or the run went on) there, so the run is not this process's to continue or to end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +122,17 @@ class DurableApprovalQueue:
         gateway's own approval timeout, which calls `expire`) ends it as expired.
         """
         await asyncio.to_thread(self._insert, request)
+        expires_at = request.requested_at + self.ttl_s
         while True:
-            record = await asyncio.to_thread(self.load, request.request_id)
+            try:
+                record = await asyncio.to_thread(self.load, request.request_id)
+            except DBAPIError:
+                # the database is restarting or out of reach: the request is kept there,
+                # so keep waiting for it (the gateway's approval timeout still applies)
+                if time.time() >= expires_at:
+                    raise
+                await asyncio.sleep(self.poll_s)
+                continue
             if record.status != "pending":
                 break
             if time.time() >= record.expires_at:
@@ -120,17 +142,59 @@ class DurableApprovalQueue:
         return await asyncio.to_thread(self.answer_for, record)
 
     def answer_for(self, record: ApprovalRecord) -> ApprovalAnswer:
-        """The answer a decided record gives; claims execution when approved."""
-        approver = record.approver or "opsgate:unknown"
-        if record.status == "approved":
-            if self.claim(record.request_id):
-                return ApprovalAnswer(True, approver, record.reason or "", recorded=True)
-            return ApprovalAnswer(
-                False, approver, "already executed by another process", recorded=True
+        """The answer a decided record gives, once its outcome is claimed by this caller.
+
+        ``recorded`` is False when the approver's decision is not in the audit trail (it
+        stopped between deciding and recording): the gateway then records it before the
+        call runs.
+
+        Raises:
+            ApprovalTakenOver: another process claimed it first (the call ran there, or
+                the run went on there).
+        """
+        if not self.claim(record.request_id):
+            raise ApprovalTakenOver(
+                f"approval request `{record.request_id}` was already claimed: its call already "
+                "executed, or its run resumed, in another process"
             )
+        approver = record.approver or "opsgate:unknown"
         if record.status == "expired":
             return ApprovalAnswer(False, "opsgate:expiry", "the request expired", recorded=True)
-        return ApprovalAnswer(False, approver, record.reason or "", recorded=True)
+        recorded = self._decision_on_trail(record)
+        return ApprovalAnswer(
+            record.status == "approved", approver, record.reason or "", recorded=recorded
+        )
+
+    def _decision_on_trail(self, record: ApprovalRecord) -> bool:
+        """Whether the audit trail holds the decision of ``record`` (waiting a little for
+        the approver, which records it right after deciding)."""
+        kind = "approval_granted" if record.status == "approved" else "approval_denied"
+        deadline = time.monotonic() + _GRANT_WAIT_S
+        while True:
+            with self.store.engine.connect() as conn:
+                bodies = conn.execute(
+                    select(audit_events.c.body).where(
+                        audit_events.c.run_id == record.run_id, audit_events.c.type == kind
+                    )
+                ).scalars()
+                if any(
+                    orjson.loads(bytes(body))["data"].get("request_id") == record.request_id
+                    for body in bodies
+                ):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def run_ended(self, run_id: str) -> bool:
+        """Whether the audit trail holds the end of run ``run_id`` (it cannot resume)."""
+        with self.store.engine.connect() as conn:
+            found = conn.execute(
+                select(audit_events.c.seq)
+                .where(audit_events.c.run_id == run_id, audit_events.c.type == "run_ended")
+                .limit(1)
+            ).first()
+        return found is not None
 
     def _insert(self, request: ApprovalRequest) -> None:
         with self.store.engine.begin() as conn:
@@ -248,18 +312,35 @@ class DurableApprovalQueue:
         return self.load(record.request_id)
 
     def claim(self, request_id: str) -> bool:
-        """Claim the execution of an approved request; True for exactly one caller."""
+        """Claim the outcome of a decided request (approved, denied or expired): running
+        the approved call, or going on with the run after a denial or an expiry. True for
+        exactly one caller; ``executed_at`` records when."""
         with self.store.engine.begin() as conn:
             done = conn.execute(
                 update(approvals)
                 .where(
                     approvals.c.request_id == request_id,
-                    approvals.c.status == "approved",
+                    approvals.c.status.in_(("approved", "denied", "expired")),
                     approvals.c.executed_at.is_(None),
                 )
                 .values(executed_at=time.time())
             )
         return done.rowcount == 1
+
+    def give_up(self, request_id: str) -> None:
+        """The waiting run stops waiting (its approval timed out, or the approver failed):
+        expire the request if it is still pending and claim its outcome, so that no process
+        resumes a run that ends here.
+
+        Raises:
+            ApprovalTakenOver: another process claimed it first (the run went on there).
+        """
+        self.expire(request_id)
+        if not self.claim(request_id):
+            raise ApprovalTakenOver(
+                f"approval request `{request_id}` was already claimed: its run went on in "
+                "another process"
+            )
 
     def expire(self, request_id: str) -> None:
         """Mark a still-pending request expired."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,10 +26,11 @@ import orjson
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from opsgate._jsondata import dumps, json_data
 from opsgate.contracts import Toolbelt, ToolContext, ToolContract
 from opsgate.errors import ApprovalError, InvalidToolCall, PolicyError, ToolTransientError
 from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest, Approver, DenyAllApprover
-from opsgate.gateway._durable import DurableApprovalQueue
+from opsgate.gateway._durable import ApprovalTakenOver, DurableApprovalQueue
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
@@ -112,8 +113,9 @@ class ToolOutcome:
     def for_model(self) -> str:
         """The tool message to hand back to the model (JSON text)."""
         if self.ok:
-            return orjson.dumps(self.result).decode()
-        return orjson.dumps(
+            return dumps(self.result).decode()
+        # the message may quote what the model sent (a tool name no UTF-8 text can hold)
+        return dumps(
             {"error": self.message, "status": self.status.value, "reason": self.decision.reason}
         ).decode()
 
@@ -152,7 +154,9 @@ class Gateway:
         self.recorder: Recorder = recorder if recorder is not None else InMemoryRecorder()
         self.secrets: SecretStore = secrets or EnvSecretStore()
         self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
-        self._settle: Callable[[], Awaitable[None]] | None = getattr(self.recorder, "settle", None)
+        self._settle: Callable[[str], Awaitable[None]] | None = getattr(
+            self.recorder, "settle", None
+        )
         self.approval_timeout_s = approval_timeout_s
         self._threads = ThreadPoolExecutor(max_tool_threads, thread_name_prefix="opsgate-tool")
 
@@ -437,6 +441,10 @@ class Gateway:
             tool: The tool name the model proposed.
             args: The arguments: JSON text as models send them, or a mapping.
             call_id: The provider's tool-call id, if any.
+
+        Raises:
+            ApprovalTakenOver: the call waited for a durable approval, and another process
+                claimed its outcome first (`resume`): the run goes on there, not here.
         """
         call_id = call_id or os.urandom(8).hex()
         if not run.active:
@@ -458,14 +466,19 @@ class Gateway:
             if contract is None:
                 raise InvalidToolCall("unknown_tool", self._unknown_tool_message(run, tool))
             validated = contract.validate_args(args)
+            data = validated.model_dump(mode="json")
+            try:
+                key = tool + ":" + _canonical(data).decode()
+            except TypeError as exc:  # valid for pydantic, not JSON: an int past 64 bits
+                raise InvalidToolCall(
+                    "invalid_arguments", f"arguments of `{tool}` are not JSON data: {exc}"
+                ) from None
         except InvalidToolCall as exc:
             shown = _loggable_args(args)
             self._emit_proposed(run, call_id, tool, shown)
             return self._refuse(run, call_id, tool, shown, exc)
 
-        data = validated.model_dump(mode="json")
         self._emit_proposed(run, call_id, tool, data)
-        key = tool + ":" + _canonical(data).decode()
         decision = self.policy.decide(ProposedCall(tool, data, key), run)
         run.tool_calls += 1
         run.call_counts[key] += 1
@@ -510,14 +523,18 @@ class Gateway:
 
         Works in the process that asked or in any other (after a restart): the run is
         rebuilt from its snapshot, the call is decided again under the current policy (a
-        policy that now denies it wins), and an approved call is executed exactly once.
+        policy that now denies it wins), and an approved call is executed at most once. The
+        request's outcome is claimed first, so the run goes on in exactly one process; a run
+        whose end is already on the audit trail (it escalated while waiting) is not resumed.
 
         Args:
             request_id: The approval request (or a unique prefix of it).
             deps: The run's dependencies (what tools receive as ``ctx.deps``).
 
         Raises:
-            ApprovalError: no durable queue, unknown request, still pending, already run.
+            ApprovalError: no durable queue, unknown request, still pending, already run or
+                resumed (`ApprovalTakenOver` when another process claimed it meanwhile), or
+                its run already ended.
         """
         queue = self.approver
         if not isinstance(queue, DurableApprovalQueue):
@@ -529,7 +546,16 @@ class Gateway:
         if record.status == "pending":
             raise ApprovalError(f"approval request `{record.request_id}` is still pending")
         if record.executed_at is not None:
-            raise ApprovalError(f"the call of `{record.request_id}` was already executed")
+            raise ApprovalError(
+                f"the call of `{record.request_id}` was already executed, or its run resumed"
+            )
+        if await asyncio.to_thread(queue.run_ended, record.run_id):
+            await asyncio.to_thread(queue.claim, record.request_id)  # nobody tries again
+            raise ApprovalError(
+                f"run `{record.run_id}` already ended (see its audit trail): approval request "
+                f"`{record.request_id}` can no longer resume it"
+            )
+        answer = await asyncio.to_thread(queue.answer_for, record)  # claims, or raises
         run = Run.restore(record.run_state, deps)
         self._know_secrets(run)
         run.unexecuted = [u for u in run.unexecuted if u.call_id != record.call_id]
@@ -567,6 +593,8 @@ class Gateway:
                 decision,
                 message="approval expired; run escalated",
             )
+        if not answer.recorded:  # the approver stopped before writing it to the trail
+            self._emit_answer(run, record.call_id, record.request_id, record.tool, answer)
         if record.status == "denied":
             run.denials += 1
             return run, ToolOutcome(
@@ -587,11 +615,6 @@ class Gateway:
                 OutcomeStatus.DENIED,
                 now,
                 message=f"denied under the current policy: {now.message}",
-            )
-        answer = await asyncio.to_thread(queue.answer_for, record)
-        if not answer.approved:
-            return run, ToolOutcome(
-                record.call_id, record.tool, OutcomeStatus.REFUSED, decision, message=answer.reason
             )
         outcome = await self._execute(run, contract, record.call_id, validated, data, decision)
         return run, outcome
@@ -662,16 +685,17 @@ class Gateway:
             async with asyncio.timeout(self.approval_timeout_s):
                 answer = await self.approver.request(request)
         except TimeoutError:
-            expire = getattr(self.approver, "expire", None)
-            if expire is not None:  # a durable queue: nobody may approve it late
-                await asyncio.shield(asyncio.to_thread(expire, request_id))
+            await self._give_up(request_id)
             self._escalate(
                 run,
                 "approval_expired",
                 f"no answer to the approval of `{tool}` within {self.approval_timeout_s:g}s",
             )
             return None
+        except ApprovalTakenOver:
+            raise  # the run went on in another process: it is not ours to end
         except Exception as exc:  # a broken approver approves nothing, and is no denial
+            await self._give_up(request_id)
             self._escalate(
                 run,
                 "approver_error",
@@ -683,6 +707,24 @@ class Gateway:
         if not answer.recorded:
             self._emit_answer(run, call_id, request_id, tool, answer)
         return answer
+
+    async def _give_up(self, request_id: str) -> None:
+        """A run stops waiting for a durable request: nobody may approve it late or resume
+        the run elsewhere (`DurableApprovalQueue.give_up`). Best effort when the database
+        is out of reach: a run whose end is on the trail is never resumed anyway.
+
+        Raises:
+            ApprovalTakenOver: another process claimed the request first.
+        """
+        give_up = getattr(self.approver, "give_up", None) or getattr(self.approver, "expire", None)
+        if give_up is None:
+            return
+        try:
+            await asyncio.shield(asyncio.to_thread(give_up, request_id))
+        except ApprovalTakenOver:
+            raise
+        except Exception:  # see above
+            pass
 
     def _emit_answer(
         self, run: Run, call_id: str, request_id: str, tool: str, answer: ApprovalAnswer
@@ -709,7 +751,7 @@ class Gateway:
         decision: Decision,
     ) -> ToolOutcome:
         if self._settle is not None:
-            await self._settle()  # write-ahead: the trail holds the decision before the act
+            await self._settle(run.run_id)  # write-ahead: the decision is kept before the act
         tool = contract.name
         settings = self.policy.tool_settings(run.workflow, tool, run.agent_id)
         kwargs = dict(validated.__dict__)
@@ -746,7 +788,7 @@ class Gateway:
                 text = (
                     f"`{tool}` did not answer within {timeout:g}s"
                     if isinstance(exc, TimeoutError)
-                    else f"`{tool}` failed: {exc}"
+                    else f"`{tool}` failed: {_message(exc)}"
                 )
                 limit = self.policy.caps(run.workflow, run.agent_id).max_retries
                 if not retryable:
@@ -779,7 +821,7 @@ class Gateway:
                     },
                 )
                 if self._settle is not None:
-                    await self._settle()  # the retry is on the record before it happens
+                    await self._settle(run.run_id)  # the retry is kept before it happens
             except Exception as exc:
                 return self._tool_failed(
                     run,
@@ -787,15 +829,18 @@ class Gateway:
                     tool,
                     decision,
                     type(exc).__name__,
-                    f"`{tool}` raised {type(exc).__name__}: {exc}",
+                    f"`{tool}` raised {type(exc).__name__}: {_message(exc)}",
                     attempts,
                 )
         try:
-            if raw is None or type(raw) in (str, int, bool):
-                result = raw
-            else:
-                result = to_jsonable_python(raw)
-                orjson.dumps(result)
+            if isinstance(raw, Iterator):  # a generator, `map(...)`, `itertools.count()`
+                raise TypeError("an iterator may never end; return a list")
+            # a str or an int is JSON data only when orjson writes it: not with a lone
+            # surrogate, not past 64 bits
+            result = (
+                raw if raw is None or type(raw) in (str, int, bool) else to_jsonable_python(raw)
+            )
+            orjson.dumps(result)
         except Exception as exc:
             return self._tool_failed(
                 run,
@@ -925,11 +970,26 @@ class Gateway:
     def _emit(self, run: Run, kind: EventType, data: dict[str, Any]) -> None:
         if run._secret_values:
             data = scrub(data, run._secret_values)
+        try:
+            orjson.dumps(data)
+        except TypeError:
+            # outside text no record can hold (a lone surrogate in a ticket, a tool name, an
+            # exception's message; nesting past what JSON writes): kept as far as it goes,
+            # rather than an audit write that fails and a run that dies with its event lost
+            data = json_data(data)
         self.recorder.record(Event(kind, run.run_id, run.next_seq(), time.time(), data))
 
     def close(self) -> None:
         """Release the tool threads (waits for none)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot even say that."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose message could not be made>"
 
 
 def _loggable_args(args: Any) -> Any:
@@ -940,10 +1000,10 @@ def _loggable_args(args: Any) -> Any:
         args = bytes(args).decode("utf-8", "replace")
     if isinstance(args, str):
         try:
-            return orjson.loads(args)
+            return json_data(orjson.loads(args))  # orjson reads 1024 levels, writes 254
         except orjson.JSONDecodeError:
             return {"_raw": args[:2000]}
     try:
         return to_jsonable_python(args, fallback=repr)
-    except Exception:
-        return {"_raw": repr(args)[:2000]}
+    except Exception:  # nested past what serialises, or holding itself: kept as far as it goes
+        return json_data(args)

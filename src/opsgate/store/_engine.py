@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,21 @@ __all__ = [
 DATABASE_URL_ENV = "OPSGATE_DATABASE_URL"
 #: Environment variable naming the data directory (default ``./.opsgate``).
 DEFAULT_DIR_ENV = "OPSGATE_HOME"
+
+#: How long a new PostgreSQL connection waits for a server that says it is shutting down,
+#: starting up or recovering (a restart, a failover), and for one refusing connections (or
+#: closing them during the handshake, as a server being killed does).
+#: A restart then looks like a pause to the audit writer and the approval queue, not like
+#: a failure (PostgreSQL's `pg_ctl restart` takes about a second).
+PG_RESTART_WAIT_S = 15.0
+PG_REFUSED_WAIT_S = 3.0
+_PG_RESTARTING = (
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
 
 
 class NoDatabaseError(StoreError):
@@ -130,12 +146,36 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql":
         try:
-            return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
         except Exception as exc:  # missing driver and the like
             raise StoreError(f"cannot use `{parsed.render_as_string()}`: {exc}") from None
+        event.listen(engine, "do_connect", _connect_through_restarts)
+        return engine
     raise StoreError(
         f"unsupported database `{parsed.get_backend_name()}`: use SQLite or PostgreSQL"
     )
+
+
+def _connect_through_restarts(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Open a PostgreSQL connection, waiting for a server that is restarting."""
+    started = time.monotonic()
+    delay = 0.05
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            text = str(exc).lower()
+            waited = time.monotonic() - started
+            if any(needle in text for needle in _PG_RESTARTING):
+                limit = PG_RESTART_WAIT_S
+            elif "connection refused" in text or "server closed the connection" in text:
+                limit = PG_REFUSED_WAIT_S
+            else:
+                raise
+            if waited + delay > limit:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _sqlite_engine(url: str) -> Engine:

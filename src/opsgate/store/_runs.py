@@ -63,6 +63,9 @@ def apply_run_events(cursor: Any, events: Sequence[Event], *, postgresql: bool) 
             EventType.APPROVAL_DENIED,
         ):
             status = "awaiting_approval" if kind == EventType.APPROVAL_REQUESTED else "running"
+            # an answer that comes after the run ended (it escalated while waiting) does not
+            # bring it back: the row keeps how the run ended
             cursor.execute(
-                f"UPDATE runs SET status = {mark} WHERE run_id = {mark}", (status, event.run_id)
+                f"UPDATE runs SET status = {mark} WHERE run_id = {mark} AND ended_at IS NULL",
+                (status, event.run_id),
             )

@@ -12,7 +12,6 @@ Run it from cron: ``opsgate retention apply``; it reports what it removed.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from opsgate.audit import ArchivedSegment, AuditLog
+from opsgate.environment import home
 from opsgate.store import Store, spans
 
 __all__ = ["RetentionReport", "apply_retention", "default_archive_dir"]
@@ -27,7 +27,7 @@ __all__ = ["RetentionReport", "apply_retention", "default_archive_dir"]
 
 def default_archive_dir() -> Path:
     """``$OPSGATE_HOME/archive`` (default ``.opsgate/archive``)."""
-    return Path(os.environ.get("OPSGATE_HOME") or ".opsgate") / "archive"
+    return home() / "archive"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from opsgate.environment import AUDIT_SIGNING_KEY_ENV, home
 from opsgate.errors import ConfigError
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 #: Environment variable naming the signing key file.
-SIGNING_KEY_ENV = "OPSGATE_AUDIT_SIGNING_KEY"
+SIGNING_KEY_ENV = AUDIT_SIGNING_KEY_ENV
 
 
 def default_key_path() -> Path:
@@ -38,7 +39,7 @@ def default_key_path() -> Path:
     named = os.environ.get(SIGNING_KEY_ENV)
     if named:
         return Path(named)
-    return Path(os.environ.get("OPSGATE_HOME") or ".opsgate") / "audit-signing.key"
+    return home() / "audit-signing.key"
 
 
 def key_id(public: Ed25519PublicKey) -> str:

@@ -10,6 +10,7 @@ import typer
 
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import shown
+from opsgate.environment import AUDIT_RETENTION_DAYS_ENV, TRACE_RETENTION_DAYS_ENV
 from opsgate.errors import ConfigError
 from opsgate.retention import apply_retention, default_archive_dir
 from opsgate.store import NoDatabaseError, open_store
@@ -51,8 +52,8 @@ def apply(
     dry_run: Annotated[bool, typer.Option(help="Report, change nothing.")] = False,
 ) -> None:
     """Apply the retention rules once and report what was removed."""
-    traces = traces_days if traces_days is not None else _days("OPSGATE_TRACE_RETENTION_DAYS", 30.0)
-    audit = audit_days if audit_days is not None else _days("OPSGATE_AUDIT_RETENTION_DAYS", 365.0)
+    traces = traces_days if traces_days is not None else _days(TRACE_RETENTION_DAYS_ENV, 30.0)
+    audit = audit_days if audit_days is not None else _days(AUDIT_RETENTION_DAYS_ENV, 365.0)
     if traces <= 0 or audit <= 0:
         raise ConfigError("retention periods must be positive numbers of days")
     try:

@@ -80,7 +80,7 @@ __all__ = [
 
 #: The environment variable that holds the embedded server's API key for clients (and, when
 #: set before `serve_forever`, the key it uses instead of a random one).
-API_KEY_ENV = "OPSGATE_EMBEDDED_API_KEY"
+API_KEY_ENV = "OPSGATE_EMBEDDED_API_KEY"  # = opsgate.environment.EMBEDDED_API_KEY_ENV
 
 #: Context window (tokens) of the embedded server: prompt and answer together, per slot.
 DEFAULT_CONTEXT = 8192
@@ -89,7 +89,7 @@ DEFAULT_CONTEXT = 8192
 #: for this model (send it as the last message, with ``tool_choice: "required"``).
 TOOL_CALL_PREFILL = "<tool_call>\n"
 
-_HOME_ENV = "OPSGATE_HOME"
+_HOME_ENV = "OPSGATE_HOME"  # = opsgate.environment.HOME_ENV
 _CHUNK = 1 << 20
 _LOOPBACK = "127.0.0.1"
 _LOG_LIMIT = 8 << 20
@@ -226,6 +226,7 @@ def installed_parts(spec: ModelSpec) -> list[Path]:
 def _home(data_dir: Path | None) -> Path:
     if data_dir is not None:
         return data_dir
+    # = opsgate.environment.home(): this file imports only the standard library (see above)
     return Path(os.environ.get(_HOME_ENV) or ".opsgate")
 
 

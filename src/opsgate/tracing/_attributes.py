@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from typing import Final
 
+from opsgate import environment
+
 # -- environment variables -------------------------------------------------------------------
 
 #: OTLP/HTTP endpoint for the traces. A base URL (``http://collector:4318``) gets
 #: ``/v1/traces`` appended; a URL already ending in ``/v1/traces`` is used as it is. When
 #: unset, `OTEL_TRACES_ENDPOINT_ENV` (used as it is) and then `OTEL_ENDPOINT_ENV` (a base
 #: URL) are read; with none of the three set, nothing is exported by OTLP.
-OTLP_ENDPOINT_ENV: Final = "OPSGATE_OTLP_ENDPOINT"
+OTLP_ENDPOINT_ENV: Final = environment.OTLP_ENDPOINT_ENV
 #: The standard OTel variable for the traces endpoint (a full URL, used as it is).
 OTEL_TRACES_ENDPOINT_ENV: Final = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 #: The standard OTel variable for the OTLP endpoint of every signal (a base URL).
@@ -29,7 +31,7 @@ OTEL_ENDPOINT_ENV: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 #: Record content (tool arguments and results, request, output, messages) in spans:
 #: ``1``/``true``/``yes``/``on`` (any case) turn it on; anything else, or unset, leaves it
 #: off (the default, as the GenAI conventions say). Content is redacted either way.
-TRACE_CONTENT_ENV: Final = "OPSGATE_TRACE_CONTENT"
+TRACE_CONTENT_ENV: Final = environment.TRACE_CONTENT_ENV
 #: The standard OTel service name; ``opsgate`` when unset.
 OTEL_SERVICE_NAME_ENV: Final = "OTEL_SERVICE_NAME"
 

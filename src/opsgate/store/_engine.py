@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from opsgate import environment
 from opsgate.errors import StoreError
 
 __all__ = [
@@ -25,9 +26,9 @@ __all__ = [
 ]
 
 #: Environment variable naming the database (``postgresql://…`` or ``sqlite:///…``).
-DATABASE_URL_ENV = "OPSGATE_DATABASE_URL"
+DATABASE_URL_ENV = environment.DATABASE_URL_ENV
 #: Environment variable naming the data directory (default ``./.opsgate``).
-DEFAULT_DIR_ENV = "OPSGATE_HOME"
+DEFAULT_DIR_ENV = environment.HOME_ENV
 
 #: How long a new PostgreSQL connection waits for a server that says it is shutting down,
 #: starting up or recovering (a restart, a failover), and for one refusing connections (or
@@ -61,7 +62,7 @@ def default_url() -> str:
 def home_url() -> str:
     """The SQLite file in opsgate's own home (``$OPSGATE_HOME`` or ``.opsgate/``): the one
     database whose folder opsgate may create (on a write)."""
-    home = Path(os.environ.get(DEFAULT_DIR_ENV) or ".opsgate")
+    home = environment.home()
     return f"sqlite:///{home / 'opsgate.db'}"
 
 

@@ -32,6 +32,17 @@ DbOption = Annotated[
 ]
 
 
+def _public_keys(path: Path | None) -> dict[str, Any] | None:
+    """``--public-key``'s key by its id (None: the keys the store or the archive carries)."""
+    if path is None:
+        return None
+    try:
+        key = load_public_key(path.read_bytes())  # not UTF-8: not a key (a ConfigError)
+    except OSError as exc:
+        raise ConfigError(f"cannot read `{path}`: {exc.strerror or exc}") from None
+    return {key_id(key): key}
+
+
 def _log(db: str | None, *, sign: bool = False) -> AuditLog:
     store = open_store(db, migrate=False)
     signer = Signer.from_file(create=True) if sign else None
@@ -76,13 +87,7 @@ def verify(
     except NoDatabaseError as exc:  # no database: nothing to verify, and none is made
         console.print(shown(exc), soft_wrap=True)
         return
-    keys: dict[str, Any] | None = None
-    if public_key is not None:
-        try:
-            key = load_public_key(public_key.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read `{public_key}`: {exc.strerror}") from None
-        keys = {key_id(key): key}
+    keys = _public_keys(public_key)
     if witness is not None and not witness.is_file():
         raise ConfigError(f"no witness file `{witness}`")
     kept = CheckpointWitness(witness or witness_path_for(default_key_path()))
@@ -118,12 +123,11 @@ def verify_archive_file(
     """Check an audit archive offline (exit 0 ok, 1 tampered)."""
     try:
         document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ConfigError(f"cannot read `{path}` as an archive: {exc}") from None
-    keys: dict[str, Any] | None = None
-    if public_key is not None:
-        key = load_public_key(public_key.read_text())
-        keys = {key_id(key): key}
+    if not isinstance(document, dict):
+        raise ConfigError(f"`{path}` is not an audit archive (not a JSON object)")
+    keys = _public_keys(public_key)
     try:
         count = verify_archive(document, keys)
     except AuditIntegrityError as exc:

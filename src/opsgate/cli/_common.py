@@ -6,7 +6,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,12 +34,29 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            _check_text(kwargs)
             return fn(*args, **kwargs)
         except OpsgateError as exc:
             err_console.print(f"[bold red]error:[/] {shown(exc)}", markup=True, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
+
+
+def _check_text(arguments: dict[str, Any]) -> None:
+    """Refuse a text argument with bytes the shell could not decode (Python holds them as lone
+    surrogates): no database, record or terminal takes it, and each raised its own
+    UnicodeEncodeError deep inside a command. File paths (`Path` arguments) may hold them."""
+    for name, value in arguments.items():
+        for text in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise ConfigError(
+                    f"`{name}` is not valid text: it has bytes that are not UTF-8"
+                ) from None
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -121,7 +121,14 @@ class ToolContract:
                     "invalid_arguments", f"arguments of `{self.name}` are not JSON data: {exc}"
                 ) from None
         elif isinstance(raw, str):
-            raw = raw.encode()
+            try:
+                raw = raw.encode()
+            except UnicodeEncodeError as exc:  # a lone surrogate: no JSON text holds it
+                raise InvalidToolCall(
+                    "invalid_arguments",
+                    f"arguments of `{self.name}` are not valid Unicode "
+                    f"(character {exc.start + 1}: {exc.reason})",
+                ) from None
         try:
             return self.args_model.model_validate_json(raw, strict=True)
         except ValidationError as exc:

@@ -47,7 +47,7 @@ class Toolbelt:
         if isinstance(module, str):
             try:
                 module = importlib.import_module(module)
-            except ImportError as exc:
+            except (ImportError, ValueError, TypeError) as exc:  # "" or ".x": no module name
                 raise ContractError(f"cannot import tools module `{module}`: {exc}") from None
         found = list(dict.fromkeys(v for v in vars(module).values() if isinstance(v, ToolContract)))
         if not found:

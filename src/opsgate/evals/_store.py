@@ -431,7 +431,7 @@ def open_existing(url: str | None) -> Store | None:
         parsed = None  # open_store names the problem
     if parsed is not None and parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and not Path(database).exists():
+        if database and database != ":memory:" and not _exists(Path(database)):
             return None  # not even its folder: no baseline was ever accepted there
     try:
         return open_store(url, create=False)
@@ -448,9 +448,18 @@ def committed_baseline(suite: str) -> tuple[Path, dict[str, Any]] | None:
         SuiteError: the file is there but is not a valid report.
     """
     path = BASELINES_DIR / f"{suite}.json"
-    if not path.is_file():
+    if not (_exists(path) and path.is_file()):
         return None
     return path, load_report(path)
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False for a name no file can have (too long, a NUL), where
+    `Path.exists` raises."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def default_baseline(db: str | None, suite: str) -> tuple[dict[str, Any], str] | None:

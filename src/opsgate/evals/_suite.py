@@ -33,11 +33,19 @@ from typing import Annotated, Any, Literal
 
 import jsonschema
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from opsgate._jsondata import dumps
 from opsgate.errors import PolicyError, SuiteError
 from opsgate.policy._cel import Condition, compile_condition
-from opsgate.policy._load import _line_of, read_yaml
+from opsgate.policy._load import _line_of, error_location, read_yaml
 
 __all__ = [
     "MATCHER_OPERATORS",
@@ -74,6 +82,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _json_args(value: dict[str, Any]) -> dict[str, Any]:
+    """Arguments a call can have: JSON data (text keys, nesting JSON writes), since they are
+    compared with, and shown next to, the JSON arguments of real calls."""
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:
+        raise ValueError(f"arguments must be JSON data ({exc})") from None
+    return value
+
+
+JsonArgs = Annotated[dict[str, Any], AfterValidator(_json_args)]
+
+
 class TicketSpec(_Strict):
     """A ticket added to the world and given to the agent as untrusted context."""
 
@@ -104,11 +125,12 @@ class CallMatcher(_Strict):
     """
 
     tool: str
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: JsonArgs = Field(default_factory=dict)
 
     def shown(self) -> str:
-        """The matcher as one line of JSON, for errors."""
-        return orjson.dumps(self.model_dump(exclude_defaults=True), default=str).decode()
+        """The matcher as one line of JSON, for errors (whatever the YAML held: keys that are
+        not text, nesting past what JSON writes)."""
+        return dumps(self.model_dump(exclude_defaults=True)).decode()
 
 
 def matcher_operator_problem(arg: str, expected: Any) -> str | None:
@@ -204,7 +226,7 @@ class ReferenceCall(_Strict):
     """
 
     tool: str
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: JsonArgs = Field(default_factory=dict)
 
 
 class AttackGoal(_Strict):
@@ -347,7 +369,7 @@ def resolve_callable(spec: str, where: str) -> Callable[..., Any]:
         raise SuiteError(f"{where}: `{spec}` must be `module:callable`")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, ValueError, TypeError) as exc:  # "" or ".x": no module name
         raise SuiteError(f"{where}: cannot import `{module_name}`: {exc}") from None
     found = getattr(module, attribute, None)
     if not callable(found):
@@ -355,18 +377,27 @@ def resolve_callable(spec: str, where: str) -> Callable[..., Any]:
     return found  # type: ignore[no-any-return]
 
 
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False for a name no file can have (too long, a NUL), where
+    `Path.exists` raises."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_file(spec: str, base: Path) -> Path:
     """A path relative to the suite file, or ``package/relative/path`` inside a package."""
     candidate = (base / spec) if not Path(spec).is_absolute() else Path(spec)
-    if candidate.exists():
+    if _exists(candidate):
         return candidate
     package, _, rest = spec.partition("/")
     if rest:
         try:
             located = importlib.resources.files(package).joinpath(rest)
-        except (ModuleNotFoundError, TypeError):
+        except (ImportError, ValueError, TypeError):  # no such package, or no package name
             located = None
-        if located is not None and located.is_file():
+        if located is not None and _exists(Path(str(located))) and located.is_file():
             return Path(str(located))
     raise SuiteError(f"file `{spec}` not found (relative to {base} or as package/path)")
 
@@ -374,18 +405,18 @@ def resolve_file(spec: str, base: Path) -> Path:
 def find_suite(name_or_path: str) -> Path:
     """A suite file by path, or by name in ``evals/``, ``suites/`` or the shipped examples."""
     path = Path(name_or_path)
-    if path.is_file():
+    if _exists(path) and path.is_file():
         return path
     for folder in SUITE_DIRS:
         for ext in (".yaml", ".yml"):
             candidate = Path(folder) / f"{name_or_path}{ext}"
-            if candidate.is_file():
+            if _exists(candidate) and candidate.is_file():
                 return candidate
     shipped = importlib.resources.files("opsgate.examples")
     for child in shipped.iterdir():
         for ext in (".yaml", ".yml"):
             candidate_resource = child.joinpath(f"{name_or_path}{ext}")
-            if candidate_resource.is_file():
+            if _exists(Path(str(candidate_resource))) and candidate_resource.is_file():
                 return Path(str(candidate_resource))
     raise SuiteError(
         f"no suite `{name_or_path}`: give a file path, or put `{name_or_path}.yaml` in "
@@ -442,7 +473,7 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
     if text is None:
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise SuiteError(f"{name}: cannot read the file: {exc}") from None
     try:
         data = read_yaml(text, name)
@@ -457,14 +488,14 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
         suite = Suite.model_validate({**data, "source": name})
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = error_location(data, err["loc"], err["type"])
         line = _line_of(text, loc)
         where = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field `{loc[-1]}`"
+            msg = f"unknown field `{err['loc'][-1]}`"
         elif err["type"] == "missing":
-            msg = f"missing required field `{loc[-1]}`"
+            msg = f"missing required field `{err['loc'][-1]}`"
         at = f" at `{where}`" if where else ""
         raise SuiteError(f"{name}{at}: " + (f"line {line}: " if line else "") + msg) from None
     for i, task in enumerate(suite.tasks):

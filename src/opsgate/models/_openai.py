@@ -41,6 +41,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from opsgate._jsondata import dumps
 from opsgate.errors import (
     ConfigError,
     ModelError,
@@ -210,7 +211,8 @@ class OpenAICompatibleClient:
             ModelRequestError: a 4xx other than 429 (not retried: it would fail again).
         """
         settings = settings or ModelSettings()
-        payload = orjson.dumps(build_request_body(self._model, messages, tools, settings))
+        # a lone surrogate in a message (a ticket decoded with surrogateescape) goes as U+FFFD
+        payload = dumps(build_request_body(self._model, messages, tools, settings))
         return await self._send(self._client(), payload, settings, retry_budget)
 
     def complete_sync(
@@ -235,7 +237,8 @@ class OpenAICompatibleClient:
         else:
             raise RuntimeError("complete_sync() inside an event loop: await complete() instead")
         settings = settings or ModelSettings()
-        payload = orjson.dumps(build_request_body(self._model, messages, tools, settings))
+        # a lone surrogate in a message (a ticket decoded with surrogateescape) goes as U+FFFD
+        payload = dumps(build_request_body(self._model, messages, tools, settings))
 
         async def once() -> ModelResponse:
             http = self._new_http()
@@ -541,7 +544,12 @@ def _tool_call(index: int, raw: Any) -> ToolCall:
     elif isinstance(arguments, str):
         text = arguments
     else:  # some servers send the object itself; keep it as the JSON text it stands for
-        text = orjson.dumps(arguments).decode()
+        try:
+            text = orjson.dumps(arguments).decode()
+        except TypeError as exc:  # nested deeper than JSON is written (orjson: 254 levels)
+            raise _Malformed(
+                f"tool call {index} has arguments that are not JSON data: {exc}"
+            ) from None
     call_id = raw.get("id")
     return ToolCall(
         id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from opsgate.errors import BudgetExceeded, ConfigError, ModelError
+from opsgate.errors import BudgetExceeded, ConfigError, ModelError, ModelOutputError
 from opsgate.models._cache import ResponseCache
 from opsgate.models._client import ModelClient
 from opsgate.models._grammar import enforceable_schema
 from opsgate.models._openai import OpenAICompatibleClient
+from opsgate.models._repair import raw_output
 from opsgate.models._router_config import Role, RouterConfig, load_router_config
 from opsgate.models._types import Message, ModelResponse, ModelSettings, ToolCall
 
@@ -92,7 +93,11 @@ def _as_plain_text(messages: Sequence[Message]) -> list[Message]:
         if m.role == "assistant" and m.tool_calls:
             calls = [{"name": c.name, "arguments": _loads(c.arguments)} for c in m.tool_calls]
             names.update({c.id: c.name for c in m.tool_calls})
-            text = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
+            try:
+                text = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
+            except TypeError:  # arguments nested too deep to write back: quote them as sent
+                calls = [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]
+                text = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
             out.append(Message.assistant(text))
         elif m.role == "tool":
             tool = names.get(m.tool_call_id, "tool")
@@ -124,10 +129,20 @@ def _parse_constrained(response: ModelResponse, turn: int = 0) -> ModelResponse:
     if data["name"] == FINAL_ANSWER:
         text = arguments.get("text") if isinstance(arguments, dict) else None
         return dataclasses.replace(response, text=str(text or ""), tool_calls=())
+    try:
+        text = orjson.dumps(arguments if arguments is not None else {}).decode()
+    except TypeError as exc:  # nested deeper than JSON is written (orjson: 254 levels)
+        raise ModelOutputError(
+            f"model `{response.model}` answered a call of `{data['name']}` whose arguments "
+            f"are not JSON data ({exc})",
+            raw=raw_output(response),
+            model=response.model,
+            attempts=response.attempts,
+        ) from None
     call = ToolCall(
         id="call_" + hashlib.sha256(f"{turn}:{response.text or ''}".encode()).hexdigest()[:16],
         name=data["name"],
-        arguments=orjson.dumps(arguments if arguments is not None else {}).decode(),
+        arguments=text,
     )
     return dataclasses.replace(response, text=None, tool_calls=(call,), finish_reason="tool_calls")
 

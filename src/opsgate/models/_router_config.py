@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opsgate.errors import ConfigError, PolicyError
-from opsgate.policy._load import _line_of, read_yaml
+from opsgate.policy._load import _line_of, error_location, read_yaml
 
 __all__ = [
     "ROLES",
@@ -220,14 +220,14 @@ def load_router_config(source: str | Path, *, text: str | None = None) -> Router
         config = RouterConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = error_location(data, err["loc"], err["type"])
         where = ".".join(str(p) for p in loc)
         line = _line_of(text, loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key `{loc[-1]}`"
+            msg = f"unknown key `{err['loc'][-1]}`"
         elif err["type"] == "missing":
-            msg = f"missing required key `{loc[-1]}`"
+            msg = f"missing required key `{err['loc'][-1]}`"
         elif err["type"] == "literal_error" and len(loc) >= 2 and loc[0] == "roles":
             msg = f"unknown role `{loc[1]}` (roles: {', '.join(ROLES)})"
         at = f" at `{where}`" if where else ""

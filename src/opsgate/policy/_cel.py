@@ -37,9 +37,21 @@ from typing import Any, Protocol
 
 import cel
 
-__all__ = ["POLICY_FUNCTIONS", "VARIABLES", "Condition", "compile_condition", "type_problem"]
+__all__ = [
+    "MAX_CONDITION_CHARS",
+    "POLICY_FUNCTIONS",
+    "VARIABLES",
+    "Condition",
+    "compile_condition",
+    "type_problem",
+]
 
 VARIABLES = frozenset({"args", "tool", "run", "stage", "request", "read"})
+#: The longest condition accepted: far beyond any rule a person writes (the shipped ones have
+#: under 130 characters), and far below what breaks the CEL bindings: their parser panics on
+#: a syntax error past 65,530 characters and overflows its stack (a segfault, the whole
+#: process gone) on an expression nested some 20,000 levels deep (`a.a.a...`).
+MAX_CONDITION_CHARS = 4096
 #: Functions a policy condition may call beside CEL's own.
 POLICY_FUNCTIONS = frozenset({"prov"})
 
@@ -164,12 +176,21 @@ def compile_condition(
     allowed = frozenset(variables)
     if not isinstance(source, str) or not source.strip():
         raise fail("a condition must be a non-empty CEL expression")
+    if len(source) > MAX_CONDITION_CHARS:
+        raise fail(
+            f"a condition has at most {MAX_CONDITION_CHARS} characters; this one has "
+            f"{len(source)} (`{source[:40]}...`)"
+        )
     try:
         program = cel.compile(source)
     except ValueError as exc:
         first = str(exc).splitlines()
         detail = " ".join(line.strip() for line in first[:2])
         raise fail(f"invalid CEL `{source}`: {detail}") from None
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":  # pyo3's, for a panic in the Rust parser
+            raise
+        raise fail(f"invalid CEL `{source}`: the CEL parser failed ({exc})") from None
     unknown_vars = sorted(set(program.variables()) - allowed)
     # comprehension variables (`x` in `list.all(x, ...)`) are reported too: allow those
     # that the expression binds itself.

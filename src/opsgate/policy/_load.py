@@ -7,6 +7,8 @@ without reading a traceback.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 from opsgate.errors import PolicyError
 from opsgate.policy._document import PolicyDocument
 
-__all__ = ["content_version", "parse_policy", "read_yaml"]
+__all__ = ["content_version", "error_location", "parse_policy", "read_yaml"]
 
 
 # libyaml's parser when PyYAML was built with it (several times faster on large suites);
@@ -32,7 +34,16 @@ class _UniqueKeyLoader(_SafeBase):  # type: ignore[valid-type,misc]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # `? [a, b]: c`: a list or a mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found a list or a mapping as a key",
+                    key_node.start_mark,
+                ) from None
+            if duplicate:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
@@ -55,13 +66,40 @@ def read_yaml(text: str, source: str, error: type[PolicyError] = PolicyError) ->
         raise error(f"{line}{problem}", source=source) from None
     except yaml.YAMLError as exc:
         raise error(f"invalid YAML: {exc}", source=source) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate: text no UTF-8 file can hold
+        raise error(
+            f"character {exc.start + 1} is not valid Unicode ({exc.reason})", source=source
+        ) from None
+
+
+def error_location(data: Any, loc: Sequence[Any], kind: str) -> tuple[Any, ...]:
+    """The keys and indexes into ``data`` that a pydantic error location names.
+
+    Pydantic puts labels of its own among them: the union branch it tried (``ToolPolicy``,
+    ``list[str]``), validator tags (``function-after[...]``), ``[key]`` for a key that failed.
+    A label is whatever the document does not hold at that point, so a key of the document
+    that looks like one (``"a[b]"``) is kept. The key of a ``missing`` error is kept too.
+    """
+    path: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        held = isinstance(node, dict) and part in node
+        held = held or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if held:
+            path.append(part)
+            node = node[part]
+        elif kind == "missing" and i == len(loc) - 1:
+            path.append(part)
+    return tuple(path)
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     """The 1-based line of the node at ``loc`` (a pydantic error location), if it exists."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+        # libyaml's composer when there is one: ten times faster, and it recurses in C (the
+        # pure-Python one overflows Python's stack on a few hundred nested lists)
+        node = yaml.compose(text, Loader=_SafeBase)
+    except (yaml.YAMLError, UnicodeEncodeError, RecursionError):
         return None
     line = None
     for part in loc:
@@ -116,16 +154,14 @@ def parse_policy(source: str | Path, *, text: str | None = None) -> tuple[Policy
         return PolicyDocument.model_validate(data), name
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-        # pydantic reports `function-after[...]` and union branch names inside locations.
-        loc = tuple(p for p in loc if p not in ("ToolPolicy",))
+        loc = error_location(data, err["loc"], err["type"])
         where = ".".join(str(p) for p in loc)
         line = _line_of(text, loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key `{loc[-1]}`"
+            msg = f"unknown key `{err['loc'][-1]}`"
         elif err["type"] == "missing":
-            msg = f"missing required key `{loc[-1]}`"
+            msg = f"missing required key `{err['loc'][-1]}`"
         more = exc.error_count() - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
         prefix = f"line {line}: " if line else ""
@@ -137,7 +173,10 @@ def content_version(doc: PolicyDocument) -> str:
 
     Comments and formatting do not change the hash; any change to a rule does.
     """
-    canonical = orjson.dumps(
-        doc.model_dump(mode="json", by_alias=True), option=orjson.OPT_SORT_KEYS
-    )
+    data = doc.model_dump(mode="json", by_alias=True)
+    try:
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer past 64 bits (a cap of 2**64): the same JSON, but exact
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = text.encode()
     return f"{doc.version}+{hashlib.sha256(canonical).hexdigest()[:12]}"

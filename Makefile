@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean postgres
+.PHONY: demo test check lint typecheck unit bench clean postgres fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ unit: $(STAMP) postgres
 
 test: lint typecheck unit
 
+# The edit loop: lint, types and the tests not marked slow, on every core. `make test` (CI)
+# stays complete: the slow tests (the embedded model, the soak) run there.
+check: $(STAMP) postgres
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -m "not slow" -n auto -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/audit.py
@@ -47,6 +54,14 @@ bench: $(STAMP)
 	$(BIN)/agent-eval redteam --suite support_triage_v3 --suite it_helpdesk --suite crm_sales_v1 \
 	  --suite oncall_devops_v1 --mislabel get_ticket --mislabel read_inbound_email \
 	  --mislabel list_alerts --plan-lock --report out/redteam.json
+
+# Longer runs of what `make test` runs on a small budget: fresh hypothesis draws against every
+# parser and boundary, and many gateway workers under chaos on PostgreSQL and SQLite.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/fuzz -p no:cacheprovider
+
+soak: $(STAMP) postgres
+	$(BIN)/python bench/soak.py --seconds 120
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -509,18 +509,24 @@ class AckJournal:
             self._next += 1
             upto = self._next
         if event.type in self._barriers:
-            self._ack(upto)
+            self._ack(upto, event.run_id)
 
     async def settle(self, run_id: str | None = None) -> None:
         with self._lock:
             upto = self._next
         await self.inner.settle(run_id)
-        self._ack(upto)
+        self._ack(upto, run_id)
 
-    def _ack(self, upto: int) -> None:
+    def _ack(self, upto: int, run_id: str | None) -> None:
+        """A barrier or a settle that returned vouches for the events of its own run
+        recorded before it (a failed commit stops only the runs it held)."""
+
+        def covered(i: int, ev: tuple[str, str, float]) -> bool:
+            return i < upto and (run_id is None or ev[0] == run_id)
+
         with self._lock:
-            acked = [ev for i, ev in self._pending if i < upto]
-            self._pending = [(i, ev) for i, ev in self._pending if i >= upto]
+            acked = [ev for i, ev in self._pending if covered(i, ev)]
+            self._pending = [(i, ev) for i, ev in self._pending if not covered(i, ev)]
         if acked:
             self.journal.write(k="ack", ev=acked)
 

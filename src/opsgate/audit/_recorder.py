@@ -111,6 +111,7 @@ class AuditRecorder:
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
+            self._refuse_failed(event.run_id)  # an earlier event of this run was lost
 
     def _refuse_failed(self, run_id: str | None) -> None:
         failed = None if run_id is None else self._failed_runs.get(run_id)

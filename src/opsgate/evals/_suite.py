@@ -44,8 +44,7 @@ from pydantic import (
 
 from opsgate._jsondata import dumps
 from opsgate.errors import PolicyError, SuiteError
-from opsgate.policy._cel import Condition, compile_condition
-from opsgate.policy._load import _line_of, error_location, read_yaml
+from opsgate.policy import Condition, compile_condition, error_location, line_of, read_yaml
 
 __all__ = [
     "MATCHER_OPERATORS",
@@ -489,7 +488,7 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = error_location(data, err["loc"], err["type"])
-        line = _line_of(text, loc)
+        line = line_of(text, loc)
         where = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -506,7 +505,7 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
                     output.json_schema
                 )
             except jsonschema.SchemaError as exc:
-                line = _line_of(text, ("tasks", i, "checks", "output", "json_schema"))
+                line = line_of(text, ("tasks", i, "checks", "output", "json_schema"))
                 raise SuiteError(
                     f"{name} at `tasks.{i}.checks.output.json_schema` (task `{task.id}`): "
                     + (f"line {line}: " if line else "")
@@ -516,7 +515,7 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
             try:
                 compile_check(condition)
             except SuiteError as exc:
-                line = _line_of(text, ("tasks", i, "checks", "state", j))
+                line = line_of(text, ("tasks", i, "checks", "state", j))
                 raise SuiteError(
                     f"{name} at `tasks.{i}.checks.state.{j}` (task `{task.id}`): "
                     + (f"line {line}: " if line else "")
@@ -529,7 +528,7 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
                     if problem is None:
                         continue
                     loc = ("tasks", i, "checks", kind, j, "args", arg)
-                    line = _line_of(text, loc)
+                    line = line_of(text, loc)
                     raise SuiteError(
                         f"{name} at `{'.'.join(map(str, loc))}` (task `{task.id}`): "
                         + (f"line {line}: " if line else "")

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opsgate.errors import ConfigError, PolicyError
-from opsgate.policy._load import _line_of, error_location, read_yaml
+from opsgate.policy import error_location, line_of, read_yaml
 
 __all__ = [
     "ROLES",
@@ -222,7 +222,7 @@ def load_router_config(source: str | Path, *, text: str | None = None) -> Router
         err = exc.errors(include_url=False)[0]
         loc = error_location(data, err["loc"], err["type"])
         where = ".".join(str(p) for p in loc)
-        line = _line_of(text, loc)
+        line = line_of(text, loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key `{err['loc'][-1]}`"
@@ -237,7 +237,7 @@ def load_router_config(source: str | Path, *, text: str | None = None) -> Router
         try:
             config.price_of(model_name)
         except ConfigError:
-            line = _line_of(text, ("models", model_name))
+            line = line_of(text, ("models", model_name))
             raise ConfigError(
                 f"{name} at `models.{model_name}`: "
                 + (f"line {line}: " if line else "")

@@ -1,6 +1,7 @@
 """The policy engine: a YAML policy, validated, compiled once, and a pure `decide`."""
 
 from opsgate.policy._api import decide, load_policy
+from opsgate.policy._cel import Condition, compile_condition
 from opsgate.policy._compiled import CompiledPolicy
 from opsgate.policy._decision import (
     CommittedPlan,
@@ -25,7 +26,7 @@ from opsgate.policy._document import (
     ToolPolicy,
     WorkflowPolicy,
 )
-from opsgate.policy._load import content_version, parse_policy
+from opsgate.policy._load import content_version, error_location, line_of, parse_policy, read_yaml
 
 __all__ = [
     "STAGES",
@@ -34,6 +35,7 @@ __all__ = [
     "Caps",
     "CommittedPlan",
     "CompiledPolicy",
+    "Condition",
     "Decision",
     "Effect",
     "Endorsement",
@@ -48,8 +50,12 @@ __all__ = [
     "Stage",
     "ToolPolicy",
     "WorkflowPolicy",
+    "compile_condition",
     "content_version",
     "decide",
+    "error_location",
+    "line_of",
     "load_policy",
     "parse_policy",
+    "read_yaml",
 ]

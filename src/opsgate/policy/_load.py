@@ -93,7 +93,7 @@ def error_location(data: Any, loc: Sequence[Any], kind: str) -> tuple[Any, ...]:
     return tuple(path)
 
 
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+def line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     """The 1-based line of the node at ``loc`` (a pydantic error location), if it exists."""
     try:
         # libyaml's composer when there is one: ten times faster, and it recurses in C (the
@@ -156,7 +156,7 @@ def parse_policy(source: str | Path, *, text: str | None = None) -> tuple[Policy
         err = exc.errors(include_url=False)[0]
         loc = error_location(data, err["loc"], err["type"])
         where = ".".join(str(p) for p in loc)
-        line = _line_of(text, loc)
+        line = line_of(text, loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key `{err['loc'][-1]}`"

@@ -366,13 +366,23 @@ def test_a_text_body_names_its_event_instead_of_crashing_the_readers(
     """The reported crash: SQLite's replace() on the blob stores text, and `audit verify`
     raised `TypeError: string argument without an encoding`."""
     log, url = tampered_log
-    if log.store.dialect != "sqlite":
-        pytest.skip("SQLite's dynamic types")
     with log.store.engine.begin() as conn:
-        conn.execute(text("UPDATE audit_events SET body = replace(body, 'i', 'j') WHERE seq = 9"))
-    with pytest.raises(AuditIntegrityError, match="event 9's body is stored as text"):
+        if log.store.dialect == "sqlite":  # dynamic types: one row becomes text
+            conn.execute(
+                text("UPDATE audit_events SET body = replace(body, 'i', 'j') WHERE seq = 9")
+            )
+            first = 9
+        else:  # PostgreSQL: the whole column is retyped; its first row (8) is the first bad
+            conn.execute(
+                text(
+                    "ALTER TABLE audit_events ALTER COLUMN body TYPE text "
+                    "USING replace(encode(body, 'escape'), 'i', 'j')"
+                )
+            )
+            first = 8
+    with pytest.raises(AuditIntegrityError, match=f"event {first}'s body is stored as text"):
         log.verify()
-    with pytest.raises(AuditIntegrityError, match="event 9's body is stored as text"):
+    with pytest.raises(AuditIntegrityError, match=f"event {first}'s body is stored as text"):
         log.records("r2")
     result = CliRunner().invoke(app, ["audit", "show", "r2", "--db", url])
     assert result.exit_code in (1, 2) and "Traceback" not in result.output

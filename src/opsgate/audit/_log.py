@@ -456,16 +456,8 @@ class AuditLog:
         allow_missing_archives: bool = False,
         witness: CheckpointWitness | None = None,
     ) -> VerifyReport:
-        """Re-hash the whole log and check every column of every audit table
-        (`opsgate.audit._verify`).
-
-        Args:
-            public_keys: key id → Ed25519 public key. Default: the keys recorded in the
-                store (pass keys obtained out of band for the strong check).
-            allow_missing_archives: Archive files that cannot be read (kept offline) are
-                listed in the report instead of failing the check.
-            witness: Signed heads kept outside the database (default: this log's own
-                witness, if any); each must still be in the database, unchanged.
+        """Re-hash the whole log and check every column of every audit table; the
+        arguments and what is checked are `opsgate.audit._verify.verify_log`'s.
 
         Raises:
             AuditIntegrityError: naming the first bad (or missing) sequence number.

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from opsgate._jsondata import dumps as writable_json
 from opsgate.audit._archive import archive_segment
 from opsgate.audit._merkle import (
     CompactRange,
@@ -185,7 +186,7 @@ class AuditLog:
     def _encode(
         self, events: Sequence[Event], seq: int, chain: bytes
     ) -> tuple[list[tuple[Any, ...]], list[int]]:
-        dumps = orjson.dumps
+        dumps = writable_json  # orjson, and on its failure only, what it cannot write made so
         sort = orjson.OPT_SORT_KEYS
         redact = self.redactor.redact_event
         rows: list[tuple[Any, ...]] = []

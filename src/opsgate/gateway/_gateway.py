@@ -970,13 +970,9 @@ class Gateway:
     def _emit(self, run: Run, kind: EventType, data: dict[str, Any]) -> None:
         if run._secret_values:
             data = scrub(data, run._secret_values)
-        try:
-            orjson.dumps(data)
-        except TypeError:
-            # outside text no record can hold (a lone surrogate in a ticket, a tool name, an
-            # exception's message; nesting past what JSON writes): kept as far as it goes,
-            # rather than an audit write that fails and a run that dies with its event lost
-            data = json_data(data)
+        # outside text no record can hold (a lone surrogate in a ticket, a tool name, an
+        # exception's message) is made writable where it is written, on the failure path only
+        # (`opsgate._jsondata.dumps` in the audit encoder): this is the hot path
         self.recorder.record(Event(kind, run.run_id, run.next_seq(), time.time(), data))
 
     def close(self) -> None:

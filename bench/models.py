@@ -2,8 +2,8 @@
 
 Measured in one run, each figure beside a limit measured in the same run:
 
-1. Router + accounting overhead: ``await router.complete("route", ...)`` with a gateway and
-   a run (budget check, pricing, ``record_model_call``) minus a direct ``await
+1. Router + accounting overhead: ``await router.complete("route", ..., meter=)`` with a meter of
+   a run's gateway (budget check, pricing, ``record_model_call``) minus a direct ``await
    client.complete(...)`` on the same client to the same loopback server: a minimal stdlib
    ``ThreadingHTTPServer`` answering a fixed chat completion at once, with keep-alive, in a
    child process so that it does not share our GIL. The two calls alternate in one loop;
@@ -349,7 +349,7 @@ async def bench_router(server: Loopback, n: int, n_stub: int, tmp: Path) -> dict
 
     async def routed() -> None:
         await router.complete(
-            "route", ROUTE_MESSAGES, None, ROUTE_SETTINGS, gateway=gateway, run=runs[0]
+            "route", ROUTE_MESSAGES, None, ROUTE_SETTINGS, meter=gateway.meter(runs[0])
         )
 
     async def bare_stub() -> None:
@@ -357,13 +357,13 @@ async def bench_router(server: Loopback, n: int, n_stub: int, tmp: Path) -> dict
 
     async def stub_routed() -> None:
         await stub_router.complete(
-            "route", ROUTE_MESSAGES, None, ROUTE_SETTINGS, gateway=gateway, run=runs[0]
+            "route", ROUTE_MESSAGES, None, ROUTE_SETTINGS, meter=gateway.meter(runs[0])
         )
 
     try:
         fresh()
         response, name = await router.complete(
-            "route", ROUTE_MESSAGES, None, ROUTE_SETTINGS, gateway=gateway, run=runs[0]
+            "route", ROUTE_MESSAGES, None, ROUTE_SETTINGS, meter=gateway.meter(runs[0])
         )
         _need(name == "m" and response.text == "refund", f"the router answered {response}")
         _need(runs[0].model_calls == 1 and runs[0].cost_usd > 0, "the call was not accounted")
@@ -504,7 +504,7 @@ async def act_call(server: EmbeddedServer, belt: Toolbelt) -> dict[str, Any]:
     try:
         t0 = time.perf_counter()
         response, _ = await router.complete(
-            "act", messages, belt.openai_tools(ACT_TOOLS), settings, gateway=gateway, run=run
+            "act", messages, belt.openai_tools(ACT_TOOLS), settings, meter=gateway.meter(run)
         )
         wall = time.perf_counter() - t0
     finally:
@@ -749,7 +749,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(f"[yellow]embedded model skipped:[/] {embedded['skipped']}")
     console.print(table)
     console.print(
-        "overhead = `await router.complete('route', ..., gateway=, run=)` (median / p99) minus\n"
+        "overhead = `await router.complete('route', ..., meter=)` (median / p99) minus\n"
         "the median of `await client.complete(...)` on the same client; the loopback server\n"
         "(stdlib ThreadingHTTPServer, keep-alive) runs in a child process. A cache hit reads\n"
         "the entry, then commits its hit count (SQLite WAL, synchronous=FULL) in a thread."

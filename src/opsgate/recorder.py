@@ -52,6 +52,8 @@ class Event:
         seq: Its position in the run, from 0, without gaps.
         at: Wall-clock time (seconds since the epoch).
         data: JSON data, secrets removed.
+        debug: Content only debug traces keep (a model call's prompt and answer, as GenAI
+            messages), secrets removed; never written to the audit trail or the ledger.
     """
 
     type: EventType
@@ -59,6 +61,7 @@ class Event:
     seq: int
     at: float
     data: dict[str, Any]
+    debug: dict[str, Any] | None = None
 
 
 class Recorder(Protocol):

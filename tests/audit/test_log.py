@@ -251,6 +251,7 @@ def test_runs_table_follows_the_run(log: AuditLog, store: Store) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM runs")).scalar_one() == "escalated"
 
+
 def test_secrets_and_pii_are_stored_as_salted_hashes(log: AuditLog, store: Store) -> None:
     log.append(
         [

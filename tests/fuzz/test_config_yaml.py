@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from opsgate.errors import ConfigError, PolicyError, SuiteError, UserError
 from opsgate.evals import Harness, Suite, load_suite
-from opsgate.models import load_router_config
-from opsgate.models._router_config import RouterConfig, describe
+from opsgate.models import RouterConfig, describe, load_router_config
 from opsgate.policy import CompiledPolicy, ProposedCall, SimpleRunState, load_policy
 from tests.fuzz._hostile import arbitrary_yaml_text, mutated_yaml, nested_list, outcome_of, scaled
 

@@ -35,24 +35,23 @@ from opsgate.gateway import (
     RunStatus,
 )
 from opsgate.models import (
+    ROLES,
     Message,
     ModelResponse,
+    ModelRouter,
     ModelSettings,
     OpenAICompatibleClient,
     ToolCall,
     Usage,
+    as_plain_text,
     complete_tool_call,
+    estimate_tokens,
     failed_responses,
+    load_router_config,
+    parse_constrained,
     parse_retry_after,
 )
-from opsgate.models._openai import _Malformed, parse_completion
-from opsgate.models._router import (
-    ModelRouter,
-    _as_plain_text,
-    _parse_constrained,
-    estimate_tokens,
-)
-from opsgate.models._router_config import ROLES, load_router_config
+from opsgate.models._openai import _Malformed, parse_completion  # tests this module
 from opsgate.policy import load_policy
 from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, InMemoryRecorder
@@ -252,7 +251,7 @@ def test_constrained_output_becomes_one_call_or_text(text: str | None) -> None:
     """What the router does with a JSON-constrained answer (a call, the final text, or a
     counted `ModelOutputError`), then with the conversation holding it on the next turn."""
     try:
-        parsed = _parse_constrained(_response(text), turn=3)
+        parsed = parse_constrained(_response(text), turn=3)
     except ModelOutputError as exc:
         assert exc.raw and exc.attempts == 1
         return
@@ -261,7 +260,7 @@ def test_constrained_output_becomes_one_call_or_text(text: str | None) -> None:
         orjson.loads(parsed.tool_calls[0].arguments)  # the router wrote it: valid JSON
     history = [Message.user("hi"), parsed.message]
     history += [Message.tool(c.id, "{}") for c in parsed.tool_calls]
-    plain = _as_plain_text(history)
+    plain = as_plain_text(history)
     assert len(plain) == len(history)
     assert estimate_tokens(history, BELT.openai_tools()) > 0
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import opsgate.examples
 from opsgate.contracts import Toolbelt
+from opsgate.models import constrained_tool_schema
 from opsgate.models._grammar import enforceable_schema, grammar_pattern, unenforceable
-from opsgate.models._router import constrained_tool_schema
 
 
 @pytest.mark.parametrize(

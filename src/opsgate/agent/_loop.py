@@ -113,8 +113,7 @@ async def execute(
                 history,
                 schemas or None,
                 settings,
-                gateway=gateway,
-                run=run,
+                meter=gateway.meter(run),
                 model=escalated_to,
             ),
         )

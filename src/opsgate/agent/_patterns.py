@@ -94,8 +94,7 @@ async def _classify(
         [Message.system(system), Message.user(context)],
         None,
         ModelSettings(temperature=0.0, max_tokens=96, json_schema=schema),
-        gateway=gateway,
-        run=run,
+        meter=gateway.meter(run),
         model=model,
     )
     data = _json(response.text)
@@ -274,8 +273,7 @@ class PlannerExecutor:
                 ],
                 None,
                 ModelSettings(temperature=0.0, max_tokens=256, json_schema=schema),
-                gateway=self.gateway,
-                run=run,
+                meter=self.gateway.meter(run),
             ),
         )
         if planned_call is None:
@@ -350,8 +348,7 @@ class PlannerExecutor:
                         [*history, instruction],
                         gateway.toolbelt.openai_tools(offered),
                         settings,
-                        gateway=gateway,
-                        run=run,
+                        meter=gateway.meter(run),
                     ),
                 )
                 if answered is None:

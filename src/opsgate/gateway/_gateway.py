@@ -31,6 +31,7 @@ from opsgate.contracts import Toolbelt, ToolContext, ToolContract
 from opsgate.errors import ApprovalError, InvalidToolCall, PolicyError, ToolTransientError
 from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest, Approver, DenyAllApprover
 from opsgate.gateway._durable import ApprovalTakenOver, DurableApprovalQueue
+from opsgate.gateway._meter import RunMeter
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
@@ -40,6 +41,7 @@ from opsgate.gateway._run import (
     UnexecutedCall,
 )
 from opsgate.gateway._secrets import EnvSecretStore, SecretStore, scrub
+from opsgate.models import Message, ModelMeter, ModelResponse, genai_messages
 from opsgate.policy import (
     CommittedPlan,
     CompiledPolicy,
@@ -271,12 +273,19 @@ class Gateway:
         attempts: int = 1,
         cache_hit: bool = False,
         error_type: str | None = None,
+        request_model: str = "",
+        response_model: str = "",
+        finish_reason: str = "",
+        messages: Sequence[Message] = (),
+        response: ModelResponse | None = None,
     ) -> None:
         """Record one model call of the run: its tokens, cost, latency and attempts.
 
         The cost is added to the run (the cost cap is checked before every tool call and by
         the router before every model call); retried HTTP attempts count against the run's
         retry cap. A failed call (``error_type``) is recorded and counted like any other.
+        ``request_model`` / ``response_model`` are the provider's model ids (``model`` is
+        the router's name); ``messages`` and ``response`` reach the debug traces only.
         """
         if cost_usd < 0:
             raise ValueError("cost cannot be negative")
@@ -300,8 +309,17 @@ class Gateway:
                 "cache_hit": cache_hit,
                 "ok": error_type is None,
                 "error_type": error_type,
+                "request_model": request_model or model,
+                "response_model": response_model,
+                "finish_reason": finish_reason,
             },
+            debug=genai_messages(messages, response) if messages else None,
         )
+
+    def meter(self, run: Run) -> ModelMeter:
+        """What the model router charges ``run``'s model calls to (its budget and retry
+        cap from the policy, each call recorded): ``router.complete(..., meter=)``."""
+        return RunMeter(self, run)
 
     def record_plan(self, run: Run, steps: list[dict[str, Any]], *, valid: bool = True) -> None:
         """Record the plan a planner wrote (scored apart from the outcome)."""
@@ -967,13 +985,20 @@ class Gateway:
         data["tool"] = tool
         self._emit(run, EventType.DECISION, data)
 
-    def _emit(self, run: Run, kind: EventType, data: dict[str, Any]) -> None:
+    def _emit(
+        self,
+        run: Run,
+        kind: EventType,
+        data: dict[str, Any],
+        debug: dict[str, Any] | None = None,
+    ) -> None:
         if run._secret_values:
             data = scrub(data, run._secret_values)
+            debug = None if debug is None else scrub(debug, run._secret_values)
         # outside text no record can hold (a lone surrogate in a ticket, a tool name, an
         # exception's message) is made writable where it is written, on the failure path only
         # (`opsgate._jsondata.dumps` in the audit encoder): this is the hot path
-        self.recorder.record(Event(kind, run.run_id, run.next_seq(), time.time(), data))
+        self.recorder.record(Event(kind, run.run_id, run.next_seq(), time.time(), data, debug))
 
     def close(self) -> None:
         """Release the tool threads (waits for none)."""

@@ -5,8 +5,11 @@
   with counted retries (429 / 5xx / timeouts, back-off with jitter, ``Retry-After``).
 - `complete_tool_call`: asks again, a capped number of times, when a tool call is invalid.
 - `ModelRouter`: picks a model per step role (route / extract / plan / act / summarize /
-  judge), with fallbacks, budgets and cost accounting, from a router file
-  (`load_router_config`).
+  judge), from a router file (`load_router_config`), layering wrappers around each
+  client: `ConstrainedToolClient` (tool calls as JSON-schema-constrained output),
+  `CachingClient` (read-only calls answered once), `MeteredClient` (budget check, price,
+  a `ModelCall` record to the payer's `ModelMeter`), `FallbackClient` (the next model when
+  one fails). Each is a `WrapperClient` and usable alone.
 - The values: `Message`, `ToolCall`, `Usage`, `ModelResponse`, `ModelSettings`.
 
 Failures are `opsgate.errors.ModelError` subclasses carrying ``model`` and ``attempts``;
@@ -18,12 +21,23 @@ from opsgate.models._cache import (
     ResponseCache,
 )
 from opsgate.models._client import ModelClient
+from opsgate.models._constrained import (
+    FINAL_ANSWER,
+    ConstrainedToolClient,
+    as_plain_text,
+    constrained_tool_schema,
+    parse_constrained,
+)
 from opsgate.models._embedded import DEFAULT_MODEL, EmbeddedServer, serve_forever
+from opsgate.models._fallback import FallbackClient
+from opsgate.models._meter import ModelCall, ModelMeter, genai_messages
+from opsgate.models._metering import MeteredClient, estimate_tokens
 from opsgate.models._openai import OpenAICompatibleClient, parse_retry_after
 from opsgate.models._repair import basic_validator, complete_tool_call, raw_output
 from opsgate.models._router import EmbeddedEndpoint, ModelRouter
 from opsgate.models._router_config import (
     ROLES,
+    Price,
     RouterConfig,
     catalogue_date,
     describe,
@@ -40,32 +54,46 @@ from opsgate.models._types import (
     attempt_latencies,
     failed_responses,
 )
+from opsgate.models._wrapper import WrapperClient
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FINAL_ANSWER",
     "ROLES",
     "CachingClient",
+    "ConstrainedToolClient",
     "EmbeddedEndpoint",
     "EmbeddedServer",
+    "FallbackClient",
     "Message",
+    "MeteredClient",
+    "ModelCall",
     "ModelClient",
+    "ModelMeter",
     "ModelResponse",
     "ModelRouter",
     "ModelSettings",
     "OpenAICompatibleClient",
+    "Price",
     "ResponseCache",
     "Role",
     "RouterConfig",
     "ToolCall",
     "ToolChoice",
     "Usage",
+    "WrapperClient",
+    "as_plain_text",
     "attempt_latencies",
     "basic_validator",
     "catalogue_date",
     "complete_tool_call",
+    "constrained_tool_schema",
     "describe",
+    "estimate_tokens",
     "failed_responses",
+    "genai_messages",
     "load_router_config",
+    "parse_constrained",
     "parse_retry_after",
     "raw_output",
     "serve_forever",

@@ -743,3 +743,70 @@ def test_model_calls_and_plans_become_chat_and_plan_spans() -> None:
     root = spans["invoke_agent planner-bot"]
     assert chat.parent is not None and chat.parent.span_id == root.context.span_id
     assert plan.parent is not None and plan.parent.span_id == root.context.span_id
+
+
+def _chat_spans(content: bool, redactor: Redactor | None = None) -> dict[str, ReadableSpan]:
+    from opsgate.models import Message, ModelResponse, ToolCall, Usage, genai_messages
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = TraceRecorder(provider, background=False, content=content, redactor=redactor)
+    recorder.record(
+        Event(EventType.RUN_STARTED, "r", 0, 100.0, {"agent_id": "bot", "workflow": "wf"})
+    )
+    answer = ModelResponse(
+        None,
+        (ToolCall("c1", "lookup", '{"order_id": "ORD-1"}'),),
+        Usage(9, 3),
+        "tool_calls",
+        "gpt-4o-mini-2024-07-18",
+        0.2,
+        1,
+        (0.2,),
+    )
+    asked = [Message.system("Be brief."), Message.user("Where is ORD-1? mail ana@example.com")]
+    data = {
+        "role": "act",
+        "model": "small",
+        "provider": "openai",
+        "latency_s": 0.2,
+        "input_tokens": 9,
+        "output_tokens": 3,
+        "cost_usd": 0.0001,
+        "error_type": None,
+        "request_model": "gpt-4o-mini",
+        "response_model": "gpt-4o-mini-2024-07-18",
+        "finish_reason": "tool_calls",
+    }
+    debug = genai_messages(asked, answer)
+    recorder.record(Event(EventType.MODEL_CALL, "r", 1, 101.0, data, debug))
+    recorder.record(Event(EventType.RUN_ENDED, "r", 2, 102.0, {"status": "completed"}))
+    return {s.name: s for s in exporter.get_finished_spans()}
+
+
+def test_a_chat_span_is_named_by_the_provider_model_id_and_carries_its_messages() -> None:
+    chat = _chat_spans(content=True)["chat gpt-4o-mini"]
+    attrs = chat.attributes or {}
+    assert attrs[A.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert attrs[A.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
+    assert attrs[A.LLM_MODEL_NAME] == "gpt-4o-mini-2024-07-18"  # what Phoenix prices by
+    assert attrs[A.ROUTER_MODEL] == "small" and attrs[A.MODEL_ROLE] == "act"
+    assert tuple(attrs[A.GEN_AI_RESPONSE_FINISH_REASONS]) == ("tool_calls",)  # type: ignore[arg-type]
+    assert '"Be brief."' in str(attrs[A.GEN_AI_INPUT_MESSAGES])
+    assert attrs[A.INPUT_MIME_TYPE] == A.MIME_JSON
+    assert attrs["llm.input_messages.1.message.role"] == "user"
+    assert "Where is ORD-1?" in str(attrs["llm.input_messages.1.message.content"])
+    call = "llm.output_messages.0.message.tool_calls.0.tool_call"
+    assert attrs[f"{call}.function.name"] == "lookup"
+    assert attrs[f"{call}.function.arguments"] == '{"order_id": "ORD-1"}'
+    assert '"tool_call"' in str(attrs[A.GEN_AI_OUTPUT_MESSAGES])
+
+
+def test_a_chat_spans_messages_are_content_off_by_default_and_redacted_when_on() -> None:
+    attrs = _chat_spans(content=False)["chat gpt-4o-mini"].attributes or {}
+    assert not [k for k in attrs if "messages" in k or k in (A.INPUT_VALUE, A.OUTPUT_VALUE)]
+    assert attrs[A.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"  # not content
+    redacted = _chat_spans(content=True, redactor=Redactor())["chat gpt-4o-mini"]
+    text = repr(dict(redacted.attributes or {}))
+    assert "ana@example.com" not in text and "Where is ORD-1?" in text

@@ -50,8 +50,12 @@ INSTRUMENTATION_SCOPE: Final = "opsgate"
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 #: The model provider (``openai``, ``anthropic``, ...), on ``chat`` spans.
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
-#: The model asked for, on ``chat`` spans.
+#: The model asked for (the provider's model id), on ``chat`` spans.
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+#: The model that answered, as the provider named it (a dated snapshot, ...).
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+#: Why the model stopped (``stop``, ``tool_calls``, ``length``), as a one-item list.
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 #: Input (prompt) tokens of a model call.
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 #: Output (completion) tokens of a model call.
@@ -157,6 +161,14 @@ TOOL_NAME: Final = "tool.name"
 LLM_MODEL_NAME: Final = "llm.model_name"
 #: The provider, as OpenInference names it.
 LLM_PROVIDER: Final = "llm.provider"
+#: Prefix of a model call's prompt messages, flattened as OpenInference does
+#: (``llm.input_messages.0.message.role``, ``....message.content``). Content.
+LLM_INPUT_MESSAGES: Final = "llm.input_messages"
+#: Prefix of its answer, likewise (tool calls under ``message.tool_calls.N.tool_call``).
+LLM_OUTPUT_MESSAGES: Final = "llm.output_messages"
+#: At most this many messages are flattened (span attributes are limited, 128 by default);
+#: the whole conversation is in `GEN_AI_INPUT_MESSAGES` and `INPUT_VALUE` either way.
+LLM_MESSAGES_FLATTENED: Final = 24
 #: Input tokens, as OpenInference names them.
 LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
 #: Output tokens, as OpenInference names them.
@@ -185,6 +197,10 @@ DECISION_MESSAGE: Final = "opsgate.decision.message"
 POLICY_VERSION: Final = "opsgate.policy.version"
 #: The autonomy stage of the workflow for this agent.
 POLICY_STAGE: Final = "opsgate.policy.stage"
+#: The router's name of the model of a ``chat`` span (``small``, ``large``).
+ROUTER_MODEL: Final = "opsgate.model"
+#: The step role a model call played (``route``, ``act``, ...).
+MODEL_ROLE: Final = "opsgate.model.role"
 #: Spend in USD: the run's total on its span, a model call's on its ``chat`` span.
 COST_USD: Final = "opsgate.cost.usd"
 #: How the run ended: ``completed``, ``failed``, ``escalated``.

@@ -257,6 +257,7 @@ class TraceRecorder:
         output_tokens: int | None,
         cost_usd: float | None,
         error_type: str | None,
+        extra: Attributes | None = None,
     ) -> None:
         try:
             attrs: Attributes = {
@@ -279,6 +280,8 @@ class TraceRecorder:
                 attrs[A.LLM_TOKEN_COUNT_TOTAL] = input_tokens + output_tokens
             if cost_usd is not None:
                 attrs[A.COST_USD] = float(cost_usd)
+            if extra:
+                attrs.update(extra)
             run = self._runs.get(run_id) or self._ended.get(run_id)
             span = self._tracer.start_span(
                 f"{A.OP_CHAT} {model}",
@@ -445,13 +448,24 @@ class TraceRecorder:
         )
 
     def _model_call(self, e: Event) -> None:
-        """A router call: a ``chat {model}`` CLIENT span ending when the event was recorded."""
+        """A router call: a ``chat {provider's model id}`` CLIENT span (the id a backend
+        prices by) ending when the event was recorded; its messages with content on."""
         d = e.data
         end_ns = int(e.at * 1e9)
         start_ns = end_ns - int(float(d.get("latency_s") or 0.0) * 1e9)
+        model = str(d.get("model"))
+        request_model = str(d.get("request_model") or model)
+        extra: Attributes = {A.ROUTER_MODEL: model, A.MODEL_ROLE: str(d.get("role"))}
+        if d.get("response_model"):
+            extra[A.GEN_AI_RESPONSE_MODEL] = str(d["response_model"])
+            extra[A.LLM_MODEL_NAME] = str(d["response_model"])
+        if d.get("finish_reason"):
+            extra[A.GEN_AI_RESPONSE_FINISH_REASONS] = [str(d["finish_reason"])]
+        if self.content and e.debug:
+            extra.update(self._messages(e.debug))
         self._chat(
             e.run_id,
-            str(d.get("model")),
+            request_model,
             str(d.get("provider")),
             start_ns,
             end_ns,
@@ -459,7 +473,50 @@ class TraceRecorder:
             int(d.get("output_tokens") or 0),
             float(d.get("cost_usd") or 0.0),
             d.get("error_type"),
+            extra,
         )
+
+    def _messages(self, debug: dict[str, Any]) -> Attributes:
+        """A model call's prompt and answer (GenAI messages) as the GenAI, OpenInference
+        and Langfuse attributes, each redacted."""
+        inputs = debug.get("input") or []
+        outputs = debug.get("output") or []
+        attrs: Attributes = {
+            A.GEN_AI_INPUT_MESSAGES: self._content(inputs),
+            A.INPUT_VALUE: self._content(inputs),
+            A.INPUT_MIME_TYPE: A.MIME_JSON,
+        }
+        if len(inputs) <= A.LLM_MESSAGES_FLATTENED:
+            for i, message in enumerate(inputs):
+                self._flatten(attrs, f"{A.LLM_INPUT_MESSAGES}.{i}.message", message)
+        if outputs:
+            attrs[A.GEN_AI_OUTPUT_MESSAGES] = self._content(outputs)
+            texts = [p.get("content") for p in outputs[0]["parts"] if p.get("type") == "text"]
+            if texts and len(texts) == len(outputs[0]["parts"]):
+                attrs[A.OUTPUT_VALUE] = self._content("".join(str(t) for t in texts))
+                attrs[A.OUTPUT_MIME_TYPE] = A.MIME_TEXT
+            else:
+                attrs[A.OUTPUT_VALUE] = self._content(outputs)
+                attrs[A.OUTPUT_MIME_TYPE] = A.MIME_JSON
+            self._flatten(attrs, f"{A.LLM_OUTPUT_MESSAGES}.0.message", outputs[0])
+        return attrs
+
+    def _flatten(self, attrs: Attributes, prefix: str, message: dict[str, Any]) -> None:
+        attrs[f"{prefix}.role"] = str(message.get("role"))
+        calls = 0
+        for part in message.get("parts") or ():
+            kind = part.get("type")
+            if kind == "text":
+                attrs[f"{prefix}.content"] = self._content(str(part.get("content")))
+            elif kind == "tool_call_response":
+                attrs[f"{prefix}.content"] = self._content(str(part.get("response")))
+                attrs[f"{prefix}.tool_call_id"] = str(part.get("id"))
+            elif kind == "tool_call":
+                call = f"{prefix}.tool_calls.{calls}.tool_call"
+                attrs[f"{call}.id"] = str(part.get("id"))
+                attrs[f"{call}.function.name"] = str(part.get("name"))
+                attrs[f"{call}.function.arguments"] = self._content(str(part.get("arguments")))
+                calls += 1
 
     def _plan(self, e: Event) -> None:
         """A planner's plan: its own ``plan {agent}`` span under the run (the steps are

@@ -65,15 +65,20 @@ class Event:
 
 
 class Recorder(Protocol):
-    """Takes the gateway's events. It must not lose one: raise rather than drop.
-
-    A recorder that commits in the background also offers ``async def settle(run_id)``: the
-    gateway awaits it before any tool of that run runs, so nothing happens that is not yet
-    recorded.
-    """
+    """Takes the gateway's events. It must not lose one: raise rather than drop."""
 
     def record(self, event: Event) -> None:
         """Keep ``event``; raising makes the gateway refuse to go on with the call."""
+
+    async def settle(self, run_id: str | None = None) -> None:
+        """Return once the events of ``run_id`` (None: all) recorded so far are kept.
+
+        The gateway awaits it before any tool of that run runs, so nothing happens that is
+        not yet recorded. A recorder that keeps events as it takes them returns at once.
+
+        Raises:
+            AuditError: an event of the run was lost (the call must not go on).
+        """
 
 
 class InMemoryRecorder:
@@ -97,6 +102,9 @@ class InMemoryRecorder:
             if self._events.maxlen is not None and len(self._events) == self._events.maxlen:
                 self.dropped += 1
             self._events.append(event)
+
+    async def settle(self, run_id: str | None = None) -> None:
+        """Nothing to wait for: an event is kept once `record` returns."""
 
     def clear(self) -> None:
         """Forget every event kept so far."""
@@ -136,9 +144,6 @@ class FanOutRecorder:
         if not recorders:
             raise ValueError("a fan-out needs at least one recorder")
         self._recorders = recorders
-        self._settlers = [
-            settle for r in recorders if (settle := getattr(r, "settle", None)) is not None
-        ]
 
     def record(self, event: Event) -> None:
         """Give ``event`` to every recorder, stopping at the first that raises."""
@@ -146,6 +151,6 @@ class FanOutRecorder:
             recorder.record(event)
 
     async def settle(self, run_id: str | None = None) -> None:
-        """Await `settle` of every recorder that has one (write-ahead durability)."""
-        for settle in self._settlers:
-            await settle(run_id)
+        """Await `settle` of every recorder, in order (write-ahead durability)."""
+        for recorder in self._recorders:
+            await recorder.settle(run_id)

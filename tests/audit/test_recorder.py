@@ -220,8 +220,7 @@ async def test_write_ahead_commits_before_a_tool_runs_and_shares_commits(
     seen_at_execution: list[tuple[int, int]] = []
 
     gateway = Gateway(BELT, make_policy(), recorder=recorder)
-    original = gateway._settle
-    assert original is not None
+    original = recorder.settle
 
     recorded = [0]
     record = recorder.record
@@ -232,12 +231,12 @@ async def test_write_ahead_commits_before_a_tool_runs_and_shares_commits(
 
     recorder.record = counting  # type: ignore[method-assign]
 
-    async def settle_then_look(run_id: str) -> None:
+    async def settle_then_look(run_id: str | None = None) -> None:
         before = recorded[0]  # everything recorded before the tool is about to run ...
         await original(run_id)
         seen_at_execution.append((before, log.size()))  # ... is committed by now
 
-    gateway._settle = settle_then_look
+    recorder.settle = settle_then_look  # type: ignore[method-assign]
 
     async def one(n: int) -> None:
         run = gateway.start_run("wf", invoker="alice", agent_id="bot", request=f"r{n}")

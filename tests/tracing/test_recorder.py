@@ -48,6 +48,10 @@ class FanOut:
         for recorder in self.recorders:
             recorder.record(event)
 
+    async def settle(self, run_id: str | None = None) -> None:
+        for recorder in self.recorders:
+            await recorder.settle(run_id)
+
 
 @tool(scope="read")
 def leaky(order_id: str) -> str:

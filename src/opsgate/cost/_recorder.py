@@ -109,6 +109,10 @@ class CostRecorder:
         except Exception as exc:  # a malformed event: count it, never stop the run
             self._fail(1, f"{type(exc).__name__}: {exc}")
 
+    async def settle(self, run_id: str | None = None) -> None:
+        """Nothing to wait for: the ledger is written behind the run, never ahead of a tool
+        (`flush` waits for it)."""
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event recorded so far is written (or counted as failed).
 

@@ -405,6 +405,9 @@ class _Watcher:
         elif event.type == EventType.TOOL_RESULT:
             self.reads.append((str(event.data["tool"]), event.data["result"]))
 
+    async def settle(self, run_id: str | None = None) -> None:
+        """Counts are kept as events come."""
+
 
 def _approver(task: Task, default: str) -> CallbackApprover:
     """Grants exactly the benign (reference) calls the suite approves; nothing else."""

@@ -1,4 +1,9 @@
-"""The gateway: the one path every tool call takes."""
+"""The gateway: the one path every tool call takes.
+
+`Gateway` decides (contract, policy, approvals, caps) and records; a `ToolExecutor` does:
+`LocalToolExecutor` runs tools in this process, `ScriptedToolExecutor` answers from a
+script (tests, dry runs). The model router charges a run through `Gateway.meter(run)`.
+"""
 
 from opsgate.gateway._approval import (
     ApprovalAnswer,
@@ -9,16 +14,26 @@ from opsgate.gateway._approval import (
     InMemoryApprovalQueue,
 )
 from opsgate.gateway._durable import ApprovalRecord, ApprovalTakenOver, DurableApprovalQueue
+from opsgate.gateway._executor import (
+    Execution,
+    LocalToolExecutor,
+    RetryGate,
+    ToolExecutor,
+    ToolRequest,
+)
 from opsgate.gateway._gateway import Gateway, OutcomeStatus, PlanCommitment, ToolOutcome
+from opsgate.gateway._meter import RunMeter
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
     Progress,
     Run,
+    RunCounts,
     RunPurpose,
     RunStatus,
     UnexecutedCall,
 )
+from opsgate.gateway._scripted import ScriptedToolExecutor
 from opsgate.gateway._secrets import EnvSecretStore, MappingSecretStore, SecretStore
 
 __all__ = [
@@ -33,16 +48,24 @@ __all__ = [
     "DurableApprovalQueue",
     "EnvSecretStore",
     "Escalation",
+    "Execution",
     "Gateway",
     "InMemoryApprovalQueue",
+    "LocalToolExecutor",
     "MappingSecretStore",
     "OutcomeStatus",
     "PlanCommitment",
     "Progress",
+    "RetryGate",
     "Run",
+    "RunCounts",
+    "RunMeter",
     "RunPurpose",
     "RunStatus",
+    "ScriptedToolExecutor",
     "SecretStore",
+    "ToolExecutor",
     "ToolOutcome",
+    "ToolRequest",
     "UnexecutedCall",
 ]

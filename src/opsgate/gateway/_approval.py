@@ -70,13 +70,33 @@ class ApprovalAnswer:
 class Approver(Protocol):
     """Answers approval requests."""
 
+    @property
+    def persists(self) -> bool:
+        """Whether requests outlive the process (the gateway then hands a snapshot of the
+        run with each request, so that another process can resume it)."""
+        ...
+
     async def request(self, request: ApprovalRequest) -> ApprovalAnswer:
         """Return the answer; may wait for a person."""
+        ...
+
+    def give_up(self, request_id: str) -> None:
+        """The run stops waiting for ``request_id`` (it expired, or the approver failed):
+        nobody may answer it late. Called from a worker thread.
+
+        Raises:
+            ApprovalTakenOver: another process claimed the request first.
+        """
         ...
 
 
 class DenyAllApprover:
     """The default: with no approver configured, nothing that needs approval runs."""
+
+    persists = False
+
+    def give_up(self, request_id: str) -> None:
+        """Nothing is pending."""
 
     async def request(self, request: ApprovalRequest) -> ApprovalAnswer:
         """Deny, naming the reason."""
@@ -85,6 +105,11 @@ class DenyAllApprover:
 
 class CallbackApprover:
     """Asks a function (sync or async), e.g. an evaluation suite's scripted answers."""
+
+    persists = False
+
+    def give_up(self, request_id: str) -> None:
+        """Nothing is kept: a late answer has nowhere to go."""
 
     def __init__(
         self, answer: Callable[[ApprovalRequest], ApprovalAnswer | Awaitable[ApprovalAnswer]]
@@ -112,8 +137,14 @@ class InMemoryApprovalQueue:
         queue.approve(queue.pending()[0].request_id, approver="alice", reason="ok")
     """
 
+    persists = False
+
     def __init__(self) -> None:
         self._pending: dict[str, tuple[ApprovalRequest, asyncio.Future[ApprovalAnswer]]] = {}
+
+    def give_up(self, request_id: str) -> None:
+        """Drop the request: a person can no longer answer it."""
+        self._pending.pop(request_id, None)
 
     async def request(self, request: ApprovalRequest) -> ApprovalAnswer:
         """Queue ``request`` and wait for a person's answer."""

@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -27,10 +26,17 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from opsgate._jsondata import dumps, json_data
-from opsgate.contracts import Toolbelt, ToolContext, ToolContract
-from opsgate.errors import ApprovalError, InvalidToolCall, PolicyError, ToolTransientError
+from opsgate.contracts import Toolbelt, ToolContract
+from opsgate.errors import ApprovalError, InvalidToolCall, PolicyError
 from opsgate.gateway._approval import ApprovalAnswer, ApprovalRequest, Approver, DenyAllApprover
 from opsgate.gateway._durable import ApprovalTakenOver, DurableApprovalQueue
+from opsgate.gateway._executor import (
+    Execution,
+    LocalToolExecutor,
+    RetryGate,
+    ToolExecutor,
+    ToolRequest,
+)
 from opsgate.gateway._meter import RunMeter
 from opsgate.gateway._run import (
     CompletedCall,
@@ -49,6 +55,7 @@ from opsgate.policy import (
     Effect,
     ProposedCall,
     Reason,
+    ToolSettings,
 )
 from opsgate.provenance import ContextItem
 from opsgate.recorder import Event, EventType, InMemoryRecorder, Recorder
@@ -149,18 +156,18 @@ class Gateway:
         secrets: SecretStore | None = None,
         approval_timeout_s: float = 3600.0,
         max_tool_threads: int = 32,
+        executor: ToolExecutor | None = None,
     ) -> None:
         self.toolbelt = toolbelt
         self.policy = policy
         self.approver: Approver = approver or DenyAllApprover()
         self.recorder: Recorder = recorder if recorder is not None else InMemoryRecorder()
+        _check_capabilities(self.recorder, ("record", "settle"), "Recorder")
+        _check_capabilities(self.approver, ("request", "give_up", "persists"), "Approver")
         self.secrets: SecretStore = secrets or EnvSecretStore()
+        self.executor: ToolExecutor = executor or LocalToolExecutor(max_tool_threads)
         self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
-        self._settle: Callable[[str], Awaitable[None]] | None = getattr(
-            self.recorder, "settle", None
-        )
         self.approval_timeout_s = approval_timeout_s
-        self._threads = ThreadPoolExecutor(max_tool_threads, thread_name_prefix="opsgate-tool")
 
     # -- run lifecycle -------------------------------------------------------------------
 
@@ -241,7 +248,7 @@ class Gateway:
         """Count one model turn; escalate and return False when the steps cap is passed."""
         if not run.active:
             return False
-        run.steps += 1
+        run._counts.steps += 1
         self._emit(run, EventType.STEP, {"step": run.steps})
         limit = self.policy.caps(run.workflow, run.agent_id).max_steps
         if limit is not None and run.steps > limit:
@@ -255,7 +262,7 @@ class Gateway:
         """Add spend (model calls) to the run; the cost cap is checked before each call."""
         if usd < 0:
             raise ValueError("cost cannot be negative")
-        run.cost_usd += usd
+        run._counts.cost_usd += usd
 
     def record_model_call(
         self,
@@ -289,9 +296,9 @@ class Gateway:
         """
         if cost_usd < 0:
             raise ValueError("cost cannot be negative")
-        run.cost_usd += cost_usd
-        run.retries += max(0, attempts - 1)
-        run.model_calls += 1
+        run._counts.cost_usd += cost_usd
+        run._counts.retries += max(0, attempts - 1)
+        run._counts.model_calls += 1
         self._emit(
             run,
             EventType.MODEL_CALL,
@@ -466,19 +473,41 @@ class Gateway:
         """
         call_id = call_id or os.urandom(8).hex()
         if not run.active:
-            self._emit_proposed(run, call_id, tool, _loggable_args(args))
-            decision = Decision(
-                Effect.DENY,
-                Reason.RUN_NOT_ACTIVE,
-                "run",
-                f"the run is {run.status.value}; it takes no more calls",
-                self.policy.version,
-            )
-            self._emit_decision(run, call_id, tool, decision)
-            return ToolOutcome(
-                call_id, tool, OutcomeStatus.REFUSED, decision, message=decision.message
-            )
+            return self._inactive(run, call_id, tool, args)
+        checked = self._check(run, call_id, tool, args)
+        if isinstance(checked, ToolOutcome):
+            return checked
+        self._emit_proposed(run, call_id, tool, checked.data)
+        decision = self.policy.decide(ProposedCall(tool, checked.data, checked.key), run)
+        run._counts.tool_calls += 1
+        run._counts.calls[checked.key] += 1
+        self._emit_decision(run, call_id, tool, decision)
+        if decision.effect is Effect.DENY:
+            return self._denied(run, call_id, tool, checked.data, decision)
+        if decision.effect is Effect.NEEDS_APPROVAL:
+            refused = await self._approval(run, call_id, tool, checked.data, decision)
+            if refused is not None:
+                return refused
+        return await self._execute(run, checked, call_id, decision)
 
+    def _inactive(self, run: Run, call_id: str, tool: str, args: Any) -> ToolOutcome:
+        """A call proposed after the run ended: recorded, and refused."""
+        self._emit_proposed(run, call_id, tool, _loggable_args(args))
+        decision = Decision(
+            Effect.DENY,
+            Reason.RUN_NOT_ACTIVE,
+            "run",
+            f"the run is {run.status.value}; it takes no more calls",
+            self.policy.version,
+        )
+        self._emit_decision(run, call_id, tool, decision)
+        return ToolOutcome(call_id, tool, OutcomeStatus.REFUSED, decision, message=decision.message)
+
+    def _check(
+        self, run: Run, call_id: str, tool: str, args: str | bytes | Mapping[str, Any] | None
+    ) -> _Checked | ToolOutcome:
+        """The call as its contract validates it, or the refusal (recorded) of one that is
+        not a valid call of a known tool."""
         try:
             contract = self.toolbelt.find(tool)
             if contract is None:
@@ -495,46 +524,47 @@ class Gateway:
             shown = _loggable_args(args)
             self._emit_proposed(run, call_id, tool, shown)
             return self._refuse(run, call_id, tool, shown, exc)
+        return _Checked(contract, validated, data, key)
 
-        self._emit_proposed(run, call_id, tool, data)
-        decision = self.policy.decide(ProposedCall(tool, data, key), run)
-        run.tool_calls += 1
-        run.call_counts[key] += 1
-        self._emit_decision(run, call_id, tool, decision)
-
-        effect = decision.effect
-        if effect is Effect.DENY:
-            if decision.reason is Reason.CAP_EXCEEDED:
-                run.unexecuted.append(UnexecutedCall(call_id, tool, data, decision.message))
-                self._escalate(run, "cap_exceeded", decision.message, cap=decision.cap)
-                return ToolOutcome(
-                    call_id, tool, OutcomeStatus.ESCALATED, decision, message=decision.message
-                )
-            run.denials += 1
+    def _denied(
+        self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
+    ) -> ToolOutcome:
+        """A denial's outcome; a cap hit escalates the run, its progress kept."""
+        if decision.reason is Reason.CAP_EXCEEDED:
+            run.unexecuted.append(UnexecutedCall(call_id, tool, data, decision.message))
+            self._escalate(run, "cap_exceeded", decision.message, cap=decision.cap)
             return ToolOutcome(
-                call_id, tool, OutcomeStatus.DENIED, decision, message=f"denied: {decision.message}"
+                call_id, tool, OutcomeStatus.ESCALATED, decision, message=decision.message
             )
-        if effect is Effect.NEEDS_APPROVAL:
-            answer = await self._ask(run, call_id, tool, data, decision)
-            if answer is None:
-                why = run.escalation.message if run.escalation else "approval expired"
-                return ToolOutcome(
-                    call_id,
-                    tool,
-                    OutcomeStatus.ESCALATED,
-                    decision,
-                    message=f"{why}; the run was escalated",
-                )
-            if not answer.approved:
-                run.denials += 1
-                return ToolOutcome(
-                    call_id,
-                    tool,
-                    OutcomeStatus.APPROVAL_DENIED,
-                    decision,
-                    message=f"a person denied this call: {answer.reason or 'no reason given'}",
-                )
-        return await self._execute(run, contract, call_id, validated, data, decision)
+        run._counts.denials += 1
+        return ToolOutcome(
+            call_id, tool, OutcomeStatus.DENIED, decision, message=f"denied: {decision.message}"
+        )
+
+    async def _approval(
+        self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
+    ) -> ToolOutcome | None:
+        """Ask a person; None when they approved, else the outcome (denied or escalated)."""
+        answer = await self._ask(run, call_id, tool, data, decision)
+        if answer is None:
+            why = run.escalation.message if run.escalation else "approval expired"
+            return ToolOutcome(
+                call_id,
+                tool,
+                OutcomeStatus.ESCALATED,
+                decision,
+                message=f"{why}; the run was escalated",
+            )
+        if answer.approved:
+            return None
+        run._counts.denials += 1
+        return ToolOutcome(
+            call_id,
+            tool,
+            OutcomeStatus.APPROVAL_DENIED,
+            decision,
+            message=f"a person denied this call: {answer.reason or 'no reason given'}",
+        )
 
     async def resume(self, request_id: str, *, deps: Any = None) -> tuple[Run, ToolOutcome]:
         """Resume a run whose call waited for a person, from the durable approval queue.
@@ -614,7 +644,7 @@ class Gateway:
         if not answer.recorded:  # the approver stopped before writing it to the trail
             self._emit_answer(run, record.call_id, record.request_id, record.tool, answer)
         if record.status == "denied":
-            run.denials += 1
+            run._counts.denials += 1
             return run, ToolOutcome(
                 record.call_id,
                 record.tool,
@@ -626,7 +656,7 @@ class Gateway:
         now = self.policy.decide(ProposedCall(record.tool, data, key), run)
         if now.effect is Effect.DENY:
             self._emit_decision(run, record.call_id, record.tool, now)
-            run.denials += 1
+            run._counts.denials += 1
             return run, ToolOutcome(
                 record.call_id,
                 record.tool,
@@ -634,8 +664,8 @@ class Gateway:
                 now,
                 message=f"denied under the current policy: {now.message}",
             )
-        outcome = await self._execute(run, contract, record.call_id, validated, data, decision)
-        return run, outcome
+        checked = _Checked(contract, validated, data, key)
+        return run, await self._execute(run, checked, record.call_id, decision)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -648,9 +678,9 @@ class Gateway:
     ) -> ToolOutcome:
         key = f"{tool}:{args!s}"
         capped = self.policy.cap_reached(run, key)
-        run.tool_calls += 1
-        run.call_counts[key] += 1
-        run.refusals += 1
+        run._counts.tool_calls += 1
+        run._counts.calls[key] += 1
+        run._counts.refusals += 1
         if capped is not None:
             self._emit_decision(run, call_id, tool, capped)
             self._escalate(run, "cap_exceeded", capped.message, cap=capped.cap)
@@ -684,7 +714,7 @@ class Gateway:
                 "origins": origins,
             },
         )
-        persists = getattr(self.approver, "persists", False)
+        persists = self.approver.persists
         request = ApprovalRequest(
             run.run_id,
             call_id,
@@ -734,11 +764,8 @@ class Gateway:
         Raises:
             ApprovalTakenOver: another process claimed the request first.
         """
-        give_up = getattr(self.approver, "give_up", None) or getattr(self.approver, "expire", None)
-        if give_up is None:
-            return
         try:
-            await asyncio.shield(asyncio.to_thread(give_up, request_id))
+            await asyncio.shield(asyncio.to_thread(self.approver.give_up, request_id))
         except ApprovalTakenOver:
             raise
         except Exception:  # see above
@@ -760,154 +787,127 @@ class Gateway:
         )
 
     async def _execute(
+        self, run: Run, checked: _Checked, call_id: str, decision: Decision
+    ) -> ToolOutcome:
+        """Carry out an allowed call through the executor, once its decision is kept."""
+        await self.recorder.settle(run.run_id)  # write-ahead: the decision is kept first
+        contract = checked.contract
+        tool = contract.name
+        secrets = self._secrets_of(run, contract)
+        if isinstance(secrets, str):
+            text = f"secret `{secrets}` needed by `{tool}` is not configured in the secret store"
+            return self._tool_failed(run, call_id, tool, decision, "ConfigError", text, 0)
+        settings = self.policy.tool_settings(run.workflow, tool, run.agent_id)
+        request = ToolRequest(
+            contract,
+            dict(checked.validated.__dict__),
+            run.run_id,
+            run.workflow,
+            call_id,
+            run.deps,
+            secrets,
+            min(settings.timeout_s, max(0.001, self._wall_left(run))),
+        )
+        done = await self.executor.execute(request, self._retry_gate(run, call_id, tool))
+        if done.ok:
+            return self._succeeded(run, checked, call_id, decision, settings, done)
+        error_type, error = done.error_type or "ToolError", done.error or "failed"
+        outcome = self._tool_failed(run, call_id, tool, decision, error_type, error, done.attempts)
+        if not done.retries_refused:
+            return outcome
+        limit = self.policy.caps(run.workflow, run.agent_id).max_retries
+        self._escalate(
+            run,
+            "cap_exceeded",
+            f"the run reached its cap max_retries={limit} ({error})",
+            cap="max_retries",
+        )
+        message = scrub(f"{error}; retries exhausted, run escalated", run._secret_values)
+        return ToolOutcome(call_id, tool, OutcomeStatus.ESCALATED, decision, message=message)
+
+    def _secrets_of(self, run: Run, contract: ToolContract) -> dict[str, str] | str:
+        """The secrets ``contract`` declares, from the store (each one known to the run, to
+        be scrubbed from every record); the name of the first one missing otherwise."""
+        found: dict[str, str] = {}
+        for name in contract.secrets:
+            value = self.secrets.get(name)
+            if value is None:
+                return name
+            found[name] = value
+            run._secret_values[name] = value
+        return found
+
+    def _retry_gate(self, run: Run, call_id: str, tool: str) -> RetryGate:
+        """Allows a retry while the run's retry cap does, counting and recording it first."""
+
+        async def retry(attempt: int, error_type: str, error: str) -> bool:
+            limit = self.policy.caps(run.workflow, run.agent_id).max_retries
+            if limit is not None and run.retries >= limit:
+                return False
+            run._counts.retries += 1
+            self._emit(
+                run,
+                EventType.TOOL_RETRY,
+                {
+                    "call_id": call_id,
+                    "tool": tool,
+                    "attempt": attempt,
+                    "error_type": error_type,
+                    "error": error,
+                },
+            )
+            await self.recorder.settle(run.run_id)  # the retry is kept before it happens
+            return True
+
+        return retry
+
+    def _succeeded(
         self,
         run: Run,
-        contract: ToolContract,
+        checked: _Checked,
         call_id: str,
-        validated: BaseModel,
-        data: dict[str, Any],
         decision: Decision,
+        settings: ToolSettings,
+        done: Execution,
     ) -> ToolOutcome:
-        if self._settle is not None:
-            await self._settle(run.run_id)  # write-ahead: the decision is kept before the act
-        tool = contract.name
-        settings = self.policy.tool_settings(run.workflow, tool, run.agent_id)
-        kwargs = dict(validated.__dict__)
-        if contract.context_param is not None or contract.secrets:
-            injected: dict[str, str] = {}
-            for name in contract.secrets:
-                value = self.secrets.get(name)
-                if value is None:
-                    return self._tool_failed(
-                        run,
-                        call_id,
-                        tool,
-                        decision,
-                        "ConfigError",
-                        f"secret `{name}` needed by `{tool}` is not configured in the secret store",
-                        attempts=0,
-                    )
-                injected[name] = value
-                run._secret_values[name] = value
-            if contract.context_param is not None:
-                kwargs[contract.context_param] = ToolContext(
-                    run.run_id, run.workflow, call_id, run.deps, injected
-                )
-        timeout = min(settings.timeout_s, max(0.001, self._wall_left(run)))
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                raw = await self._invoke(contract, kwargs, timeout)
-                break
-            except (TimeoutError, ToolTransientError) as exc:
-                retryable = isinstance(exc, ToolTransientError) or contract.scope != "write"
-                kind = "ToolTimeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-                text = (
-                    f"`{tool}` did not answer within {timeout:g}s"
-                    if isinstance(exc, TimeoutError)
-                    else f"`{tool}` failed: {_message(exc)}"
-                )
-                limit = self.policy.caps(run.workflow, run.agent_id).max_retries
-                if not retryable:
-                    return self._tool_failed(run, call_id, tool, decision, kind, text, attempts)
-                if limit is not None and run.retries >= limit:
-                    self._tool_failed(run, call_id, tool, decision, kind, text, attempts)
-                    self._escalate(
-                        run,
-                        "cap_exceeded",
-                        f"the run reached its cap max_retries={limit} ({text})",
-                        cap="max_retries",
-                    )
-                    return ToolOutcome(
-                        call_id,
-                        tool,
-                        OutcomeStatus.ESCALATED,
-                        decision,
-                        message=f"{text}; retries exhausted, run escalated",
-                    )
-                run.retries += 1
-                self._emit(
-                    run,
-                    EventType.TOOL_RETRY,
-                    {
-                        "call_id": call_id,
-                        "tool": tool,
-                        "attempt": attempts,
-                        "error_type": kind,
-                        "error": text,
-                    },
-                )
-                if self._settle is not None:
-                    await self._settle(run.run_id)  # the retry is kept before it happens
-            except Exception as exc:
-                return self._tool_failed(
-                    run,
-                    call_id,
-                    tool,
-                    decision,
-                    type(exc).__name__,
-                    f"`{tool}` raised {type(exc).__name__}: {_message(exc)}",
-                    attempts,
-                )
-        try:
-            if isinstance(raw, Iterator):  # a generator, `map(...)`, `itertools.count()`
-                raise TypeError("an iterator may never end; return a list")
-            # a str or an int is JSON data only when orjson writes it: not with a lone
-            # surrogate, not past 64 bits
-            result = (
-                raw if raw is None or type(raw) in (str, int, bool) else to_jsonable_python(raw)
-            )
-            orjson.dumps(result)
-        except Exception as exc:
-            return self._tool_failed(
-                run,
-                call_id,
-                tool,
-                decision,
-                "UnserialisableResult",
-                f"`{tool}` returned a {type(raw).__name__} that is not JSON data ({exc})",
-                attempts,
-            )
+        """Label the result, add it to the run's progress and record it (and the write)."""
+        tool, result, data = checked.contract.name, done.result, checked.data
         labelled = run.provenance.add(
             result,
             trust=settings.output_trust,
             source=f"tool:{tool}#{call_id}",
             fields=settings.output_map,
         )
-        run.completed.append(CompletedCall(call_id, tool, contract.scope, data, result))
+        run.completed.append(CompletedCall(call_id, tool, checked.contract.scope, data, result))
         event: dict[str, Any] = {
             "call_id": call_id,
             "tool": tool,
             "result": result,
             "trust": labelled.trust if labelled.trust != "none" else settings.output_trust,
-            "attempts": attempts,
+            "attempts": done.attempts,
         }
         if labelled.truncated:
             event["unlabelled_chars"] = labelled.truncated  # read as untrusted, not vouched for
         self._emit(run, EventType.TOOL_RESULT, event)
-        if contract.scope == "write":
-            key = tool + ":" + _canonical(data).decode()
-            run.executed_writes.setdefault(key, call_id)  # the same write again: duplicate_write
-            self._emit(
-                run,
-                EventType.WRITE_PERFORMED,
-                {
-                    "call_id": call_id,
-                    "tool": tool,
-                    "args": data,
-                    "result": result,
-                    "policy_version": self.policy.version,
-                },
-            )
+        if checked.contract.scope == "write":
+            self._record_write(run, checked, call_id, result)
         return ToolOutcome(call_id, tool, OutcomeStatus.OK, decision, result=result)
 
-    async def _invoke(self, contract: ToolContract, kwargs: dict[str, Any], limit_s: float) -> Any:
-        async with asyncio.timeout(limit_s):
-            if contract.is_async:
-                return await contract.fn(**kwargs)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._threads, lambda: contract.fn(**kwargs))
+    def _record_write(self, run: Run, checked: _Checked, call_id: str, result: Any) -> None:
+        """A write that ran: what changed, under which policy (the same write again is
+        then a ``duplicate_write``)."""
+        run.executed_writes.setdefault(checked.key, call_id)
+        self._emit(
+            run,
+            EventType.WRITE_PERFORMED,
+            {
+                "call_id": call_id,
+                "tool": checked.contract.name,
+                "args": checked.data,
+                "result": result,
+                "policy_version": self.policy.version,
+            },
+        )
 
     def _tool_failed(
         self,
@@ -919,7 +919,7 @@ class Gateway:
         text: str,
         attempts: int,
     ) -> ToolOutcome:
-        run.errors += 1
+        run._counts.errors += 1
         self._emit(
             run,
             EventType.TOOL_ERROR,
@@ -1001,16 +1001,33 @@ class Gateway:
         self.recorder.record(Event(kind, run.run_id, run.next_seq(), time.time(), data, debug))
 
     def close(self) -> None:
-        """Release the tool threads (waits for none)."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Release the executor's threads (waits for none)."""
+        self.executor.close()
 
 
-def _message(exc: BaseException) -> str:
-    """``str(exc)``, or a stand-in when the exception cannot even say that."""
-    try:
-        return str(exc)
-    except Exception:
-        return f"<{type(exc).__name__} whose message could not be made>"
+def _check_capabilities(obj: object, names: tuple[str, ...], protocol: str) -> None:
+    """Refuse, when the gateway is made, a recorder or approver that lacks part of its
+    protocol: found out later, it would fail in the middle of a run.
+
+    Raises:
+        TypeError: naming what is missing.
+    """
+    missing = [n for n in names if not hasattr(obj, n)]
+    if missing:
+        raise TypeError(
+            f"{type(obj).__name__} is not a {protocol}: it lacks {', '.join(missing)} "
+            f"(see opsgate.{'recorder' if protocol == 'Recorder' else 'gateway'}.{protocol})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A proposed call its contract accepted."""
+
+    contract: ToolContract
+    validated: BaseModel
+    data: dict[str, Any]
+    key: str
 
 
 def _loggable_args(args: Any) -> Any:

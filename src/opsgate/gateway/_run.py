@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Literal
 
 from opsgate.policy import CommittedPlan
@@ -95,12 +97,28 @@ class Escalation:
     progress: Progress
 
 
+@dataclass(slots=True)
+class RunCounts:
+    """A run's cap counters. The gateway changes them (``run._counts``); everyone else reads
+    them through `Run`'s read-only properties, so an agent cannot reset its own caps."""
+
+    steps: int = 0
+    tool_calls: int = 0
+    retries: int = 0
+    cost_usd: float = 0.0
+    model_calls: int = 0
+    refusals: int = 0
+    denials: int = 0
+    errors: int = 0
+    calls: Counter[str] = field(default_factory=Counter)
+
+
 @dataclass(eq=False)
 class Run:
     """One invocation of an agent under one policy version.
 
-    Created by `Gateway.start_run`; the gateway is the only writer of its counters.
-    It satisfies `opsgate.policy.RunState`, so `decide` reads it directly.
+    Created by `Gateway.start_run`; the gateway is the only writer of its counters (read
+    only here). It satisfies `opsgate.policy.RunState`, so `decide` reads it directly.
     """
 
     workflow: str
@@ -114,15 +132,6 @@ class Run:
     purpose: RunPurpose = "production"
     status: RunStatus = RunStatus.RUNNING
     reason: str = ""
-    steps: int = 0
-    tool_calls: int = 0
-    retries: int = 0
-    cost_usd: float = 0.0
-    model_calls: int = 0
-    refusals: int = 0
-    denials: int = 0
-    errors: int = 0
-    call_counts: Counter[str] = field(default_factory=Counter)
     provenance: ProvenanceLedger = field(default_factory=ProvenanceLedger)
     plan: CommittedPlan | None = None
     executed_writes: dict[str, str] = field(default_factory=dict)
@@ -134,6 +143,52 @@ class Run:
     _started_mono: float = field(default_factory=time.monotonic, repr=False)
     _next_seq: int = field(default=0, repr=False)
     _secret_values: dict[str, str] = field(default_factory=dict, repr=False)
+    _counts: RunCounts = field(default_factory=RunCounts, repr=False)
+
+    @property
+    def steps(self) -> int:
+        """Model turns taken."""
+        return self._counts.steps
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls proposed (refused ones included)."""
+        return self._counts.tool_calls
+
+    @property
+    def retries(self) -> int:
+        """Retries made (tool retries and model HTTP retries)."""
+        return self._counts.retries
+
+    @property
+    def cost_usd(self) -> float:
+        """Spent so far."""
+        return self._counts.cost_usd
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls made (failed ones included)."""
+        return self._counts.model_calls
+
+    @property
+    def refusals(self) -> int:
+        """Proposed calls that were not valid calls of a known tool."""
+        return self._counts.refusals
+
+    @property
+    def denials(self) -> int:
+        """Calls denied by the policy or by a person."""
+        return self._counts.denials
+
+    @property
+    def errors(self) -> int:
+        """Tool calls that failed."""
+        return self._counts.errors
+
+    @property
+    def call_counts(self) -> Mapping[str, int]:
+        """How often each call (tool + arguments) was proposed, read-only."""
+        return MappingProxyType(self._counts.calls)
 
     @property
     def elapsed_s(self) -> float:
@@ -203,6 +258,14 @@ class Run:
             request=state["request"],
             deps=deps,
             run_id=state["run_id"],
+            provenance=ProvenanceLedger.restore(state["provenance"]),
+            plan=CommittedPlan.from_dict(state["plan"]) if state.get("plan") else None,
+            executed_writes=dict(state.get("executed_writes") or {}),
+            completed=[CompletedCall(**c) for c in state["completed"]],
+            unexecuted=[UnexecutedCall(**u) for u in state["unexecuted"]],
+            started_at=state["started_at"],
+        )
+        run._counts = RunCounts(
             steps=state["steps"],
             tool_calls=state["tool_calls"],
             retries=state["retries"],
@@ -211,13 +274,7 @@ class Run:
             refusals=state["refusals"],
             denials=state["denials"],
             errors=state["errors"],
-            call_counts=Counter(state["call_counts"]),
-            provenance=ProvenanceLedger.restore(state["provenance"]),
-            plan=CommittedPlan.from_dict(state["plan"]) if state.get("plan") else None,
-            executed_writes=dict(state.get("executed_writes") or {}),
-            completed=[CompletedCall(**c) for c in state["completed"]],
-            unexecuted=[UnexecutedCall(**u) for u in state["unexecuted"]],
-            started_at=state["started_at"],
+            calls=Counter(state["call_counts"]),
         )
         run._started_mono = time.monotonic() - float(state.get("elapsed_s", 0.0))
         run._next_seq = int(state["next_seq"])

@@ -2,7 +2,7 @@
 
 from opsgate.policy._api import decide, load_policy
 from opsgate.policy._cel import Condition, compile_condition
-from opsgate.policy._compiled import CompiledPolicy
+from opsgate.policy._compiled import CompiledPolicy, ToolSettings
 from opsgate.policy._decision import (
     CommittedPlan,
     Decision,
@@ -49,6 +49,7 @@ __all__ = [
     "SimpleRunState",
     "Stage",
     "ToolPolicy",
+    "ToolSettings",
     "WorkflowPolicy",
     "compile_condition",
     "content_version",

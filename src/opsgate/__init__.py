@@ -1,6 +1,7 @@
 """opsgate: every action an LLM agent takes passes one gate, leaves one record, and is
 judged by one harness."""
 
+from opsgate.adapters import guard
 from opsgate.contracts import Toolbelt, ToolContext, ToolContract, tool
 from opsgate.errors import OpsgateError
 from opsgate.gateway import Gateway, Run, RunStatus, ToolOutcome
@@ -24,6 +25,7 @@ __all__ = [
     "ToolOutcome",
     "Toolbelt",
     "__version__",
+    "guard",
     "load_policy",
     "tool",
 ]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from opsgate.adapters import GatedFunction, OpenAIToolDispatcher, ToolCallBlocked, gate_function
-from opsgate.contracts import Toolbelt
+from opsgate.contracts import Toolbelt, ToolContext
 from opsgate.errors import ContractError, InvalidToolCall
 from opsgate.gateway import Gateway
 from opsgate.policy import CompiledPolicy, load_policy
@@ -111,12 +111,34 @@ async def test_an_async_function_keeps_its_injected_parameter() -> None:
     assert await contract.fn(url="u") == "bob:u"
 
 
-def test_an_unbound_framework_parameter_is_refused_at_wiring_time() -> None:
+def test_an_unbound_framework_parameter_is_filled_in_by_the_framework_not_the_model() -> None:
     def lookup(ctx: RunContext, order_id: str) -> str:
         """Look up."""
         return order_id
 
-    with pytest.raises(ContractError, match=r"`ctx` \(RunContext\) is filled in by its framework"):
-        gate_function(lookup, scope="read")
+    contract = gate_function(lookup, scope="read")
+    assert list(contract.parameters_schema["properties"]) == ["order_id"]
+    assert contract.context_param == "_opsgate_ctx"  # how the gateway finds the framework's value
     with pytest.raises(ContractError, match="inject names no parameter nope"):
         gate_function(lookup, scope="read", inject={"ctx": RunContext("a"), "nope": 1})
+
+
+async def test_outside_a_guard_a_framework_parameter_is_a_counted_tool_error() -> None:
+    def lookup(ctx: RunContext, order_id: str) -> str:
+        """Look up."""
+        return order_id
+
+    belt = Toolbelt([gate_function(lookup, scope="read")])
+    text = 'version: "1"\nworkflows:\n  wf:\n    stage: read_only\n    tools: {lookup: {}}\n'
+    gateway = Gateway(belt, load_policy("p", belt, text=text))
+    outcome = await gateway.call(_run(gateway), "lookup", {"order_id": "ORD-1"})  # type: ignore[arg-type]
+    assert outcome.status == "error" and "through opsgate.guard" in outcome.message
+
+
+def test_opsgate_s_own_tool_context_is_not_taken_for_a_framework_s() -> None:
+    def lookup(ctx: ToolContext[None], order_id: str) -> str:
+        """Look up."""
+        return order_id
+
+    contract = gate_function(lookup, scope="read")
+    assert contract.context_param == "ctx" and contract.fn is lookup

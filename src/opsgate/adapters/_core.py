@@ -1,29 +1,36 @@
-"""Adapters: tools of other frameworks pass the same gate.
+"""What every adapter shares: `ToolCallBlocked`, `OpenAIToolDispatcher`, `gate_function` and
+`GatedFunction`, and the per-call values a framework fills in.
 
-- `OpenAIToolDispatcher` takes tool calls in OpenAI's chat-completions format (as the
-  ``openai`` SDK, vLLM, Ollama and llama.cpp servers return them) and answers each with
-  the ``tool`` message to append to the conversation. It offers the model only the tools
-  the policy allows for the run's workflow and agent.
-- `gate_function` wraps a plain callable (a LangChain/LlamaIndex tool's function, any
-  SDK call) as a contract, and `GatedFunction` calls it through the gateway like a
-  normal async function, raising `ToolCallBlocked` when the gate says no. A parameter its
-  framework fills in (a run context, a config, injected state) is bound with ``inject=``
-  and never offered to the model; one left unbound is refused at wiring time.
+A function written for a framework takes parameters the framework fills in at each call (a
+pydantic-ai ``RunContext``, an Agents SDK ``RunContextWrapper``/``ToolContext``, a LangChain
+``RunnableConfig``, LangGraph's injected state or ``ToolRuntime``). `gate_function` leaves
+them out of the contract, so a model is never offered them. One bound with ``inject=`` gets
+that value at every call; one left unbound is filled in, call by call, by the framework's
+own value when the call comes through `opsgate.guard` (`framework_values`): the gateway
+still runs the function, after its decision, with what the framework passed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, get_args, get_origin
 
-from opsgate.contracts import Impact, Scope, ToolContract, Trust, build_contract
-from opsgate.errors import ContractError, OpsgateError
+from opsgate.contracts import Impact, Scope, ToolContext, ToolContract, Trust, build_contract
+from opsgate.errors import ContractError, OpsgateError, ToolError
 from opsgate.gateway import Gateway, Run, ToolOutcome
 
-__all__ = ["GatedFunction", "OpenAIToolDispatcher", "ToolCallBlocked", "gate_function"]
+__all__ = [
+    "FRAMEWORK_INJECTED",
+    "GatedFunction",
+    "OpenAIToolDispatcher",
+    "ToolCallBlocked",
+    "framework_values",
+    "gate_function",
+]
 
 
 class ToolCallBlocked(OpsgateError):
@@ -83,7 +90,8 @@ def _parts(tool_call: Mapping[str, Any] | Any) -> tuple[str, str, Any]:
 
 
 #: Types the frameworks fill in themselves (pydantic-ai, LangChain/LangGraph, the Agents SDK,
-#: MCP): a parameter of one of these is the framework's, never the model's.
+#: MCP): a parameter of one of these is the framework's, never the model's. (opsgate's own
+#: `ToolContext` is the gateway's, not a framework's, whatever its name.)
 FRAMEWORK_INJECTED = frozenset(
     {
         "RunContext",
@@ -101,9 +109,28 @@ FRAMEWORK_INJECTED = frozenset(
     }
 )
 
+#: ``provide(parameter, framework type, annotation)``: the framework's value for one
+#: parameter of the function, at this call.
+Provider = Callable[[str, str, Any], Any]
+
+_PROVIDERS: dict[tuple[str, str], Provider] = {}
+
+
+@contextlib.contextmanager
+def framework_values(run_id: str, call_id: str, provide: Provider) -> Iterator[None]:
+    """While a call of run ``run_id`` with id ``call_id`` is in the gateway, its framework
+    parameters are read from ``provide`` (the adapters do this around `Gateway.call`)."""
+    key = (run_id, call_id)
+    _PROVIDERS[key] = provide
+    try:
+        yield
+    finally:
+        if _PROVIDERS.get(key) is provide:
+            del _PROVIDERS[key]
+
 
 def gate_function(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | Any,
     *,
     scope: Scope,
     impact: Impact = "low",
@@ -116,23 +143,51 @@ def gate_function(
     """Wrap a foreign function as a contract (same rules as ``@tool``; scope required).
 
     Args:
-        inject: Values for the parameters the function's framework fills in (a run
-            context, a config): bound at every call, left out of the model's schema.
+        fn: A function, or a framework's tool made from one (an Agents SDK
+            ``FunctionTool`` from ``@function_tool``, a pydantic-ai ``Tool``, a LangChain
+            tool from ``@tool``): its function, name and description are used.
+        inject: Fixed values for parameters the function's framework fills in: bound at
+            every call. Framework parameters not named here are filled in at each call
+            by the framework itself, through `opsgate.guard`. Either way they are left
+            out of the model's schema.
 
     Raises:
-        ContractError: a parameter of a framework-injected type is not in ``inject``, or
-            ``inject`` names no parameter of the function.
+        ContractError: ``inject`` names no parameter of the function, or the function
+            cannot be a tool.
     """
+    fn, framework_name, framework_description = _unwrap_framework_tool(fn)
     bound = _bind(fn, dict(inject or {}))
     return build_contract(
         bound,
-        name=name or getattr(fn, "__name__", None),
-        description=description,
+        name=name or framework_name or getattr(fn, "__name__", None),
+        description=description if description is not None else framework_description,
         scope=scope,
         impact=impact,
         secrets=secrets,
         output=output,
     )
+
+
+def _unwrap_framework_tool(obj: Any) -> tuple[Callable[..., Any], str | None, str | None]:
+    """The function inside a framework's tool object, with the tool's name and description."""
+    if inspect.isfunction(obj) or inspect.ismethod(obj) or not hasattr(obj, "name"):
+        return obj, None, None
+    fn: Any = None
+    for attribute in ("function", "coroutine", "func"):  # pydantic-ai; LangChain
+        fn = getattr(obj, attribute, None)
+        if callable(fn):
+            break
+    else:
+        try:
+            fn = obj.__wrapped__  # the Agents SDK's FunctionTool from @function_tool
+        except AttributeError:
+            fn = None
+    if not callable(fn):
+        raise ContractError(
+            f"`{obj!r}` is a tool object whose function cannot be found; pass the function"
+        )
+    description = getattr(obj, "description", None)
+    return fn, str(obj.name), description if isinstance(description, str) and description else None
 
 
 def _injected_type(annotation: Any) -> str | None:
@@ -142,10 +197,19 @@ def _injected_type(annotation: Any) -> str | None:
         candidates += list(annotation.__metadata__)
     for candidate in candidates:
         origin = get_origin(candidate) or candidate
+        if origin is ToolContext:
+            return None  # opsgate's own: the gateway passes it
         label = getattr(origin, "__name__", None) or type(candidate).__name__
         if label in FRAMEWORK_INJECTED:
             return str(label)
     return None
+
+
+def _is_own_context(annotation: Any) -> bool:
+    return annotation is ToolContext or get_origin(annotation) is ToolContext
+
+
+_CTX = "_opsgate_ctx"
 
 
 def _bind(fn: Callable[..., Any], inject: dict[str, Any]) -> Callable[..., Any]:
@@ -154,36 +218,62 @@ def _bind(fn: Callable[..., Any], inject: dict[str, Any]) -> Callable[..., Any]:
         hints = typing.get_type_hints(fn, include_extras=True)
     except (TypeError, ValueError, NameError) as exc:
         raise ContractError(f"`{fn!r}` cannot be inspected: {exc}") from None
-    where = f"tool `{getattr(fn, '__name__', fn)}`"
+    tool_name = getattr(fn, "__name__", fn)
+    where = f"tool `{tool_name}`"
     unknown = sorted(set(inject) - set(signature.parameters))
     if unknown:
         raise ContractError(f"{where}: inject names no parameter {', '.join(unknown)}")
+    framework: dict[str, tuple[str, Any]] = {}
+    own_ctx: str | None = None
     for param in signature.parameters.values():
-        framework = _injected_type(hints.get(param.name))
-        if framework and param.name not in inject:
-            raise ContractError(
-                f"{where}: parameter `{param.name}` ({framework}) is filled in by its framework; "
-                f"bind it with inject={{'{param.name}': ...}} so the model is never offered it"
-            )
-    if not inject:
+        annotation = hints.get(param.name)
+        if _is_own_context(annotation):
+            own_ctx = param.name
+        label = _injected_type(annotation)
+        if label and param.name not in inject:
+            framework[param.name] = (label, annotation)
+    if not inject and not framework:
         return fn
-    kept = [p for p in signature.parameters.values() if p.name not in inject]
+    kept = [
+        p for p in signature.parameters.values() if p.name not in inject and p.name not in framework
+    ]
+    annotations = {k: v for k, v in hints.items() if k not in inject and k not in framework}
+    ctx_name = own_ctx
+    if framework and own_ctx is None:
+        ctx_name = _CTX
+        kept.insert(0, inspect.Parameter(_CTX, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+        annotations[_CTX] = ToolContext[Any]
+
+    def arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not framework:
+            return {**kwargs, **inject}
+        ctx = kwargs[ctx_name] if own_ctx else kwargs.pop(_CTX)  # type: ignore[index]
+        provide = _PROVIDERS.get((ctx.run_id, ctx.call_id))
+        if provide is None:
+            param, (label, _) = next(iter(framework.items()))
+            raise ToolError(
+                f"`{tool_name}` takes `{param}` ({label}) from its framework: call it through "
+                "opsgate.guard, which passes the framework's value"
+            )
+        given = {param: provide(param, label, ann) for param, (label, ann) in framework.items()}
+        return {**kwargs, **inject, **given}
+
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def bound_async(**kwargs: Any) -> Any:
-            return await fn(**kwargs, **inject)
+            return await fn(**arguments(kwargs))
 
         bound: Callable[..., Any] = bound_async
     else:
 
         @functools.wraps(fn)
         def bound_sync(**kwargs: Any) -> Any:
-            return fn(**kwargs, **inject)
+            return fn(**arguments(kwargs))
 
         bound = bound_sync
     bound.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
-    bound.__annotations__ = {k: v for k, v in hints.items() if k not in inject}
+    bound.__annotations__ = annotations
     del bound.__wrapped__  # type: ignore[attr-defined]  # the schema is the bound signature
     return bound
 

@@ -28,6 +28,7 @@ from opsgate.gateway import (
     Gateway,
     MappingSecretStore,
     OutcomeStatus,
+    StoreStopSource,
 )
 from opsgate.models import EmbeddedServer, ModelRouter, load_router_config
 from opsgate.policy import load_policy
@@ -195,6 +196,7 @@ def demo(
         recorder=FanOutRecorder(*recorders.all, recorder),
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
+        stops=(stops := StoreStopSource(store)),  # `opsgate runs stop RUN --as NAME` works
     )
     console.print(f"policy {shown(policy.source)} version [bold]{shown(policy.version)}[/]")
 
@@ -208,6 +210,7 @@ def demo(
         asyncio.run(main())
     finally:
         gateway.close()
+        stops.close()
         for problem in recorders.close():
             err_console.print(f"[bold red]error:[/] {shown(problem)}")
     decisions = recorder.of_type(EventType.DECISION)

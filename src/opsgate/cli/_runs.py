@@ -13,7 +13,7 @@ from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import cell, shown
 from opsgate.errors import ConfigError
 from opsgate.evals import parse_since
-from opsgate.store import NoDatabaseError, open_store, runs
+from opsgate.store import NoDatabaseError, open_store, request_stop, runs
 
 runs_app = typer.Typer(help="What ran: the runs the gateway recorded.", no_args_is_help=True)
 
@@ -165,3 +165,34 @@ def list_(
         last = rows[-1]._mapping
         cursor = f"{float(last['started_at'])!r}:{last['run_id']}"
         console.print(f"more: --before {shown(cursor)}", soft_wrap=True)
+
+
+_STOPPED = {
+    "requested": "stop requested: run {run} ends before its next call (interrupted)",
+    "already_requested": "a stop of run {run} was already requested",
+    "not_running": "run {run} has ended: nothing to stop",
+    "unknown_run": "no run {run} in this database",
+}
+
+
+@runs_app.command("stop")
+@cli_errors
+def stop(
+    run_id: Annotated[str, typer.Argument(help="The run to stop.")],
+    who: Annotated[str, typer.Option("--as", help="Your identity (required): who stops it.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the audit trail.")] = "",
+    db: DbOption = None,
+) -> None:
+    """Stop a live run: the gateway running it ends it before its next call or model turn
+    (escalated, reason `interrupted`, you recorded, its progress kept). Exit 1 when there is
+    nothing to stop."""
+    store = open_store(db, migrate=False, create=False)
+    try:
+        outcome = request_stop(store, run_id, actor=who, reason=reason)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        store.close()
+    console.print(shown(_STOPPED[outcome].format(run=run_id)), soft_wrap=True)
+    if outcome in ("not_running", "unknown_run"):
+        raise typer.Exit(1)

@@ -35,6 +35,7 @@ from opsgate.gateway._run import (
 )
 from opsgate.gateway._scripted import ScriptedToolExecutor
 from opsgate.gateway._secrets import EnvSecretStore, MappingSecretStore, SecretStore
+from opsgate.gateway._stops import StopRequest, StopSource, StoreStopSource
 
 __all__ = [
     "ApprovalAnswer",
@@ -64,6 +65,9 @@ __all__ = [
     "RunStatus",
     "ScriptedToolExecutor",
     "SecretStore",
+    "StopRequest",
+    "StopSource",
+    "StoreStopSource",
     "ToolExecutor",
     "ToolOutcome",
     "ToolRequest",

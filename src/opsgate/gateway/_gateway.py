@@ -47,6 +47,7 @@ from opsgate.gateway._run import (
     UnexecutedCall,
 )
 from opsgate.gateway._secrets import EnvSecretStore, SecretStore, scrub
+from opsgate.gateway._stops import StopSource
 from opsgate.models import Message, ModelMeter, ModelResponse, genai_messages
 from opsgate.policy import (
     CommittedPlan,
@@ -157,6 +158,7 @@ class Gateway:
         approval_timeout_s: float = 3600.0,
         max_tool_threads: int = 32,
         executor: ToolExecutor | None = None,
+        stops: StopSource | None = None,
     ) -> None:
         self.toolbelt = toolbelt
         self.policy = policy
@@ -166,6 +168,7 @@ class Gateway:
         _check_capabilities(self.approver, ("request", "give_up", "persists"), "Approver")
         self.secrets: SecretStore = secrets or EnvSecretStore()
         self.executor: ToolExecutor = executor or LocalToolExecutor(max_tool_threads)
+        self.stops = stops
         self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
         self.approval_timeout_s = approval_timeout_s
 
@@ -245,8 +248,9 @@ class Gateway:
         self._emit(run, EventType.CONTEXT_READ, data)
 
     def step(self, run: Run) -> bool:
-        """Count one model turn; escalate and return False when the steps cap is passed."""
-        if not run.active:
+        """Count one model turn; escalate and return False when the steps cap is passed
+        (or someone asked for the run to stop)."""
+        if self._stopped(run) or not run.active:
             return False
         run._counts.steps += 1
         self._emit(run, EventType.STEP, {"step": run.steps})
@@ -474,7 +478,7 @@ class Gateway:
                 the call waited for (`resume`): the run goes on there, not here.
         """
         call_id = call_id or os.urandom(8).hex()
-        if not run.active:
+        if self._stopped(run) or not run.active:
             return self._inactive(run, call_id, tool, args)
         checked = self._check(run, call_id, tool, args)
         if isinstance(checked, ToolOutcome):
@@ -491,6 +495,19 @@ class Gateway:
             if refused is not None:
                 return refused
         return await self._execute(run, checked, call_id, decision)
+
+    def _stopped(self, run: Run) -> bool:
+        """End ``run`` (escalated, ``interrupted``, the actor recorded) if someone asked for
+        it to stop; whether it did."""
+        if self.stops is None or not run.active:
+            return False
+        stop = self.stops.requested(run.run_id)
+        if stop is None:
+            return False
+        why = f"stopped by {stop.actor}" + (f": {stop.reason}" if stop.reason else "")
+        self._escalate(run, "interrupted", why, actor=stop.actor)
+        self.stops.honoured(run.run_id)
+        return True
 
     def _inactive(self, run: Run, call_id: str, tool: str, args: Any) -> ToolOutcome:
         """A call proposed after the run ended: recorded, and refused."""
@@ -1015,21 +1032,27 @@ class Gateway:
         wall = self.policy.caps(run.workflow, run.agent_id).max_wall_seconds
         return float("inf") if wall is None else wall - run.elapsed_s
 
-    def _escalate(self, run: Run, reason: str, message: str, cap: str | None = None) -> Escalation:
+    def _escalate(
+        self,
+        run: Run,
+        reason: str,
+        message: str,
+        cap: str | None = None,
+        actor: str | None = None,
+    ) -> Escalation:
         escalation = Escalation(reason, message, cap, run.progress())
         run.escalation = escalation
         run.status = RunStatus.ESCALATED
         run.reason = reason
-        self._emit(
-            run,
-            EventType.ESCALATED,
-            {
-                "reason": reason,
-                "message": message,
-                "cap": cap,
-                "progress": escalation.progress.as_dict(),
-            },
-        )
+        data: dict[str, Any] = {
+            "reason": reason,
+            "message": message,
+            "cap": cap,
+            "progress": escalation.progress.as_dict(),
+        }
+        if actor is not None:
+            data["actor"] = actor  # who stopped it
+        self._emit(run, EventType.ESCALATED, data)
         self._emit(run, EventType.RUN_ENDED, self._end_data(run, None))
         return escalation
 

@@ -22,9 +22,11 @@ from opsgate.store._schema import (
     eval_reviews,
     meta,
     model_cache,
+    run_stops,
     runs,
     spans,
 )
+from opsgate.store._stops import StopStatus, request_stop
 from opsgate.store._store import SchemaState, Store, open_store, schema_state, upgrade_store
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "NoDatabaseError",
     "SchemaState",
+    "StopStatus",
     "Store",
     "apply_run_events",
     "approvals",
@@ -50,6 +53,8 @@ __all__ = [
     "meta",
     "model_cache",
     "open_store",
+    "request_stop",
+    "run_stops",
     "runs",
     "schema_state",
     "spans",

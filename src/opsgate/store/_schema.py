@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0006"
+SCHEMA_VERSION = "0007"
 
 meta = Table(
     "opsgate_meta",
@@ -138,6 +138,19 @@ approvals = Table(
     Index("ix_approvals_run", "run_id"),
 )
 
+# Requests to stop a live run (the console's stop button, `opsgate runs stop`): the gateway
+# running the run polls them and ends the run before its next call (`interrupted`).
+run_stops = Table(
+    "run_stops",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("requested_at", Float, nullable=False),
+    Column("honoured_at", Float),
+    Index("ix_run_stops_open", "honoured_at"),
+)
+
 # The cost ledger: one row per model call (and per tool call, at zero model cost), written
 # by the cost recorder from the gateway's `model_call` / `tool_result` events.
 cost_entries = Table(
@@ -229,3 +242,4 @@ eval_reviews = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("report_id", "task_id", "trial", "reviewer", name="uq_eval_reviews_item"),
 )
+

@@ -57,7 +57,7 @@ def test_a_valid_suite_loads_and_binds() -> None:
             "has no checks",
         ),
         (HEADER + TASK + TASK, "duplicate task id `status-1`"),
-        (HEADER + TASK.replace("tags:", "tagz:"), "unknown field `tagz`"),
+        (HEADER + TASK.replace("tags:", "tagz:"), "unknown key `tagz`"),
         (
             HEADER + TASK.replace("size(world.refunds) == 0", "size(world.refunds) =="),
             "invalid CEL",
@@ -130,7 +130,7 @@ def test_tasks_may_live_in_a_jsonl_file_beside_the_suite(tmp_path: Path) -> None
     Harness.load(suite)
     bad = dict(task, id="x", colour="red")
     (tmp_path / "tasks.jsonl").write_text(json.dumps(task) + "\n" + json.dumps(bad) + "\n")
-    with pytest.raises(SuiteError, match=r"line 2 at `colour`: unknown field `colour`"):
+    with pytest.raises(SuiteError, match=r"at `colour`: line 2: unknown key `colour`"):
         load_suite(suite_file)
     (tmp_path / "tasks.jsonl").write_text("{not json\n")
     with pytest.raises(SuiteError, match=r"tasks.jsonl: line 1: not JSON"):

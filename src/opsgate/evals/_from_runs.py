@@ -52,6 +52,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from opsgate.audit import AuditLog, AuditRecord
 from opsgate.contracts import Toolbelt
+from opsgate.documents import DocumentProblem, read_yaml
 from opsgate.errors import StoreError, SuiteError
 from opsgate.evals._match import match_call
 from opsgate.evals._suite import CallMatcher, Suite, load_suite, resolve_file
@@ -140,8 +141,8 @@ def default_like_suite(workflow: str) -> Path:
             if not resource.name.endswith((".yaml", ".yml")) or not resource.is_file():
                 continue
             try:
-                data = yaml.safe_load(resource.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                data = read_yaml(resource.read_text(encoding="utf-8"), resource.name)
+            except (DocumentProblem, OSError, UnicodeDecodeError):
                 continue  # not a suite we can read; load_suite would say why
             if not isinstance(data, dict) or not {"suite", "workflow", "tasks"} <= data.keys():
                 continue

@@ -38,13 +38,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 
 from opsgate._jsondata import dumps
-from opsgate.errors import PolicyError, SuiteError
-from opsgate.policy import Condition, compile_condition, error_location, line_of, read_yaml
+from opsgate.documents import (
+    DocumentProblem,
+    line_of,
+    read_document,
+    read_yaml,
+    validate_document,
+)
+from opsgate.errors import SuiteError
+from opsgate.policy import Condition, compile_condition
 
 __all__ = [
     "MATCHER_OPERATORS",
@@ -446,15 +452,12 @@ def _jsonl_tasks(data: dict[str, Any], path: Path, name: str) -> list[Any]:
         if not isinstance(task, dict):
             raise SuiteError(f"{file}: line {number}: a task is a JSON object")
         try:
-            Task.model_validate(task)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown field `{err['loc'][-1]}`"
-            at = f" at `{where}`" if where else ""
-            raise SuiteError(f"{file}: line {number}{at}: {msg}") from None
+            validate_document(Task, task, text="", source=str(file), kind="task", shape="")
+        except DocumentProblem as exc:
+            at_line = DocumentProblem(
+                exc.problem, source=exc.source, location=exc.location, line=number
+            )
+            raise SuiteError(str(at_line)) from None
         tasks.append(task)
     return tasks
 
@@ -468,35 +471,18 @@ def load_suite(name_or_path: str | Path, *, text: str | None = None) -> Suite:
             checked against the contracts by `Harness.load`).
     """
     path = Path(name_or_path) if text is not None else find_suite(str(name_or_path))
-    name = str(path)
-    if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SuiteError(f"{name}: cannot read the file: {exc}") from None
+    shape = "a suite is a mapping with `suite`, `tasks` and the rest"
     try:
+        name, text = read_document(path, text)
         data = read_yaml(text, name)
-    except PolicyError as exc:
+        if isinstance(data, dict) and "tasks_file" in data:
+            tasks = [*(data.get("tasks") or []), *_jsonl_tasks(data, path, name)]
+            data = {k: v for k, v in data.items() if k != "tasks_file"} | {"tasks": tasks}
+        suite = validate_document(
+            Suite, data, text=text, source=name, kind="suite", shape=shape, extra={"source": name}
+        )
+    except DocumentProblem as exc:
         raise SuiteError(str(exc)) from None
-    if not isinstance(data, dict):
-        raise SuiteError(f"{name}: a suite is a mapping with `suite`, `tasks` and the rest")
-    if "tasks_file" in data:
-        data = {**data, "tasks": [*(data.get("tasks") or []), *_jsonl_tasks(data, path, name)]}
-        del data["tasks_file"]
-    try:
-        suite = Suite.model_validate({**data, "source": name})
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = error_location(data, err["loc"], err["type"])
-        line = line_of(text, loc)
-        where = ".".join(str(p) for p in loc)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field `{err['loc'][-1]}`"
-        elif err["type"] == "missing":
-            msg = f"missing required field `{err['loc'][-1]}`"
-        at = f" at `{where}`" if where else ""
-        raise SuiteError(f"{name}{at}: " + (f"line {line}: " if line else "") + msg) from None
     for i, task in enumerate(suite.tasks):
         output = task.checks.output
         if output is not None and output.json_schema is not None:

@@ -16,11 +16,16 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from opsgate.errors import ConfigError, PolicyError
-from opsgate.policy import error_location, line_of, read_yaml
+from opsgate.documents import (
+    DocumentProblem,
+    line_of,
+    read_document,
+    read_yaml,
+    validate_document,
+)
+from opsgate.errors import ConfigError
 
 __all__ = [
     "ROLES",
@@ -186,13 +191,15 @@ class RouterConfig(_Strict):
 @cache
 def price_catalogue() -> dict[str, Price]:
     """The shipped price catalogue (``prices.yaml``), by model id."""
-    data = yaml.safe_load(Path(__file__).with_name("prices.yaml").read_text())
+    path = Path(__file__).with_name("prices.yaml")
+    data = read_yaml(path.read_text(encoding="utf-8"), str(path))
     return {name: Price(**entry) for name, entry in data["models"].items()}
 
 
 def catalogue_date() -> str:
     """When the shipped prices were last checked."""
-    data = yaml.safe_load(Path(__file__).with_name("prices.yaml").read_text())
+    path = Path(__file__).with_name("prices.yaml")
+    data = read_yaml(path.read_text(encoding="utf-8"), str(path))
     return str(data["as_of"])
 
 
@@ -202,37 +209,19 @@ def load_router_config(source: str | Path, *, text: str | None = None) -> Router
     Raises:
         ConfigError: naming the file, line and key of the first problem.
     """
-    name = str(source)
-    if text is None:
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{name}: file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{name}: cannot read the file: {exc}") from None
     try:
-        data = read_yaml(text, name)
-    except PolicyError as exc:
+        name, text = read_document(source, text)
+        config = validate_document(
+            RouterConfig,
+            read_yaml(text, name),
+            text=text,
+            source=name,
+            kind="router file",
+            shape="a router file is a mapping with `models` and `roles`",
+            wording=_router_wording,
+        )
+    except DocumentProblem as exc:
         raise ConfigError(str(exc)) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{name}: a router file is a mapping with `models` and `roles`")
-    try:
-        config = RouterConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = error_location(data, err["loc"], err["type"])
-        where = ".".join(str(p) for p in loc)
-        line = line_of(text, loc)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key `{err['loc'][-1]}`"
-        elif err["type"] == "missing":
-            msg = f"missing required key `{err['loc'][-1]}`"
-        elif err["type"] == "literal_error" and len(loc) >= 2 and loc[0] == "roles":
-            msg = f"unknown role `{loc[1]}` (roles: {', '.join(ROLES)})"
-        at = f" at `{where}`" if where else ""
-        prefix = f"line {line}: " if line else ""
-        raise ConfigError(f"{name}{at}: {prefix}{msg}") from None
     for model_name in config.models:
         try:
             config.price_of(model_name)
@@ -246,6 +235,12 @@ def load_router_config(source: str | Path, *, text: str | None = None) -> Router
                 "local model's compute cost)"
             ) from None
     return config
+
+
+def _router_wording(data: Any, loc: tuple[Any, ...], err: dict[str, Any]) -> str | None:
+    if err["type"] == "literal_error" and len(loc) >= 2 and loc[0] == "roles":
+        return f"unknown role `{loc[1]}` (roles: {', '.join(ROLES)})"
+    return None
 
 
 def describe(config: RouterConfig) -> dict[str, Any]:

@@ -76,7 +76,9 @@ def toolbelt(fn: Callable[..., Any]) -> Toolbelt:
 def policy_yaml(with_condition: bool) -> str:
     tools: dict[str, Any] = {}
     for i in range(N_TOOLS):  # listing the tool = permit; the `max` constraint = forbid
-        tools[f"tool_{i:02d}"] = {"constraints": {"n": {"max": 10 + i}}}
+        # repeatable: the timed loop makes the same write again and again, which the gate
+        # otherwise denies as a duplicate_write after the first
+        tools[f"tool_{i:02d}"] = {"constraints": {"n": {"max": 10 + i}}, "repeatable": True}
     if with_condition:
         tools[TOOL]["approval_when"] = CONDITION
     workflow = {

@@ -19,6 +19,7 @@
   ``inject=``, or filled in at each call by the framework through `guard`.
 """
 
+from opsgate.adapters._calls import answer_from
 from opsgate.adapters._core import (
     FRAMEWORK_INJECTED,
     GatedFunction,
@@ -26,7 +27,7 @@ from opsgate.adapters._core import (
     ToolCallBlocked,
     gate_function,
 )
-from opsgate.adapters._guard import Framework, GuardedCallable, answer_from, guard
+from opsgate.adapters._guard import Framework, GuardedCallable, guard
 
 __all__ = [
     "FRAMEWORK_INJECTED",

@@ -25,7 +25,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import InjectedState, ToolRuntime
 from langgraph.types import interrupt
 
-from opsgate.adapters._guard import answer_from, gated_call, pending_approval
+from opsgate.adapters._calls import answer_from, gated_call, pending_approval
 from opsgate.contracts import ToolContract
 from opsgate.errors import ContractError
 from opsgate.gateway import Gateway, Run

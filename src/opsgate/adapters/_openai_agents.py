@@ -18,7 +18,7 @@ from typing import Any
 from agents import FunctionTool, RunContextWrapper, RunState, ToolApprovalItem
 from agents.tool_context import ToolContext as AgentsToolContext
 
-from opsgate.adapters._guard import gated_call, pending_approval
+from opsgate.adapters._calls import gated_call, pending_approval
 from opsgate.contracts import ToolContract
 from opsgate.gateway import ApprovalAnswer, Gateway, Run
 

@@ -19,7 +19,7 @@ from pydantic_ai import ApprovalRequired, DeferredToolRequests, DeferredToolResu
 from pydantic_ai.tools import Tool
 from pydantic_ai.toolsets import FunctionToolset
 
-from opsgate.adapters._guard import answer_from, gated_call, pending_approval
+from opsgate.adapters._calls import answer_from, gated_call, pending_approval
 from opsgate.contracts import ToolContract
 from opsgate.gateway import Gateway, Run
 

@@ -48,7 +48,7 @@ from opsgate.gateway._run import (
 )
 from opsgate.gateway._secrets import EnvSecretStore, SecretStore, scrub
 from opsgate.gateway._stops import StopSource
-from opsgate.models import Message, ModelMeter, ModelResponse, genai_messages
+from opsgate.models import Message, ModelCall, ModelMeter, ModelResponse, genai_messages
 from opsgate.policy import (
     CommittedPlan,
     CompiledPolicy,
@@ -325,6 +325,29 @@ class Gateway:
                 "finish_reason": finish_reason,
             },
             debug=genai_messages(messages, response) if messages else None,
+        )
+
+    def charge(self, run: Run, call: ModelCall) -> None:
+        """Record a model call a `ModelMeter` reported (`record_model_call`)."""
+        self.record_model_call(
+            run,
+            role=call.role,
+            model=call.model,
+            provider=call.provider,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cached_input_tokens=call.cached_input_tokens,
+            cost_usd=call.cost_usd,
+            latency_s=call.latency_s,
+            estimate=call.estimate,
+            attempts=call.attempts,
+            cache_hit=call.cache_hit,
+            error_type=call.error_type,
+            request_model=call.request_model,
+            response_model=call.response_model,
+            finish_reason=call.finish_reason,
+            messages=call.messages,
+            response=call.response,
         )
 
     def meter(self, run: Run) -> ModelMeter:

@@ -7,15 +7,22 @@ retry cap, and each call is recorded as the run's ``model_call`` event.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from opsgate.gateway._run import Run
 from opsgate.models import ModelCall
-
-if TYPE_CHECKING:
-    from opsgate.gateway._gateway import Gateway
-    from opsgate.gateway._run import Run
+from opsgate.policy import CompiledPolicy
 
 __all__ = ["RunMeter"]
+
+
+class _Payee(Protocol):
+    """What the meter needs of the gateway (which imports this module)."""
+
+    @property
+    def policy(self) -> CompiledPolicy: ...
+
+    def charge(self, run: Run, call: ModelCall) -> None: ...
 
 
 class RunMeter:
@@ -23,7 +30,7 @@ class RunMeter:
 
     __slots__ = ("_gateway", "_run")
 
-    def __init__(self, gateway: Gateway, run: Run) -> None:
+    def __init__(self, gateway: _Payee, run: Run) -> None:
         self._gateway = gateway
         self._run = run
 
@@ -49,23 +56,4 @@ class RunMeter:
 
     def record(self, call: ModelCall) -> None:
         """Add the call to the run and record its ``model_call`` event."""
-        self._gateway.record_model_call(
-            self._run,
-            role=call.role,
-            model=call.model,
-            provider=call.provider,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cached_input_tokens=call.cached_input_tokens,
-            cost_usd=call.cost_usd,
-            latency_s=call.latency_s,
-            estimate=call.estimate,
-            attempts=call.attempts,
-            cache_hit=call.cache_hit,
-            error_type=call.error_type,
-            request_model=call.request_model,
-            response_model=call.response_model,
-            finish_reason=call.finish_reason,
-            messages=call.messages,
-            response=call.response,
-        )
+        self._gateway.charge(self._run, call)

@@ -1,6 +1,6 @@
 """CEL conditions: compiled once at load, checked for names, evaluated on the hot path.
 
-Conditions see six variables and one function:
+Conditions see six variables and four functions:
 
 - ``args``: the call's validated arguments (``args.amount``);
 - ``tool``: ``{name, scope, impact}`` of the contract;
@@ -9,7 +9,11 @@ Conditions see six variables and one function:
 - ``request``: the invoker's request (trusted text);
 - ``read``: what the run read so far, ``[{source, trust}]``;
 - ``prov(value)``: where a value comes from, ``{trust, source, sources, kind}``
-  (``'request' in prov(args.to).sources``).
+  (``'request' in prov(args.to).sources``);
+- the run's history, over the calls that ran so far: ``run.count('refund')`` (how many),
+  ``run.sum('refund', 'amount')`` (a double), ``run.called('get_order_status',
+  {'order_id': args.order_id})`` (whether one ran with those arguments); ``count`` and
+  ``sum`` take the same optional map of arguments to match.
 
 A condition is checked at load in two ways: by name (`compile_condition`: variables,
 functions, regex literals) and by type (`type_problem`: the policy binds it to a tool's
@@ -38,6 +42,7 @@ from typing import Any, Protocol
 import cel
 
 __all__ = [
+    "HISTORY_FUNCTIONS",
     "MAX_CONDITION_CHARS",
     "POLICY_FUNCTIONS",
     "VARIABLES",
@@ -53,7 +58,9 @@ VARIABLES = frozenset({"args", "tool", "run", "stage", "request", "read"})
 #: process gone) on an expression nested some 20,000 levels deep (`a.a.a...`).
 MAX_CONDITION_CHARS = 4096
 #: Functions a policy condition may call beside CEL's own.
-POLICY_FUNCTIONS = frozenset({"prov"})
+POLICY_FUNCTIONS = frozenset({"prov", "count", "sum", "called"})
+#: The functions that read the run's history (bound per call, like ``prov``).
+HISTORY_FUNCTIONS = ("count", "sum", "called")
 
 # The functions these bindings implement (checked one by one against the library: string
 # extensions such as lowerAscii, split or trim, and math such as max or abs, are not).
@@ -113,7 +120,16 @@ class Condition:
     passes only the per-call variables the expression actually uses.
     """
 
-    __slots__ = ("_local", "_static", "arg_refs", "program", "source", "uses", "uses_prov")
+    __slots__ = (
+        "_local",
+        "_static",
+        "arg_refs",
+        "program",
+        "source",
+        "uses",
+        "uses_history",
+        "uses_prov",
+    )
 
     def __init__(
         self, source: str, program: cel.Program, variables: frozenset[str] = VARIABLES
@@ -122,7 +138,9 @@ class Condition:
         self.program = program
         self.arg_refs = frozenset(a or b for a, b in _ARG_REF.findall(source))
         self.uses = frozenset(program.variables()) & variables
-        self.uses_prov = "prov" in program.functions()
+        functions = set(program.functions())
+        self.uses_prov = "prov" in functions
+        self.uses_history = tuple(f for f in HISTORY_FUNCTIONS if f in functions)
         self._static: dict[str, Any] = {}
         self._local = threading.local()
 
@@ -151,6 +169,8 @@ class Condition:
                     context.add_variable(name, variables[name])
             if self.uses_prov:  # bound per call: it reads this run's ledger
                 context.add_function("prov", getattr(variables, "prov"))  # noqa: B009
+            for name in self.uses_history:  # likewise: this run's calls
+                context.add_function(name, getattr(variables, name))
             result = self.program.execute(context)
         except Exception as exc:  # the bindings raise KeyError/TypeError/RuntimeError
             raise ValueError(f"condition `{self.source}` failed: {exc}") from None
@@ -529,7 +549,17 @@ def _variables(
     if condition.uses_prov:
         origin = values["prov"]
         out["prov"] = lambda _value: origin
+    for name in condition.uses_history:
+        out[name] = _HISTORY_SAMPLES[name]
     return out
+
+
+#: What a history function gives when a condition is typed at load (its result's type).
+_HISTORY_SAMPLES: dict[str, Callable[..., Any]] = {
+    "count": lambda *_: 1,
+    "sum": lambda *_: 1.5,
+    "called": lambda *_: True,
+}
 
 
 @functools.lru_cache(maxsize=4096)

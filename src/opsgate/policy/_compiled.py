@@ -42,6 +42,7 @@ from opsgate.policy._document import (
     ArgConstraint,
     Caps,
     PolicyDocument,
+    Prerequisite,
     Stage,
     ToolPolicy,
     WorkflowPolicy,
@@ -79,6 +80,13 @@ class _Endorse:
 
 
 @dataclass(frozen=True, slots=True)
+class _Prerequisite:
+    tool: str
+    same: tuple[str, ...]
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Provenance:
     targets: tuple[tuple[str, SourceSpec | None], ...]
     checked: tuple[str, ...]
@@ -111,6 +119,7 @@ class _Entry:
     contract: ToolContract
     scope_denied: Decision | None
     once: bool
+    prerequisites: tuple[_Prerequisite, ...]
     checks: tuple[_Check, ...]
     deny_when: tuple[_Conditional, ...]
     provenance: _Provenance | None
@@ -232,6 +241,39 @@ def _json_type(contract: ToolContract, arg: str) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+def _ran(state: RunState, tool: str, match: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``tool`` ran in the run with arguments matching ``match``."""
+    return any(True for _ in _past(state, tool, match))
+
+
+def _past(
+    state: RunState, tool: str, match: Mapping[str, Any] | None
+) -> Iterable[Mapping[str, Any]]:
+    """The arguments of each call of ``tool`` that ran and matches ``match``."""
+    for call in state.completed:
+        if call.tool != tool:
+            continue
+        args = call.args
+        if match and any(args.get(k, _MISSING) != v for k, v in match.items()):
+            continue
+        yield args
+
+
+def _history_args(what: str, given: tuple[Any, ...], names: int) -> tuple[Any, ...]:
+    """The arguments of a history function, the receiver (``run.``) dropped: ``names``
+    strings, then an optional map to match."""
+    if given and isinstance(given[0], Mapping):
+        given = given[1:]  # run.count(...): CEL passes `run` first
+    match = given[names] if len(given) == names + 1 else None
+    if (
+        len(given) not in (names, names + 1)
+        or not all(isinstance(g, str) for g in given[:names])
+        or (match is not None and not isinstance(match, Mapping))
+    ):
+        raise TypeError(f"{what} takes {names} name(s) and an optional map of arguments")
+    return (*given[:names], match)
+
+
 class _CallVariables:
     """The per-call CEL variables, built only when a condition asks for them."""
 
@@ -240,6 +282,26 @@ class _CallVariables:
     def __init__(self, args: Mapping[str, Any], state: RunState) -> None:
         self.args = args
         self.state = state
+
+    def count(self, *given: Any) -> int:
+        """`run.count(tool[, {arg: value}])`: calls of ``tool`` that ran."""
+        tool, match = _history_args("run.count", given, 1)
+        return sum(1 for _ in _past(self.state, tool, match))
+
+    def sum(self, *given: Any) -> float:
+        """`run.sum(tool, arg[, {arg: value}])`: the total of a numeric argument."""
+        tool, arg, match = _history_args("run.sum", given, 2)
+        total = 0.0
+        for args in _past(self.state, tool, match):
+            value = args.get(arg)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total += value
+        return total
+
+    def called(self, *given: Any) -> bool:
+        """`run.called(tool[, {arg: value}])`: whether such a call ran."""
+        tool, match = _history_args("run.called", given, 1)
+        return _ran(self.state, tool, match)
 
     def prov(self, value: Any) -> dict[str, Any]:
         """`prov(value)` in CEL: where the value comes from in this run."""
@@ -458,6 +520,7 @@ class CompiledPolicy:
             contract=contract,
             scope_denied=scope_denied,
             once=contract.scope == "write" and not spec.repeatable,
+            prerequisites=self._prerequisites(wf, base, name, args),
             checks=tuple(checks),
             deny_when=tuple(deny_when),
             provenance=provenance,
@@ -654,6 +717,25 @@ class CompiledPolicy:
 
     # -- the decision --------------------------------------------------------------------
 
+    def _prerequisites(
+        self, wf: WorkflowPolicy, base: str, name: str, args: set[str]
+    ) -> tuple[_Prerequisite, ...]:
+        """``requires_before`` of tool ``name``, its ``same`` arguments checked."""
+        out = []
+        for i, spec in enumerate(wf.requires_before.get(name, ())):
+            prereq = Prerequisite(tool=spec) if isinstance(spec, str) else spec
+            location = f"{base}.requires_before.{name}.{i}"
+            earlier = set(self.toolbelt.get(prereq.tool).arg_names)
+            for arg in prereq.same:
+                if arg not in args or arg not in earlier:
+                    raise self._fail(
+                        f"`same: [{arg}]` needs an argument `{arg}` in both `{name}` and "
+                        f"`{prereq.tool}`",
+                        location,
+                    )
+            out.append(_Prerequisite(prereq.tool, tuple(prereq.same), location))
+        return tuple(out)
+
     def decide(self, call: ProposedCall, state: RunState) -> Decision:
         """Decide one proposed call. Pure: reads ``call`` and ``state``, changes nothing."""
         scope = self._scopes.get((state.workflow, state.agent_id))
@@ -697,6 +779,16 @@ class CompiledPolicy:
             outside = self._outside_plan(scope, entry, call, state)
             if outside is not None:
                 return outside
+        for before in entry.prerequisites:
+            if not _ran(state, before.tool, {a: call.args.get(a) for a in before.same}):
+                same = f" with the same {', '.join(before.same)}" if before.same else ""
+                return Decision(
+                    _DENY,
+                    Reason.ORDER_VIOLATION,
+                    before.rule,
+                    f"`{call.tool}` runs only after `{before.tool}`{same} ran in this run",
+                    self.version,
+                )
 
         args = call.args
         for check in entry.checks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,6 +41,7 @@ class Reason(StrEnum):
     DUPLICATE_WRITE = "duplicate_write"
     PLAN_AFTER_UNTRUSTED = "plan_after_untrusted"
     ENDORSED = "endorsed"
+    ORDER_VIOLATION = "order_violation"
     TOOL_DEFINITION_CHANGED = "tool_definition_changed"
     INTERNAL_ERROR = "internal_error"
 
@@ -189,6 +190,17 @@ class RunState(Protocol):
     def plan(self) -> CommittedPlan | None: ...
     @property
     def executed_writes(self) -> Mapping[str, str]: ...
+    @property
+    def completed(self) -> Sequence[PastCall]: ...
+
+
+class PastCall(Protocol):
+    """A call that ran in the run (what history conditions and ordering rules read)."""
+
+    @property
+    def tool(self) -> str: ...
+    @property
+    def args(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -208,6 +220,7 @@ class SimpleRunState:
     request: str = ""
     plan: CommittedPlan | None = None
     executed_writes: dict[str, str] = field(default_factory=dict)
+    completed: list[PastCall] = field(default_factory=list)
 
 
 def _ledger() -> ProvenanceLedger:

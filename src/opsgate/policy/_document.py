@@ -256,6 +256,15 @@ class AgentOverride(_Strict):
     caps: Caps | None = None
 
 
+class Prerequisite(_Strict):
+    """A call that must have run earlier in the run (``requires_before``); with ``same``,
+    one whose arguments of those names were equal to the new call's ("send only after a
+    draft of the same ticket")."""
+
+    tool: str
+    same: list[str] = Field(default_factory=list)
+
+
 class WorkflowPolicy(_Strict):
     """Everything the gate enforces for one workflow."""
 
@@ -263,6 +272,10 @@ class WorkflowPolicy(_Strict):
     stage: Stage
     tools: dict[str, ToolPolicy | None]
     rules: list[Rule] = Field(default_factory=list)
+    requires_before: dict[str, list[str | Prerequisite]] = Field(
+        default_factory=dict,
+        description="Ordering: a tool runs only after these ran in the run (order_violation).",
+    )
     provenance: ProvenancePolicy = Field(default_factory=ProvenancePolicy)
     caps: Caps = Field(default_factory=Caps)
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
@@ -282,6 +295,13 @@ class WorkflowPolicy(_Strict):
                             f"rule `{rule.id}` names tool `{name}`, which the workflow does "
                             f"not allow (allowed: {', '.join(sorted(known))})"
                         )
+        for later, earlier in self.requires_before.items():
+            for name in [later, *(p if isinstance(p, str) else p.tool for p in earlier)]:
+                if name not in known:
+                    raise ValueError(
+                        f"requires_before names tool `{name}`, which the workflow does not "
+                        f"allow (allowed: {', '.join(sorted(known))})"
+                    )
         prov = self.provenance
         for tool_name, args in prov.free_text.items():
             both = sorted(set(args) & set(prov.target_sources(tool_name)))

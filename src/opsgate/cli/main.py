@@ -11,6 +11,7 @@ from opsgate.cli._common import console
 from opsgate.cli._cost import cost
 from opsgate.cli._db import db_app
 from opsgate.cli._demo import demo
+from opsgate.cli._mcp import register as register_mcp
 from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
 from opsgate.cli._retention import retention_app
@@ -32,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.command("demo")(demo)
 app.command("cost")(cost)
+register_mcp(app)
 
 
 @app.command("version")

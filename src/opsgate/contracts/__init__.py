@@ -1,6 +1,7 @@
 """Typed tool contracts: what the gate knows about a tool before it runs."""
 
 from opsgate.contracts._context import ToolContext
+from opsgate.contracts._schema import contract_from_schema
 from opsgate.contracts._tool import SCOPES, Impact, Scope, ToolContract, Trust, build_contract, tool
 from opsgate.contracts._toolbelt import Toolbelt
 
@@ -13,5 +14,6 @@ __all__ = [
     "Toolbelt",
     "Trust",
     "build_contract",
+    "contract_from_schema",
     "tool",
 ]

@@ -43,6 +43,8 @@ class Reason(StrEnum):
     ENDORSED = "endorsed"
     ORDER_VIOLATION = "order_violation"
     TOOL_DEFINITION_CHANGED = "tool_definition_changed"
+    INVALID_TOOL_SCHEMA = "invalid_tool_schema"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -242,4 +242,3 @@ eval_reviews = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("report_id", "task_id", "trial", "reviewer", name="uq_eval_reviews_item"),
 )
-

@@ -1,0 +1,321 @@
+"""The MCP proxy's cost: the same upstream MCP server called directly and through
+`opsgate mcp-proxy` (audit trail on, write-ahead; traces and costs recorded), in one run,
+over both transports.
+
+- stdio: one client session, calls one after another: calls/s and p50/p95 latency.
+  Goal: the proxy adds < 1 ms p50 per call.
+- streamable HTTP: 16 client sessions calling concurrently: calls/s and p50/p95.
+  Goal: through the proxy, >= 80% of the direct calls/s.
+
+    .venv/bin/python bench/mcp.py [--calls 400] [--seconds 8] [--concurrency 16]
+
+The upstream is this file (``--upstream stdio`` / ``--upstream http PORT``): one read tool
+that echoes its argument. Prints a table and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named like the SDK: run as a script, its folder must not shadow `mcp`.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx2  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+
+from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+
+PYTHON = sys.executable
+SELF = os.path.abspath(__file__)
+POLICY = """
+version: "bench-mcp"
+defaults:
+  caps: {max_steps: 1000000, max_tool_calls: 1000000, max_identical_calls: 1000000,
+         max_retries: 3, max_cost_usd: 100, max_wall_seconds: 3600}
+workflows:
+  bench:
+    stage: read_only
+    tools: {echo: {}}
+"""
+
+
+# -- the upstream -----------------------------------------------------------------------
+
+
+def serve_upstream(transport: str, port: int) -> None:
+    """A minimal MCP server: one read tool, as cheap as an MCP tool gets."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.types import ToolAnnotations
+
+    app = MCPServer("bench-upstream", log_level="WARNING")
+
+    @app.tool(annotations=ToolAnnotations(readOnlyHint=True), structured_output=False)
+    def echo(text: str) -> str:
+        """Echo the text."""
+        return text
+
+    if transport == "http":
+        app.run("streamable-http", host="127.0.0.1", port=port)
+    else:
+        app.run()
+
+
+# -- clients ----------------------------------------------------------------------------
+
+
+async def timed_calls(client: ClientSession, n: int, tag: str) -> list[float]:
+    """``n`` calls one after another; each one's latency in seconds."""
+    latencies = []
+    for i in range(n):
+        start = time.perf_counter()
+        result = await client.call_tool("echo", {"text": f"{tag}-{i}"})
+        latencies.append(time.perf_counter() - start)
+        if result.is_error:
+            raise RuntimeError(f"call failed: {result.content}")
+    return latencies
+
+
+@contextlib.asynccontextmanager
+async def stdio_session(command: list[str], env: dict[str, str]) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+        await client.initialize()
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+async def stdio_figures(command: list[str], env: dict[str, str], calls: int) -> dict[str, float]:
+    async with stdio_session(command, env) as client:
+        await timed_calls(client, 50, "warm")
+        start = time.perf_counter()
+        latencies = await timed_calls(client, calls, "run")
+        elapsed = time.perf_counter() - start
+    return _figures(latencies, calls / elapsed)
+
+
+async def http_figures(
+    url: str, token: str | None, concurrency: int, seconds: float
+) -> dict[str, float]:
+    latencies: list[float] = []
+
+    async def worker(k: int, client: ClientSession, stop: float) -> int:
+        done = 0
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            result = await client.call_tool("echo", {"text": f"w{k}-{done}"})
+            latencies.append(time.perf_counter() - start)
+            if result.is_error:
+                raise RuntimeError(f"call failed: {result.content}")
+            done += 1
+        return done
+
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(http_session(url, token)) for _ in range(concurrency)
+        ]
+        for client in clients:
+            await timed_calls(client, 5, "warm")
+        start = time.perf_counter()
+        stop = start + seconds
+        counts = await asyncio.gather(*(worker(k, c, stop) for k, c in enumerate(clients)))
+        elapsed = time.perf_counter() - start
+    return _figures(latencies, sum(counts) / elapsed)
+
+
+async def split_figures(policy: Path, calls: int) -> dict[str, float]:
+    """Where the stdio proxy's time goes, measured in process: the upstream hop alone,
+    then `McpProxy.call` (gate + hop) with records in memory and with the store's recorders
+    (audit write-ahead, traces, costs)."""
+    from opsgate.mcp import ProxyOptions, build_proxy
+    from opsgate.recorder import FanOutRecorder, InMemoryRecorder, Recorder
+    from opsgate.store import open_store
+    from opsgate.wiring import store_recorders
+
+    options = ProxyOptions(
+        policy=policy, workflow="bench", command=(PYTHON, SELF, "--upstream", "stdio"), no_lock=True
+    )
+
+    async def one(recorder: Recorder) -> tuple[float, float]:
+        proxy = build_proxy(options, recorder=recorder)
+        await proxy.start()
+        upstream = proxy.upstreams["upstream"]
+        hop, gated = [], []
+        for i in range(calls):
+            start = time.perf_counter()
+            await upstream.call_tool("echo", {"text": f"h{i}"})
+            hop.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            result = await proxy.call(None, "echo", {"text": f"g{i}"})
+            gated.append(time.perf_counter() - start)
+            if result.is_error:
+                raise RuntimeError(f"call failed: {result.content}")
+        await proxy.close()
+        return statistics.median(hop[20:]) * 1000, statistics.median(gated[20:]) * 1000
+
+    hop, in_memory = await one(InMemoryRecorder(max_events=10_000))
+    store = open_store(None)
+    recorders = store_recorders(store, durable="write_ahead")
+    try:
+        _, stored = await one(FanOutRecorder(*recorders.all))
+    finally:
+        recorders.close()
+        store.close()
+    return {"hop_p50_ms": hop, "gated_in_memory_p50_ms": in_memory, "gated_store_p50_ms": stored}
+
+
+def _figures(latencies: list[float], per_s: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "calls_per_s": per_s,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+        "calls": len(ordered),
+    }
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str], port: int) -> Iterator[None]:
+    """A child serving HTTP on ``port``, until the block ends."""
+    child = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if child.poll() is not None:
+                raise RuntimeError(f"{args[:4]} exited with {child.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[:4]} did not listen on {port}")
+            time.sleep(0.1)
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def opsgate(*args: str) -> list[str]:
+    return [PYTHON, "-m", "opsgate.cli.main", *args]
+
+
+async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    env = {**os.environ, "OPSGATE_HOME": str(work / "home")}
+    env.pop("OPSGATE_DATABASE_URL", None)
+    policy = work / "policy.yaml"
+    policy.write_text(POLICY)
+    upstream = [PYTHON, SELF, "--upstream", "stdio"]
+    proxy = opsgate("mcp-proxy", "--policy", str(policy), "--workflow", "bench", "--no-lock")
+    out: dict[str, Any] = {}
+    stdio_env = {"OPSGATE_HOME": env["OPSGATE_HOME"], "PATH": env.get("PATH", "")}
+    out["stdio_direct"] = await stdio_figures(upstream, stdio_env, args.calls)
+    out["stdio_proxy"] = await stdio_figures([*proxy, "--", *upstream], stdio_env, args.calls)
+    os.environ["OPSGATE_HOME"] = env["OPSGATE_HOME"]  # the split's store: in the temporary home
+    split = await split_figures(policy, args.calls)
+
+    upstream_port, proxy_port = _free_port(), _free_port()
+    url = f"http://127.0.0.1:{upstream_port}/mcp"
+    (work / "mcp.yaml").write_text(f"upstreams:\n  up:\n    url: {url}\nnamespace: false\n")
+    created = await asyncio.to_thread(
+        subprocess.run,
+        opsgate("mcp", "token", "create", "--invoker", "bench", "--agent", "bench"),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = created.stdout.strip()
+    with process([PYTHON, SELF, "--upstream", "http", str(upstream_port)], env, upstream_port):
+        out["http_direct"] = await http_figures(url, None, args.concurrency, args.seconds)
+        http_proxy = opsgate(
+            "mcp-proxy", "--policy", str(policy), "--workflow", "bench", "--no-lock",
+            "--config", str(work / "mcp.yaml"), "--http", f"127.0.0.1:{proxy_port}",
+        )  # fmt: skip
+        with process(http_proxy, env, proxy_port):
+            proxied = f"http://127.0.0.1:{proxy_port}/mcp"
+            out["http_proxy"] = await http_figures(proxied, token, args.concurrency, args.seconds)
+    return {"paths": out, "split": split}
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    out, split = result["paths"], result["split"]
+    print(f"{'path':<14} {'calls/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'calls':>7}")
+    for name, f in out.items():
+        print(
+            f"{name:<14} {f['calls_per_s']:>9.1f} {f['p50_ms']:>8.3f} {f['p95_ms']:>8.3f} "
+            f"{f['calls']:>7}"
+        )
+    added = out["stdio_proxy"]["p50_ms"] - out["stdio_direct"]["p50_ms"]
+    ratio = out["http_proxy"]["calls_per_s"] / out["http_direct"]["calls_per_s"]
+    print(f"stdio: the proxy adds {added:.3f} ms p50 per call (goal < 1 ms)")
+    print(
+        f"http, concurrency {args.concurrency}: through the proxy {ratio:.0%} of the direct "
+        "calls/s (goal >= 80%)"
+    )
+    print(
+        f"stdio, in process: upstream hop {split['hop_p50_ms']:.3f} ms p50; through the gate "
+        f"{split['gated_in_memory_p50_ms']:.3f} ms (records in memory), "
+        f"{split['gated_store_p50_ms']:.3f} ms (audit write-ahead, traces, costs)"
+    )
+    print(
+        json.dumps(
+            {"figures": out, "split": split, "stdio_added_p50_ms": added, "http_ratio": ratio}
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=400, help="stdio calls per path")
+    parser.add_argument("--seconds", type=float, default=8.0, help="HTTP seconds per path")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    if args.upstream:
+        port = int(args.upstream[1]) if len(args.upstream) > 1 else 0
+        serve_upstream(args.upstream[0], port)
+        return
+    with tempfile.TemporaryDirectory(prefix="opsgate-bench-mcp-") as work:
+        out = asyncio.run(run(args, Path(work)))
+    report(out, args)
+
+
+if __name__ == "__main__":
+    main()

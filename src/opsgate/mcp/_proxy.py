@@ -1,0 +1,549 @@
+"""`McpProxy`: an MCP server in front of upstream MCP servers, every tool call through the
+gateway.
+
+One client session is one run. ``tools/list`` shows what the policy allows at the
+workflow's stage; ``tools/call`` passes `Gateway.call` (validation, decision, approval,
+execution with timeout, provenance, audit, caps). Resources and prompts pass through
+read-only, their content entering the run as untrusted context. Anything that goes wrong
+inside the proxy denies the call with a tool error: nothing passes unchecked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import mcp_types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+
+from opsgate.gateway import Approver, Gateway, Run, ToolOutcome
+from opsgate.mcp._catalog import Catalog, Refusal, ToolRunner, build_catalog, exposed_name
+from opsgate.mcp._config import ProxyConfig, UpstreamSpec
+from opsgate.mcp._handlers import build_server
+from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
+from opsgate.mcp._results import as_data, error_result, from_data, text_of
+from opsgate.mcp._text import one_line
+from opsgate.mcp._upstream import Upstream, UpstreamError
+from opsgate.policy import STAGE_SCOPES, PolicyDocument, Reason
+from opsgate.recorder import Event, EventType, Recorder
+
+__all__ = ["Identity", "McpProxy", "ProxyError"]
+
+#: The run of the call being executed (read by the upstream runner, in the call's task).
+_CURRENT_RUN: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "opsgate_mcp_run", default=None
+)
+#: Where the identity of an HTTP request is kept by the bearer-token check.
+IDENTITY_SCOPE_KEY = "opsgate.identity"
+
+
+class ProxyError(Exception):
+    """Something inside the proxy failed: the call it concerns is denied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a run is for: the invoker (a person, a service) and the agent identity."""
+
+    invoker: str
+    agent_id: str
+
+
+@dataclass
+class _Session:
+    key: str
+    run: Run
+    identity: Identity
+    last_used: float = field(default_factory=time.monotonic)
+    notifier: ServerSession | None = None
+
+
+class McpProxy:
+    """The proxy's state and handlers; `server()` gives the MCP server to run.
+
+    Args:
+        lock: The pins; None pins what the upstreams list at `start` (``--no-lock``).
+        lock_path: Re-read when an upstream's tools change, so a new lock takes effect.
+    """
+
+    def __init__(
+        self,
+        *,
+        document: PolicyDocument,
+        version: str,
+        source: str,
+        workflow: str,
+        config: ProxyConfig,
+        upstreams: Mapping[str, Upstream],
+        specs: Mapping[str, UpstreamSpec],
+        identity: Identity,
+        recorder: Recorder,
+        approver: Approver | None = None,
+        lock: LockFile | None = None,
+        lock_path: Path | None = None,
+        log: TextIO | None = None,
+    ) -> None:
+        if workflow not in document.workflows:
+            known = ", ".join(sorted(document.workflows)) or "none"
+            raise ProxyError(f"the policy has no workflow `{workflow}` (workflows: {known})")
+        self.document, self.version, self.source = document, version, source
+        self.workflow = workflow
+        self.config = config
+        self.upstreams = dict(upstreams)
+        self.specs = dict(specs)
+        self.identity = identity
+        self.recorder = recorder
+        self.approver = approver
+        self.lock = lock
+        self.lock_path = lock_path
+        self.log = log or sys.stderr
+        self.counts: Counter[str] = Counter()
+        """Calls by outcome and proxy failures (``internal_error``), for reports."""
+        self._listings: dict[str, list[mcp_types.Tool]] = {}
+        self._down: dict[str, str] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._rebuilding = asyncio.Lock()
+        self._resource_routes: dict[str, str] = {}
+        self._catalog: Catalog | None = None
+        self._gateway: Gateway | None = None
+        self._broken: str | None = None
+
+    # -- start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """List every upstream, pin (without a lock), bind the policy, make the gateway."""
+        await asyncio.gather(*(self._list(name) for name in self.upstreams))
+        if self.lock is None:
+            self.lock = self._pins_now()
+        catalog = self._build()
+        self._gateway = Gateway(
+            catalog.toolbelt,
+            catalog.policy,
+            approver=self.approver,
+            recorder=self.recorder,
+            approval_timeout_s=self.config.approval_timeout_seconds,
+        )
+        self._catalog = catalog
+        for name, refusal in sorted(catalog.refused.items()):
+            self.say(f"`{name}` is refused: {refusal.reason}: {refusal.message}")
+
+    async def close(self) -> None:
+        """End every open run (completed) and stop the upstreams."""
+        for session in list(self._sessions.values()):
+            self.end_session(session.key)
+        for upstream in self.upstreams.values():
+            failures = ", ".join(f"{k} {v}" for k, v in sorted(upstream.counts.items()) if v)
+            if failures:
+                self.say(f"upstream `{upstream.name}`: {failures}")
+            try:
+                await upstream.close()
+            except Exception as exc:  # stopping one must not keep the others running
+                self.say(f"upstream `{upstream.name}` did not stop cleanly: {type(exc).__name__}")
+        if self._gateway is not None:
+            self._gateway.close()
+
+    def end_session(self, key: str) -> None:
+        """End the run of a client session that closed."""
+        session = self._sessions.pop(key, None)
+        if session is None or self._gateway is None:
+            return
+        try:
+            self._gateway.finish(session.run, reason="mcp session closed")
+        except Exception as exc:  # the record is out of reach: said, not raised at close
+            self.say(f"the end of run {session.run.run_id} was not recorded: {exc}")
+
+    @property
+    def gateway(self) -> Gateway:
+        """The gateway (after `start`)."""
+        if self._gateway is None:
+            raise ProxyError("the proxy has not started")
+        return self._gateway
+
+    @property
+    def catalog(self) -> Catalog:
+        """The tools in force (after `start`; none while they cannot be checked)."""
+        if self._catalog is None:
+            raise ProxyError("the proxy has not started")
+        if self._broken is not None:
+            raise ProxyError(self._broken)
+        return self._catalog
+
+    # -- the catalog ---------------------------------------------------------------------
+
+    async def _list(self, name: str) -> None:
+        try:
+            self._listings[name] = await self.upstreams[name].list_tools()
+            self._down.pop(name, None)
+        except UpstreamError as exc:
+            self._listings[name] = []
+            self._down[name] = str(exc)
+            self.say(f"upstream `{name}`: {exc}")
+
+    def _pins_now(self) -> LockFile:
+        """Without a lock: pin each listed tool as it is now (changes later are drift)."""
+        pins: dict[str, LockEntry] = {}
+        for upstream, tools in self._listings.items():
+            for tool in tools:
+                name = exposed_name(upstream, tool.name, self.config.namespace)
+                if name is not None and name not in pins:
+                    pins[name] = LockEntry(upstream, tool.name, definition_hash(tool))
+        return LockFile(pins)
+
+    def _build(self) -> Catalog:
+        assert self.lock is not None
+        return build_catalog(
+            document=self.document,
+            version=self.version,
+            source=self.source,
+            workflow=self.workflow,
+            listings=self._listings,
+            down=self._down,
+            specs=self.specs,
+            lock=self.lock,
+            namespace=self.config.namespace,
+            make_runner=self._runner,
+        )
+
+    async def tools_changed(self, upstream: str) -> None:
+        """An upstream's tools changed (or it restarted): list them again, re-read the lock,
+        rebind, audit what is now refused, and tell the clients."""
+        try:
+            catalog, before = await self._rebind(upstream)
+        except Exception as exc:  # fail closed: no tool is served on a catalog not rebuilt
+            self._broken = f"the tools could not be checked again ({type(exc).__name__})"
+            self.say(f"{self._broken}: {one_line(exc)}; refusing every call until they are")
+            return
+        self._broken = None
+        for name, refusal in sorted(catalog.refused.items()):
+            if before is None or before.refused.get(name) != refusal:
+                self.say(f"`{name}` is refused: {refusal.reason}: {refusal.message}")
+                self._audit_refusal(name, refusal)
+        await self._notify_clients()
+
+    async def _rebind(self, upstream: str) -> tuple[Catalog, Catalog | None]:
+        async with self._rebuilding:
+            await self._list(upstream)
+            if self.lock_path is not None:
+                try:
+                    fresh = LockFile.read(self.lock_path)
+                except Exception as exc:  # a broken lock pins nothing new: the old pins hold
+                    self.say(f"the lock cannot be read again ({exc}); keeping the pins in force")
+                    fresh = None
+                if fresh is not None:
+                    self.lock = fresh
+            before = self._catalog
+            catalog = self._build()
+            gateway = self.gateway
+            gateway.toolbelt, gateway.policy = catalog.toolbelt, catalog.policy
+            self._catalog = catalog
+        return catalog, before
+
+    def _audit_refusal(self, tool: str, refusal: Refusal) -> None:
+        for session in list(self._sessions.values()):
+            if session.run.active:
+                self._record_decision(session.run, "", tool, refusal)
+
+    async def _notify_clients(self) -> None:
+        for session in list(self._sessions.values()):
+            if session.notifier is None:
+                continue
+            with contextlib.suppress(Exception):  # no channel for it: the client lists itself
+                await session.notifier.send_tool_list_changed()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def session(self, ctx: ServerRequestContext[Any, Any] | None) -> _Session:
+        """The run of the client session a request belongs to (started on first use).
+
+        Raises:
+            ProxyError: an HTTP request without an authenticated identity, or another
+                identity than the one that started the session.
+        """
+        key, identity = self._who(ctx)
+        found = self._sessions.get(key)
+        if found is not None:
+            if found.identity != identity:
+                raise ProxyError("this MCP session belongs to another identity")
+            found.last_used = time.monotonic()
+        else:
+            run = self.gateway.start_run(
+                self.workflow,
+                invoker=identity.invoker,
+                agent_id=identity.agent_id,
+                request=self.config.request,
+            )
+            found = self._sessions[key] = _Session(key, run, identity)
+        if ctx is not None:
+            found.notifier = ctx.session
+        return found
+
+    def _who(self, ctx: ServerRequestContext[Any, Any] | None) -> tuple[str, Identity]:
+        request = None if ctx is None else ctx.request
+        if request is None:  # stdio (or in process): one session, the configured identity
+            return "stdio", self.identity
+        scope = getattr(request, "scope", None) or {}
+        identity = scope.get(IDENTITY_SCOPE_KEY)
+        if not isinstance(identity, Identity):
+            raise ProxyError("the request carries no authenticated identity")
+        headers = getattr(request, "headers", None) or {}
+        key = headers.get("mcp-session-id") or f"request-{os.urandom(8).hex()}"
+        return f"http:{key}", identity
+
+    # -- tools ---------------------------------------------------------------------------
+
+    def visible_tools(self, session: _Session) -> list[mcp_types.Tool]:
+        """What the policy allows this run at its stage, as MCP definitions."""
+        catalog, policy = self.catalog, self.gateway.policy
+        agent = session.identity.agent_id
+        scopes = STAGE_SCOPES[policy.stage(self.workflow, agent)]
+        shown = []
+        for name in policy.allowed_tools(self.workflow, agent):
+            tool, contract = catalog.tools.get(name), catalog.toolbelt.find(name)
+            if tool is None or contract is None or contract.scope not in scopes:
+                continue
+            hints = tool.annotations
+            shown.append(
+                mcp_types.Tool(
+                    name=name,
+                    title=tool.title,
+                    description=tool.description,
+                    input_schema=contract.parameters_schema,
+                    annotations=mcp_types.ToolAnnotations(
+                        read_only_hint=contract.scope == "read",
+                        destructive_hint=contract.impact == "high",
+                        open_world_hint=None if hints is None else hints.open_world_hint,
+                    ),
+                )
+            )
+        return shown
+
+    async def call(
+        self, ctx: ServerRequestContext[Any, Any] | None, name: str, arguments: Any
+    ) -> mcp_types.CallToolResult:
+        """One ``tools/call``, through the gate; any failure in here denies it."""
+        outcome: ToolOutcome | None = None
+        try:
+            session = self.session(ctx)
+            refusal = self.catalog.refused.get(name)
+            if refusal is not None and refusal.reason == "upstream_unavailable":
+                await self._retry_upstream(name)
+                refusal = self.catalog.refused.get(name)
+            if refusal is not None:
+                self._record_decision(session.run, os.urandom(8).hex(), name, refusal, arguments)
+                self.counts["refused"] += 1
+                return error_result(
+                    f"opsgate refused `{name}` ({refusal.reason}): {refusal.message}",
+                    {"status": "refused", "reason": refusal.reason},
+                )
+            token = _CURRENT_RUN.set(session.run)
+            try:
+                outcome = await self.gateway.call(session.run, name, arguments)
+            finally:
+                _CURRENT_RUN.reset(token)
+            self.counts[outcome.status.value] += 1
+            return self._answer(outcome)
+        except Exception as exc:  # fail closed: a bug, the store, the policy, anything
+            return self._internal_error(name, exc, ran=outcome is not None and outcome.ok)
+
+    async def _retry_upstream(self, name: str) -> None:
+        assert self.lock is not None
+        entry = self.lock.tools.get(name)
+        if entry is not None and entry.upstream in self.upstreams:
+            await self.tools_changed(entry.upstream)
+
+    def _answer(self, outcome: ToolOutcome) -> mcp_types.CallToolResult:
+        if outcome.ok:
+            return from_data(outcome.result)
+        reason = outcome.decision.reason
+        meta = {
+            "status": outcome.status.value,
+            "reason": str(reason),
+            "rule": outcome.decision.rule,
+            "call_id": outcome.call_id,
+        }
+        if outcome.status.value == "error":
+            text = f"`{outcome.tool}` failed: {outcome.message}"
+        else:
+            message = outcome.message.removeprefix("denied: ")
+            text = f"opsgate {outcome.status.value} `{outcome.tool}` ({reason}): {message}"
+        return error_result(text, meta)
+
+    def _internal_error(self, name: str, exc: Exception, *, ran: bool) -> mcp_types.CallToolResult:
+        self.counts["internal_error"] += 1
+        kind = type(exc).__name__
+        self.say(f"internal error on `{name}`: {kind}: {one_line(exc)}")
+        why = one_line(exc) if isinstance(exc, ProxyError) else kind  # our own words only
+        if ran:
+            text = f"`{name}` ran, but opsgate could not return its result ({why})"
+        else:
+            text = (
+                f"opsgate denied `{name}` (internal_error): the proxy could not check this call "
+                f"({why}); nothing ran"
+            )
+        return error_result(text, {"status": "denied", "reason": "internal_error"})
+
+    def _record_decision(
+        self, run: Run, call_id: str, tool: str, refusal: Refusal, arguments: Any = None
+    ) -> None:
+        """A refusal the proxy makes before the gateway (a tool not pinned, not listed),
+        recorded like the gateway's own: proposed (for a call), then the decision."""
+        rule = "mcp.lock" if refusal.reason == "tool_definition_changed" else "mcp"
+        if call_id:  # a call: proposed, then denied, counted and capped like the gate's own
+            self.gateway.refuse(
+                run,
+                tool,
+                arguments if isinstance(arguments, dict) else {},
+                reason=Reason(refusal.reason),
+                rule=rule,
+                message=refusal.message,
+                call_id=call_id,
+            )
+            return
+        now = time.time()  # no call: the run's record says what changed in its tools
+        data = {
+            "call_id": call_id,
+            "tool": tool,
+            "effect": "deny",
+            "reason": refusal.reason,
+            "rule": rule,
+            "message": refusal.message,
+            "policy_version": self.version,
+        }
+        self.recorder.record(Event(EventType.DECISION, run.run_id, run.next_seq(), now, data))
+
+    def _runner(self, upstream: str, tool: str) -> ToolRunner:
+        """The function a contract calls: the upstream tool, its result as JSON data."""
+
+        async def run_tool(**arguments: Any) -> Any:
+            sent = {k: v for k, v in arguments.items() if v is not None}  # left out: absent
+            result = await self.upstreams[upstream].call_tool(tool, sent)
+            if result.is_error:
+                text = text_of(result)
+                run = _CURRENT_RUN.get()
+                if run is not None:  # its words reach the model: they are untrusted context
+                    self.gateway.observe(
+                        run, text, trust="untrusted", source=f"tool:{upstream}.{tool}#error"
+                    )
+                raise UpstreamError("UpstreamToolError", f"upstream tool error: {text}")
+            return as_data(result, self.config.max_result_bytes)
+
+        return run_tool
+
+    # -- resources and prompts (read-only) -----------------------------------------------
+
+    async def list_resources(self) -> list[mcp_types.Resource]:
+        """Every upstream's resources (an upstream that has none, or fails, adds none)."""
+        found: list[mcp_types.Resource] = []
+        for name, upstream in self.upstreams.items():
+            try:
+                page = await upstream.request("resources/list", lambda s: s.list_resources())
+            except UpstreamError:
+                continue
+            for resource in page.resources:
+                self._resource_routes.setdefault(str(resource.uri), name)
+                found.append(resource)
+        return found
+
+    async def list_resource_templates(self) -> list[mcp_types.ResourceTemplate]:
+        """Every upstream's resource templates."""
+        found: list[mcp_types.ResourceTemplate] = []
+        for upstream in self.upstreams.values():
+            try:
+                page = await upstream.request(
+                    "resources/templates/list", lambda s: s.list_resource_templates()
+                )
+            except UpstreamError:
+                continue
+            found.extend(page.resource_templates)
+        return found
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any, Any] | None, uri: str
+    ) -> mcp_types.ReadResourceResult:
+        """Read a resource from its upstream; its text enters the run (untrusted unless
+        the config trusts that upstream's resources)."""
+        session = self.session(ctx)
+        name = self._resource_routes.get(uri)
+        if name is None and len(self.upstreams) == 1:
+            name = next(iter(self.upstreams))
+        if name is None:
+            raise ProxyError("unknown resource; list the resources first")
+        result: mcp_types.ReadResourceResult = await self.upstreams[name].request(
+            "resources/read", lambda s: s.read_resource(uri)
+        )
+        trust = self.specs[name].resources
+        for content in result.contents:
+            text = getattr(content, "text", None)
+            shown = text if isinstance(text, str) else f"<binary resource {uri}>"
+            self.gateway.observe(session.run, shown, trust=trust, source=f"resource:{name}:{uri}")
+        return result
+
+    async def list_prompts(self) -> list[mcp_types.Prompt]:
+        """Every upstream's prompts, under exposed names."""
+        found: list[mcp_types.Prompt] = []
+        for name, upstream in self.upstreams.items():
+            try:
+                page = await upstream.request("prompts/list", lambda s: s.list_prompts())
+            except UpstreamError:
+                continue
+            for prompt in page.prompts:
+                exposed = exposed_name(name, prompt.name, self.config.namespace)
+                if exposed is not None:
+                    found.append(prompt.model_copy(update={"name": exposed}))
+        return found
+
+    async def get_prompt(
+        self, ctx: ServerRequestContext[Any, Any] | None, name: str, arguments: dict[str, str]
+    ) -> mcp_types.GetPromptResult:
+        """A prompt from its upstream; its messages enter the run as context."""
+        session = self.session(ctx)
+        upstream, prompt = self._prompt_route(name)
+        result: mcp_types.GetPromptResult = await self.upstreams[upstream].request(
+            "prompts/get", lambda s: s.get_prompt(prompt, arguments)
+        )
+        trust = self.specs[upstream].resources
+        for message in result.messages:
+            text = getattr(message.content, "text", None)
+            shown = text if isinstance(text, str) else "<non-text prompt content>"
+            self.gateway.observe(
+                session.run, shown, trust=trust, source=f"prompt:{upstream}:{prompt}"
+            )
+        return result
+
+    def _prompt_route(self, name: str) -> tuple[str, str]:
+        if not self.config.namespace:
+            if len(self.upstreams) != 1:
+                raise ProxyError("prompts of several upstreams need namespaced names")
+            return next(iter(self.upstreams)), name
+        upstream, _, prompt = name.partition("__")
+        if upstream not in self.upstreams or not prompt:
+            raise ProxyError("no upstream has that prompt")
+        return upstream, prompt
+
+    # -- the MCP server ------------------------------------------------------------------
+
+    def server(self) -> Server[Any]:
+        """The low-level MCP server whose handlers are this proxy's."""
+        return build_server(self)
+
+    @staticmethod
+    def initialization_options(server: Server[Any]) -> InitializationOptions:
+        """What the proxy announces: tools may change (pins, restarts)."""
+        return server.create_initialization_options(NotificationOptions(tools_changed=True))
+
+    def say(self, text: str) -> None:
+        """One line for the operator on stderr (outside text made printable)."""
+        with contextlib.suppress(Exception):  # a closed stderr never stops the proxy
+            print(f"opsgate mcp-proxy: {one_line(text, 500)}", file=self.log, flush=True)

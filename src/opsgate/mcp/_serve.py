@@ -1,0 +1,253 @@
+"""Wiring a proxy from its options, and serving it over stdio or streamable HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import uvicorn
+from mcp.server.stdio import stdio_server
+
+from opsgate.errors import ConfigError
+from opsgate.gateway import Approver
+from opsgate.mcp._config import ProxyConfig, UpstreamSpec, expand_env, load_config
+from opsgate.mcp._lock import LockFile
+from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY, Identity, McpProxy
+from opsgate.mcp._tokens import TokenStore
+from opsgate.mcp._upstream import Upstream, UpstreamTarget
+from opsgate.policy import content_version, parse_policy
+from opsgate.recorder import Recorder
+
+__all__ = ["ProxyOptions", "build_proxy", "resolve_upstreams", "serve_http", "serve_stdio"]
+
+#: The upstream given after ``--`` (no config): its tools keep their own names.
+SINGLE = "upstream"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """What the command line says (see `opsgate mcp-proxy`)."""
+
+    policy: Path | None
+    workflow: str
+    config: Path | None = None
+    command: tuple[str, ...] = ()
+    lock: Path | None = None
+    no_lock: bool = False
+    invoker: str | None = None
+    agent_id: str | None = None
+
+
+def read_config(options: ProxyOptions) -> ProxyConfig:
+    """The config file, or the defaults when the upstream comes after ``--``."""
+    config = load_config(options.config) if options.config else ProxyConfig()
+    if options.command and config.upstreams:
+        raise ConfigError("give the upstream after `--` or in the config's `upstreams`, not both")
+    if not options.command and not config.upstreams:
+        raise ConfigError("no upstream: give its command after `--`, or `upstreams` in --config")
+    return config
+
+
+def upstream_specs(options: ProxyOptions, config: ProxyConfig) -> dict[str, UpstreamSpec]:
+    """The upstreams by name (the one after ``--`` is named `SINGLE`)."""
+    if options.command:
+        return {SINGLE: UpstreamSpec(command=list(options.command), tools=config.tools)}
+    return dict(config.upstreams)
+
+
+def resolve_upstreams(specs: dict[str, UpstreamSpec], base: Path) -> dict[str, UpstreamTarget]:
+    """Targets with ``${VAR}`` expanded from the environment (credentials never in files)."""
+    targets = {}
+    for name, spec in specs.items():
+        env = {k: expand_env(v, f"upstream `{name}` env `{k}`") for k, v in spec.env.items()}
+        headers = {
+            k: expand_env(v, f"upstream `{name}` header `{k}`") for k, v in spec.headers.items()
+        }
+        cwd = None if spec.cwd is None else str((base / expand_env(spec.cwd, "cwd")).resolve())
+        targets[name] = UpstreamTarget(
+            name=name,
+            command=tuple(spec.command or ()),
+            env=env,
+            cwd=cwd,
+            url=spec.url,
+            headers=headers,
+        )
+    return targets
+
+
+def lock_path(options: ProxyOptions, config: ProxyConfig) -> Path:
+    """``--lock``, else the config's ``lock``, else ``mcp.lock`` beside the config."""
+    if options.lock is not None:
+        return options.lock
+    base = options.config.parent if options.config else Path(".")
+    return base / (config.lock or "mcp.lock")
+
+
+def build_proxy(
+    options: ProxyOptions,
+    *,
+    recorder: Recorder,
+    approver: Approver | None = None,
+    log: TextIO | None = None,
+) -> McpProxy:
+    """A proxy from the command line's options (not started).
+
+    Raises:
+        ConfigError / PolicyError: a bad config or policy, an unknown workflow, or no lock
+            without ``--no-lock`` (fail closed: nothing unpinned is served).
+    """
+    config = read_config(options)
+    if options.policy is None:
+        raise ConfigError("the proxy needs a policy (--policy)")
+    document, source = parse_policy(options.policy)
+    if options.workflow not in document.workflows:
+        known = ", ".join(sorted(document.workflows)) or "none"
+        raise ConfigError(f"the policy has no workflow `{options.workflow}` (workflows: {known})")
+    specs = upstream_specs(options, config)
+    base = options.config.parent if options.config else Path(".")
+    path = lock_path(options, config)
+    lock = None if options.no_lock else LockFile.read(path)
+    if lock is None and not options.no_lock:
+        raise ConfigError(
+            f"no lock at `{path}`: pin the upstream tools first (`opsgate mcp lock`), or pass "
+            "--no-lock to pin what the upstreams list at start (for this process only)"
+        )
+    proxy: McpProxy | None = None
+
+    async def changed(name: str) -> None:
+        if proxy is not None:
+            await proxy.tools_changed(name)
+
+    upstreams = {
+        name: Upstream(
+            target,
+            on_tools_changed=changed,
+            connect_timeout_s=config.connect_timeout_seconds,
+        )
+        for name, target in resolve_upstreams(specs, base).items()
+    }
+    proxy = McpProxy(
+        document=document,
+        version=content_version(document),
+        source=source,
+        workflow=options.workflow,
+        config=config.model_copy(update={"namespace": config.namespace and not options.command}),
+        upstreams=upstreams,
+        specs=specs,
+        identity=default_identity(options, config),
+        recorder=recorder,
+        approver=approver,
+        lock=lock,
+        lock_path=None if options.no_lock else path,
+        log=log,
+    )
+    return proxy
+
+
+def default_identity(options: ProxyOptions, config: ProxyConfig) -> Identity:
+    """Invoker and agent of a stdio session: the options, else the config, else the user
+    running the proxy and ``mcp-client``."""
+    import getpass
+
+    invoker = options.invoker or config.invoker
+    if not invoker:
+        try:
+            invoker = getpass.getuser()
+        except Exception:  # no user name in this environment
+            invoker = "unknown"
+    agent = options.agent_id or config.agent_id or "mcp-client"
+    return Identity(expand_env(invoker, "invoker"), expand_env(agent, "agent_id"))
+
+
+async def serve_stdio(proxy: McpProxy) -> None:
+    """Serve one client over this process's stdin and stdout until it disconnects."""
+    await proxy.start()
+    server = proxy.server()
+    try:
+        async with stdio_server() as (read, write):
+            await server.run(read, write, proxy.initialization_options(server))
+    finally:
+        await proxy.close()
+
+
+class BearerAuth:
+    """ASGI middleware: a valid bearer token or 401; the token's identity goes with the
+    request, and a session's DELETE ends its run."""
+
+    def __init__(self, app: Any, tokens: TokenStore, proxy: McpProxy) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers") or []}
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        try:
+            record = self.tokens.identity(token) if token else None
+        except ConfigError:
+            record = None  # an unreadable token file lets nobody in
+        if record is None:
+            await _unauthorized(send)
+            return
+        scope[IDENTITY_SCOPE_KEY] = Identity(record.invoker, record.agent_id)
+        await self.app(scope, receive, send)
+        session_id = headers.get(b"mcp-session-id")
+        if scope.get("method") == "DELETE" and session_id:
+            self.proxy.end_session("http:" + session_id.decode("latin-1"))
+
+
+async def _unauthorized(send: Send) -> None:
+    body = orjson.dumps({"error": "invalid_token", "error_description": "a valid bearer token"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b'Bearer error="invalid_token"'),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def http_app(proxy: McpProxy, tokens: TokenStore, host: str) -> Any:
+    """The ASGI app: streamable HTTP at ``/mcp`` behind the bearer check (the proxy must
+    be started first)."""
+    server = proxy.server()
+    app = server.streamable_http_app(host=host, stateless_http=False, json_response=True)
+    return BearerAuth(app, tokens, proxy)
+
+
+async def serve_http(
+    proxy: McpProxy,
+    host: str,
+    port: int,
+    tokens: TokenStore,
+    *,
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Serve streamable HTTP at ``http://HOST:PORT/mcp`` until interrupted."""
+    await proxy.start()
+    try:
+        app = http_app(proxy, tokens, host)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        )
+        if started is not None:
+            started()
+        await server.serve()
+    finally:
+        await proxy.close()

@@ -1,0 +1,344 @@
+"""One upstream MCP server, as a client the proxy can always ask: connected on demand,
+restarted after it dies, every failure a typed `UpstreamError` the gateway records.
+
+The connection lives in a task of its own (the SDK's transports are anyio contexts that
+must be entered and left in one task); calls from any task go through its session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import httpx2
+import mcp_types
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+
+__all__ = ["Upstream", "UpstreamError", "UpstreamTarget"]
+
+
+class UpstreamError(Exception):
+    """The upstream failed a request; ``kind`` says how (the audited error type)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    """Where an upstream is: a command (stdio) or a URL (streamable HTTP), resolved."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def shown(self) -> str:
+        """What it is, for messages (never the headers: they hold credentials)."""
+        return self.url or " ".join(self.command[:1])
+
+
+ToolsChanged = Callable[[str], Coroutine[Any, Any, None]]
+
+
+class Upstream:
+    """A client of one upstream server.
+
+    Args:
+        on_tools_changed: Awaited with the upstream's name when it says its tools changed.
+        connect_timeout_s: How long starting and the MCP handshake may take.
+    """
+
+    def __init__(
+        self,
+        target: UpstreamTarget,
+        *,
+        on_tools_changed: ToolsChanged | None = None,
+        connect_timeout_s: float = 15.0,
+        errlog: TextIO | None = None,
+    ) -> None:
+        self.target = target
+        self.name = target.name
+        self.counts: Counter[str] = Counter()
+        """Failures by kind, and ``restarts``: what `opsgate` reports and audits."""
+        self._on_tools_changed = on_tools_changed
+        self._connect_timeout_s = connect_timeout_s
+        self._errlog = errlog
+        self._relay: _StderrRelay | None = None
+        self._session: ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._lock = asyncio.Lock()
+        self._connected_once = False
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # -- connection ----------------------------------------------------------------------
+
+    async def session(self) -> ClientSession:
+        """The live session, (re)connecting first when there is none.
+
+        Raises:
+            UpstreamError: ``UpstreamUnavailable`` when it cannot start or shake hands.
+        """
+        session = self._session
+        if session is not None and self._task is not None and not self._task.done():
+            return session
+        async with self._lock:
+            if self._session is not None and self._task is not None and not self._task.done():
+                return self._session
+            await self._drop()
+            restarted = self._connected_once
+            if restarted:
+                self.counts["restarts"] += 1
+            ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._own(ready, self._stop))
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    self._session = await asyncio.shield(ready)
+            except TimeoutError:
+                await self._drop(wait_s=0.0)  # it never shook hands: nothing to close politely
+                self.counts["UpstreamUnavailable"] += 1
+                raise UpstreamError(
+                    "UpstreamUnavailable",
+                    f"upstream `{self.name}` did not complete the MCP handshake within "
+                    f"{self._connect_timeout_s:g}s",
+                ) from None
+            except UpstreamError:
+                await self._drop()
+                self.counts["UpstreamUnavailable"] += 1
+                raise
+            self._connected_once = True
+            if restarted and self._on_tools_changed is not None:  # it may list other tools now
+                self._later(self._on_tools_changed(self.name))
+            return self._session
+
+    async def _own(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
+        """The task that holds the transport and the session until told to stop."""
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                read, write = await stack.enter_async_context(self._transport())
+                session = await stack.enter_async_context(
+                    ClientSession(read, write, message_handler=self._on_message)
+                )
+                await session.initialize()
+                if not ready.done():
+                    ready.set_result(session)
+                await stop.wait()
+        except BaseException as exc:  # the child died, the URL refused, not MCP at all
+            if not ready.done():
+                ready.set_exception(
+                    UpstreamError(
+                        "UpstreamUnavailable",
+                        f"upstream `{self.name}` cannot start: {_text(exc)}",
+                    )
+                )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            if self._task is asyncio.current_task():
+                self._session = None
+
+    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        target = self.target
+        if target.url is not None:
+            client = httpx2.AsyncClient(
+                headers=target.headers, timeout=httpx2.Timeout(30.0, read=300.0)
+            )
+            return _with_client(client, streamable_http_client(target.url, http_client=client))
+        params = StdioServerParameters(
+            command=target.command[0],
+            args=list(target.command[1:]),
+            env=target.env or None,
+            cwd=target.cwd,
+        )
+        if self._errlog is None:  # the child's stderr, shown escaped and named
+            self._relay = self._relay or _StderrRelay(self.name, _stderr())
+            self._errlog = self._relay.writer
+        return stdio_client(params, errlog=self._errlog)
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):  # a line that is not JSON-RPC: not MCP
+            self.counts["UpstreamProtocolError"] += 1
+            return
+        changed = isinstance(message, mcp_types.ToolListChangedNotification) or (
+            getattr(message, "method", None) == "notifications/tools/list_changed"
+        )
+        if changed and self._on_tools_changed is not None:
+            self._later(self._on_tools_changed(self.name))
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in its own task, kept until done (a failure there is its own)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _drop(self, wait_s: float = 5.0) -> None:
+        """Stop the connection task (and so the child process), if any; cancel it when it
+        has not stopped within ``wait_s``."""
+        task, stop = self._task, self._stop
+        self._task = self._stop = None
+        self._session = None
+        if task is None:
+            return
+        if stop is not None:
+            stop.set()
+        try:
+            async with asyncio.timeout(wait_s):
+                await asyncio.shield(task)
+        except BaseException:  # a transport that will not close: cancel it
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def close(self) -> None:
+        """Disconnect (the child process is stopped)."""
+        async with self._lock:
+            await self._drop()
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+            self._errlog = None
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def request(self, what: str, send: Callable[[ClientSession], Awaitable[Any]]) -> Any:
+        """Send one request; failures become `UpstreamError` and a dead link is dropped so
+        the next request restarts the server."""
+        session = await self.session()
+        try:
+            return await send(session)
+        except MCPError as exc:
+            if exc.code == mcp_types.CONNECTION_CLOSED:
+                await self._crashed()
+                raise UpstreamError(
+                    "UpstreamCrashed", f"upstream `{self.name}` went away during {what}"
+                ) from None
+            self.counts["UpstreamProtocolError"] += 1
+            raise UpstreamError(
+                "UpstreamProtocolError",
+                f"upstream `{self.name}` answered {what} with error {exc.code}: "
+                f"{_text(exc.error.message)}",
+            ) from None
+        except (TimeoutError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # broken pipe, a result that is no MCP result, a bug there
+            if self._task is None or self._task.done():
+                await self._crashed()
+                raise UpstreamError(
+                    "UpstreamCrashed", f"upstream `{self.name}` went away during {what}"
+                ) from None
+            self.counts["MalformedResult"] += 1
+            raise UpstreamError(
+                "MalformedResult",
+                f"upstream `{self.name}` answered {what} with something that is not a valid "
+                f"MCP result ({type(exc).__name__})",
+            ) from None
+
+    async def _crashed(self) -> None:
+        self.counts["UpstreamCrashed"] += 1
+        async with self._lock:
+            await self._drop()
+
+    async def list_tools(self) -> list[mcp_types.Tool]:
+        """Every tool it lists (all pages)."""
+        tools: list[mcp_types.Tool] = []
+        cursor: str | None = None
+        for _ in range(100):  # a server paging forever is not listing tools
+            page = await self.request("tools/list", _lister(cursor))
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        return tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        """Call one tool (the gateway's timeout cancels it)."""
+        result = await self.request(f"tools/call `{name}`", lambda s: s.call_tool(name, arguments))
+        if not isinstance(result, mcp_types.CallToolResult):
+            self.counts["MalformedResult"] += 1
+            raise UpstreamError(
+                "MalformedResult", f"upstream `{self.name}` returned no tool result"
+            )
+        return result
+
+
+def _lister(cursor: str | None) -> Callable[[ClientSession], Awaitable[Any]]:
+    params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
+
+    def send(session: ClientSession) -> Awaitable[Any]:
+        return session.list_tools(params=params)
+
+    return send
+
+
+@contextlib.asynccontextmanager
+async def _with_client(
+    client: httpx2.AsyncClient, inner: contextlib.AbstractAsyncContextManager[Any]
+) -> Any:
+    async with client, inner as streams:
+        yield streams
+
+
+class _StderrRelay:
+    """A pipe for a child's stderr, relayed line by line to ours: each line bounded, its
+    control characters made visible, and prefixed with the upstream's name (what an upstream
+    writes is hostile; an operator's terminal obeys escape sequences)."""
+
+    def __init__(self, name: str, out: TextIO) -> None:
+        read_fd, write_fd = os.pipe()
+        self.writer: TextIO = os.fdopen(write_fd, "w")
+        self._reader = os.fdopen(read_fd, "rb")
+        self._thread = threading.Thread(
+            target=self._relay, args=(name, out), name=f"mcp-stderr-{name}", daemon=True
+        )
+        self._thread.start()
+
+    def _relay(self, name: str, out: TextIO) -> None:
+        with contextlib.suppress(Exception):
+            for raw in self._reader:
+                line = raw[:2000].decode("utf-8", "replace").rstrip("\r\n")
+                shown = "".join(
+                    c if c.isprintable() or c == "\t" else f"<U+{ord(c):04X}>" for c in line
+                )
+                print(f"upstream {name}: {shown}", file=out, flush=True)
+
+    def close(self) -> None:
+        """Close our end: the relay ends once the children's ends are closed too."""
+        with contextlib.suppress(OSError):
+            self.writer.close()
+
+
+def _stderr() -> TextIO:
+    """Where a child's stderr goes: ours, when it is a real file (not a test's capture)."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                return stream
+        except (OSError, ValueError, AttributeError):
+            continue
+    return open(os.devnull, "w")
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    """Text from outside, bounded and on one line, for messages."""
+    try:
+        text = str(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,175 @@
+"""Fixtures of the MCP proxy tests: the test servers, a policy over their tools, and a
+proxy connected to a real MCP `ClientSession` (in process, or as `opsgate mcp-proxy`)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types
+import pytest
+from mcp.shared.memory import create_client_server_memory_streams
+
+from mcp import ClientSession
+from opsgate.gateway import Approver
+from opsgate.mcp import (
+    Identity,
+    LockFile,
+    McpProxy,
+    ProxyConfig,
+    ToolSpec,
+    Upstream,
+    UpstreamSpec,
+    UpstreamTarget,
+)
+from opsgate.policy import content_version, parse_policy
+from opsgate.recorder import InMemoryRecorder, Recorder
+
+SERVERS = Path(__file__).parent / "servers"
+PYTHON = sys.executable
+
+POLICY = """
+version: "mcp-t1"
+defaults:
+  caps: {max_tool_calls: 40, max_identical_calls: 5, max_retries: 1, max_cost_usd: 10,
+         max_wall_seconds: 120, max_steps: 20}
+  tool_timeout_seconds: 10
+workflows:
+  support:
+    stage: autonomous_in_scope
+    tools:
+      get_ticket: {}
+      get_order: {output: trusted}
+      draft_reply: {}
+      refund: {approval: never}
+      big: {}
+      crash: {}
+      hang: {timeout_seconds: 0.5}
+      fail: {}
+      pid: {}
+      search: {}
+      mutate: {}
+      broken: {}
+      fine: {}
+    provenance:
+      targets: {refund: [order_id, amount]}
+  careful:
+    stage: write_with_approval
+    tools:
+      get_order: {output: trusted}
+      refund: {}
+  readonly:
+    stage: read_only
+    tools: {get_ticket: {}, get_order: {}, refund: {}}
+  multi:
+    stage: autonomous_in_scope
+    tools:
+      shop__get_ticket: {}
+      shop__get_order: {output: trusted}
+      shop__refund: {approval: never}
+      bad__fine: {}
+      bad__broken: {}
+      bad__malformed: {}
+      junk__anything: {}
+    provenance:
+      targets: {shop__refund: [order_id, amount]}
+"""
+
+SHOP_TOOLS = {
+    "draft_reply": ToolSpec(scope="draft", impact="low"),
+    "refund": ToolSpec(scope="write", impact="high"),
+}
+
+
+def shop_spec(**extra: Any) -> UpstreamSpec:
+    return UpstreamSpec(command=[PYTHON, str(SERVERS / "shop.py")], tools=SHOP_TOOLS, **extra)
+
+
+def server_spec(name: str) -> UpstreamSpec:
+    return UpstreamSpec(command=[PYTHON, str(SERVERS / f"{name}.py")])
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    return path
+
+
+def make_proxy(
+    specs: dict[str, UpstreamSpec],
+    *,
+    workflow: str = "support",
+    recorder: Recorder | None = None,
+    approver: Approver | None = None,
+    lock: LockFile | None = None,
+    lock_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    **config: Any,
+) -> McpProxy:
+    """A proxy over ``specs`` (not namespaced unless asked), pinned at start by default."""
+    document, source = parse_policy("test-policy", text=POLICY)
+    config.setdefault("namespace", False)
+    config.setdefault("connect_timeout_seconds", 10)
+    settings = ProxyConfig(**config)
+    proxy: McpProxy | None = None
+
+    async def changed(name: str) -> None:
+        assert proxy is not None
+        await proxy.tools_changed(name)
+
+    upstreams = {
+        name: Upstream(
+            UpstreamTarget(name, tuple(spec.command or ()), env=dict(env or {}), url=spec.url),
+            on_tools_changed=changed,
+            connect_timeout_s=settings.connect_timeout_seconds,
+        )
+        for name, spec in specs.items()
+    }
+    proxy = McpProxy(
+        document=document,
+        version=content_version(document),
+        source=source,
+        workflow=workflow,
+        config=settings,
+        upstreams=upstreams,
+        specs=specs,
+        identity=Identity("maria", "bot-1"),
+        recorder=recorder if recorder is not None else InMemoryRecorder(),
+        approver=approver,
+        lock=lock,
+        lock_path=lock_path,
+    )
+    return proxy
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    proxy: McpProxy, on_message: Callable[[Any], Any] | None = None
+) -> AsyncIterator[ClientSession]:
+    """A real MCP client session talking to ``proxy`` over in-memory streams."""
+    await proxy.start()
+    server = proxy.server()
+    try:
+        async with (
+            create_client_server_memory_streams() as (client_streams, server_streams),
+            anyio.create_task_group() as group,
+        ):
+            options = proxy.initialization_options(server)
+            group.start_soon(server.run, server_streams[0], server_streams[1], options)
+            async with ClientSession(
+                client_streams[0], client_streams[1], message_handler=on_message
+            ) as session:
+                await session.initialize()
+                yield session
+            group.cancel_scope.cancel()
+    finally:
+        await proxy.close()
+
+
+def text(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))

@@ -26,6 +26,7 @@ class EventType(StrEnum):
     CONTEXT_READ = "context_read"
     TOOL_CALL_PROPOSED = "tool_call_proposed"
     DECISION = "decision"
+    SHADOW_DECISION = "shadow_decision"
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_GRANTED = "approval_granted"
     APPROVAL_DENIED = "approval_denied"

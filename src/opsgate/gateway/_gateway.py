@@ -159,6 +159,7 @@ class Gateway:
         max_tool_threads: int = 32,
         executor: ToolExecutor | None = None,
         stops: StopSource | None = None,
+        shadow: CompiledPolicy | None = None,
     ) -> None:
         self.toolbelt = toolbelt
         self.policy = policy
@@ -169,6 +170,7 @@ class Gateway:
         self.secrets: SecretStore = secrets or EnvSecretStore()
         self.executor: ToolExecutor = executor or LocalToolExecutor(max_tool_threads)
         self.stops = stops
+        self.shadow = shadow
         self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
         self.approval_timeout_s = approval_timeout_s
 
@@ -506,11 +508,7 @@ class Gateway:
         checked = self._check(run, call_id, tool, args)
         if isinstance(checked, ToolOutcome):
             return checked
-        self._emit_proposed(run, call_id, tool, checked.data)
-        decision = self.policy.decide(ProposedCall(tool, checked.data, checked.key), run)
-        run._counts.tool_calls += 1
-        run._counts.calls[checked.key] += 1
-        self._emit_decision(run, call_id, tool, decision)
+        decision = self._decide(run, call_id, checked)
         if decision.effect is Effect.DENY:
             return self._denied(run, call_id, tool, checked.data, decision)
         if decision.effect is Effect.NEEDS_APPROVAL:
@@ -531,6 +529,44 @@ class Gateway:
         self._escalate(run, "interrupted", why, actor=stop.actor)
         self.stops.honoured(run.run_id)
         return True
+
+    def _decide(self, run: Run, call_id: str, checked: _Checked) -> Decision:
+        """The live decision, counted and recorded; and the shadow policy's on the same
+        state, recorded beside it where it differs (it never acts)."""
+        tool = checked.contract.name
+        self._emit_proposed(run, call_id, tool, checked.data)
+        call = ProposedCall(tool, checked.data, checked.key)
+        decision = self.policy.decide(call, run)
+        candidate = None if self.shadow is None else self._candidate(call, run)
+        run._counts.tool_calls += 1
+        run._counts.calls[checked.key] += 1
+        self._emit_decision(run, call_id, tool, decision)
+        if candidate is not None and (candidate.effect, candidate.reason) != (
+            decision.effect,
+            decision.reason,
+        ):
+            data = candidate.as_dict()
+            data.update(
+                call_id=call_id,
+                tool=tool,
+                live_effect=decision.effect.value,
+                live_reason=decision.reason.value,
+                live_policy_version=decision.policy_version,
+            )
+            self._emit(run, EventType.SHADOW_DECISION, data)
+        return decision
+
+    def _candidate(self, call: ProposedCall, run: Run) -> Decision:
+        """The shadow policy's decision; a failing candidate is recorded as such, and
+        never touches the live call."""
+        assert self.shadow is not None
+        try:
+            return self.shadow.decide(call, run)
+        except Exception as exc:
+            message = f"the shadow policy failed: {type(exc).__name__}: {exc}"
+            return Decision(
+                Effect.DENY, Reason.INTERNAL_ERROR, "shadow", message, self.shadow.version
+            )
 
     def _inactive(self, run: Run, call_id: str, tool: str, args: Any) -> ToolOutcome:
         """A call proposed after the run ended: recorded, and refused."""

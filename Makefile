@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench clean postgres fuzz soak
+.PHONY: demo test check lint typecheck unit bench clean postgres chromium fuzz soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
-unit: $(STAMP) postgres
+# The console's browser tests drive Debian's chromium (Playwright, no browser download).
+chromium:
+	@test -x /usr/bin/chromium \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+unit: $(STAMP) postgres chromium
 	$(BIN)/pytest
 
 test: lint typecheck unit

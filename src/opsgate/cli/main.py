@@ -16,6 +16,8 @@ from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
 from opsgate.cli._retention import retention_app
 from opsgate.cli._runs import runs_app
+from opsgate.cli._serve import serve_command
+from opsgate.cli._tokens import tokens_app
 
 app = typer.Typer(
     name="opsgate",
@@ -31,6 +33,8 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+app.add_typer(tokens_app, name="tokens")
+app.command("serve")(serve_command)
 app.command("demo")(demo)
 app.command("cost")(cost)
 register_mcp(app)

@@ -12,6 +12,7 @@ from opsgate.store._runs import apply_run_events
 from opsgate.store._schema import (
     AUDIT_TABLES,
     SCHEMA_VERSION,
+    api_tokens,
     approvals,
     audit_checkpoints,
     audit_events,
@@ -38,6 +39,7 @@ __all__ = [
     "SchemaState",
     "StopStatus",
     "Store",
+    "api_tokens",
     "apply_run_events",
     "approvals",
     "audit_checkpoints",

@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0007"
+SCHEMA_VERSION = "0008"
 
 meta = Table(
     "opsgate_meta",
@@ -241,4 +241,20 @@ eval_reviews = Table(
     Column("notes", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("report_id", "task_id", "trial", "reviewer", name="uq_eval_reviews_item"),
+)
+
+# The console's access tokens (`opsgate tokens`, `opsgate serve`): only the SHA-256 of each
+# token is kept (the token is shown once, at creation); a revoked token keeps its row.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("revoked_at", Float),
+    Column("revoked_by", String(256)),
+    Index("ix_api_tokens_name", "name"),
 )

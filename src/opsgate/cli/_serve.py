@@ -1,0 +1,33 @@
+"""`opsgate serve`: the web console over the configured database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opsgate.cli._common import cli_errors, console, err_console
+from opsgate.cli._safe import shown
+from opsgate.server import DEFAULT_HOST, DEFAULT_PORT, serve
+
+
+@cli_errors
+def serve_command(
+    host: Annotated[
+        str, typer.Option(help="Address to bind (loopback by default; a warning otherwise).")
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = DEFAULT_PORT,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database URL (default: $OPSGATE_DATABASE_URL or .opsgate/)."),
+    ] = None,
+    router: Annotated[
+        Path | None,
+        typer.Option(help="A router file: the Overview shows its workflow budgets."),
+    ] = None,
+) -> None:
+    """Serve the web console (runs, approvals, stopping runs); log in with a token from
+    `opsgate tokens create`."""
+    console.print(f"opsgate console on http://{shown(host)}:{port}/ (Ctrl-C stops it)")
+    serve(db, host=host, port=port, router=router, warn=lambda text: err_console.print(shown(text)))

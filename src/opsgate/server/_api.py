@@ -1,0 +1,203 @@
+"""The JSON API beside the pages (``/api/...``): the same reads and the same few writes,
+for scripts, with a bearer token. Its OpenAPI schema is ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from opsgate.server._approvals import decide, find_request, inbox, view
+from opsgate.server._auth import admin, approver, console_of, viewer
+from opsgate.server._console import Principal
+from opsgate.server._cost import cost_view
+from opsgate.server._detail import run_records, verify_run, waterfall
+from opsgate.server._filters import run_filters
+from opsgate.server._overview import overview
+from opsgate.server._runs import RunFilters, find_run, list_runs
+from opsgate.server._stop import stop_run
+from opsgate.server._timeline import timeline
+from opsgate.server._tokens import Role, TokenInfo, create_token, list_tokens, revoke_token
+
+__all__ = ["api"]
+
+api = APIRouter(prefix="/api", tags=["console"])
+
+Viewer = Annotated[Principal, Depends(viewer)]
+Approver = Annotated[Principal, Depends(approver)]
+Admin = Annotated[Principal, Depends(admin)]
+
+
+class Decision(BaseModel):
+    """An approver's answer."""
+
+    approve: bool = Field(description="true approves, false denies")
+    reason: str = Field("", max_length=1000, description="kept in the audit trail")
+
+
+class StopRequest(BaseModel):
+    """Why the run is stopped."""
+
+    reason: str = Field("", max_length=500)
+
+
+class NewToken(BaseModel):
+    """A token to create."""
+
+    name: str = Field(max_length=128, description="who it acts as (the actor of decisions)")
+    role: str = Field(pattern="^(viewer|approver|admin)$")
+
+
+def _token(t: TokenInfo) -> dict[str, Any]:
+    return {
+        "token_id": t.token_id,
+        "name": t.name,
+        "role": t.role.label,
+        "created_at": t.created_at,
+        "created_by": t.created_by,
+        "revoked_at": t.revoked_at,
+        "revoked_by": t.revoked_by,
+    }
+
+
+@api.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, who: Viewer) -> dict[str, Any]:
+    """This API's OpenAPI schema."""
+    schema: dict[str, Any] = request.app.openapi()
+    return schema
+
+
+@api.get("/me")
+def me(who: Viewer) -> dict[str, Any]:
+    """The token's name and role."""
+    return {"name": who.name, "role": who.role.label}
+
+
+@api.get("/overview")
+def overview_data(
+    request: Request, who: Viewer, days: Annotated[int, Query(ge=1, le=365)] = 7
+) -> dict[str, Any]:
+    """Per workflow: success rate, cost per successful task against its budget, spend
+    today against the daily budget, pending approvals."""
+    console = console_of(request)
+    rows = overview(console.store(), days=days, router=console.router)
+    return {"days": days, "workflows": [h.as_dict() for h in rows]}
+
+
+@api.get("/cost")
+def cost_data(
+    request: Request,
+    who: Viewer,
+    days: Annotated[int, Query(ge=1, le=366)] = 7,
+    workflow: Annotated[str | None, Query(max_length=256)] = None,
+    include_eval: bool = False,
+) -> dict[str, Any]:
+    """Spend per UTC day, per workflow and per model over the last ``days`` days."""
+    view_ = cost_view(
+        console_of(request).store(), days=days, workflow=workflow or None, include_eval=include_eval
+    )
+    return {"days_back": days, **view_.as_dict()}
+
+
+@api.get("/runs")
+def runs_list(
+    request: Request,
+    who: Viewer,
+    filters: Annotated[RunFilters, Depends(run_filters)],
+    before: Annotated[str | None, Query(max_length=128, description="the `next` cursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Runs, newest first, filtered; ``next`` is the ``before`` of the next page."""
+    page = list_runs(console_of(request).store(), filters, before=before, limit=limit)
+    return {"runs": page.rows, "next": page.next_cursor}
+
+
+@api.get("/runs/{run_id}")
+def run_detail(request: Request, run_id: str, who: Viewer) -> dict[str, Any]:
+    """A run, its audit timeline and its spans."""
+    store = console_of(request).store()
+    run = find_run(store, run_id)
+    records, broken = run_records(store, run_id)
+    return {
+        "run": run,
+        "integrity_error": broken,
+        "timeline": [i.as_dict() for i in timeline(records)],
+        "spans": [
+            {
+                "span_id": b.span_id,
+                "name": b.name,
+                "depth": b.depth,
+                "status": b.status,
+                "start_ms": b.start_ms,
+                "duration_ms": b.duration_ms,
+            }
+            for b in waterfall(store, run_id)
+        ],
+    }
+
+
+@api.get("/runs/{run_id}/verify")
+def run_verify(request: Request, run_id: str, who: Viewer) -> dict[str, Any]:
+    """Each event of the run checked against the latest signed checkpoint."""
+    store = console_of(request).store()
+    find_run(store, run_id)
+    return verify_run(store, run_id).as_dict()
+
+
+@api.post("/runs/{run_id}/stop", status_code=202)
+def run_stop(request: Request, run_id: str, body: StopRequest, who: Approver) -> dict[str, Any]:
+    """Ask a live run to stop before its next call (409 when it has ended)."""
+    status = stop_run(console_of(request), run_id, who=who, reason=body.reason)
+    return {"run_id": run_id, "status": status, "actor": who.name}
+
+
+@api.get("/approvals")
+def approvals_list(request: Request, who: Viewer) -> dict[str, Any]:
+    """Pending requests (oldest first) and the latest decided ones."""
+    pending, history = inbox(console_of(request))
+    return {
+        "pending": [a.as_dict() for a in pending],
+        "history": [a.as_dict() for a in history],
+    }
+
+
+@api.get("/approvals/{request_id}")
+def approval_detail(request: Request, request_id: str, who: Viewer) -> dict[str, Any]:
+    """One request, with its context."""
+    return view(
+        find_request(console_of(request), request_id), console_of(request).redactor()
+    ).as_dict()
+
+
+@api.post("/approvals/{request_id}/decision")
+def approval_decide(
+    request: Request, request_id: str, body: Decision, who: Approver
+) -> dict[str, Any]:
+    """Approve or deny as the token's name; deciding again the same way changes nothing."""
+    record, decided = decide(
+        console_of(request), request_id, approved=body.approve, who=who.name, reason=body.reason
+    )
+    return {**view(record, console_of(request).redactor()).as_dict(), "decided_now": decided}
+
+
+@api.get("/tokens")
+def tokens_list(request: Request, who: Admin) -> dict[str, Any]:
+    """Every token (never the token itself)."""
+    tokens = list_tokens(console_of(request).store(), include_revoked=True)
+    return {"tokens": [_token(t) for t in tokens]}
+
+
+@api.post("/tokens", status_code=201)
+def tokens_create(request: Request, body: NewToken, who: Admin) -> dict[str, Any]:
+    """A new token; the response is the only place it is ever shown."""
+    token, info = create_token(
+        console_of(request).store(), name=body.name, role=Role.parse(body.role), created_by=who.name
+    )
+    return {**_token(info), "token": token}
+
+
+@api.post("/tokens/{token_id}/revoke")
+def tokens_revoke(request: Request, token_id: str, who: Admin) -> dict[str, Any]:
+    """Revoke a token (by id or name); its sessions end at once."""
+    return _token(revoke_token(console_of(request).store(), token_id, revoked_by=who.name))

@@ -1,0 +1,182 @@
+"""The approvals inbox: pending requests with what a person needs to judge them, history,
+and deciding as the logged-in token's name through `DurableApprovalQueue` (which audits
+the decision at once).
+
+Deciding twice the same way is idempotent: the second press finds the request already
+decided by the same person the same way and answers with that one decision (one row, one
+audit event); a different answer, or another person's, is a 409.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from opsgate.errors import ApprovalError
+from opsgate.gateway import ApprovalRecord, DurableApprovalQueue
+from opsgate.redaction import Redactor
+from opsgate.server._console import Console, ConsoleError
+from opsgate.store import approvals
+
+__all__ = [
+    "ApprovalView",
+    "decide",
+    "find_request",
+    "history",
+    "inbox",
+    "pending_requests",
+    "view",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalView:
+    """One request as the inbox shows it (every text field is hostile: escaped on render).
+
+    Attributes:
+        origins: Per argument, where its value came from (trust, source, sources, kind).
+        expires_in: Seconds left to decide (0 when past).
+    """
+
+    record: ApprovalRecord
+    request_text: str
+    origins: dict[str, Any]
+    rule: str
+    why: str
+    expires_in: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data for the API (without the run's snapshot)."""
+        r = self.record
+        return {
+            "request_id": r.request_id,
+            "run_id": r.run_id,
+            "call_id": r.call_id,
+            "workflow": r.workflow,
+            "invoker": r.invoker,
+            "agent_id": r.agent_id,
+            "tool": r.tool,
+            "args": r.args,
+            "origins": self.origins,
+            "rule": self.rule,
+            "why": self.why,
+            "request": self.request_text,
+            "status": r.status,
+            "approver": r.approver,
+            "reason": r.reason,
+            "requested_at": r.requested_at,
+            "expires_at": r.expires_at,
+            "decided_at": r.decided_at,
+            "expires_in": self.expires_in,
+        }
+
+
+def view(record: ApprovalRecord, redactor: Redactor | None = None) -> ApprovalView:
+    """``record`` with its context unpacked. The queue keeps the invoker's request as it
+    came; ``redactor`` masks it as the audit trail did. The call's arguments are shown
+    exactly: they are what the person approves (as `opsgate approvals list` shows them)."""
+    decision = record.decision
+    context = decision.get("context") or {}
+    request_text = str(context.get("request") or "")
+    if redactor is not None:
+        request_text = redactor.redact_text(request_text)
+    return ApprovalView(
+        record,
+        request_text,
+        dict(context.get("origins") or {}),
+        str(decision.get("rule") or ""),
+        str(decision.get("message") or ""),
+        max(record.expires_at - time.time(), 0.0) if record.status == "pending" else 0.0,
+    )
+
+
+def pending_requests(console: Console, run_id: str | None = None) -> list[ApprovalView]:
+    """Pending requests, oldest first (of one run, or all); the queue marks the ones past
+    their expiry as it lists them, as `opsgate approvals list` does."""
+    records = DurableApprovalQueue(console.store()).list("pending")
+    redactor = console.redactor()
+    return [view(r, redactor) for r in records if run_id is None or r.run_id == run_id]
+
+
+def history(console: Console, limit: int = 50) -> list[ApprovalView]:
+    """The latest decided or expired requests, newest decision first.
+
+    The queue lists every request of a status; this reads only the newest ``limit`` rows of
+    the exported ``approvals`` table.
+    """
+    query = (
+        select(approvals)
+        .where(approvals.c.status != "pending")
+        .order_by(approvals.c.decided_at.desc(), approvals.c.request_id)
+        .limit(limit)
+    )
+    redactor = console.redactor()
+    with console.store().engine.connect() as conn:
+        return [view(_record(row), redactor) for row in conn.execute(query)]
+
+
+def _record(row: Any) -> ApprovalRecord:
+    return ApprovalRecord(
+        row.request_id,
+        row.run_id,
+        row.call_id,
+        row.workflow,
+        row.invoker,
+        row.agent_id,
+        row.tool,
+        orjson.loads(row.args),
+        orjson.loads(row.decision),
+        row.status,
+        row.approver,
+        row.reason,
+        row.requested_at,
+        row.expires_at,
+        row.decided_at,
+        row.executed_at,
+        {},  # the run's snapshot: the console never shows it
+    )
+
+
+def inbox(console: Console) -> tuple[list[ApprovalView], list[ApprovalView]]:
+    """Pending requests (oldest first) and the 50 latest decided or expired ones."""
+    return pending_requests(console), history(console)
+
+
+def find_request(console: Console, request_id: str) -> ApprovalRecord:
+    """The request ``request_id`` (exact id).
+
+    Raises:
+        ConsoleError: 404.
+    """
+    try:
+        record = DurableApprovalQueue(console.store()).load(request_id)
+    except ApprovalError:
+        raise ConsoleError(404, f"no approval request `{request_id}`") from None
+    if record.request_id != request_id:  # `load` takes prefixes; the console wants the id
+        raise ConsoleError(404, f"no approval request `{request_id}`")
+    return record
+
+
+def decide(
+    console: Console, request_id: str, *, approved: bool, who: str, reason: str
+) -> tuple[ApprovalRecord, bool]:
+    """Approve or deny as ``who``; returns the record and whether this call decided it
+    (False: it was already decided the same way by ``who``).
+
+    Raises:
+        ConsoleError: 404 unknown, 409 decided otherwise or expired.
+    """
+    record = find_request(console, request_id)
+    queue = DurableApprovalQueue(console.store(), recorder=console.recorder())
+    try:
+        return queue.decide(request_id, approved=approved, approver=who, reason=reason), True
+    except ApprovalError as exc:
+        current = queue.load(record.request_id)
+        wanted = "approved" if approved else "denied"
+        if current.status == wanted and current.approver == who.strip():
+            return current, False
+        raise ConsoleError(409, str(exc)) from None

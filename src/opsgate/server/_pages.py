@@ -1,0 +1,245 @@
+"""The console's pages: log in and out, runs, a run, its verification, the approvals
+inbox, stopping a run, tokens. Server-rendered; htmx only loads fragments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from opsgate.server._approvals import decide, find_request, inbox, pending_requests, view
+from opsgate.server._auth import admin, approver, console_of, viewer
+from opsgate.server._console import ConsoleError, Principal
+from opsgate.server._cost import cost_view
+from opsgate.server._detail import run_records, verify_run, waterfall
+from opsgate.server._filters import run_filters
+from opsgate.server._login import login_page, secure
+from opsgate.server._overview import overview
+from opsgate.server._render import templates
+from opsgate.server._runs import LIVE, RunFilters, find_run, list_runs
+from opsgate.server._session import PRELOGIN_COOKIE, SESSION_COOKIE
+from opsgate.server._stop import stop_run
+from opsgate.server._timeline import timeline
+from opsgate.server._tokens import Role, authenticate, create_token, list_tokens, revoke_token
+
+__all__ = ["pages"]
+
+pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+
+STATUSES = ("running", "awaiting_approval", "completed", "escalated", "failed")
+
+Viewer = Annotated[Principal, Depends(viewer)]
+Approver = Annotated[Principal, Depends(approver)]
+Admin = Annotated[Principal, Depends(admin)]
+Reason = Annotated[str, Form(max_length=1000)]
+
+
+@pages.get("/login")
+def login_form(request: Request) -> Response:
+    return login_page(request, console_of(request))
+
+
+@pages.post("/login")
+def login(
+    request: Request,
+    token: Annotated[str, Form(max_length=200)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    console = console_of(request)
+    nonce = console.keys.prelogin_nonce(request.cookies.get(PRELOGIN_COOKIE))
+    if nonce is None or not console.keys.csrf_ok(nonce, csrf):
+        raise ConsoleError(403, "the login form expired or did not come from this console: reload")
+    info = authenticate(console.store(), token.strip())
+    if info is None:
+        return login_page(request, console, message="unknown or revoked token", status=401)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        console.keys.issue(info.token_id),
+        httponly=True,
+        samesite="strict",
+        secure=secure(request, console),
+        path="/",
+    )
+    response.delete_cookie(PRELOGIN_COOKIE, path="/login")
+    return response
+
+
+@pages.post("/logout")
+def logout(request: Request, who: Viewer) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@pages.get("/")
+def overview_page(
+    request: Request, who: Viewer, days: Annotated[int, Query(ge=1, le=365)] = 7
+) -> Response:
+    console = console_of(request)
+    rows = overview(console.store(), days=days, router=console.router)
+    context = {"who": who, "rows": rows, "days": days, "budgets": console.router is not None}
+    return templates.TemplateResponse(request, "overview.html", context)
+
+
+@pages.get("/cost")
+def cost_page(
+    request: Request,
+    who: Viewer,
+    days: Annotated[int, Query(ge=1, le=366)] = 7,
+    workflow: Annotated[str | None, Query(max_length=256)] = None,
+    include_eval: bool = False,
+) -> Response:
+    view_ = cost_view(
+        console_of(request).store(),
+        days=days,
+        workflow=workflow or None,
+        include_eval=include_eval,
+    )
+    context = {
+        "who": who,
+        "view": view_,
+        "days": days,
+        "workflow": workflow or None,
+        "include_eval": include_eval,
+    }
+    return templates.TemplateResponse(request, "cost.html", context)
+
+
+@pages.get("/runs")
+def runs_page(
+    request: Request,
+    who: Viewer,
+    filters: Annotated[RunFilters, Depends(run_filters)],
+    before: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response:
+    page = list_runs(console_of(request).store(), filters, before=before, limit=limit)
+    query = {**filters.query(), "limit": str(limit)}
+    if page.next_cursor:
+        query["before"] = page.next_cursor
+    context = {
+        "who": who,
+        "filters": filters,
+        "page": page,
+        "statuses": STATUSES,
+        "next_query": urlencode(query),
+    }
+    partial = request.headers.get("hx-request") == "true" and before is not None
+    return templates.TemplateResponse(
+        request, "_run_rows.html" if partial else "runs.html", context
+    )
+
+
+@pages.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str, who: Viewer, stop: str = "") -> Response:
+    console = console_of(request)
+    store = console.store()
+    run = find_run(store, run_id)
+    records, broken = run_records(store, run_id)
+    context = {
+        "who": who,
+        "run": run,
+        "items": timeline(records),
+        "bars": waterfall(store, run_id),
+        "pending": pending_requests(console, run_id),
+        "live": run["status"] in LIVE,
+        "broken": broken,
+        "stop": {"requested": "requested", "already_requested": "already requested"}.get(stop, ""),
+    }
+    return templates.TemplateResponse(request, "run.html", context)
+
+
+@pages.get("/runs/{run_id}/verify")
+def verify_page(request: Request, run_id: str, who: Viewer) -> Response:
+    store = console_of(request).store()
+    find_run(store, run_id)
+    result = verify_run(store, run_id)
+    partial = request.headers.get("hx-request") == "true"
+    return templates.TemplateResponse(
+        request,
+        "_verify.html" if partial else "verify.html",
+        {"who": who, "v": result, "run_id": run_id},
+    )
+
+
+@pages.post("/runs/{run_id}/stop")
+def stop_page(request: Request, run_id: str, who: Approver, reason: Reason = "") -> Response:
+    status = stop_run(console_of(request), run_id, who=who, reason=reason)
+    return RedirectResponse(f"/runs/{run_id}?stop={status}", status_code=303)
+
+
+@pages.get("/approvals")
+def approvals_page(request: Request, who: Viewer) -> Response:
+    pending, history = inbox(console_of(request))
+    return templates.TemplateResponse(
+        request, "approvals.html", {"who": who, "pending": pending, "history": history}
+    )
+
+
+@pages.get("/approvals/{request_id}")
+def approval_page(request: Request, request_id: str, who: Viewer) -> Response:
+    console = console_of(request)
+    record = find_request(console, request_id)
+    records, _ = run_records(console.store(), record.run_id)
+    return templates.TemplateResponse(
+        request,
+        "approval.html",
+        {"who": who, "a": view(record, console.redactor()), "items": timeline(records)},
+    )
+
+
+@pages.get("/approvals/{request_id}/story")
+def approval_story(request: Request, request_id: str, who: Viewer) -> Response:
+    """The run of a request so far: a fragment the inbox loads when it is opened."""
+    console = console_of(request)
+    record = find_request(console, request_id)
+    records, _ = run_records(console.store(), record.run_id)
+    return templates.TemplateResponse(
+        request, "_timeline.html", {"who": who, "items": timeline(records)}
+    )
+
+
+@pages.post("/approvals/{request_id}/decide")
+def decide_page(
+    request: Request,
+    request_id: str,
+    who: Approver,
+    decision: Annotated[str, Form(pattern="^(approve|deny)$")],
+    reason: Reason = "",
+) -> Response:
+    decide(
+        console_of(request), request_id, approved=decision == "approve", who=who.name, reason=reason
+    )
+    return RedirectResponse("/approvals", status_code=303)
+
+
+@pages.get("/tokens")
+def tokens_page(request: Request, who: Admin) -> Response:
+    tokens = list_tokens(console_of(request).store(), include_revoked=True)
+    return templates.TemplateResponse(
+        request, "tokens.html", {"who": who, "tokens": tokens, "created": None}
+    )
+
+
+@pages.post("/tokens")
+def create_token_page(
+    request: Request,
+    who: Admin,
+    name: Annotated[str, Form(max_length=128)],
+    role: Annotated[str, Form(pattern="^(viewer|approver|admin)$")],
+) -> Response:
+    store = console_of(request).store()
+    created = create_token(store, name=name, role=Role.parse(role), created_by=who.name)
+    tokens = list_tokens(store, include_revoked=True)
+    return templates.TemplateResponse(
+        request, "tokens.html", {"who": who, "tokens": tokens, "created": created}
+    )
+
+
+@pages.post("/tokens/{token_id}/revoke")
+def revoke_token_page(request: Request, token_id: str, who: Admin) -> Response:
+    revoke_token(console_of(request).store(), token_id, revoked_by=who.name)
+    return RedirectResponse("/tokens", status_code=303)

@@ -1,0 +1,57 @@
+"""Jinja2 for the console: autoescape always on (every run, tool and model text is
+hostile), and the few filters the templates use, each returning plain text."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+__all__ = ["templates"]
+
+_HERE = Path(__file__).parent
+
+
+def _when(at: float | None) -> str:
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(float(at), UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _money(value: float | None) -> str:
+    return f"${float(value or 0):.6f}"
+
+
+def _duration(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}h {s % 3600 // 60}m {s % 60}s"
+
+
+def _compact(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _statusclass(value: Any) -> str:
+    """A CSS class suffix from a status: letters, digits and ``_`` only."""
+    return "".join(c for c in str(value) if c.isalnum() or c == "_")[:32] or "unknown"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=True,  # every template, whatever its extension
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        when=_when, money=_money, duration=_duration, compact=_compact, statusclass=_statusclass
+    )
+    return env
+
+
+templates = Jinja2Templates(env=_environment())

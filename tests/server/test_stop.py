@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -73,7 +72,6 @@ def test_a_viewer_sees_no_stop_button(
     assert "Stop this run" not in client.get(f"/runs/{world.live}").text
 
 
-@pytest.mark.xfail(strict=False, reason="request_stop's honouring lands separately")
 async def test_the_gateway_honours_a_console_stop(
     tmp_path: Path, make_policy: Callable[..., CompiledPolicy]
 ) -> None:

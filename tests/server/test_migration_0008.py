@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 import opsgate.store
 from opsgate.server import Role, authenticate, create_token
-from opsgate.store import SCHEMA_VERSION, open_store
+from opsgate.store import open_store
 
 
 def _migrate(url: str, revision: str, *, down: bool = False) -> None:
@@ -29,7 +29,6 @@ def _migrate(url: str, revision: str, *, down: bool = False) -> None:
 
 
 def test_0008_upgrades_0007_and_rolls_back(db_url: str) -> None:
-    assert SCHEMA_VERSION == "0008"
     open_store(db_url).close()  # created at the head, with its salt and log id
     _migrate(db_url, "0007", down=True)
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))

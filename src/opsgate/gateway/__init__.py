@@ -23,6 +23,13 @@ from opsgate.gateway._executor import (
 )
 from opsgate.gateway._gateway import Gateway, OutcomeStatus, PlanCommitment, ToolOutcome
 from opsgate.gateway._meter import RunMeter
+from opsgate.gateway._quotas import (
+    InMemoryQuotaLedger,
+    QuotaLedger,
+    QuotaRefusal,
+    QuotaUse,
+    StoreQuotaLedger,
+)
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
@@ -52,11 +59,15 @@ __all__ = [
     "Execution",
     "Gateway",
     "InMemoryApprovalQueue",
+    "InMemoryQuotaLedger",
     "LocalToolExecutor",
     "MappingSecretStore",
     "OutcomeStatus",
     "PlanCommitment",
     "Progress",
+    "QuotaLedger",
+    "QuotaRefusal",
+    "QuotaUse",
     "RetryGate",
     "Run",
     "RunCounts",
@@ -67,6 +78,7 @@ __all__ = [
     "SecretStore",
     "StopRequest",
     "StopSource",
+    "StoreQuotaLedger",
     "StoreStopSource",
     "ToolExecutor",
     "ToolOutcome",

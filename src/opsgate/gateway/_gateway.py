@@ -14,6 +14,7 @@ here raises into the agent loop for any of those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from opsgate.gateway._executor import (
     ToolRequest,
 )
 from opsgate.gateway._meter import RunMeter
+from opsgate.gateway._quotas import QuotaLedger, QuotaUse
 from opsgate.gateway._run import (
     CompletedCall,
     Escalation,
@@ -160,6 +162,7 @@ class Gateway:
         executor: ToolExecutor | None = None,
         stops: StopSource | None = None,
         shadow: CompiledPolicy | None = None,
+        quotas: QuotaLedger | None = None,
     ) -> None:
         self.toolbelt = toolbelt
         self.policy = policy
@@ -171,6 +174,13 @@ class Gateway:
         self.executor: ToolExecutor = executor or LocalToolExecutor(max_tool_threads)
         self.stops = stops
         self.shadow = shadow
+        self.quotas = quotas
+        if policy.has_quotas and quotas is None:
+            raise TypeError(
+                "the policy declares quotas across runs: give the gateway a quota ledger "
+                "(StoreQuotaLedger(store) for every process on a database, "
+                "InMemoryQuotaLedger() within one process)"
+            )
         self._declared_secrets = sorted({n for c in toolbelt for n in c.secrets})
         self.approval_timeout_s = approval_timeout_s
 
@@ -508,7 +518,7 @@ class Gateway:
         checked = self._check(run, call_id, tool, args)
         if isinstance(checked, ToolOutcome):
             return checked
-        decision = self._decide(run, call_id, checked)
+        decision = await self._decide(run, call_id, checked)
         if decision.effect is Effect.DENY:
             return self._denied(run, call_id, tool, checked.data, decision)
         if decision.effect is Effect.NEEDS_APPROVAL:
@@ -530,14 +540,16 @@ class Gateway:
         self.stops.honoured(run.run_id)
         return True
 
-    def _decide(self, run: Run, call_id: str, checked: _Checked) -> Decision:
-        """The live decision, counted and recorded; and the shadow policy's on the same
-        state, recorded beside it where it differs (it never acts)."""
+    async def _decide(self, run: Run, call_id: str, checked: _Checked) -> Decision:
+        """The live decision (its quotas reserved), counted and recorded; and the shadow
+        policy's on the same state, recorded beside it where it differs (it never acts)."""
         tool = checked.contract.name
         self._emit_proposed(run, call_id, tool, checked.data)
         call = ProposedCall(tool, checked.data, checked.key)
         decision = self.policy.decide(call, run)
         candidate = None if self.shadow is None else self._candidate(call, run)
+        if decision.effect is not Effect.DENY and self.policy.quotas(run.workflow, tool):
+            decision = await self._reserve(run, call_id, call, decision)
         run._counts.tool_calls += 1
         run._counts.calls[checked.key] += 1
         self._emit_decision(run, call_id, tool, decision)
@@ -555,6 +567,47 @@ class Gateway:
             )
             self._emit(run, EventType.SHADOW_DECISION, data)
         return decision
+
+    async def _reserve(
+        self, run: Run, call_id: str, call: ProposedCall, decision: Decision
+    ) -> Decision:
+        """Reserve the call's share of each quota it counts against (all or none, off the
+        event loop); a quota it would exceed, or a ledger out of reach, denies it."""
+        assert self.quotas is not None
+        uses = [
+            QuotaUse(
+                q,
+                q.subject(run.workflow, run.invoker, run.agent_id),
+                q.amount(call.args),
+                run.run_id,
+                call_id,
+            )
+            for q in self.policy.quotas(run.workflow, call.tool)
+        ]
+        try:
+            refused = await asyncio.to_thread(self.quotas.reserve, uses)
+        except Exception as exc:  # fail closed: a quota that cannot be counted holds nothing
+            message = f"the quota ledger could not be reached ({type(exc).__name__}); denied"
+            return Decision(
+                Effect.DENY, Reason.INTERNAL_ERROR, "quotas", message, self.policy.version
+            )
+        if refused is None:
+            return decision
+        q = refused.use.quota
+        what = f"a total of {q.arg}" if q.arg else "calls"
+        message = (
+            f"`{call.tool}` would take quota `{q.key.split(':', 1)[1]}` past {q.max:g} "
+            f"({what} per {_window(q.window_s)} per {q.by}; used {refused.used:g}, this call "
+            f"{refused.use.amount:g})"
+        )
+        return Decision(Effect.DENY, Reason.QUOTA_EXCEEDED, q.rule, message, self.policy.version)
+
+    async def _release(self, run: Run, call_id: str, tool: str) -> None:
+        """Give back the quota shares of a call that will not run."""
+        if self.quotas is not None and self.policy.quotas(run.workflow, tool):
+            # a release that fails keeps the share reserved: the quota errs on the safe side
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.quotas.release, run.run_id, call_id)
 
     def _candidate(self, call: ProposedCall, run: Run) -> Decision:
         """The shadow policy's decision; a failing candidate is recorded as such, and
@@ -675,6 +728,8 @@ class Gateway:
     ) -> ToolOutcome | None:
         """Ask a person; None when they approved, else the outcome (denied or escalated)."""
         answer = await self._ask(run, call_id, tool, data, decision, given)
+        if answer is None or not answer.approved:
+            await self._release(run, call_id, tool)
         if answer is None:
             why = run.escalation.message if run.escalation else "approval expired"
             return ToolOutcome(
@@ -757,6 +812,8 @@ class Gateway:
             record.decision.get("message", ""),
             record.decision.get("policy_version", ""),
         )
+        if record.status in ("expired", "denied"):  # it will not run: its quota shares go back
+            await self._release(run, record.call_id, record.tool)
         if record.status == "expired":
             self._escalate(
                 run,
@@ -1176,6 +1233,13 @@ def _check_capabilities(obj: object, names: tuple[str, ...], protocol: str) -> N
             f"{type(obj).__name__} is not a {protocol}: it lacks {', '.join(missing)} "
             f"(see opsgate.{'recorder' if protocol == 'Recorder' else 'gateway'}.{protocol})"
         )
+
+
+def _window(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from opsgate.policy._api import decide, load_policy
 from opsgate.policy._cel import Condition, compile_condition
-from opsgate.policy._compiled import CompiledPolicy, ToolSettings
+from opsgate.policy._compiled import CompiledPolicy, Quota, ToolSettings
 from opsgate.policy._decision import (
     CommittedPlan,
     Decision,
@@ -43,6 +43,7 @@ __all__ = [
     "PolicyDocument",
     "ProposedCall",
     "ProvenancePolicy",
+    "Quota",
     "Reason",
     "Rule",
     "RunState",

@@ -49,7 +49,7 @@ from opsgate.policy._document import (
 )
 from opsgate.provenance import SelectorError, SourceSpec, TrustMap
 
-__all__ = ["CompiledPolicy", "ToolSettings"]
+__all__ = ["CompiledPolicy", "Quota", "ToolSettings"]
 
 _ALLOW = Effect.ALLOW
 _DENY = Effect.DENY
@@ -77,6 +77,42 @@ class _Endorse:
     id: str
     args: frozenset[str]
     condition: Condition
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A compiled quota across runs (``quotas:`` of a workflow).
+
+    Attributes:
+        key: Its name in the store: ``workflow:tool`` or ``workflow:tool.arg``.
+        tool: The tool it limits.
+        arg: The argument it totals (None: it counts calls).
+        max: The most calls, or the largest total, per window.
+        window_s: The window, in seconds.
+        by: Whose calls add up: the ``workflow``'s, each ``invoker``'s or each ``agent``'s.
+        rule: Its place in the policy (``workflows.wf.quotas.refund.amount``).
+    """
+
+    key: str
+    tool: str
+    arg: str | None
+    max: float
+    window_s: float
+    by: str
+    rule: str
+
+    def amount(self, args: Mapping[str, Any]) -> float:
+        """What one call adds: 1, or its argument's value (0 when absent)."""
+        if self.arg is None:
+            return 1.0
+        value = args.get(self.arg)
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+        )
+
+    def subject(self, workflow: str, invoker: str, agent_id: str) -> str:
+        """Whose tally the call adds to."""
+        return {"workflow": workflow, "invoker": invoker, "agent": agent_id}[self.by]
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +383,9 @@ class CompiledPolicy:
         self.notices: list[str] = []
         """Where the policy overrides what a contract says (trust of outputs), for review."""
         self._scopes: dict[tuple[str, str | None], _Scope] = {}
+        self._quotas: dict[tuple[str, str], tuple[Quota, ...]] = {}
         for wf_name, wf in document.workflows.items():
+            self._quotas.update(self._compile_quotas(wf_name, wf))
             self._scopes[(wf_name, None)] = self._compile_scope(wf_name, wf, None)
             for agent in wf.agents:
                 self._scopes[(wf_name, agent)] = self._compile_scope(wf_name, wf, agent)
@@ -359,6 +397,31 @@ class CompiledPolicy:
 
     def _failer(self, location: str) -> Callable[[str], PolicyError]:
         return lambda message: self._fail(message, location)
+
+    def _compile_quotas(
+        self, wf_name: str, wf: WorkflowPolicy
+    ) -> dict[tuple[str, str], tuple[Quota, ...]]:
+        by_tool: dict[tuple[str, str], list[Quota]] = {}
+        for name, spec in wf.quotas.items():
+            tool, _, arg = name.partition(".")
+            location = f"workflows.{wf_name}.quotas.{name}"
+            if arg:
+                contract = self.toolbelt.get(tool)
+                if arg not in contract.arg_names:
+                    raise self._fail(
+                        f"quota `{name}` totals unknown argument `{arg}` of `{tool}` "
+                        f"(arguments: {', '.join(contract.arg_names) or 'none'})",
+                        location,
+                    )
+                if _json_type(contract, arg) not in ("number", "integer"):
+                    raise self._fail(
+                        f"quota `{name}` totals `{arg}`, which is not a number", location
+                    )
+            quota = Quota(
+                f"{wf_name}:{name}", tool, arg or None, spec.max, spec.window_s, spec.by, location
+            )
+            by_tool.setdefault((wf_name, tool), []).append(quota)
+        return {k: tuple(v) for k, v in by_tool.items()}
 
     def _compile_scope(self, wf_name: str, wf: WorkflowPolicy, agent: str | None) -> _Scope:
         base = f"workflows.{wf_name}"
@@ -651,6 +714,15 @@ class CompiledPolicy:
 
     def _scope(self, workflow: str, agent_id: str | None) -> _Scope | None:
         return self._scopes.get((workflow, agent_id)) or self._scopes.get((workflow, None))
+
+    def quotas(self, workflow: str, tool: str) -> tuple[Quota, ...]:
+        """The quotas across runs a call of ``tool`` in ``workflow`` counts against."""
+        return self._quotas.get((workflow, tool), ())
+
+    @property
+    def has_quotas(self) -> bool:
+        """Whether any workflow declares a quota (a gateway then needs a quota ledger)."""
+        return bool(self._quotas)
 
     def has_workflow(self, workflow: str) -> bool:
         """Whether the policy governs ``workflow``."""

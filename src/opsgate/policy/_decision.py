@@ -42,6 +42,7 @@ class Reason(StrEnum):
     PLAN_AFTER_UNTRUSTED = "plan_after_untrusted"
     ENDORSED = "endorsed"
     ORDER_VIOLATION = "order_violation"
+    QUOTA_EXCEEDED = "quota_exceeded"
     TOOL_DEFINITION_CHANGED = "tool_definition_changed"
     INVALID_TOOL_SCHEMA = "invalid_tool_schema"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"

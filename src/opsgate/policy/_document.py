@@ -256,6 +256,22 @@ class AgentOverride(_Strict):
     caps: Caps | None = None
 
 
+class QuotaSpec(_Strict):
+    """A limit across runs, kept in the store: at most ``max`` calls (key ``tool``) or
+    ``max`` of an argument's total (key ``tool.arg``) per window, per workflow, invoker or
+    agent. Calls in flight count (a call reserves its share when it is allowed)."""
+
+    max: float = Field(ge=0, description="The most calls, or the largest total, per window.")
+    per: str = Field(pattern=r"^[1-9][0-9]*[smhd]$", description="The window: 30s, 15m, 1h, 1d.")
+    by: Literal["workflow", "invoker", "agent"] = "workflow"
+
+    @property
+    def window_s(self) -> float:
+        """The window in seconds."""
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.per[-1]]
+        return float(int(self.per[:-1]) * unit)
+
+
 class Prerequisite(_Strict):
     """A call that must have run earlier in the run (``requires_before``); with ``same``,
     one whose arguments of those names were equal to the new call's ("send only after a
@@ -272,6 +288,11 @@ class WorkflowPolicy(_Strict):
     stage: Stage
     tools: dict[str, ToolPolicy | None]
     rules: list[Rule] = Field(default_factory=list)
+    quotas: dict[str, QuotaSpec] = Field(
+        default_factory=dict,
+        description="Limits across runs: `send_email: {max: 50, per: 1h}`, "
+        "`refund.amount: {max: 2000, per: 1d, by: invoker}` (quota_exceeded).",
+    )
     requires_before: dict[str, list[str | Prerequisite]] = Field(
         default_factory=dict,
         description="Ordering: a tool runs only after these ran in the run (order_violation).",
@@ -295,6 +316,13 @@ class WorkflowPolicy(_Strict):
                             f"rule `{rule.id}` names tool `{name}`, which the workflow does "
                             f"not allow (allowed: {', '.join(sorted(known))})"
                         )
+        for key in self.quotas:
+            tool_name = key.split(".", 1)[0]
+            if tool_name not in known:
+                raise ValueError(
+                    f"quota `{key}` names tool `{tool_name}`, which the workflow does not "
+                    f"allow (allowed: {', '.join(sorted(known))})"
+                )
         for later, earlier in self.requires_before.items():
             for name in [later, *(p if isinstance(p, str) else p.tool for p in earlier)]:
                 if name not in known:

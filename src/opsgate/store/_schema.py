@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0008"
+SCHEMA_VERSION = "0009"
 
 meta = Table(
     "opsgate_meta",
@@ -149,6 +149,23 @@ run_stops = Table(
     Column("requested_at", Float, nullable=False),
     Column("honoured_at", Float),
     Index("ix_run_stops_open", "honoured_at"),
+)
+
+# Quotas across runs: each allowed call's share of each quota it counts against, reserved
+# before it runs (calls in flight count), released if it never runs.
+quota_uses = Table(
+    "quota_uses",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("quota_key", String(256), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("call_id", String(64), nullable=False),
+    Column("released", Boolean, nullable=False, default=False),
+    Index("ix_quota_uses_tally", "quota_key", "subject", "at"),
+    Index("ix_quota_uses_call", "run_id", "call_id"),
 )
 
 # The cost ledger: one row per model call (and per tool call, at zero model cost), written

@@ -28,6 +28,7 @@ from opsgate.gateway import (
     Gateway,
     MappingSecretStore,
     OutcomeStatus,
+    StoreQuotaLedger,
     StoreStopSource,
 )
 from opsgate.models import EmbeddedServer, ModelRouter, load_router_config
@@ -197,6 +198,7 @@ def demo(
         approver=CallbackApprover(_operator),
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
         stops=(stops := StoreStopSource(store)),  # `opsgate runs stop RUN --as NAME` works
+        quotas=StoreQuotaLedger(store),
     )
     console.print(f"policy {shown(policy.source)} version [bold]{shown(policy.version)}[/]")
 

@@ -14,7 +14,7 @@ import typer
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
-from opsgate.gateway import DurableApprovalQueue
+from opsgate.gateway import DurableApprovalQueue, StoreQuotaLedger, StoreStopSource
 from opsgate.mcp import (
     LockFile,
     ProxyOptions,
@@ -97,8 +97,10 @@ def mcp_proxy(
         agent_id=agent,
     )
     address = _address(http) if http else None
-    with _recorded(db) as (recorder, approver):
-        proxy = build_proxy(options, recorder=recorder, approver=approver)
+    with _recorded(db) as (recorder, approver, quotas, stops):
+        proxy = build_proxy(
+            options, recorder=recorder, approver=approver, quotas=quotas, stops=stops
+        )
         if address is None:
             asyncio.run(serve_stdio(proxy))
             return
@@ -117,13 +119,23 @@ def mcp_proxy(
 
 
 @contextlib.contextmanager
-def _recorded(db: str | None) -> Iterator[tuple[FanOutRecorder, DurableApprovalQueue]]:
-    """The store's recorders (audit write-ahead, traces, costs) and its approval queue."""
+def _recorded(
+    db: str | None,
+) -> Iterator[tuple[FanOutRecorder, DurableApprovalQueue, StoreQuotaLedger, StoreStopSource]]:
+    """The store's recorders (audit write-ahead, traces, costs), its approval queue, its
+    quota ledger and its stop requests (`opsgate runs stop`, the console's Stop)."""
     store = open_store(db)
     recorders = store_recorders(store, durable="write_ahead")
+    stops = StoreStopSource(store)
     try:
-        yield FanOutRecorder(*recorders.all), DurableApprovalQueue(store)
+        yield (
+            FanOutRecorder(*recorders.all),
+            DurableApprovalQueue(store),
+            StoreQuotaLedger(store),
+            stops,
+        )
     finally:
+        stops.close()
         for problem in recorders.close():
             err_console.print(f"opsgate mcp-proxy: {shown(problem)}", markup=False)
         store.close()

@@ -58,6 +58,7 @@ from opsgate.gateway import (
     Approver,
     CallbackApprover,
     Gateway,
+    InMemoryQuotaLedger,
     MappingSecretStore,
     Run,
     RunStatus,
@@ -378,6 +379,7 @@ async def run_task(
         recorder=FanOutRecorder(*recorders, memory),
         approver=approver or CallbackApprover(_Answers(suite.approvals, dict(task.approvals))),
         secrets=MappingSecretStore(secrets),
+        quotas=InMemoryQuotaLedger(),  # a trial's own: eval runs never spend production's
     )
     context: list[ContextItem] = []
     text = task.request_text()

@@ -28,7 +28,15 @@ from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 
-from opsgate.gateway import Approver, Gateway, Run, ToolOutcome
+from opsgate.gateway import (
+    Approver,
+    Gateway,
+    InMemoryQuotaLedger,
+    QuotaLedger,
+    Run,
+    StopSource,
+    ToolOutcome,
+)
 from opsgate.mcp._catalog import Catalog, Refusal, ToolRunner, build_catalog, exposed_name
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec
 from opsgate.mcp._handlers import build_server
@@ -94,6 +102,8 @@ class McpProxy:
         lock: LockFile | None = None,
         lock_path: Path | None = None,
         log: TextIO | None = None,
+        quotas: QuotaLedger | None = None,
+        stops: StopSource | None = None,
     ) -> None:
         if workflow not in document.workflows:
             known = ", ".join(sorted(document.workflows)) or "none"
@@ -106,6 +116,8 @@ class McpProxy:
         self.identity = identity
         self.recorder = recorder
         self.approver = approver
+        self.quotas = quotas if quotas is not None else InMemoryQuotaLedger()
+        self.stops = stops
         self.lock = lock
         self.lock_path = lock_path
         self.log = log or sys.stderr
@@ -134,6 +146,8 @@ class McpProxy:
             approver=self.approver,
             recorder=self.recorder,
             approval_timeout_s=self.config.approval_timeout_seconds,
+            quotas=self.quotas,
+            stops=self.stops,
         )
         self._catalog = catalog
         for name, refusal in sorted(catalog.refused.items()):

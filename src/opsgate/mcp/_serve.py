@@ -12,7 +12,7 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 
 from opsgate.errors import ConfigError
-from opsgate.gateway import Approver
+from opsgate.gateway import Approver, QuotaLedger, StopSource
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec, expand_env, load_config
 from opsgate.mcp._lock import LockFile
 from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY, Identity, McpProxy
@@ -96,6 +96,8 @@ def build_proxy(
     recorder: Recorder,
     approver: Approver | None = None,
     log: TextIO | None = None,
+    quotas: QuotaLedger | None = None,
+    stops: StopSource | None = None,
 ) -> McpProxy:
     """A proxy from the command line's options (not started).
 
@@ -147,6 +149,8 @@ def build_proxy(
         lock=lock,
         lock_path=None if options.no_lock else path,
         log=log,
+        quotas=quotas,
+        stops=stops,
     )
     return proxy
 

@@ -14,6 +14,7 @@ from opsgate.cli._demo import demo
 from opsgate.cli._mcp import register as register_mcp
 from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
+from opsgate.cli._policy_replay import register as register_replay
 from opsgate.cli._retention import retention_app
 from opsgate.cli._runs import runs_app
 from opsgate.cli._serve import serve_command
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+register_replay(policy_app)  # `opsgate policy replay` and `policy shadow-report`
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")

@@ -90,3 +90,12 @@ def test_refuse_records_a_refusal_made_before_the_gate() -> None:
             message="changed",
         )
     assert last.status is OutcomeStatus.ESCALATED and run.status is RunStatus.ESCALATED
+
+
+async def test_refusals_of_the_same_call_count_as_identical_whatever_the_key_order() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    run = gateway.start_run("wf", invoker="ana", agent_id="bot", request="hi")
+    await gateway.call(run, "pay", '{"order_id": "A", "amount": "1"}')
+    await gateway.call(run, "pay", '{"amount": "1", "order_id": "A"}')
+    assert run.refusals == 2 and sorted(run.call_counts.values()) == [2]

@@ -868,8 +868,13 @@ class Gateway:
     def _refused(
         self, run: Run, call_id: str, tool: str, args: Any, reason: Reason, rule: str, text: str
     ) -> ToolOutcome:
-        """A refusal, counted (caps apply: refusals repeated past a cap escalate)."""
-        key = f"{tool}:{args!s}"
+        """A refusal, counted (caps apply: refusals repeated past a cap escalate). Its key is
+        the canonical JSON of what was recorded, as a valid call's is (the order the model
+        wrote the keys in does not make two refusals different)."""
+        try:
+            key = tool + ":" + _canonical(args).decode()
+        except TypeError:  # not JSON data after all: its text
+            key = f"{tool}:{args!s}"
         capped = self.policy.cap_reached(run, key)
         run._counts.tool_calls += 1
         run._counts.calls[key] += 1

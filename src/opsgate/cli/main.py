@@ -15,6 +15,7 @@ from opsgate.cli._mcp import register as register_mcp
 from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
 from opsgate.cli._policy_replay import register as register_replay
+from opsgate.cli._preflight import preflight_command
 from opsgate.cli._retention import retention_app
 from opsgate.cli._runs import runs_app
 from opsgate.cli._serve import serve_command
@@ -39,6 +40,7 @@ app.add_typer(tokens_app, name="tokens")
 app.command("serve")(serve_command)
 app.command("demo")(demo)
 app.command("cost")(cost)
+app.command("preflight")(preflight_command)
 register_mcp(app)
 
 

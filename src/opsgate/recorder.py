@@ -41,6 +41,7 @@ class EventType(StrEnum):
     RUN_RESUMED = "run_resumed"
     ESCALATED = "escalated"
     RUN_ENDED = "run_ended"
+    STAGE_CHANGED = "stage_changed"
 
 
 @dataclass(frozen=True, slots=True)

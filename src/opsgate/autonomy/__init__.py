@@ -1,5 +1,6 @@
 """Expanding autonomy on evidence: the preflight table of a workflow (go / no-go per row,
-with the evidence), which a promotion to the next stage requires."""
+with the evidence), and the workflow's stage kept in the store, promoted one stage at a time
+on that evidence (and a replay of the new stage's policy over production), demoted at once."""
 
 from opsgate.autonomy._preflight import (
     GENERIC_TOOL,
@@ -8,5 +9,27 @@ from opsgate.autonomy._preflight import (
     preflight,
     wilson_interval,
 )
+from opsgate.autonomy._stages import (
+    PromotionRefused,
+    StageChange,
+    current_stage,
+    demote,
+    promote,
+    promotion_evidence,
+    stage_history,
+)
 
-__all__ = ["GENERIC_TOOL", "Preflight", "PreflightRow", "preflight", "wilson_interval"]
+__all__ = [
+    "GENERIC_TOOL",
+    "Preflight",
+    "PreflightRow",
+    "PromotionRefused",
+    "StageChange",
+    "current_stage",
+    "demote",
+    "preflight",
+    "promote",
+    "promotion_evidence",
+    "stage_history",
+    "wilson_interval",
+]

@@ -7,6 +7,7 @@ import typer
 from opsgate import __version__
 from opsgate.cli._approvals import approvals_app
 from opsgate.cli._audit import audit_app
+from opsgate.cli._autonomy import autonomy_app
 from opsgate.cli._common import console
 from opsgate.cli._cost import cost
 from opsgate.cli._db import db_app
@@ -36,6 +37,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(model_app, name="model")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+app.add_typer(autonomy_app, name="autonomy")
 app.add_typer(tokens_app, name="tokens")
 app.command("serve")(serve_command)
 app.command("demo")(demo)

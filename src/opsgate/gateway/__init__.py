@@ -42,6 +42,7 @@ from opsgate.gateway._run import (
 )
 from opsgate.gateway._scripted import ScriptedToolExecutor
 from opsgate.gateway._secrets import EnvSecretStore, MappingSecretStore, SecretStore
+from opsgate.gateway._stages import StageSource, StoreStageSource
 from opsgate.gateway._stops import StopRequest, StopSource, StoreStopSource
 
 __all__ = [
@@ -76,9 +77,11 @@ __all__ = [
     "RunStatus",
     "ScriptedToolExecutor",
     "SecretStore",
+    "StageSource",
     "StopRequest",
     "StopSource",
     "StoreQuotaLedger",
+    "StoreStageSource",
     "StoreStopSource",
     "ToolExecutor",
     "ToolOutcome",

@@ -49,9 +49,11 @@ from opsgate.gateway._run import (
     UnexecutedCall,
 )
 from opsgate.gateway._secrets import EnvSecretStore, SecretStore, scrub
+from opsgate.gateway._stages import StageSource
 from opsgate.gateway._stops import StopSource
 from opsgate.models import Message, ModelCall, ModelMeter, ModelResponse, genai_messages
 from opsgate.policy import (
+    STAGE_SCOPES,
     CommittedPlan,
     CompiledPolicy,
     Decision,
@@ -163,6 +165,7 @@ class Gateway:
         stops: StopSource | None = None,
         shadow: CompiledPolicy | None = None,
         quotas: QuotaLedger | None = None,
+        stages: StageSource | None = None,
     ) -> None:
         self.toolbelt = toolbelt
         self.policy = policy
@@ -175,6 +178,7 @@ class Gateway:
         self.stops = stops
         self.shadow = shadow
         self.quotas = quotas
+        self.stages = stages
         if policy.has_quotas and quotas is None:
             raise TypeError(
                 "the policy declares quotas across runs: give the gateway a quota ledger "
@@ -546,7 +550,7 @@ class Gateway:
         tool = checked.contract.name
         self._emit_proposed(run, call_id, tool, checked.data)
         call = ProposedCall(tool, checked.data, checked.key)
-        decision = self.policy.decide(call, run)
+        decision = self._policy_of(run).decide(call, run)
         candidate = None if self.shadow is None else self._candidate(call, run)
         if decision.effect is not Effect.DENY and self.policy.quotas(run.workflow, tool):
             decision = await self._reserve(run, call_id, call, decision)
@@ -567,6 +571,16 @@ class Gateway:
             )
             self._emit(run, EventType.SHADOW_DECISION, data)
         return decision
+
+    def _policy_of(self, run: Run) -> CompiledPolicy:
+        """The policy as it decides for ``run`` now: at the stage set in the store, if one
+        is (a promotion or a demotion reaches the next call)."""
+        if self.stages is None:
+            return self.policy
+        stage = self.stages.stage(run.workflow)
+        if stage is None or stage not in STAGE_SCOPES:
+            return self.policy
+        return self.policy.with_stage(run.workflow, stage)
 
     async def _reserve(
         self, run: Run, call_id: str, call: ProposedCall, decision: Decision

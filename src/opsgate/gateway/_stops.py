@@ -11,13 +11,13 @@ the run without a channel into it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy import select, update
 
+from opsgate.gateway._polling import Poller
 from opsgate.store import Store, run_stops
 
 __all__ = ["StopRequest", "StopSource", "StoreStopSource"]
@@ -56,16 +56,15 @@ class StoreStopSource:
     """
 
     def __init__(self, store: Store, *, poll_s: float = 0.5) -> None:
-        if poll_s <= 0:
-            raise ValueError("poll_s must be > 0")
         self._engine = store.engine
-        self.poll_s = poll_s
-        self.errors = 0
         self._open: dict[str, StopRequest] = {}
-        self._done = threading.Event()
-        self.refresh()
-        self._thread = threading.Thread(target=self._poll, name="opsgate-stops", daemon=True)
-        self._thread.start()
+        self._write_errors = 0
+        self._poller = Poller(self._read, poll_s=poll_s, name="opsgate-stops")
+
+    @property
+    def errors(self) -> int:
+        """Failed reads and writes of the store."""
+        return self._poller.errors + self._write_errors
 
     def requested(self, run_id: str) -> StopRequest | None:
         """The pending request for ``run_id`` as of the last poll."""
@@ -82,31 +81,25 @@ class StoreStopSource:
                     .values(honoured_at=time.time())
                 )
         except Exception as exc:
-            self.errors += 1
+            self._write_errors += 1
             _log.warning("could not mark the stop of run %s honoured: %s", run_id, exc)
 
     def refresh(self) -> None:
         """Read the pending requests now."""
-        try:
-            with self._engine.connect() as conn:
-                rows = conn.execute(
-                    select(
-                        run_stops.c.run_id,
-                        run_stops.c.actor,
-                        run_stops.c.reason,
-                        run_stops.c.requested_at,
-                    ).where(run_stops.c.honoured_at.is_(None))
-                ).all()
-        except Exception as exc:
-            self.errors += 1
-            _log.warning("could not read stop requests: %s", exc)
-            return
-        self._open = {r[0]: StopRequest(r[0], r[1], r[2] or "", float(r[3])) for r in rows}
+        self._poller.refresh()
 
-    def _poll(self) -> None:
-        while not self._done.wait(self.poll_s):
-            self.refresh()
+    def _read(self) -> None:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    run_stops.c.run_id,
+                    run_stops.c.actor,
+                    run_stops.c.reason,
+                    run_stops.c.requested_at,
+                ).where(run_stops.c.honoured_at.is_(None))
+            ).all()
+        self._open = {r[0]: StopRequest(r[0], r[1], r[2] or "", float(r[3])) for r in rows}
 
     def close(self) -> None:
         """Stop polling."""
-        self._done.set()
+        self._poller.close()

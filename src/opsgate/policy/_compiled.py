@@ -47,6 +47,7 @@ from opsgate.policy._document import (
     ToolPolicy,
     WorkflowPolicy,
 )
+from opsgate.policy._load import content_version as _content_version
 from opsgate.provenance import SelectorError, SourceSpec, TrustMap
 
 __all__ = ["CompiledPolicy", "Quota", "ToolSettings"]
@@ -384,6 +385,7 @@ class CompiledPolicy:
         """Where the policy overrides what a contract says (trust of outputs), for review."""
         self._scopes: dict[tuple[str, str | None], _Scope] = {}
         self._quotas: dict[tuple[str, str], tuple[Quota, ...]] = {}
+        self._staged: dict[tuple[str, str], CompiledPolicy] = {}
         for wf_name, wf in document.workflows.items():
             self._quotas.update(self._compile_quotas(wf_name, wf))
             self._scopes[(wf_name, None)] = self._compile_scope(wf_name, wf, None)
@@ -714,6 +716,29 @@ class CompiledPolicy:
 
     def _scope(self, workflow: str, agent_id: str | None) -> _Scope | None:
         return self._scopes.get((workflow, agent_id)) or self._scopes.get((workflow, None))
+
+    def with_stage(self, workflow: str, stage: Stage) -> CompiledPolicy:
+        """This policy with ``workflow`` at ``stage`` (a stage set outside the file: a
+        promotion or a demotion); compiled once per stage and kept. Its version says so
+        (a content hash of the changed document), so every decision names what decided.
+
+        Raises:
+            PolicyError: no such workflow.
+        """
+        self._require(workflow, None)
+        if self.document.workflows[workflow].stage == stage:
+            return self
+        key = (workflow, stage)
+        found = self._staged.get(key)
+        if found is None:
+            workflows = dict(self.document.workflows)
+            workflows[workflow] = workflows[workflow].model_copy(update={"stage": stage})
+            document = self.document.model_copy(update={"workflows": workflows})
+            found = CompiledPolicy(
+                document, self.toolbelt, version=_content_version(document), source=self.source
+            )
+            self._staged[key] = found
+        return found
 
     def quotas(self, workflow: str, tool: str) -> tuple[Quota, ...]:
         """The quotas across runs a call of ``tool`` in ``workflow`` counts against."""

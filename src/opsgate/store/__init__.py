@@ -27,6 +27,7 @@ from opsgate.store._schema import (
     run_stops,
     runs,
     spans,
+    workflow_stages,
 )
 from opsgate.store._stops import StopStatus, request_stop
 from opsgate.store._store import SchemaState, Store, open_store, schema_state, upgrade_store
@@ -63,4 +64,5 @@ __all__ = [
     "schema_state",
     "spans",
     "upgrade_store",
+    "workflow_stages",
 ]

@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0009"
+SCHEMA_VERSION = "0010"
 
 meta = Table(
     "opsgate_meta",
@@ -166,6 +166,23 @@ quota_uses = Table(
     Column("released", Boolean, nullable=False, default=False),
     Index("ix_quota_uses_tally", "quota_key", "subject", "at"),
     Index("ix_quota_uses_call", "run_id", "call_id"),
+)
+
+# Each workflow's autonomy stage as promoted and demoted (`opsgate autonomy`), with its
+# history: the latest row is in force; the policy file's stage holds until there is one.
+workflow_stages = Table(
+    "workflow_stages",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("workflow", String(128), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("previous", String(32), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("evidence", Text, nullable=False, default="[]"),
+    Column("policy_version", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_workflow_stages_workflow", "workflow", "id"),
 )
 
 # The cost ledger: one row per model call (and per tool call, at zero model cost), written

@@ -29,6 +29,7 @@ from opsgate.gateway import (
     MappingSecretStore,
     OutcomeStatus,
     StoreQuotaLedger,
+    StoreStageSource,
     StoreStopSource,
 )
 from opsgate.models import EmbeddedServer, ModelRouter, load_router_config
@@ -199,6 +200,7 @@ def demo(
         secrets=MappingSecretStore({"PAYMENTS_API_KEY": secret}),
         stops=(stops := StoreStopSource(store)),  # `opsgate runs stop RUN --as NAME` works
         quotas=StoreQuotaLedger(store),
+        stages=(stages := StoreStageSource(store)),  # `opsgate autonomy demote` reaches it
     )
     console.print(f"policy {shown(policy.source)} version [bold]{shown(policy.version)}[/]")
 
@@ -213,6 +215,7 @@ def demo(
     finally:
         gateway.close()
         stops.close()
+        stages.close()
         for problem in recorders.close():
             err_console.print(f"[bold red]error:[/] {shown(problem)}")
     decisions = recorder.of_type(EventType.DECISION)

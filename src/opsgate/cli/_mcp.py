@@ -14,7 +14,12 @@ import typer
 from opsgate.cli._common import EXIT_FAILED, cli_errors, console, err_console
 from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
-from opsgate.gateway import DurableApprovalQueue, StoreQuotaLedger, StoreStopSource
+from opsgate.gateway import (
+    DurableApprovalQueue,
+    StoreQuotaLedger,
+    StoreStageSource,
+    StoreStopSource,
+)
 from opsgate.mcp import (
     LockFile,
     ProxyOptions,
@@ -97,9 +102,14 @@ def mcp_proxy(
         agent_id=agent,
     )
     address = _address(http) if http else None
-    with _recorded(db) as (recorder, approver, quotas, stops):
+    with _recorded(db) as (recorder, approver, quotas, stops, stages):
         proxy = build_proxy(
-            options, recorder=recorder, approver=approver, quotas=quotas, stops=stops
+            options,
+            recorder=recorder,
+            approver=approver,
+            quotas=quotas,
+            stops=stops,
+            stages=stages,
         )
         if address is None:
             asyncio.run(serve_stdio(proxy))
@@ -121,21 +131,26 @@ def mcp_proxy(
 @contextlib.contextmanager
 def _recorded(
     db: str | None,
-) -> Iterator[tuple[FanOutRecorder, DurableApprovalQueue, StoreQuotaLedger, StoreStopSource]]:
+) -> Iterator[
+    tuple[FanOutRecorder, DurableApprovalQueue, StoreQuotaLedger, StoreStopSource, StoreStageSource]
+]:
     """The store's recorders (audit write-ahead, traces, costs), its approval queue, its
-    quota ledger and its stop requests (`opsgate runs stop`, the console's Stop)."""
+    quota ledger, its stop requests (`opsgate runs stop`, the console's Stop) and the stages
+    set with `opsgate autonomy`."""
     store = open_store(db)
     recorders = store_recorders(store, durable="write_ahead")
-    stops = StoreStopSource(store)
+    stops, stages = StoreStopSource(store), StoreStageSource(store)
     try:
         yield (
             FanOutRecorder(*recorders.all),
             DurableApprovalQueue(store),
             StoreQuotaLedger(store),
             stops,
+            stages,
         )
     finally:
         stops.close()
+        stages.close()
         for problem in recorders.close():
             err_console.print(f"opsgate mcp-proxy: {shown(problem)}", markup=False)
         store.close()

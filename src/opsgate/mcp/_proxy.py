@@ -34,6 +34,7 @@ from opsgate.gateway import (
     InMemoryQuotaLedger,
     QuotaLedger,
     Run,
+    StageSource,
     StopSource,
     ToolOutcome,
 )
@@ -104,6 +105,7 @@ class McpProxy:
         log: TextIO | None = None,
         quotas: QuotaLedger | None = None,
         stops: StopSource | None = None,
+        stages: StageSource | None = None,
     ) -> None:
         if workflow not in document.workflows:
             known = ", ".join(sorted(document.workflows)) or "none"
@@ -118,6 +120,7 @@ class McpProxy:
         self.approver = approver
         self.quotas = quotas if quotas is not None else InMemoryQuotaLedger()
         self.stops = stops
+        self.stages = stages
         self.lock = lock
         self.lock_path = lock_path
         self.log = log or sys.stderr
@@ -148,6 +151,7 @@ class McpProxy:
             approval_timeout_s=self.config.approval_timeout_seconds,
             quotas=self.quotas,
             stops=self.stops,
+            stages=self.stages,
         )
         self._catalog = catalog
         for name, refusal in sorted(catalog.refused.items()):

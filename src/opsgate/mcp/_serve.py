@@ -12,7 +12,7 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 
 from opsgate.errors import ConfigError
-from opsgate.gateway import Approver, QuotaLedger, StopSource
+from opsgate.gateway import Approver, QuotaLedger, StageSource, StopSource
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec, expand_env, load_config
 from opsgate.mcp._lock import LockFile
 from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY, Identity, McpProxy
@@ -98,6 +98,7 @@ def build_proxy(
     log: TextIO | None = None,
     quotas: QuotaLedger | None = None,
     stops: StopSource | None = None,
+    stages: StageSource | None = None,
 ) -> McpProxy:
     """A proxy from the command line's options (not started).
 
@@ -151,6 +152,7 @@ def build_proxy(
         log=log,
         quotas=quotas,
         stops=stops,
+        stages=stages,
     )
     return proxy
 

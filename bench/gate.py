@@ -1,6 +1,8 @@
 """Latency of the opsgate gate on the peers' scenario (see bench/peers.py), in one run.
 
-Measures `CompiledPolicy.decide` (without and with a CEL condition), the floor (a dict
+Measures `CompiledPolicy.decide` (without and with a CEL condition, and with a condition over
+the run's history of 20 calls), a quota reservation in the store (one SQLite commit) beside
+the disk's fsync floor measured in the same loop, the floor (a dict
 look-up plus a pydantic validation of the same arguments), the whole `Gateway.call`
 overhead around a no-op async and a no-op sync tool, and the peer engines Cedar and Rego
 on the same 50-tool, 100-rule policy. Every decision is timed on its own with
@@ -21,8 +23,10 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -49,9 +53,10 @@ N_TOOLS, TOOL, WARMUP, RUN_EVERY = 50, "tool_17", 1000, 1000
 ARGS: dict[str, Any] = {"n": 5, "target": "OPS"}
 ARGS_JSON = '{"n": 5, "target": "OPS"}'
 CONDITION = 'args.n > 50.0 || tool.impact == "high"'
-GOALS = {  # median, µs
+GOALS = {  # median, µs (the quota check's goal is the fsync floor measured in the run)
     "opsgate decide": 5.0,
     "opsgate decide + CEL": 10.0,
+    "opsgate decide + history condition": 15.0,
     "gateway overhead (async tool)": 40.0,
 }
 
@@ -125,6 +130,62 @@ def bench_decide(belt: Toolbelt, with_condition: bool, n: int) -> list[int]:
         row = policy.stage_table("bench")["autonomous_in_scope"][TOOL]
         _need(row.startswith("approval if"), f"{TOOL} has no CEL condition: {row}")
     return time_sync(lambda: policy.decide(ok, state), n)
+
+
+HISTORY = "run.sum('tool_17', 'n') + double(args.n) > 1000.0"
+HISTORY_CALLS = 20  # calls that ran before: what the condition reads
+
+
+@dataclass(frozen=True)
+class _Ran:
+    tool: str
+    args: dict[str, Any]
+
+
+def bench_history(belt: Toolbelt, n: int) -> list[int]:
+    """`decide` with a deny rule over the run's history (20 calls ran before)."""
+    doc = yaml.safe_load(policy_yaml(False))
+    doc["workflows"]["bench"]["rules"] = [
+        {"id": "sum", "effect": "deny", "tools": [TOOL], "when": HISTORY}
+    ]
+    policy = load_policy("bench", belt, text=yaml.safe_dump(doc))
+    ran = [_Ran(TOOL, {"n": 5, "target": "OPS"}) for _ in range(HISTORY_CALLS)]
+    state = SimpleRunState(workflow="bench", agent_id="agent-1", completed=list(ran))
+    ok = ProposedCall(TOOL, ARGS, TOOL + ":" + json.dumps(ARGS, sort_keys=True))
+    _need(policy.decide(ok, state).effect is Effect.ALLOW, "the history rule should allow")
+    return time_sync(lambda: policy.decide(ok, state), n)
+
+
+def bench_quota(n: int) -> tuple[list[int], list[int]]:
+    """(a quota reservation on SQLite: `StoreQuotaLedger.reserve`, its one durable commit;
+    the disk's fsync floor: 4 KiB written and fsynced beside the database), interleaved."""
+    from opsgate.gateway import QuotaUse, StoreQuotaLedger
+    from opsgate.policy import Quota
+    from opsgate.store import open_store
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(f"sqlite:///{Path(folder) / 'quota.db'}")
+        ledger = StoreQuotaLedger(store)
+        quota = Quota("bench:tool_17", TOOL, None, 1e12, 86400.0, "workflow", "quotas.tool_17")
+        probe = Path(folder) / "fsync.probe"
+        block = os.urandom(4096)
+        reserve, floor = [], []
+        clock = time.perf_counter_ns
+        for i in range(n):
+            use = QuotaUse(quota, "bench", 1.0, "run", f"c{i}")
+            t0 = clock()
+            _need(ledger.reserve([use]) is None, "the quota should hold")
+            reserve.append(clock() - t0)
+            t0 = clock()
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, block)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            floor.append(clock() - t0)
+        store.close()
+    return reserve, floor
 
 
 def bench_floor(belt: Toolbelt, n: int) -> list[int]:
@@ -210,7 +271,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "opsgate decide": stats(bench_decide(belt, False, n)),
         "opsgate decide + CEL": stats(bench_decide(belt, True, n)),
         "floor: dict + pydantic": stats(bench_floor(belt, n)),
+        "opsgate decide + history condition": stats(bench_history(belt, n)),
     }
+    reserve, fsync = bench_quota(max(50, n // 40))
+    rows["quota check (store, SQLite)"] = stats(reserve)
+    rows["floor: 4 KiB write + fsync"] = stats(fsync)
+    GOALS["quota check (store, SQLite)"] = statistics.median(fsync) / 1000.0
     for label, noop in (("async", noop_async), ("sync", noop_sync)):
         gated, direct = asyncio.run(bench_gateway(noop, n))
         rows[f"gateway overhead ({label} tool)"] = stats(gated, statistics.median(direct))

@@ -28,3 +28,6 @@ async def test_the_gate_bench_loops_run_on_a_few_calls() -> None:
         assert len(gated) == len(direct) == 20
     belt = gate.toolbelt(gate.noop_async)
     assert len(gate.bench_decide(belt, True, 20)) == 20
+    assert len(gate.bench_history(belt, 20)) == 20
+    reserve, floor = gate.bench_quota(5)
+    assert len(reserve) == len(floor) == 5

@@ -144,3 +144,27 @@ def test_bad_ordering_and_history_rules_are_refused_at_load(extra: str, needle: 
     with pytest.raises(PolicyError) as caught:
         load_policy("h", BELT, text=HEAD + extra)
     assert needle in str(caught.value)
+
+
+def test_run_only_as_a_history_receiver_is_not_converted_but_still_read_when_used() -> None:
+    from opsgate.policy import compile_condition
+
+    def fail(message: str) -> Exception:
+        return ValueError(message)
+
+    assert compile_condition("run.count('pay') > 1", fail).run_is_receiver
+    assert not compile_condition("run.count('pay') > run.steps", fail).run_is_receiver
+    assert not compile_condition("run.steps > 1", fail).run_is_receiver
+    assert not compile_condition("size(run) > 1 && run.called('pay')", fail).run_is_receiver
+
+
+async def test_a_condition_reading_run_fields_beside_history_still_sees_them() -> None:
+    gateway, run = _gateway("""
+    rules:
+      - id: mixed
+        effect: deny
+        tools: [pay]
+        when: "run.count('pay') >= 1 && run.invoker == 'ana'"
+""")
+    assert (await _pay(gateway, run, "ORD-1", 10.0)).ok
+    assert (await _pay(gateway, run, "ORD-2", 10.0)).decision.reason is Reason.RULE_DENIED

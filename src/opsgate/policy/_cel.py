@@ -107,6 +107,11 @@ _STRING = re.compile(r"(?<![\w])([rRbB]{0,2})(" + _QUOTED + ")")
 _REGEX_LITERAL = re.compile(r"\bmatches\s*\((?:[^,()]*,)?\s*(r?" + _QUOTED + r")\s*\)")
 
 
+_RUN_MEMBER = re.compile(r"\brun\s*\.\s*(\w+)")
+_BARE_RUN = re.compile(r"\brun\b(?!\s*\.)")
+_RECEIVER: dict[str, Any] = {}
+
+
 class _Lookup(Protocol):
     def __getitem__(self, name: str) -> Any: ...
 
@@ -125,6 +130,7 @@ class Condition:
         "_static",
         "arg_refs",
         "program",
+        "run_is_receiver",
         "source",
         "uses",
         "uses_history",
@@ -141,6 +147,14 @@ class Condition:
         functions = set(program.functions())
         self.uses_prov = "prov" in functions
         self.uses_history = tuple(f for f in HISTORY_FUNCTIONS if f in functions)
+        # `run` only as the receiver of history functions (`run.sum(...)`): an empty map
+        # stands for it (converting the run's fields to CEL costs more than the whole rest)
+        members = _RUN_MEMBER.findall(source)
+        self.run_is_receiver = bool(
+            members
+            and set(members) <= set(HISTORY_FUNCTIONS)
+            and not _BARE_RUN.search(source)
+        )
         self._static: dict[str, Any] = {}
         self._local = threading.local()
 
@@ -165,7 +179,11 @@ class Condition:
         context = self._context()
         try:
             for name in self.uses:
-                if name not in self._static:
+                if name in self._static:
+                    continue
+                if name == "run" and self.run_is_receiver:
+                    context.add_variable("run", _RECEIVER)
+                else:
                     context.add_variable(name, variables[name])
             if self.uses_prov:  # bound per call: it reads this run's ledger
                 context.add_function("prov", getattr(variables, "prov"))  # noqa: B009

@@ -45,10 +45,10 @@ test: lint typecheck unit
 # The edit loop: lint, types and the tests not marked slow, on every core. `make test` (CI)
 # stays complete: the slow tests (the embedded model, the soak) run there. xdist's workers
 # have no terminal to size Rich's tables by: a fixed width keeps the CLI tests' lines whole.
-check: $(STAMP) postgres
+check: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	COLUMNS=200 $(BIN)/pytest -m "not slow" -n auto -p no:cacheprovider
+	COLUMNS=200 $(BIN)/pytest -m "not slow and not postgresql" -n auto -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/gate.py

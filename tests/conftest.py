@@ -144,6 +144,14 @@ def pg_cluster() -> Iterator[_postgres.Cluster]:
     yield from _postgres.cluster()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test run on PostgreSQL carries the `postgresql` mark: `make check`, the edit
+    loop's lane, leaves those to `make test` (CI), which runs everything."""
+    for item in items:
+        if "postgresql" in item.name or "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgresql)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database on each backend."""

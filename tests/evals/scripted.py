@@ -44,6 +44,8 @@ class ScriptedAgent:
         for path, content in script.get("files", {}).items():
             world.files[path] = content
         output = script.get("output")
+        if script.get("echo_text"):  # what the harness put in front of the agent
+            output = text
         if "output_reversed" in script:  # an answer whose text the (trusted) request lacks
             output = script["output_reversed"][::-1]
         self.gateway.finish(run, status=RunStatus.COMPLETED, reason="done", output=output)

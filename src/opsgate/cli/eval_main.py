@@ -206,6 +206,7 @@ def _summary(document: dict[str, Any]) -> None:
         ("tool-call precision / recall", f"{m['tool_precision']:.2f} / {m['tool_recall']:.2f}"),
         ("escalation correctness", f"{m['escalation_accuracy']:.1%}"),
         ("unsafe tool attempts", str(m["unsafe_attempts"])),
+        ("required calls the gate refused (over-blocking)", str(m.get("over_blocked", 0))),
         (
             "cost per successful task",
             "n/a"

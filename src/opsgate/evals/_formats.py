@@ -251,6 +251,7 @@ def _metric_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("escalation correctness", _pct(m.get("escalation_accuracy"))),
         ("unsafe tool attempts", str(m.get("unsafe_attempts"))),
+        ("required calls the gate refused (over-blocking)", str(m.get("over_blocked", 0))),
         ("cost per successful task", cost_text),
         (
             "latency p50 / p95",

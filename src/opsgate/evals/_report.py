@@ -9,7 +9,9 @@ Metrics (per task in ``tasks``, aggregated in ``metrics``):
 - ``tool_precision``: calls that ran and were not forbidden / calls proposed (mean);
 - ``tool_recall``: required calls made / required calls (mean);
 - ``escalation_accuracy``: trials that escalated iff they should / trials;
-- ``unsafe_attempts``: calls the gate denied as unsafe or the suite forbids (total);
+- ``unsafe_attempts``: calls the gate denied as unsafe or the suite forbids (total), save
+  those the task requires;
+- ``over_blocked``: calls the task requires that the gate refused (a policy too strict);
 - ``cost_per_successful_task``: total cost / passing trials (None when none passed);
 - ``latency_p50`` / ``latency_p95`` per task (seconds), and time to first useful output;
 - ``schema_validity``: tool calls whose arguments fitted the tool's contract, plus outputs
@@ -133,6 +135,7 @@ def metrics(results: Sequence[TaskResult]) -> dict[str, Any]:
         if n
         else 1.0,
         "unsafe_attempts": sum(r.unsafe_attempts for r in results),
+        "over_blocked": sum(r.over_blocked for r in results),
         "errors": sum(r.error is not None for r in results),
         "model_unavailable": unavailable,
         "total_cost_usd": round(total_cost, 8),

@@ -31,6 +31,7 @@ class TaskResult:
     tool_recall: float = 1.0
     escalation_correct: bool = True
     unsafe_attempts: int = 0
+    over_blocked: int = 0
     cost_usd: float = 0.0
     estimate: bool = False
     latency_s: float = 0.0

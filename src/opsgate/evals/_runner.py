@@ -390,6 +390,9 @@ async def run_task(
         )
         context.append(ContextItem(text, "untrusted", f"ticket:{task.ticket.id}"))
     context.extend(ContextItem(c.text, c.trust, c.source) for c in task.context)
+    # the agent has in front of it what the task says it has: the ticket or request, and
+    # each context item (labelled for provenance as the run reads it)
+    text += "".join(f"\n\n[{c.source}]\n{c.text}" for c in task.context)
     started = time.perf_counter()
     run: Run | None = None
     error: str | None = None
@@ -474,12 +477,20 @@ async def run_task(
 def patch_world(world: Any, patch: dict[str, Any], path: str = "world") -> None:
     """Apply a task's initial state over a fresh world, in place.
 
+    A mapping of entities (``world.orders``) takes new ones: a new key whose value is a
+    mapping becomes an entity of the kind already there (``Order(**value)``), so a task can
+    add the order it is about. An attribute the world lacks is a typo, and an error.
+
     Raises:
-        KeyError: a key names nothing in the world (with its path).
+        KeyError: an attribute names nothing in the world (with its path).
+        TypeError: a new entity whose fields do not fit its kind.
     """
     mapping = isinstance(world, dict)
     for key, value in patch.items():
         where = f"{path}.{key}"
+        if mapping and key not in world:
+            world[key] = _new_entity(world, value, where)
+            continue
         if not (key in world if mapping else hasattr(world, key)):
             raise KeyError(f"`{where}` is not in the world")
         current = world[key] if mapping else getattr(world, key)
@@ -489,6 +500,18 @@ def patch_world(world: Any, patch: dict[str, Any], path: str = "world") -> None:
             world[key] = value
         else:
             setattr(world, key, value)
+
+
+def _new_entity(entities: dict[Any, Any], value: Any, where: str) -> Any:
+    """A new entry of ``entities``: of the kind its siblings are, when they are objects."""
+    kinds = {type(v) for v in entities.values()}
+    kind = kinds.pop() if len(kinds) == 1 else None
+    if not isinstance(value, dict) or kind is None or kind in (dict, str, int, float, bool):
+        return value
+    try:
+        return kind(**value)
+    except TypeError as exc:
+        raise TypeError(f"`{where}`: not a {kind.__name__}: {exc}") from None
 
 
 async def run_command_check(

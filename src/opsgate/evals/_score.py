@@ -108,6 +108,7 @@ def score(toolbelt: Toolbelt, conditions: Sequence[Any], trial: Trial) -> TaskRe
         tool_recall=round(calls.recall, 4),
         escalation_correct=escalation_correct,
         unsafe_attempts=calls.unsafe_attempts,
+        over_blocked=calls.over_blocked,
         cost_usd=run.cost_usd if run else 0.0,
         estimate=seen.estimate,
         latency_s=round(trial.latency_s, 4),

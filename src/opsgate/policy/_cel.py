@@ -151,9 +151,7 @@ class Condition:
         # stands for it (converting the run's fields to CEL costs more than the whole rest)
         members = _RUN_MEMBER.findall(source)
         self.run_is_receiver = bool(
-            members
-            and set(members) <= set(HISTORY_FUNCTIONS)
-            and not _BARE_RUN.search(source)
+            members and set(members) <= set(HISTORY_FUNCTIONS) and not _BARE_RUN.search(source)
         )
         self._static: dict[str, Any] = {}
         self._local = threading.local()

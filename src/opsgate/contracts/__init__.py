@@ -1,6 +1,7 @@
 """Typed tool contracts: what the gate knows about a tool before it runs."""
 
 from opsgate.contracts._context import ToolContext
+from opsgate.contracts._normalize import Normalize
 from opsgate.contracts._schema import contract_from_schema
 from opsgate.contracts._tool import SCOPES, Impact, Scope, ToolContract, Trust, build_contract, tool
 from opsgate.contracts._toolbelt import Toolbelt
@@ -8,6 +9,7 @@ from opsgate.contracts._toolbelt import Toolbelt
 __all__ = [
     "SCOPES",
     "Impact",
+    "Normalize",
     "Scope",
     "ToolContext",
     "ToolContract",

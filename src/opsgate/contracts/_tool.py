@@ -22,6 +22,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from opsgate.contracts._context import ToolContext
+from opsgate.contracts._normalize import normalizers_of
 from opsgate.errors import ContractError, InvalidToolCall
 from opsgate.provenance import SelectorError, TrustMap
 
@@ -79,6 +80,8 @@ class ToolContract:
     output_fields: Mapping[str, Trust] = field(default_factory=dict)
     output_schema: dict[str, Any] | None = field(default=None, repr=False)
     egress_args: tuple[str, ...] = ()
+    normalizers: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict, repr=False)
+    """Per argument, the function that puts a typed value in the system's form (`Normalize`)."""
     arg_names: tuple[str, ...] = ()
     """The argument names a model may pass (set from ``args_model``)."""
 
@@ -100,6 +103,36 @@ class ToolContract:
                 "parameters": self.parameters_schema,
             },
         }
+
+    def normalize_args(
+        self, raw: str | bytes | Mapping[str, Any] | None
+    ) -> tuple[str | bytes | Mapping[str, Any] | None, dict[str, dict[str, Any]]]:
+        """``raw`` with the arguments this contract normalises put in their form, and what
+        changed (``{arg: {"from": ..., "to": ...}}``). Raw text that is not a JSON object
+        is returned as it is (validation says why)."""
+        if not self.normalizers or raw is None:
+            return raw, {}
+        args: Any = raw
+        if isinstance(raw, str | bytes):
+            try:
+                args = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return raw, {}
+        if not isinstance(args, Mapping):
+            return raw, {}
+        fixed = dict(args)
+        changed: dict[str, dict[str, Any]] = {}
+        for name, fn in self.normalizers.items():
+            if name not in fixed:
+                continue
+            try:
+                value = fn(fixed[name])
+            except Exception:  # a normaliser never decides anything by failing
+                continue
+            if value != fixed[name]:
+                changed[name] = {"from": fixed[name], "to": value}
+                fixed[name] = value
+        return (fixed if changed else raw), changed
 
     def validate_args(self, raw: str | bytes | Mapping[str, Any] | None) -> BaseModel:
         """Parse and validate proposed arguments.
@@ -363,6 +396,7 @@ def build_contract(
         output_fields=fields_map,
         output_schema=output_schema,
         egress_args=egress_args,
+        normalizers=normalizers_of({k: v for k, v in hints.items() if k in fields}),
     )
 
 

@@ -18,7 +18,7 @@ import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -548,7 +548,7 @@ class Gateway:
         """The live decision (its quotas reserved), counted and recorded; and the shadow
         policy's on the same state, recorded beside it where it differs (it never acts)."""
         tool = checked.contract.name
-        self._emit_proposed(run, call_id, tool, checked.data)
+        self._emit_proposed(run, call_id, tool, checked.data, checked.normalized)
         call = ProposedCall(tool, checked.data, checked.key)
         decision = self._policy_of(run).decide(call, run)
         candidate = None if self.shadow is None else self._candidate(call, run)
@@ -666,7 +666,8 @@ class Gateway:
             contract = self.toolbelt.find(tool)
             if contract is None:
                 raise InvalidToolCall("unknown_tool", self._unknown_tool_message(run, tool))
-            data = contract.validate_args(args).model_dump(mode="json")
+            fixed, _ = contract.normalize_args(args)
+            data = contract.validate_args(fixed).model_dump(mode="json")
             key = tool + ":" + _canonical(data).decode()
         except (InvalidToolCall, TypeError) as exc:
             unknown = isinstance(exc, InvalidToolCall) and exc.code == "unknown_tool"
@@ -702,7 +703,8 @@ class Gateway:
             contract = self.toolbelt.find(tool)
             if contract is None:
                 raise InvalidToolCall("unknown_tool", self._unknown_tool_message(run, tool))
-            validated = contract.validate_args(args)
+            fixed, normalized = contract.normalize_args(args)
+            validated = contract.validate_args(fixed)
             data = validated.model_dump(mode="json")
             try:
                 key = tool + ":" + _canonical(data).decode()
@@ -714,7 +716,7 @@ class Gateway:
             shown = _loggable_args(args)
             self._emit_proposed(run, call_id, tool, shown)
             return self._refuse(run, call_id, tool, shown, exc)
-        return _Checked(contract, validated, data, key)
+        return _Checked(contract, validated, data, key, normalized)
 
     def _denied(
         self, run: Run, call_id: str, tool: str, data: dict[str, Any], decision: Decision
@@ -1208,10 +1210,18 @@ class Gateway:
             "output": to_jsonable_python(output, fallback=repr),
         }
 
-    def _emit_proposed(self, run: Run, call_id: str, tool: str, args: Any) -> None:
-        self._emit(
-            run, EventType.TOOL_CALL_PROPOSED, {"call_id": call_id, "tool": tool, "args": args}
-        )
+    def _emit_proposed(
+        self,
+        run: Run,
+        call_id: str,
+        tool: str,
+        args: Any,
+        normalized: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        data: dict[str, Any] = {"call_id": call_id, "tool": tool, "args": args}
+        if normalized:
+            data["normalized"] = normalized  # what the contract put in the system's form
+        self._emit(run, EventType.TOOL_CALL_PROPOSED, data)
 
     def _emit_decision(self, run: Run, call_id: str, tool: str, decision: Decision) -> None:
         data = decision.as_dict()
@@ -1269,6 +1279,7 @@ class _Checked:
     validated: BaseModel
     data: dict[str, Any]
     key: str
+    normalized: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _loggable_args(args: Any) -> Any:

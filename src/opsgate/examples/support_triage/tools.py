@@ -8,15 +8,39 @@ shop's, the subject and body the customer's.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from opsgate.contracts import ToolContext, tool
+from opsgate.contracts import Normalize, ToolContext, tool
 from opsgate.examples.support_triage.world import World
 
-OrderId = Annotated[str, Field(pattern=r"^ORD-\d{4}$", description="An order id, ORD-nnnn.")]
-TicketId = Annotated[str, Field(pattern=r"^T-\d+$", description="A ticket id, T-n.")]
+_ORDER = re.compile(r"\s*#?\s*(?:ord(?:er)?|a)?[\s#_\-]*(\d{4})\s*", re.IGNORECASE)
+_TICKET = re.compile(r"\s*#?\s*t(?:icket)?[\s#_\-]*(\d+)\s*", re.IGNORECASE)
+
+
+def order_id(value: object) -> object:
+    """An order id as customers write it (``a1050``, ``#A-1050``, ``ord1050``, ``1050``) in
+    the shop's form, ``ORD-1050``; anything else unchanged (validation says why)."""
+    found = _ORDER.fullmatch(value) if isinstance(value, str) else None
+    return f"ORD-{found.group(1)}" if found else value
+
+
+def ticket_id(value: object) -> object:
+    """A ticket id (``t12``, ``#T-12``, ``ticket 12``) in the form ``T-12``."""
+    found = _TICKET.fullmatch(value) if isinstance(value, str) else None
+    return f"T-{found.group(1)}" if found else value
+
+
+OrderId = Annotated[
+    str,
+    Normalize(order_id),
+    Field(pattern=r"^ORD-\d{4}$", description="An order id, ORD-nnnn."),
+]
+TicketId = Annotated[
+    str, Normalize(ticket_id), Field(pattern=r"^T-\d+$", description="A ticket id, T-n.")
+]
 
 
 class TicketView(BaseModel):

@@ -109,6 +109,7 @@ def make_proxy(
     lock: LockFile | None = None,
     lock_path: Path | None = None,
     env: dict[str, str] | None = None,
+    shadow: str | None = None,
     **config: Any,
 ) -> McpProxy:
     """A proxy over ``specs`` (not namespaced unless asked), pinned at start by default."""
@@ -143,6 +144,9 @@ def make_proxy(
         approver=approver,
         lock=lock,
         lock_path=lock_path,
+        shadow=None
+        if shadow is None
+        else (lambda d: (d[0], content_version(d[0]), d[1]))(parse_policy("shadow", text=shadow)),
     )
     return proxy
 

@@ -307,3 +307,21 @@ async def test_a_malformed_result_is_a_counted_tool_error_and_the_proxy_serves_o
     assert proxy.upstreams["bad"].counts["MalformedResult"] == 2
     errors = [e.data for e in recorder.events if e.type == EventType.TOOL_ERROR]
     assert len(errors) == 2
+
+
+async def test_a_shadow_policy_decides_beside_the_live_one_and_never_acts() -> None:
+    from tests.mcp.conftest import POLICY
+
+    recorder = InMemoryRecorder()
+    stricter = POLICY.replace(
+        "      get_order: {output: trusted}\n      draft_reply: {}\n",
+        "      get_order: {output: trusted}\n      draft_reply: {approval: always}\n",
+        1,
+    )
+    proxy = make_proxy({"shop": shop_spec()}, recorder=recorder, shadow=stricter)
+    async with connected(proxy) as client:
+        drafted = await client.call_tool("draft_reply", {"text": "hi"})
+        assert not drafted.is_error  # the live policy decides
+    (shadow,) = events(recorder, EventType.SHADOW_DECISION)
+    assert (shadow["effect"], shadow["live_effect"]) == ("needs_approval", "allow")
+    assert shadow["tool"] == "draft_reply"

@@ -88,6 +88,14 @@ def mcp_proxy(
     agent: Annotated[
         str | None, typer.Option("--agent", help="Agent identity of stdio runs.")
     ] = None,
+    shadow: Annotated[
+        Path | None,
+        typer.Option(
+            "--shadow",
+            help="A candidate policy deciding every call too, never acting "
+            "(its differences are recorded: `opsgate policy shadow-report`).",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Serve MCP in front of upstream MCP servers; every tool call passes the gate."""
@@ -100,6 +108,7 @@ def mcp_proxy(
         no_lock=no_lock,
         invoker=invoker,
         agent_id=agent,
+        shadow=shadow,
     )
     address = _address(http) if http else None
     with _recorded(db) as (recorder, approver, quotas, stops, stages):

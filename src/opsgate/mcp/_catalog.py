@@ -122,8 +122,9 @@ def build_catalog(
         tools[name] = tool
         routes[name] = (upstream, tool.name)
     toolbelt = Toolbelt(contracts)
-    narrowed = _narrowed(document, workflow, set(tools))
-    policy = CompiledPolicy(narrowed, toolbelt, version=version, source=source)
+    policy = CompiledPolicy(
+        narrowed(document, workflow, set(tools)), toolbelt, version=version, source=source
+    )
     return Catalog(toolbelt, policy, tools, routes, refused, dict(lock.tools))
 
 
@@ -180,7 +181,7 @@ def _contract(
     )
 
 
-def _narrowed(document: PolicyDocument, workflow: str, usable: set[str]) -> PolicyDocument:
+def narrowed(document: PolicyDocument, workflow: str, usable: set[str]) -> PolicyDocument:
     """The document with only ``workflow`` and, in it, only the tools that can be called:
     a tool refused here is then unknown to the gate, which denies it."""
     wf = document.workflows[workflow]

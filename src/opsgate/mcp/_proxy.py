@@ -38,14 +38,21 @@ from opsgate.gateway import (
     StopSource,
     ToolOutcome,
 )
-from opsgate.mcp._catalog import Catalog, Refusal, ToolRunner, build_catalog, exposed_name
+from opsgate.mcp._catalog import (
+    Catalog,
+    Refusal,
+    ToolRunner,
+    build_catalog,
+    exposed_name,
+    narrowed,
+)
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec
 from opsgate.mcp._handlers import build_server
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
 from opsgate.mcp._results import as_data, error_result, from_data, text_of
 from opsgate.mcp._text import one_line
 from opsgate.mcp._upstream import Upstream, UpstreamError
-from opsgate.policy import STAGE_SCOPES, PolicyDocument, Reason
+from opsgate.policy import STAGE_SCOPES, CompiledPolicy, PolicyDocument, Reason
 from opsgate.recorder import Event, EventType, Recorder
 
 __all__ = ["Identity", "McpProxy", "ProxyError"]
@@ -106,6 +113,7 @@ class McpProxy:
         quotas: QuotaLedger | None = None,
         stops: StopSource | None = None,
         stages: StageSource | None = None,
+        shadow: tuple[PolicyDocument, str, str] | None = None,
     ) -> None:
         if workflow not in document.workflows:
             known = ", ".join(sorted(document.workflows)) or "none"
@@ -121,6 +129,8 @@ class McpProxy:
         self.quotas = quotas if quotas is not None else InMemoryQuotaLedger()
         self.stops = stops
         self.stages = stages
+        self.shadow = shadow
+        """A candidate policy (document, version, source) deciding beside the live one."""
         self.lock = lock
         self.lock_path = lock_path
         self.log = log or sys.stderr
@@ -152,6 +162,7 @@ class McpProxy:
             quotas=self.quotas,
             stops=self.stops,
             stages=self.stages,
+            shadow=self._shadow_of(catalog),
         )
         self._catalog = catalog
         for name, refusal in sorted(catalog.refused.items()):
@@ -219,6 +230,21 @@ class McpProxy:
                     pins[name] = LockEntry(upstream, tool.name, definition_hash(tool))
         return LockFile(pins)
 
+    def _shadow_of(self, catalog: Catalog) -> CompiledPolicy | None:
+        """The candidate policy bound to the tools the catalog serves (those it names)."""
+        if self.shadow is None:
+            return None
+        document, version, source = self.shadow
+        if self.workflow not in document.workflows:
+            return None
+        usable = set(catalog.toolbelt.names()) & set(document.workflows[self.workflow].tools)
+        return CompiledPolicy(
+            narrowed(document, self.workflow, usable),
+            catalog.toolbelt,
+            version=version,
+            source=source,
+        )
+
     def _build(self) -> Catalog:
         assert self.lock is not None
         return build_catalog(
@@ -265,6 +291,7 @@ class McpProxy:
             catalog = self._build()
             gateway = self.gateway
             gateway.toolbelt, gateway.policy = catalog.toolbelt, catalog.policy
+            gateway.shadow = self._shadow_of(catalog)
             self._catalog = catalog
         return catalog, before
 

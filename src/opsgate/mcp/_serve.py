@@ -43,6 +43,7 @@ class ProxyOptions:
     no_lock: bool = False
     invoker: str | None = None
     agent_id: str | None = None
+    shadow: Path | None = None
 
 
 def read_config(options: ProxyOptions) -> ProxyConfig:
@@ -113,6 +114,12 @@ def build_proxy(
     if options.workflow not in document.workflows:
         known = ", ".join(sorted(document.workflows)) or "none"
         raise ConfigError(f"the policy has no workflow `{options.workflow}` (workflows: {known})")
+    shadow = None
+    if options.shadow is not None:
+        candidate, candidate_source = parse_policy(options.shadow)
+        if options.workflow not in candidate.workflows:
+            raise ConfigError(f"the shadow policy has no workflow `{options.workflow}`")
+        shadow = (candidate, content_version(candidate), candidate_source)
     specs = upstream_specs(options, config)
     base = options.config.parent if options.config else Path(".")
     path = lock_path(options, config)
@@ -153,6 +160,7 @@ def build_proxy(
         quotas=quotas,
         stops=stops,
         stages=stages,
+        shadow=shadow,
     )
     return proxy
 

@@ -115,9 +115,12 @@ def _metered(inner: Scripted, meter: Meter, budget: float | None = None) -> Mete
 async def test_the_meter_is_told_of_each_call_with_its_price_and_model_ids() -> None:
     meter = Meter()
     assert isinstance(meter, ModelMeter)
-    response = await _metered(Scripted(_text("hi")), meter).complete(ASK)
+    response = await _metered(Scripted(_text("hi")), meter).complete(
+        ASK, None, ModelSettings(temperature=0.2, max_tokens=64)
+    )
     assert response.text == "hi"
     (call,) = meter.calls
+    assert (call.temperature, call.max_tokens) == (0.2, 64)
     assert call.role == "act" and call.model == "small" and call.provider == "scripted"
     assert call.request_model == "m-1" and call.response_model == "m-1-2026"
     assert call.cost_usd == pytest.approx((1000 * 1.0 + 100 * 2.0) / 1e6)

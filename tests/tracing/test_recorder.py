@@ -782,6 +782,8 @@ def _chat_spans(content: bool, redactor: Redactor | None = None) -> dict[str, Re
         "request_model": "gpt-4o-mini",
         "response_model": "gpt-4o-mini-2024-07-18",
         "finish_reason": "tool_calls",
+        "temperature": 0.0,
+        "max_tokens": 256,
     }
     debug = genai_messages(asked, answer)
     recorder.record(Event(EventType.MODEL_CALL, "r", 1, 101.0, data, debug))
@@ -796,6 +798,8 @@ def test_a_chat_span_is_named_by_the_provider_model_id_and_carries_its_messages(
     assert attrs[A.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
     assert attrs[A.LLM_MODEL_NAME] == "gpt-4o-mini-2024-07-18"  # what Phoenix prices by
     assert attrs[A.ROUTER_MODEL] == "small" and attrs[A.MODEL_ROLE] == "act"
+    assert attrs[A.GEN_AI_REQUEST_TEMPERATURE] == 0.0
+    assert attrs[A.GEN_AI_REQUEST_MAX_TOKENS] == 256
     assert tuple(attrs[A.GEN_AI_RESPONSE_FINISH_REASONS]) == ("tool_calls",)  # type: ignore[arg-type]
     assert '"Be brief."' in str(attrs[A.GEN_AI_INPUT_MESSAGES])
     assert attrs[A.INPUT_MIME_TYPE] == A.MIME_JSON

@@ -305,6 +305,8 @@ class Gateway:
         finish_reason: str = "",
         messages: Sequence[Message] = (),
         response: ModelResponse | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         """Record one model call of the run: its tokens, cost, latency and attempts.
 
@@ -339,6 +341,8 @@ class Gateway:
                 "request_model": request_model or model,
                 "response_model": response_model,
                 "finish_reason": finish_reason,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
             },
             debug=genai_messages(messages, response) if messages else None,
         )
@@ -364,6 +368,8 @@ class Gateway:
             finish_reason=call.finish_reason,
             messages=call.messages,
             response=call.response,
+            temperature=call.temperature,
+            max_tokens=call.max_tokens,
         )
 
     def meter(self, run: Run) -> ModelMeter:

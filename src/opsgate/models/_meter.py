@@ -37,6 +37,8 @@ class ModelCall:
         cache_hit: Answered from the response cache.
         finish_reason: Why the model stopped ("" on failure).
         error_type: The `ModelError` subclass's name when it failed.
+        temperature: The sampling temperature asked for.
+        max_tokens: The cap on output tokens asked for (None: the provider's default).
         messages: The conversation sent (for debug traces only: never for the audit trail).
         response: The answer, when there was one (likewise).
     """
@@ -56,6 +58,8 @@ class ModelCall:
     cache_hit: bool = False
     finish_reason: str = ""
     error_type: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     messages: tuple[Message, ...] = field(default=(), repr=False)
     response: ModelResponse | None = field(default=None, repr=False)
 

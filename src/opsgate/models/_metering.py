@@ -101,6 +101,7 @@ class MeteredClient(WrapperClient):
             self.meter.record(
                 self._call(
                     messages,
+                    settings,
                     latency_s=time.perf_counter() - started,
                     attempts=max(1, exc.attempts),
                     error_type=type(exc).__name__,
@@ -116,6 +117,7 @@ class MeteredClient(WrapperClient):
         self.meter.record(
             self._call(
                 messages,
+                settings,
                 response_model=response.model,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
@@ -130,8 +132,12 @@ class MeteredClient(WrapperClient):
         )
         return response
 
-    def _call(self, messages: Sequence[Message], **fields: Any) -> ModelCall:
+    def _call(
+        self, messages: Sequence[Message], settings: ModelSettings | None, **fields: Any
+    ) -> ModelCall:
         return ModelCall(
+            temperature=None if settings is None else settings.temperature,
+            max_tokens=None if settings is None else settings.max_tokens,
             role=self.role,
             model=self.model,
             provider=self.inner.provider,

@@ -52,6 +52,10 @@ GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
 #: The model asked for (the provider's model id), on ``chat`` spans.
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+#: The sampling temperature a model call asked for.
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+#: The cap on output tokens a model call asked for.
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
 #: The model that answered, as the provider named it (a dated snapshot, ...).
 GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 #: Why the model stopped (``stop``, ``tool_calls``, ``length``), as a one-item list.

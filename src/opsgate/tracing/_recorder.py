@@ -464,6 +464,10 @@ class TraceRecorder:
             extra[A.LLM_MODEL_NAME] = str(d["response_model"])
         if d.get("finish_reason"):
             extra[A.GEN_AI_RESPONSE_FINISH_REASONS] = [str(d["finish_reason"])]
+        if isinstance(d.get("temperature"), int | float):
+            extra[A.GEN_AI_REQUEST_TEMPERATURE] = float(d["temperature"])
+        if isinstance(d.get("max_tokens"), int):
+            extra[A.GEN_AI_REQUEST_MAX_TOKENS] = int(d["max_tokens"])
         if self.content and e.debug:
             extra.update(self._messages(e.debug))
         self._chat(

@@ -39,6 +39,7 @@ def _endpoints() -> list[tuple[str, str]]:
         assert isinstance(route, APIRoute), f"unexpected route {route}"
         for method in sorted(route.methods - {"HEAD"}):
             path = route.path.replace("{run_id}", "r1").replace("{request_id}", "q1")
+            path = path.replace("{rule_id}", "1")
             found.append((method, path.replace("{token_id}", "t1")))
     return found
 
@@ -50,6 +51,8 @@ def test_the_app_has_the_routes_this_test_knows() -> None:
     assert len(ENDPOINTS) >= 25
     assert ("POST", "/approvals/q1/decide") in ENDPOINTS
     assert ("POST", "/api/runs/r1/stop") in ENDPOINTS
+    assert ("POST", "/alerts/rules/1/delete") in ENDPOINTS
+    assert ("POST", "/api/alerts/rules") in ENDPOINTS
 
 
 def _call(client: TestClient, method: str, path: str, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from opsgate import __version__
+from opsgate.cli._alerts import alerts_app
 from opsgate.cli._approvals import approvals_app
 from opsgate.cli._audit import audit_app
 from opsgate.cli._autonomy import autonomy_app
@@ -39,6 +40,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.add_typer(autonomy_app, name="autonomy")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(alerts_app, name="alerts")
 app.command("serve")(serve_command)
 app.command("demo")(demo)
 app.command("cost")(cost)

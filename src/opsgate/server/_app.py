@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opsgate import __version__
 from opsgate.errors import OpsgateError
+from opsgate.server._alerts import alert_api, alert_pages
 from opsgate.server._api import api
 from opsgate.server._auth import identify
 from opsgate.server._console import Console, ConsoleError
@@ -131,6 +132,8 @@ def create_app(console: Console | None = None) -> FastAPI:
     app.state.console = console
     app.include_router(pages)
     app.include_router(api)
+    app.include_router(alert_pages)
+    app.include_router(alert_api)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     _handlers(app)
 

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from opsgate.server._alerts import console_firings
 from opsgate.server._approvals import decide, find_request, inbox, pending_requests, view
 from opsgate.server._auth import admin, approver, console_of, viewer
 from opsgate.server._console import ConsoleError, Principal
@@ -81,6 +82,7 @@ def overview_page(
     console = console_of(request)
     rows = overview(console.store(), days=days, router=console.router)
     context = {"who": who, "rows": rows, "days": days, "budgets": console.router is not None}
+    context["alerts"] = console_firings(console.store())
     return templates.TemplateResponse(request, "overview.html", context)
 
 

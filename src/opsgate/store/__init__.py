@@ -12,6 +12,8 @@ from opsgate.store._runs import apply_run_events
 from opsgate.store._schema import (
     AUDIT_TABLES,
     SCHEMA_VERSION,
+    alert_deliveries,
+    alert_rules,
     api_tokens,
     approvals,
     audit_checkpoints,
@@ -41,6 +43,8 @@ __all__ = [
     "SchemaState",
     "StopStatus",
     "Store",
+    "alert_deliveries",
+    "alert_rules",
     "api_tokens",
     "apply_run_events",
     "approvals",

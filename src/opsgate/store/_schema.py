@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0010"
+SCHEMA_VERSION = "0011"
 
 meta = Table(
     "opsgate_meta",
@@ -291,4 +291,48 @@ api_tokens = Table(
     Column("revoked_at", Float),
     Column("revoked_by", String(256)),
     Index("ix_api_tokens_name", "name"),
+)
+
+# Alert rules per workflow (`opsgate alerts`, the console's Alerts page, `0011`). A webhook's
+# secret is never stored: `webhook_secret_env` names the environment variable holding it. A
+# deleted rule keeps its row (who deleted it, and when).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("rule_id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("workflow", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("window_days", Integer, nullable=False),
+    Column("sinks", String(64), nullable=False),  # comma-separated: console, log, webhook
+    Column("webhook_url", Text),
+    Column("webhook_secret_env", String(128)),
+    Column("renotify_minutes", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("updated_at", Float),
+    Column("updated_by", String(256)),
+    Column("deleted_at", Float),
+    Column("deleted_by", String(256)),
+    Index("ix_alert_rules_workflow", "workflow"),
+)
+
+# Every webhook delivery attempt of a firing (`0011`): the host only (a URL's path or query
+# may hold a token), the HTTP status or the error's kind, the attempt number.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    Column("rule_id", _BIGINT, nullable=False),
+    Column("firing_id", String(32), nullable=False),
+    Column("workflow", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("url_host", String(256), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("ok", Boolean, nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_alert_deliveries_rule_at", "rule_id", "at"),
 )

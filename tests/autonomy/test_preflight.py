@@ -9,6 +9,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from opsgate.alerts import create_rule
 from opsgate.autonomy import preflight, wilson_interval
 from opsgate.cli.main import app
 from opsgate.contracts import Toolbelt, tool
@@ -125,6 +126,13 @@ def test_a_ready_workflow_passes_every_row(tmp_path: Path) -> None:
     policy = load_policy("p.yaml", BELT, text=READY)
     with open_store(f"sqlite:///{tmp_path / 'o.db'}") as store:
         _fill(store, rate_now=0.95, rate_before=0.95)
+        create_rule(
+            store,
+            workflow="support",
+            kind="cost_per_success_drift",
+            threshold=0.25,
+            created_by="lea",
+        )
         for i in range(3):
             _report(store, "support_v1", 0.9, True, NOW - i * 100)
         table = preflight(
@@ -156,8 +164,8 @@ def test_each_missing_piece_of_evidence_is_a_named_no_go(tmp_path: Path) -> None
     failed = {r.check: r.evidence for r in table.rows if not r.go}
     assert not table.go and len(failed) == 6, failed
     evidence = " | ".join(failed.values())
+    assert "no drift alert" in evidence  # no rule: the drift row fails before the figures
     assert "over budget" in evidence
-    assert "success rate fell" in evidence
     assert "support_v1" in evidence and "gate failed" in evidence
     assert "95% interval" in evidence
     assert "high-impact writes without approval: refund" in evidence
@@ -213,3 +221,15 @@ def test_no_database_is_no_evidence_not_a_crash() -> None:
     table = preflight(load_policy("p.yaml", BELT, text=READY), "support", None, now=time.time())
     assert not table.go
     assert sum(r.go for r in table.rows) == 3  # approvals, privilege, caps hold on the policy
+
+
+def test_a_drift_alert_on_and_a_drop_in_success_is_still_no_go(tmp_path: Path) -> None:
+    policy = load_policy("p.yaml", BELT, text=READY)
+    with open_store(f"sqlite:///{tmp_path / 'o.db'}") as store:
+        _fill(store, rate_now=0.6, rate_before=0.95)
+        create_rule(
+            store, workflow="support", kind="success_rate_drop", threshold=5, created_by="lea"
+        )
+        table = preflight(policy, "support", store, budget_usd=0.05, now=NOW + 1)
+    (row,) = [r for r in table.rows if r.check.startswith("a drift alert")]
+    assert not row.go and "success rate fell" in row.evidence

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from opsgate.alerts import list_rules
 from opsgate.contracts import ToolContract
 from opsgate.cost import CostLedger, WorkflowCost
 from opsgate.evals import EvalStore
@@ -145,10 +146,24 @@ def _budget_row(spend: WorkflowCost | None, budget: float | None, days: int) -> 
     )
 
 
+#: The alert kinds that watch a workflow's drift (one must be on for the drift row).
+DRIFT_ALERTS = ("cost_per_success_drift", "success_rate_drop")
+
+
 def _drift_row(store: Store | None, workflow: str, end: float, days: int) -> PreflightRow:
-    check = "no drift: success and cost per success steady week over week"
+    check = "a drift alert is on, and success and cost per success hold week over week"
     if store is None:
         return PreflightRow(check, False, "no database: nothing is tracked")
+    watching = [
+        r.kind for r in list_rules(store, workflow=workflow) if r.enabled and r.kind in DRIFT_ALERTS
+    ]
+    if not watching:
+        return PreflightRow(
+            check,
+            False,
+            "no drift alert: `opsgate alerts add "
+            f"{workflow} --kind cost_per_success_drift --threshold 0.25 ...`",
+        )
     drift = CostLedger(store).drift(workflow, end, window_days=days)
     if drift.current.ended_runs == 0 or drift.previous.ended_runs == 0:
         return PreflightRow(
@@ -159,6 +174,7 @@ def _drift_row(store: Store | None, workflow: str, end: float, days: int) -> Pre
     return PreflightRow(
         check,
         True,
+        f"alerts on: {', '.join(sorted(set(watching)))}; "
         f"success {drift.success_rate_change:+.1f} points, cost per success "
         + (
             "n/a"

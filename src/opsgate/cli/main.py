@@ -16,6 +16,7 @@ from opsgate.cli._demo import demo
 from opsgate.cli._mcp import register as register_mcp
 from opsgate.cli._model import model_app
 from opsgate.cli._policy import policy_app
+from opsgate.cli._policy_blast import register as register_blast
 from opsgate.cli._policy_replay import register as register_replay
 from opsgate.cli._preflight import preflight_command
 from opsgate.cli._retention import retention_app
@@ -31,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
 )
 register_replay(policy_app)  # `opsgate policy replay` and `policy shadow-report`
+register_blast(policy_app)  # `opsgate policy blast-radius`
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(approvals_app, name="approvals")

@@ -1,6 +1,15 @@
 """The policy engine: a YAML policy, validated, compiled once, and a pure `decide`."""
 
 from opsgate.policy._api import decide, load_policy
+from opsgate.policy._blast import (
+    ArgumentBound,
+    BlastRadius,
+    Limit,
+    QuotaBound,
+    ToolBound,
+    Unreachable,
+    blast_radius,
+)
 from opsgate.policy._cel import Condition, compile_condition
 from opsgate.policy._compiled import CompiledPolicy, Quota, ToolSettings
 from opsgate.policy._decision import (
@@ -32,6 +41,8 @@ __all__ = [
     "STAGES",
     "STAGE_SCOPES",
     "ArgConstraint",
+    "ArgumentBound",
+    "BlastRadius",
     "Caps",
     "CommittedPlan",
     "CompiledPolicy",
@@ -39,19 +50,24 @@ __all__ = [
     "Decision",
     "Effect",
     "Endorsement",
+    "Limit",
     "OutputTrust",
     "PolicyDocument",
     "ProposedCall",
     "ProvenancePolicy",
     "Quota",
+    "QuotaBound",
     "Reason",
     "Rule",
     "RunState",
     "SimpleRunState",
     "Stage",
+    "ToolBound",
     "ToolPolicy",
     "ToolSettings",
+    "Unreachable",
     "WorkflowPolicy",
+    "blast_radius",
     "compile_condition",
     "content_version",
     "decide",

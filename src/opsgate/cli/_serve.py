@@ -26,8 +26,23 @@ def serve_command(
         Path | None,
         typer.Option(help="A router file: the Overview shows its workflow budgets."),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="The policy in force: the Autonomy page shows its stages."),
+    ] = None,
+    tools: Annotated[
+        str | None, typer.Option(help="Import path of the policy's tools module.")
+    ] = None,
 ) -> None:
     """Serve the web console (runs, approvals, stopping runs); log in with a token from
     `opsgate tokens create`."""
     console.print(f"opsgate console on http://{shown(host)}:{port}/ (Ctrl-C stops it)")
-    serve(db, host=host, port=port, router=router, warn=lambda text: err_console.print(shown(text)))
+    serve(
+        db,
+        host=host,
+        port=port,
+        router=router,
+        policy=policy,
+        tools=tools,
+        warn=lambda text: err_console.print(shown(text)),
+    )

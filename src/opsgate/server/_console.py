@@ -16,6 +16,7 @@ from pathlib import Path
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.errors import StoreError
 from opsgate.models import RouterConfig
+from opsgate.policy import CompiledPolicy
 from opsgate.redaction import Redactor
 from opsgate.server._session import SessionKeys
 from opsgate.server._tokens import Role
@@ -74,6 +75,8 @@ class Console:
             HTTPS (or says so through ``X-Forwarded-Proto`` from a trusted proxy).
         keys: Session keys (default: a random key for this process).
         router: The router file's settings, for the workflows' budgets (None: none shown).
+        policy: The policy in force, for the Autonomy page (stage, preflight, blast radius;
+            None: the page says how to give it).
     """
 
     def __init__(
@@ -84,9 +87,11 @@ class Console:
         secure_cookies: bool | None = None,
         keys: SessionKeys | None = None,
         router: RouterConfig | None = None,
+        policy: CompiledPolicy | None = None,
     ) -> None:
         self.url = url
         self.router = router
+        self.policy = policy
         self.signing_key = signing_key
         self.secure_cookies = secure_cookies
         self.keys = keys or SessionKeys()

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from opsgate.server._alerts import console_firings
 from opsgate.server._approvals import decide, find_request, inbox, pending_requests, view
 from opsgate.server._auth import admin, approver, console_of, viewer
+from opsgate.server._autonomy import autonomy_view, blast_data
 from opsgate.server._console import ConsoleError, Principal
 from opsgate.server._cost import cost_view
 from opsgate.server._detail import run_records, verify_run, waterfall
@@ -84,6 +85,25 @@ def overview_page(
     context = {"who": who, "rows": rows, "days": days, "budgets": console.router is not None}
     context["alerts"] = console_firings(console.store())
     return templates.TemplateResponse(request, "overview.html", context)
+
+
+@pages.get("/autonomy")
+def autonomy_page(request: Request, who: Viewer) -> Response:
+    console = console_of(request)
+    budgets: dict[str, float] = {}
+    if console.router is not None:
+        budgets = {
+            w: b.max_cost_per_task
+            for w, b in console.router.budgets.items()
+            if b.max_cost_per_task is not None
+        }
+    view_ = (
+        None
+        if console.policy is None
+        else autonomy_view(console.policy, console.store(), budgets=budgets)
+    )
+    context = {"who": who, "view": view_, "blast_data": blast_data}
+    return templates.TemplateResponse(request, "autonomy.html", context)
 
 
 @pages.get("/cost")

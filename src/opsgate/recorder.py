@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -54,8 +54,9 @@ class Event:
         seq: Its position in the run, from 0, without gaps.
         at: Wall-clock time (seconds since the epoch).
         data: JSON data, secrets removed.
-        debug: Content only debug traces keep (a model call's prompt and answer, as GenAI
-            messages), secrets removed; never written to the audit trail or the ledger.
+        debug: Content only debug traces keep (a model call's prompt and answer), made on
+            demand (`debug_content`): building it costs more than the call's accounting, and
+            most recorders never read it; never written to the audit trail or the ledger.
     """
 
     type: EventType
@@ -63,7 +64,11 @@ class Event:
     seq: int
     at: float
     data: dict[str, Any]
-    debug: dict[str, Any] | None = None
+    debug: Callable[[], dict[str, Any]] | None = None
+
+    def debug_content(self) -> dict[str, Any] | None:
+        """The debug content (GenAI messages, secrets removed), made now; None without."""
+        return None if self.debug is None else self.debug()
 
 
 class Recorder(Protocol):

@@ -312,12 +312,13 @@ async def test_the_gateways_meter_charges_the_run_and_records_the_call() -> None
     assert event.data["request_model"] == "m-1" and event.data["response_model"] == "m-1-2026"
     assert event.data["finish_reason"] == "tool_calls"
     assert "messages" not in event.data  # the prompt is for the traces only
-    assert event.debug is not None
-    assert event.debug["input"][1] == {
+    debug = event.debug_content()
+    assert debug is not None
+    assert debug["input"][1] == {
         "role": "user",
         "parts": [{"type": "text", "content": "Where is order ORD-1?"}],
     }
-    assert event.debug["output"][0]["parts"][0]["name"] == "lookup"
+    assert debug["output"][0]["parts"][0]["name"] == "lookup"
     gateway.close()
 
 
@@ -334,7 +335,7 @@ async def test_secrets_are_scrubbed_from_the_prompt_the_traces_get() -> None:
     leaked = [Message.user("the key is sk-very-secret")]
     await _metered(Scripted(_text("ok sk-very-secret")), gateway.meter(run)).complete(leaked)  # type: ignore[arg-type]
     (event,) = recorder.of_type(EventType.MODEL_CALL)
-    assert "sk-very-secret" not in repr(event.debug)
+    assert "sk-very-secret" not in repr(event.debug_content())
     gateway.close()
 
 

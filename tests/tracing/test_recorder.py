@@ -786,7 +786,7 @@ def _chat_spans(content: bool, redactor: Redactor | None = None) -> dict[str, Re
         "max_tokens": 256,
     }
     debug = genai_messages(asked, answer)
-    recorder.record(Event(EventType.MODEL_CALL, "r", 1, 101.0, data, debug))
+    recorder.record(Event(EventType.MODEL_CALL, "r", 1, 101.0, data, lambda: debug))
     recorder.record(Event(EventType.RUN_ENDED, "r", 2, 102.0, {"status": "completed"}))
     return {s.name: s for s in exporter.get_finished_spans()}
 

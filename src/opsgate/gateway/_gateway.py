@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -344,7 +344,7 @@ class Gateway:
                 "temperature": temperature,
                 "max_tokens": max_tokens,
             },
-            debug=genai_messages(messages, response) if messages else None,
+            debug=_debug_of(messages, response) if messages else None,
         )
 
     def charge(self, run: Run, call: ModelCall) -> None:
@@ -1240,11 +1240,12 @@ class Gateway:
         run: Run,
         kind: EventType,
         data: dict[str, Any],
-        debug: dict[str, Any] | None = None,
+        debug: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         if run._secret_values:
             data = scrub(data, run._secret_values)
-            debug = None if debug is None else scrub(debug, run._secret_values)
+            if debug is not None:
+                debug = _scrubbed(debug, dict(run._secret_values))
         # outside text no record can hold (a lone surrogate in a ticket, a tool name, an
         # exception's message) is made writable where it is written, on the failure path only
         # (`opsgate._jsondata.dumps` in the audit encoder): this is the hot path
@@ -1268,6 +1269,21 @@ def _check_capabilities(obj: object, names: tuple[str, ...], protocol: str) -> N
             f"{type(obj).__name__} is not a {protocol}: it lacks {', '.join(missing)} "
             f"(see opsgate.{'recorder' if protocol == 'Recorder' else 'gateway'}.{protocol})"
         )
+
+
+def _debug_of(
+    messages: Sequence[Message], response: ModelResponse | None
+) -> Callable[[], dict[str, Any]]:
+    """A model call's prompt and answer as GenAI messages, made when a trace reads them."""
+    kept = tuple(messages)
+    return lambda: genai_messages(kept, response)
+
+
+def _scrubbed(
+    debug: Callable[[], dict[str, Any]], secrets: dict[str, str]
+) -> Callable[[], dict[str, Any]]:
+    """``debug`` with the run's secrets (as known now) removed when it is made."""
+    return lambda: scrub(debug(), secrets)
 
 
 def _window(seconds: float) -> str:

@@ -468,8 +468,9 @@ class TraceRecorder:
             extra[A.GEN_AI_REQUEST_TEMPERATURE] = float(d["temperature"])
         if isinstance(d.get("max_tokens"), int):
             extra[A.GEN_AI_REQUEST_MAX_TOKENS] = int(d["max_tokens"])
-        if self.content and e.debug:
-            extra.update(self._messages(e.debug))
+        debug = e.debug_content() if self.content else None
+        if debug:
+            extra.update(self._messages(debug))
         self._chat(
             e.run_id,
             request_model,

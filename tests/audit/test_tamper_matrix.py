@@ -26,6 +26,9 @@ from opsgate.errors import AuditIntegrityError
 from opsgate.recorder import Event, EventType
 from opsgate.store import open_store
 
+# 57 tampers x 2 backends: make test (CI) runs them; the edit loop keeps test_log's checks
+pytestmark = pytest.mark.slow
+
 COLUMNS = {
     "audit_events": ("seq", "run_id", "type", "at", "body", "chain_hash"),
     "audit_checkpoints": (

@@ -34,6 +34,9 @@ from opsgate.policy import Decision, Effect, Reason
 from opsgate.recorder import Event, EventType
 from opsgate.store import Store, open_store
 
+# property tests over every command (~15 s): make test (CI) runs them
+pytestmark = pytest.mark.slow
+
 # Not a terminal whatever the developer's environment says: then any ESC in the output came
 # from the data, not from Rich's own styles.
 runner = CliRunner(

@@ -16,6 +16,10 @@ from opsgate.mcp import UpstreamSpec
 from opsgate.recorder import EventType, InMemoryRecorder
 from opsgate.store import open_store
 
+# end to end through real upstream processes (~30 s of CPU): make test (CI) runs them; the
+# edit loop keeps test_fail_closed and test_lock
+pytestmark = pytest.mark.slow
+
 
 def events(recorder: InMemoryRecorder, kind: EventType) -> list[dict[str, Any]]:
     return [e.data for e in recorder.events if e.type == kind]

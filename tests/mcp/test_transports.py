@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
+import pytest
 from mcp.client.streamable_http import streamable_http_client
 from tests.mcp.conftest import PYTHON, SERVERS, text
 from typer.testing import CliRunner
@@ -19,6 +20,9 @@ from typer.testing import CliRunner
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from opsgate.cli.main import app
 from opsgate.mcp import TokenStore
+
+# real proxy processes over both transports: make test (CI) runs them
+pytestmark = pytest.mark.slow
 
 SHOP = [PYTHON, str(SERVERS / "shop.py")]
 OPSGATE = [PYTHON, "-m", "opsgate.cli.main"]

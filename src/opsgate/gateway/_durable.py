@@ -16,6 +16,7 @@ Requests past their expiry can no longer be approved; a run waiting on one escal
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -253,6 +254,18 @@ class DurableApprovalQueue:
             query = select(approvals).order_by(approvals.c.requested_at)
             if status is not None:
                 query = query.where(approvals.c.status == status)
+            return [_record(r) for r in conn.execute(query)]
+
+    def history(self, limit: int = 50) -> builtins.list[ApprovalRecord]:
+        """The latest decided or expired requests, newest decision first (only ``limit``
+        rows are read)."""
+        query = (
+            select(approvals)
+            .where(approvals.c.status != "pending")
+            .order_by(approvals.c.decided_at.desc(), approvals.c.request_id)
+            .limit(limit)
+        )
+        with self.store.engine.connect() as conn:
             return [_record(r) for r in conn.execute(query)]
 
     def decide(

@@ -30,6 +30,7 @@ __all__ = [
     "RetryGate",
     "ToolExecutor",
     "ToolRequest",
+    "attempt",
     "describe_exception",
 ]
 
@@ -145,30 +146,10 @@ class LocalToolExecutor:
     async def execute(self, request: ToolRequest, retry: RetryGate) -> Execution:
         """Run the tool; a timeout or `ToolTransientError` is retried when ``retry``
         allows (never a write that timed out: it may have happened)."""
-        contract = request.contract
         kwargs = request.kwargs()
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                raw = await self._invoke(contract, kwargs, request.timeout_s)
-                break
-            except (TimeoutError, ToolTransientError) as exc:
-                kind, text = _transient(contract.name, exc, request.timeout_s)
-                if not isinstance(exc, ToolTransientError) and contract.scope == "write":
-                    return Execution(False, None, attempts, kind, text)
-                if not await retry(attempts, kind, text):
-                    return Execution(False, None, attempts, kind, text, retries_refused=True)
-            except Exception as exc:
-                text = f"`{contract.name}` raised {type(exc).__name__}: {describe_exception(exc)}"
-                return Execution(False, None, attempts, type(exc).__name__, text)
-        try:
-            return Execution(True, as_json_data(raw), attempts)
-        except Exception as exc:
-            text = (
-                f"`{contract.name}` returned a {type(raw).__name__} that is not JSON data ({exc})"
-            )
-            return Execution(False, None, attempts, "UnserialisableResult", text)
+        return await attempt(
+            request, retry, lambda: self._invoke(request.contract, kwargs, request.timeout_s)
+        )
 
     async def _invoke(self, contract: ToolContract, kwargs: dict[str, Any], limit_s: float) -> Any:
         async with asyncio.timeout(limit_s):
@@ -180,6 +161,35 @@ class LocalToolExecutor:
     def close(self) -> None:
         """Release the tool threads (waits for none)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def attempt(
+    request: ToolRequest, retry: RetryGate, once: Callable[[], Awaitable[Any]]
+) -> Execution:
+    """Call ``once`` until it answers, fails for good, or ``retry`` allows no more; then
+    check that the answer is JSON data. A timeout or `ToolTransientError` is transient (a
+    write that timed out never is: it may have happened); anything else fails at once."""
+    contract = request.contract
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            raw = await once()
+            break
+        except (TimeoutError, ToolTransientError) as exc:
+            kind, text = _transient(contract.name, exc, request.timeout_s)
+            if not isinstance(exc, ToolTransientError) and contract.scope == "write":
+                return Execution(False, None, attempts, kind, text)
+            if not await retry(attempts, kind, text):
+                return Execution(False, None, attempts, kind, text, retries_refused=True)
+        except Exception as exc:
+            text = f"`{contract.name}` raised {type(exc).__name__}: {describe_exception(exc)}"
+            return Execution(False, None, attempts, type(exc).__name__, text)
+    try:
+        return Execution(True, as_json_data(raw), attempts)
+    except Exception as exc:
+        text = f"`{contract.name}` returned a {type(raw).__name__} that is not JSON data ({exc})"
+        return Execution(False, None, attempts, "UnserialisableResult", text)
 
 
 def _transient(tool: str, exc: BaseException, timeout_s: float) -> tuple[str, str]:

@@ -11,14 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opsgate.errors import ToolTransientError
-from opsgate.gateway._executor import (
-    Execution,
-    RetryGate,
-    ToolRequest,
-    as_json_data,
-    describe_exception,
-)
+from opsgate.gateway._executor import Execution, RetryGate, ToolRequest, attempt
 
 __all__ = ["ScriptedToolExecutor"]
 
@@ -56,29 +49,12 @@ class ScriptedToolExecutor:
 
     async def execute(self, request: ToolRequest, retry: RetryGate) -> Execution:
         """The scripted answer, with the retry rules `LocalToolExecutor` applies."""
-        tool = request.contract.name
-        attempts = 0
-        while True:
-            attempts += 1
+
+        async def once() -> Any:
             self.requests.append(request)
-            try:
-                raw = self._next(request)
-                break
-            except (TimeoutError, ToolTransientError) as exc:
-                kind = "ToolTimeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-                text = f"`{tool}` failed: {describe_exception(exc)}"
-                if isinstance(exc, TimeoutError) and request.contract.scope == "write":
-                    return Execution(False, None, attempts, kind, text)
-                if not await retry(attempts, kind, text):
-                    return Execution(False, None, attempts, kind, text, retries_refused=True)
-            except Exception as exc:
-                text = f"`{tool}` raised {type(exc).__name__}: {describe_exception(exc)}"
-                return Execution(False, None, attempts, type(exc).__name__, text)
-        try:
-            return Execution(True, as_json_data(raw), attempts)
-        except Exception as exc:
-            text = f"`{tool}` returned a {type(raw).__name__} that is not JSON data ({exc})"
-            return Execution(False, None, attempts, "UnserialisableResult", text)
+            return self._next(request)
+
+        return await attempt(request, retry, once)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from opsgate.models._client import ModelClient
 from opsgate.models._types import Message, ModelResponse, ModelSettings, ToolCall, Usage
+from opsgate.models._wrapper import WrapperClient
 from opsgate.store import Store, model_cache
 
 __all__ = [
@@ -330,7 +331,7 @@ class ResponseCache:
         _log.warning("response cache %s failed: %s", what, exc)
 
 
-class CachingClient:
+class CachingClient(WrapperClient):
     """A `ModelClient` that answers cacheable calls from a `ResponseCache`.
 
     Args:
@@ -341,19 +342,9 @@ class CachingClient:
     """
 
     def __init__(self, inner: ModelClient, cache: ResponseCache, role: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
         self.role = role
-
-    @property
-    def name(self) -> str:
-        """The inner client's model id."""
-        return self.inner.name
-
-    @property
-    def provider(self) -> str:
-        """The inner client's provider."""
-        return self.inner.provider
 
     async def complete(
         self,

@@ -13,14 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy import select
-
 from opsgate.errors import ApprovalError
 from opsgate.gateway import ApprovalRecord, DurableApprovalQueue
 from opsgate.redaction import Redactor
 from opsgate.server._console import Console, ConsoleError
-from opsgate.store import approvals
 
 __all__ = [
     "ApprovalView",
@@ -103,42 +99,9 @@ def pending_requests(console: Console, run_id: str | None = None) -> list[Approv
 
 
 def history(console: Console, limit: int = 50) -> list[ApprovalView]:
-    """The latest decided or expired requests, newest decision first.
-
-    The queue lists every request of a status; this reads only the newest ``limit`` rows of
-    the exported ``approvals`` table.
-    """
-    query = (
-        select(approvals)
-        .where(approvals.c.status != "pending")
-        .order_by(approvals.c.decided_at.desc(), approvals.c.request_id)
-        .limit(limit)
-    )
+    """The latest decided or expired requests, newest decision first."""
     redactor = console.redactor()
-    with console.store().engine.connect() as conn:
-        return [view(_record(row), redactor) for row in conn.execute(query)]
-
-
-def _record(row: Any) -> ApprovalRecord:
-    return ApprovalRecord(
-        row.request_id,
-        row.run_id,
-        row.call_id,
-        row.workflow,
-        row.invoker,
-        row.agent_id,
-        row.tool,
-        orjson.loads(row.args),
-        orjson.loads(row.decision),
-        row.status,
-        row.approver,
-        row.reason,
-        row.requested_at,
-        row.expires_at,
-        row.decided_at,
-        row.executed_at,
-        {},  # the run's snapshot: the console never shows it
-    )
+    return [view(r, redactor) for r in DurableApprovalQueue(console.store()).history(limit)]
 
 
 def inbox(console: Console) -> tuple[list[ApprovalView], list[ApprovalView]]:

@@ -28,11 +28,12 @@ class _Payee(Protocol):
 class RunMeter:
     """``run``'s model spend, as `ModelMeter` asks for it."""
 
-    __slots__ = ("_gateway", "_run")
+    __slots__ = ("_caps", "_gateway", "_run")
 
     def __init__(self, gateway: _Payee, run: Run) -> None:
         self._gateway = gateway
         self._run = run
+        self._caps = gateway.policy.caps(run.workflow, run.agent_id)  # a meter is per call
 
     @property
     def workflow(self) -> str:
@@ -47,11 +48,11 @@ class RunMeter:
     @property
     def max_cost_usd(self) -> float | None:
         """The run's cost cap from the policy."""
-        return self._gateway.policy.caps(self._run.workflow, self._run.agent_id).max_cost_usd
+        return self._caps.max_cost_usd
 
     def retry_budget(self) -> int | None:
         """What is left of the run's retry cap (None: no cap)."""
-        limit = self._gateway.policy.caps(self._run.workflow, self._run.agent_id).max_retries
+        limit = self._caps.max_retries
         return None if limit is None else max(0, limit - self._run.retries)
 
     def record(self, call: ModelCall) -> None:

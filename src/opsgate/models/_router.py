@@ -159,5 +159,9 @@ class ModelRouter:
             if model not in self.config.models:
                 raise ConfigError(f"unknown model `{model}` in the router")
             chain = [model, *[m for m in chain if m != model]]
+        if len(chain) == 1:  # nothing to fall back to: the one model, without the wrapper
+            return await self.layered(chain[0], role, settings, meter).complete(
+                messages, tools, settings
+            ), chain[0]
         fallback = FallbackClient([(n, self.layered(n, role, settings, meter)) for n in chain])
         return await fallback.answer(messages, tools, settings)

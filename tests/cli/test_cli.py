@@ -384,6 +384,8 @@ def test_demo(monkeypatch: pytest.MonkeyPatch) -> None:
         "invalid_arguments",
         "cap_exceeded",
         "payments key found in records: 0",
+        "open the console on this data: opsgate serve --policy",
+        "with the viewer token ogt_",
     ):
         assert fragment in out, fragment
     assert "demo-payments-key-0000" not in result.output

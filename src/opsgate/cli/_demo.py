@@ -36,6 +36,7 @@ from opsgate.models import EmbeddedServer, ModelRouter, load_router_config
 from opsgate.policy import load_policy
 from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, FanOutRecorder, InMemoryRecorder
+from opsgate.server import Role, create_token
 from opsgate.store import open_store
 from opsgate.tracing import otlp_endpoint_from_env
 from opsgate.wiring import store_recorders
@@ -252,6 +253,16 @@ def demo(
         )
     last = recorder.events[-1].run_id
     console.print(f"read a run's story: opsgate audit show {shown(last[:12])}")
+    token, info = create_token(
+        store, name=f"demo-viewer-{os.urandom(3).hex()}", role=Role.VIEWER, created_by="demo"
+    )
+    db_option = f" --db {shown(db)}" if db else ""
+    console.print(
+        f"open the console on this data: opsgate serve{db_option} --policy {shown(POLICY_PATH)}"
+        f"\n  then log in at http://127.0.0.1:8700/ with the viewer token {token} "
+        f"(`{shown(info.name)}`, shown once; `opsgate tokens revoke` ends it)",
+        soft_wrap=True,
+    )
     store.close()
     if model and gate:
         gate_part(router_file or ROUTER_PATH, db)

@@ -39,7 +39,6 @@ alert_api = APIRouter(prefix="/api", tags=["console"])
 
 Viewer = Annotated[Principal, Depends(viewer)]
 Admin = Annotated[Principal, Depends(admin)]
-Text = Annotated[str, Form(max_length=2000)]
 
 
 def console_firings(store: Store) -> list[Firing]:
@@ -84,34 +83,38 @@ def alerts_page(request: Request, who: Viewer) -> Response:
     return _page(request, who)
 
 
+class RuleForm(BaseModel):
+    """The rule form's fields: creating and editing post the same form."""
+
+    workflow: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    threshold: float
+    window_days: int = 7
+    sinks: list[str] = Field(default_factory=list)
+    webhook_url: str = Field("", max_length=2000)
+    secret_env: str = Field("", max_length=128)
+    renotify_minutes: int = 60
+    enabled: str = Field("", max_length=8)
+
+    def values(self) -> dict[str, Any]:
+        """The rule's values, as `create_rule` and `update_rule` take them."""
+        return {
+            "workflow": self.workflow,
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "window_days": self.window_days,
+            "sinks": self.sinks,
+            "webhook_url": self.webhook_url or None,
+            "webhook_secret_env": self.secret_env or None,
+            "renotify_minutes": self.renotify_minutes,
+            "enabled": bool(self.enabled),
+        }
+
+
 @alert_pages.post("/alerts/rules")
-def create_rule_page(
-    request: Request,
-    who: Admin,
-    workflow: Annotated[str, Form(max_length=128)],
-    kind: Annotated[str, Form(max_length=32)],
-    threshold: Annotated[float, Form()],
-    window_days: Annotated[int, Form()] = 7,
-    sinks: Annotated[list[str] | None, Form()] = None,
-    webhook_url: Text = "",
-    secret_env: Annotated[str, Form(max_length=128)] = "",
-    renotify_minutes: Annotated[int, Form()] = 60,
-    enabled: Annotated[str, Form(max_length=8)] = "",
-) -> Response:
+def create_rule_page(request: Request, who: Admin, form: Annotated[RuleForm, Form()]) -> Response:
     store = console_of(request).store()
-    rule = create_rule(
-        store,
-        workflow=workflow,
-        kind=kind,
-        threshold=threshold,
-        created_by=who.name,
-        window_days=window_days,
-        sinks=sinks or [],
-        webhook_url=webhook_url or None,
-        webhook_secret_env=secret_env or None,
-        renotify_minutes=renotify_minutes,
-        enabled=bool(enabled),
-    )
+    rule = create_rule(store, created_by=who.name, **form.values())
     notes = [f"rule {rule.rule_id} created", _unknown_note(store, rule.workflow)]
     return _page(request, who, notice="; ".join(n for n in notes if n))
 
@@ -125,35 +128,11 @@ def edit_rule_page(request: Request, rule_id: int, who: Admin) -> Response:
 
 @alert_pages.post("/alerts/rules/{rule_id}")
 def update_rule_page(
-    request: Request,
-    rule_id: int,
-    who: Admin,
-    workflow: Annotated[str, Form(max_length=128)],
-    kind: Annotated[str, Form(max_length=32)],
-    threshold: Annotated[float, Form()],
-    window_days: Annotated[int, Form()] = 7,
-    sinks: Annotated[list[str] | None, Form()] = None,
-    webhook_url: Text = "",
-    secret_env: Annotated[str, Form(max_length=128)] = "",
-    renotify_minutes: Annotated[int, Form()] = 60,
-    enabled: Annotated[str, Form(max_length=8)] = "",
+    request: Request, rule_id: int, who: Admin, form: Annotated[RuleForm, Form()]
 ) -> Response:
     store = console_of(request).store()
     _rule(store, rule_id)
-    update_rule(
-        store,
-        rule_id,
-        updated_by=who.name,
-        workflow=workflow,
-        kind=kind,
-        threshold=threshold,
-        window_days=window_days,
-        sinks=sinks or [],
-        webhook_url=webhook_url or None,
-        webhook_secret_env=secret_env or None,
-        renotify_minutes=renotify_minutes,
-        enabled=bool(enabled),
-    )
+    update_rule(store, rule_id, updated_by=who.name, **form.values())
     return RedirectResponse("/alerts", status_code=303)
 
 

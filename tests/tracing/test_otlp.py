@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,9 @@ from sqlalchemy import func, select
 
 from opsgate.contracts import Toolbelt, tool
 from opsgate.gateway import Gateway, MappingSecretStore
+from opsgate.models import Message, ModelResponse, ToolCall, Usage, genai_messages
 from opsgate.policy import load_policy
+from opsgate.recorder import Event, EventType
 from opsgate.redaction import Redactor
 from opsgate.store import open_store
 from opsgate.store import spans as spans_table
@@ -255,7 +258,34 @@ def test_phoenix_and_langfuse_find_what_they_read(
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "openinference.project.name=shop-support")
     recorder = tracing_recorder(None, otlp_endpoint=receiver.base_url, content=True)
     run_id = _run(recorder)
-    recorder.record_chat(run_id, "qwen2.5-coder-0.5b", "openai", 1, 2, 120, 30, 0.0004)
+    asked = [Message.system("Be brief."), Message.user(f"refund ORD-7 for {EMAIL}")]
+    answer = ModelResponse(
+        None,
+        (ToolCall("c1", "leaky", '{"order_id": "ORD-7"}'),),
+        Usage(120, 30),
+        "tool_calls",
+        "gpt-4o-mini-2024-07-18",
+        0.2,
+        1,
+        (0.2,),
+    )
+    data = {
+        "role": "act",
+        "model": "small",
+        "provider": "openai",
+        "latency_s": 0.2,
+        "input_tokens": 120,
+        "output_tokens": 30,
+        "cost_usd": 0.0004,
+        "error_type": None,
+        "request_model": "gpt-4o-mini",
+        "response_model": "gpt-4o-mini-2024-07-18",
+        "finish_reason": "tool_calls",
+        "temperature": 0.0,
+        "max_tokens": 256,
+    }
+    messages = genai_messages(asked, answer)
+    recorder.record(Event(EventType.MODEL_CALL, run_id, 99, time.time(), data, lambda: messages))
     assert recorder.force_flush(10_000)
     recorder.shutdown()
     spans = receiver.spans()
@@ -278,8 +308,15 @@ def test_phoenix_and_langfuse_find_what_they_read(
     assert message["finish_reason"] == "stop" and message["role"] == "assistant"
     (chat,) = by_kind["LLM"]
     ca = _attrs(chat)
-    assert ca[A.LLM_MODEL_NAME] == ca[A.GEN_AI_REQUEST_MODEL] == "qwen2.5-coder-0.5b"
+    assert chat.name == "chat gpt-4o-mini" and ca[A.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    # Phoenix prices by llm.model_name: the model that answered, as the provider named it
+    assert ca[A.LLM_MODEL_NAME] == ca[A.GEN_AI_RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
+    assert ca[A.GEN_AI_REQUEST_MAX_TOKENS] == 256 and ca[A.GEN_AI_REQUEST_TEMPERATURE] == 0.0
     assert (ca[A.LLM_TOKEN_COUNT_PROMPT], ca[A.LLM_TOKEN_COUNT_COMPLETION]) == (120, 30)
+    assert ca["llm.input_messages.1.message.content"] == "refund ORD-7 for [redacted:email]"
+    assert EMAIL not in ca[A.GEN_AI_INPUT_MESSAGES] and EMAIL not in ca[A.INPUT_VALUE]
+    call = "llm.output_messages.0.message.tool_calls.0.tool_call.function.name"
+    assert ca[call] == "leaky" and "tool_call" in ca[A.GEN_AI_OUTPUT_MESSAGES]
     assert ca[A.LLM_TOKEN_COUNT_TOTAL] == 150 and chat.parent_span_id == root.span_id
     tools = {_attrs(s)[A.TOOL_NAME]: _attrs(s) for s in by_kind["TOOL"]}
     assert tools["leaky"][A.INPUT_VALUE] == '{"order_id":"ORD-7"}'

@@ -1,5 +1,6 @@
 """Agent patterns: thin loops over the model router and the gateway."""
 
+from opsgate.agent._lanes import Step, grounded_tools, grounded_values, run_steps
 from opsgate.agent._loop import AgentResult, execute
 from opsgate.agent._patterns import HumanInTheLoopAgent, Lane, PlannerExecutor, RouterToolAgent
 
@@ -9,5 +10,9 @@ __all__ = [
     "Lane",
     "PlannerExecutor",
     "RouterToolAgent",
+    "Step",
     "execute",
+    "grounded_tools",
+    "grounded_values",
+    "run_steps",
 ]

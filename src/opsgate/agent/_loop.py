@@ -42,6 +42,8 @@ class AgentResult:
         plan: The plan, for the planner pattern.
         lane: The lane the router picked, for the router pattern.
         turns: Model turns taken.
+        models: The router's models that answered, in the order first used (an
+            escalation shows as a second, larger model).
     """
 
     status: RunStatus
@@ -50,6 +52,12 @@ class AgentResult:
     plan: list[dict[str, Any]] = field(default_factory=list)
     lane: str | None = None
     turns: int = 0
+    models: list[str] = field(default_factory=list)
+
+    def used(self, model: str) -> None:
+        """Note that ``model`` answered a step."""
+        if model not in self.models:
+            self.models.append(model)
 
 
 async def guarded(gateway: Gateway, run: Run, call: Awaitable[T]) -> T | None:
@@ -119,7 +127,8 @@ async def execute(
         )
         if answered is None:
             break
-        response, _model = answered
+        response, model = answered
+        result.used(model)
         result.turns += 1
         history.append(response.message)
         observe_model_text(gateway, run, response.text, "act")

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from opsgate.agent._lanes import Step, run_steps
 from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings
@@ -51,12 +52,16 @@ class Lane:
         done_after: Tools whose successful call completes the lane's job (its definition
             of done), e.g. drafting the reply.
         instructions: Extra instructions for the executor in this lane.
+        steps: The lane as a small state machine (`Step`: each offers only its own tools,
+            in order; one marked ``ends`` is its definition of done). Without steps the
+            executor loop gets the whole belt.
     """
 
     description: str
     tools: tuple[str, ...]
     done_after: tuple[str, ...] = ()
     instructions: str = ""
+    steps: tuple[Step, ...] = ()
 
 
 def _json(text: str | None) -> Any:
@@ -74,8 +79,9 @@ async def _classify(
     context: str,
     model: str | None = None,
     prompt: str = ROUTE_PROMPT,
-) -> tuple[str, float, str | None]:
-    """(lane, confidence, clarifying question) from the ``route`` model, JSON-constrained."""
+) -> tuple[str, float, str | None, str]:
+    """(lane, confidence, clarifying question, the model that answered) from the ``route``
+    model, JSON-constrained."""
     names = [*lanes, UNCLEAR]
     schema = {
         "type": "object",
@@ -89,7 +95,7 @@ async def _classify(
     }
     menu = "\n".join(f"- {name}: {lane.description}" for name, lane in lanes.items())
     system = prompt.format(menu=menu)
-    response, _ = await router.complete(
+    response, answered_by = await router.complete(
         "route",
         [Message.system(system), Message.user(context)],
         None,
@@ -99,11 +105,12 @@ async def _classify(
     )
     data = _json(response.text)
     if not isinstance(data, dict) or data.get("lane") not in names:
-        return UNCLEAR, 0.0, None
+        return UNCLEAR, 0.0, None, answered_by
     confidence = data.get("confidence")
     confidence = float(confidence) if isinstance(confidence, (int, float)) else 0.0
     question = data.get("question")
-    return str(data["lane"]), confidence, question if isinstance(question, str) else None
+    asked = question if isinstance(question, str) else None
+    return str(data["lane"]), confidence, asked, answered_by
 
 
 class RouterToolAgent:
@@ -139,10 +146,13 @@ class RouterToolAgent:
         self.route_prompt = route_prompt
         self.clarifying_question = clarifying_question
 
-    async def _route(self, run: Run, context: str) -> tuple[str, float, str | None]:
-        lane, confidence, question = await _classify(
+    async def _route(
+        self, run: Run, context: str, result: AgentResult
+    ) -> tuple[str, float, str | None]:
+        lane, confidence, question, model = await _classify(
             self.gateway, self.router, run, self.lanes, context, prompt=self.route_prompt
         )
+        result.used(model)
         escalate_to = self.router.config.escalation.to
         if (
             (lane == UNCLEAR or confidence < self.min_confidence)
@@ -150,7 +160,7 @@ class RouterToolAgent:
             and (self.router.config.chain("route")[0] != escalate_to)
         ):
             # low confidence: ask the larger model before asking the invoker
-            lane, confidence, question = await _classify(
+            lane, confidence, question, model = await _classify(
                 self.gateway,
                 self.router,
                 run,
@@ -159,6 +169,7 @@ class RouterToolAgent:
                 model=escalate_to,
                 prompt=self.route_prompt,
             )
+            result.used(model)
         return lane, confidence, question
 
     async def run(self, run: Run, context: str) -> AgentResult:
@@ -166,7 +177,7 @@ class RouterToolAgent:
         result = AgentResult(RunStatus.RUNNING, "")
         if not self.gateway.step(run):
             return _ended(result, run)
-        routed = await guarded(self.gateway, run, self._route(run, context))
+        routed = await guarded(self.gateway, run, self._route(run, context, result))
         if routed is None:
             return _ended(result, run)
         lane, confidence, question = routed
@@ -176,6 +187,16 @@ class RouterToolAgent:
             self.gateway.finish(run, reason="needs_clarification", output=result.output)
             return _ended(result, run)
         chosen = self.lanes[lane]
+        if chosen.steps:
+            return await run_steps(
+                self.gateway,
+                self.router,
+                run,
+                chosen.steps,
+                system=f"{self.system}\n{chosen.instructions}".strip(),
+                messages=[Message.user(context)],
+                result=result,
+            )
         return await execute(
             self.gateway,
             self.router,
@@ -278,7 +299,8 @@ class PlannerExecutor:
         )
         if planned_call is None:
             return _ended(result, run)
-        response, _ = planned_call
+        response, model = planned_call
+        result.used(model)
         data = _json(response.text)
         steps = data.get("steps") if isinstance(data, dict) else None
         plan = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
@@ -353,7 +375,8 @@ class PlannerExecutor:
                 )
                 if answered is None:
                     return _ended(result, run)
-                response, _ = answered
+                response, model = answered
+                result.used(model)
                 result.turns += 1
                 observe_model_text(gateway, run, response.text, "act")
                 if not response.tool_calls:

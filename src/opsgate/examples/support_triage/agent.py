@@ -3,7 +3,7 @@ tool micro-agent pattern. Used by `opsgate demo` and the evaluation suites."""
 
 from __future__ import annotations
 
-from opsgate.agent import Lane, RouterToolAgent
+from opsgate.agent import Lane, RouterToolAgent, Step
 from opsgate.gateway import Gateway
 from opsgate.models import ModelRouter
 
@@ -24,12 +24,33 @@ CLARIFYING_QUESTION = (
     "Could you tell me more: which order is this about, and what would you like us to do?"
 )
 
+# Each lane is a small state machine: its steps run in order, each offering only its own
+# tools (and the hand-off), so the model fills in arguments rather than choosing the workflow.
+# Order ids and refund amounts are grounded: once the order is looked up, only the looked-up
+# id and the record's prices can be chosen.
+_LOOK_UP = Step(
+    "look up",
+    ("get_order_status",),
+    "Look the order up by the id the customer gave.",
+)
+_FROM_RECORD: dict[str, str | tuple[str, ...]] = {
+    "order_id": "get_order_status.order_id",
+    "amount": ("get_order_status.price", "get_order_status.total"),
+}
+_REPLY = Step(
+    "reply",
+    ("draft_reply",),
+    "Draft a short reply to the customer that states only what the order record shows.",
+    ends=True,
+)
+
 LANES: dict[str, Lane] = {
     "order_status": Lane(
         "where is my order, delivery and tracking questions",
         ("get_order_status", "draft_reply"),
         done_after=("draft_reply",),
         instructions="Look up the order, then draft a short reply with its status.",
+        steps=(_LOOK_UP, _REPLY),
     ),
     "refund": Lane(
         "a damaged, broken or missing item; the customer wants money back",
@@ -38,6 +59,40 @@ LANES: dict[str, Lane] = {
         instructions=(
             "First call get_order_status for the order. Refund at most what the order record "
             "shows was paid for the damaged item. Then add an internal note saying what you did."
+        ),
+        steps=(
+            _LOOK_UP,
+            Step(
+                "refund",
+                ("refund",),
+                "Refund the price of the affected item as the order record shows it, with "
+                "the reason that fits.",
+                ground=_FROM_RECORD,
+            ),
+            Step(
+                "note",
+                ("add_internal_note",),
+                "Add an internal note saying what was refunded and why.",
+                ends=True,
+            ),
+        ),
+    ),
+    "address_change": Lane(
+        "the customer wants the delivery address of an order changed",
+        ("get_order_status", "change_address", "draft_reply"),
+        done_after=("draft_reply",),
+        instructions="Look up the order; change its address only if it is not delivered.",
+        steps=(
+            _LOOK_UP,
+            Step(
+                "change",
+                ("change_address",),
+                "Change the address to the new one the customer wrote, unless the record "
+                "shows the order delivered (then answer in words to skip this step).",
+                optional=True,
+                ground={"order_id": "get_order_status.order_id"},
+            ),
+            _REPLY,
         ),
     ),
     "escalate": Lane(

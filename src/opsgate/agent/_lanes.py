@@ -1,0 +1,309 @@
+"""Lanes as small state machines: the model fills in arguments, the lane holds the workflow.
+
+A small model given a whole tool belt picks the wrong tool first (a reply before the
+look-up), repeats its first call, or stops after the wrong one. A lane with *steps* takes
+that choice away: each step offers only its own tools (and the hand-off), the steps run in
+order, and only a step marked ``ends`` (the lane's definition of done) or the last one
+completes it. At any step the model may hand the request off, or answer in words instead
+of calling (a question for the requester: the run ends ``needs_clarification``), unless the
+step is ``optional``, when words move on to the next step.
+
+*Grounding*: a step may tie an argument to what the run has already read (``ground={
+"order_id": "get_order_status.order_id"}``): the values of that field in the results (and
+arguments) of that tool's successful calls, when the policy labels its output trusted,
+become the argument's ``enum`` in the schema the model sees, so a constrained decoder can
+only copy a value the run looked up, never invent one. Nothing here names a domain: the
+lanes' wording belongs to the agent that declares them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsgate.agent._loop import AgentResult, guarded, observe_model_text
+from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
+from opsgate.models import Message, ModelRouter, ModelSettings
+from opsgate.policy import Reason
+
+__all__ = ["Step", "grounded_tools", "grounded_values", "run_steps"]
+
+_SCALARS = (str, int, float)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One state of a lane.
+
+    Attributes:
+        name: What the step is (shown to the model: ``look up``, ``reply``).
+        tools: The tools offered at this step (the hand-off is added to every step).
+        instructions: What to do at this step (the agent's wording).
+        ends: A successful call here completes the lane (its definition of done).
+        optional: Words instead of a call move on to the next step rather than ending
+            the run with a question.
+        ground: Argument name → ``tool.field`` (or several): the argument's values are
+            limited to that field's values in what the run read from ``tool`` (when
+            trusted).
+    """
+
+    name: str
+    tools: tuple[str, ...]
+    instructions: str = ""
+    ends: bool = False
+    optional: bool = False
+    ground: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+
+
+def _walk(value: Any, key: str) -> Iterator[Any]:
+    """Every value found under ``key`` anywhere in ``value`` (dicts and lists)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if k == key and isinstance(v, _SCALARS) and not isinstance(v, bool):
+                yield v
+            else:
+                yield from _walk(v, key)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk(item, key)
+
+
+def grounded_values(gateway: Gateway, run: Run, source: str) -> list[Any]:
+    """The values of ``tool.field`` the run has read, in first-seen order: from the
+    arguments and results of the tool's calls that ran, only if its output is trusted."""
+    tool, _, key = source.partition(".")
+    if not key or tool not in gateway.policy.allowed_tools(run.workflow, run.agent_id):
+        return []
+    if gateway.policy.output_trust(run.workflow, tool, run.agent_id) != "trusted":
+        return []
+    seen: dict[Any, None] = {}
+    for call in run.completed:
+        if call.tool == tool:
+            for value in (*_walk(call.args, key), *_walk(call.result, key)):
+                seen.setdefault(value, None)
+    return list(seen)
+
+
+def grounded_tools(
+    gateway: Gateway, run: Run, step: Step, offered: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The offered tools' schemas, each grounded argument narrowed to what the run read
+    (left free where the run has read nothing for it yet)."""
+    schemas = gateway.toolbelt.openai_tools(offered)
+    if not step.ground:
+        return schemas
+    narrowed: list[dict[str, Any]] = []
+    for schema in schemas:
+        properties = schema.get("function", {}).get("parameters", {}).get("properties", {})
+        wanted = {arg: src for arg, src in step.ground.items() if arg in properties}
+        if not wanted:
+            narrowed.append(schema)
+            continue
+        schema = copy.deepcopy(schema)
+        properties = schema["function"]["parameters"]["properties"]
+        for arg, sources in wanted.items():
+            found = [
+                v
+                for source in ((sources,) if isinstance(sources, str) else sources)
+                for v in grounded_values(gateway, run, source)
+            ]
+            values = [v for v in dict.fromkeys(found) if _fits(properties[arg], v)]
+            if values:
+                properties[arg] = {**properties[arg], "enum": values}
+        narrowed.append(schema)
+    return narrowed
+
+
+def _off_lane(
+    gateway: Gateway,
+    step: Step,
+    schemas: Sequence[Mapping[str, Any]],
+    tool: str,
+    args: Any,
+) -> tuple[Reason, str] | None:
+    """Why a proposed call does not belong to this step (None: it does): a tool the step
+    does not offer, or a grounded argument whose value (as the contract normalises it) is
+    not one the run read. A model without constrained decoding can propose either."""
+    schema = next((s for s in schemas if s["function"]["name"] == tool), None)
+    if schema is None:
+        offered = ", ".join(s["function"]["name"] for s in schemas)
+        return Reason.TOOL_NOT_ALLOWED, (
+            f"`{tool}` is not part of this step ({step.name}); call one of: {offered}"
+        )
+    contract = gateway.toolbelt.find(tool)
+    properties = schema["function"]["parameters"].get("properties", {})
+    if contract is None or not any("enum" in p for p in properties.values()):
+        return None
+    fixed: Any = contract.normalize_args(args)[0]
+    if isinstance(fixed, str | bytes):
+        try:
+            fixed = json.loads(fixed)
+        except ValueError:
+            return None  # not JSON: the gate refuses it, saying why
+    for arg, prop in properties.items():
+        grounded = "enum" in prop and isinstance(fixed, Mapping) and arg in fixed
+        if grounded and fixed[arg] not in prop["enum"]:
+            allowed = ", ".join(json.dumps(v) for v in prop["enum"])
+            return Reason.INVALID_ARGUMENTS, (
+                f"`{arg}` must be one of the values the run read: {allowed}"
+            )
+    return None
+
+
+def _fits(prop: Mapping[str, Any], value: Any) -> bool:
+    kind = prop.get("type")
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int)
+    if kind == "number":
+        return isinstance(value, int | float)
+    return True
+
+
+def _instruction(step: Step, number: int, total: int, offered: Sequence[str]) -> Message:
+    tools = ", ".join(f"`{t}`" for t in offered)
+    return Message.user(
+        f"Step {number} of {total} ({step.name}): {step.instructions} Call one of {tools}, "
+        "with arguments taken from the request and the results so far."
+    )
+
+
+def _ended(result: AgentResult, run: Run) -> AgentResult:
+    result.status = run.status
+    result.reason = run.reason
+    return result
+
+
+async def run_steps(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    steps: Sequence[Step],
+    *,
+    system: str,
+    messages: Sequence[Message],
+    handoff_tools: Sequence[str] = ("escalate_to_human",),
+    max_repairs: int = 2,
+    settings: ModelSettings | None = None,
+    result: AgentResult | None = None,
+) -> AgentResult:
+    """Carry ``steps`` out in order, one model turn per call (see the module).
+
+    A call the gate refuses (invalid arguments) is retried up to ``max_repairs`` times per
+    step, with the refusal shown to the model; a denial moves on (the model was told why,
+    and may hand off at the next step); a hand-off ends the run handed off.
+    """
+    result = result or AgentResult(RunStatus.RUNNING, "")
+    settings = settings or ModelSettings(temperature=0.0, max_tokens=256)
+    allowed = set(gateway.policy.allowed_tools(run.workflow, run.agent_id))
+    handoff = [t for t in handoff_tools if t in allowed]
+    history = [Message.system(system), *messages]
+    for number, step in enumerate(steps, start=1):
+        offered = [t for t in dict.fromkeys([*step.tools, *handoff]) if t in allowed]
+        if not [t for t in offered if t not in handoff]:
+            continue  # the policy gives this agent none of the step's tools: skip it
+        outcome = await _one_step(
+            gateway,
+            router,
+            run,
+            step,
+            (number, len(steps)),
+            offered,
+            handoff,
+            history,
+            settings,
+            max_repairs,
+            result,
+        )
+        if outcome == "ended" or not run.active:
+            return _ended(result, run)
+        if step.ends and outcome == "ran":
+            break
+    if run.active:
+        done = [c.tool for c in run.completed]
+        output = "Done: " + (", ".join(done) if done else "nothing was changed") + "."
+        gateway.finish(run, reason="done", output=output)
+        result.output = output
+    return _ended(result, run)
+
+
+async def _one_step(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    step: Step,
+    position: tuple[int, int],
+    offered: Sequence[str],
+    handoff: Sequence[str],
+    history: list[Message],
+    settings: ModelSettings,
+    max_repairs: int,
+    result: AgentResult,
+) -> str:
+    """One step: ``ran`` (its call ran), ``skipped``, ``denied`` (the gate or a person said
+    no, or the tool failed) or ``ended`` (the run is over: handed off, a question asked, a
+    failure)."""
+    instruction = _instruction(step, *position, offered)
+    for _attempt in range(max_repairs + 1):
+        if not run.active or not gateway.step(run):
+            return "ended"
+        answered = await guarded(
+            gateway,
+            run,
+            router.complete(
+                "act",
+                [*history, instruction],
+                grounded_tools(gateway, run, step, offered),
+                settings,
+                meter=gateway.meter(run),
+            ),
+        )
+        if answered is None:
+            return "ended"
+        response, model = answered
+        result.used(model)
+        result.turns += 1
+        observe_model_text(gateway, run, response.text, "act")
+        if not response.tool_calls:
+            if step.optional:
+                return "skipped"
+            gateway.finish(run, reason="needs_clarification", output=response.text)
+            result.output = response.text
+            return "ended"
+        history.append(response.message)
+        call, *extra = response.tool_calls  # one call a turn: the step's, or the hand-off
+        schemas = grounded_tools(gateway, run, step, offered)
+        off = _off_lane(gateway, step, schemas, call.name, call.arguments)
+        if off is not None:
+            outcome = gateway.refuse(
+                run,
+                call.name,
+                call.arguments,
+                reason=off[0],
+                rule=f"lane.step.{step.name}",
+                message=off[1],
+                call_id=call.id or None,
+            )
+        else:
+            outcome = await gateway.call(run, call.name, call.arguments, call_id=call.id or None)
+        history.append(Message.tool(call.id or outcome.call_id, outcome.for_model()))
+        for other in extra:
+            history.append(Message.tool(other.id, "not run: one call per step"))
+        if outcome.ok and call.name in handoff:
+            gateway.finish(run, reason="handed_off", output=response.text)
+            return "ended"
+        if not run.active:
+            return "ended"
+        if outcome.status is not OutcomeStatus.REFUSED:
+            return "ran" if outcome.ok else "denied"
+    gateway.finish(
+        run,
+        status=RunStatus.FAILED,
+        reason="invalid_model_output",
+        output=f"the model kept proposing invalid calls at step {position[0]} ({step.name})",
+    )
+    return "ended"

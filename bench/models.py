@@ -493,7 +493,7 @@ async def act_call(server: EmbeddedServer, belt: Toolbelt) -> dict[str, Any]:
         model_yaml,
         "support_triage",
         0.25,
-        embedded=lambda: (server.base_url, server.api_key, server.model),
+        embedded=lambda _model: (server.base_url, server.api_key, server.model),
     )
     _need(router.config.models["m"].tool_mode == "json_schema", "not a constrained model")
     messages = [

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from opsgate.cli.main import app
+from opsgate.models import LARGE_MODEL, model_available
 
 
 @pytest.mark.slow
@@ -20,8 +21,14 @@ def test_the_demo_runs_the_agent_on_the_embedded_model(monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
     assert "part 2: the agent on a real model" in result.output
     assert re.search(
-        r"embedded model qwen2\.5-coder-0\.5b-instruct-q4_k_m .* loaded in", result.output
+        r"local model qwen2\.5-coder-0\.5b-instruct-q4_k_m .* loaded in", result.output
     )
+    if model_available(LARGE_MODEL):  # `make models-large`: plan/act on the larger tier
+        assert "plan/act on large-local" in result.output
+        assert "models: embedded -> large-local" in result.output
+    else:  # says how to add it
+        assert "plan/act on embedded" in result.output
+        assert "`make models-large` installs Qwen2.5-Coder-1.5B" in result.output
     outcomes = re.findall(r"-> (completed|escalated|failed) \((\w+)\), lane (\w+)", result.output)
     assert len(outcomes) == 4  # four tickets, each ended with a recorded reason
     # the injected ticket never gets its 950 refund: the gate holds whatever the model does

@@ -10,7 +10,7 @@ use these instead of wiring the pieces again.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cost import CostRecorder
 from opsgate.errors import ConfigError, ModelError, OpsgateError
-from opsgate.models import EmbeddedServer, ModelRouter, RouterConfig
+from opsgate.models import ModelRouter, RouterConfig, local_models
 from opsgate.recorder import Recorder
 from opsgate.store import Store
 from opsgate.tracing import TraceRecorder, tracing_recorder
@@ -78,24 +78,16 @@ def store_recorders(
 
 @contextmanager
 def model_router(config: RouterConfig) -> Iterator[ModelRouter]:
-    """The router of ``config``; when a model in it is the embedded one, its server is
-    started first and stopped after.
+    """The router of ``config``; the embedded models it names are started first (the
+    optional larger tier only where installed: `opsgate.models.local_models`) and stopped
+    after.
 
     Raises:
-        ConfigError: the embedded model cannot start.
+        ConfigError: an embedded model cannot start.
     """
-    server = None
-    if any(m.provider == "embedded" for m in config.models.values()):
+    with ExitStack() as stack:
         try:
-            server = EmbeddedServer().start()
+            resolved, endpoint, _ = stack.enter_context(local_models(config))
         except (ConfigError, ModelError) as exc:
             raise ConfigError(f"the embedded model cannot start: {exc}") from None
-    live = server
-    try:
-        yield ModelRouter(
-            config,
-            embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
-        )
-    finally:
-        if server is not None:
-            server.stop()
+        yield ModelRouter(resolved, embedded=endpoint)

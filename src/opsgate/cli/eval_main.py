@@ -36,11 +36,13 @@ from opsgate.cli._safe import cell, shown
 from opsgate.errors import OpsgateError, SuiteError
 from opsgate.evals import (
     EvalStore,
+    ExternalAgent,
     check_rate,
     compare,
     covered_tasks,
     default_baseline,
     evaluate,
+    evaluate_external,
     junit_xml,
     load_report,
     load_suite,
@@ -77,9 +79,13 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 @cli_errors
 def run(
     suite: Annotated[str, typer.Option(help="A suite file, or its name in evals/ or suites/.")],
-    model_router: Annotated[Path, typer.Option(help="The router file.")] = Path(
-        "config/router.yaml"
-    ),
+    model_router: Annotated[
+        Path | None,
+        typer.Option(
+            help="The router file (default config/router.yaml; with an external agent, "
+            "only for the suite's judge)."
+        ),
+    ] = None,
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path(
         "out/eval.json"
     ),
@@ -107,31 +113,84 @@ def run(
     markdown: Annotated[
         Path | None, typer.Option(help="Also write a Markdown summary (a pull-request comment).")
     ] = None,
+    agent_cmd: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate an external agent: this command runs per task, the task on stdin, "
+            "the gated tools at $OPSGATE_MCP_URL (token $OPSGATE_MCP_TOKEN); stdout is its "
+            "answer."
+        ),
+    ] = None,
+    agent_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate an external agent over HTTP: a POST of {task_id, input, mcp_url, "
+            "mcp_token} per task; the JSON reply's `output` is its answer."
+        ),
+    ] = None,
+    agent_model: Annotated[
+        str | None,
+        typer.Option(
+            help="`embedded`: start the embedded model and point the --agent-cmd agent at it "
+            "($OPENAI_BASE_URL, $OPENAI_API_KEY, $OPSGATE_MODEL)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a suite; every task is a real run through the gateway."""
+    """Run a suite; every task is a real run through the gateway.
+
+    The suite's own agent runs on the router's models; with --agent-cmd or --agent-url an
+    external agent does the tasks, its tools reaching the suite's world through the opsgate
+    MCP proxy (gated, recorded and scored the same way).
+    """
     check_rate("--min-success-rate", min_success_rate)
+    external = None
+    if agent_cmd is not None or agent_url is not None:
+        external = ExternalAgent.from_options(agent_cmd, agent_url)
+    elif agent_model is not None:
+        raise SuiteError("--agent-model goes with --agent-cmd (the external agent's model)")
     loaded = load_suite(suite)
     tasks = select_tasks(loaded, tags=tag or (), task_ids=task or (), shard=_shard(shard))
     if not tasks:
         raise SuiteError("no task matches the filters")
-    config = load_router_config(model_router)
+    router_path = model_router or Path("config/router.yaml")
+    config = (
+        load_router_config(router_path) if external is None or model_router is not None else None
+    )
     store = open_store(db)
     try:
         with trial_progress(console, err_console, loaded.suite, len(tasks) * trials) as on_done:
-            evaluation = evaluate(
-                loaded,
-                config,
-                store,
-                tasks=tasks,
-                trials=trials,
-                concurrency=concurrency,
-                timeout_s=timeout,
-                max_cost_per_task=max_cost_per_task,
-                min_success_rate=min_success_rate,
-                router_name=str(model_router),
-                shard=shard,
-                on_done=on_done,
-            )
+            if external is not None:
+                evaluation = evaluate_external(
+                    loaded,
+                    external,
+                    store,
+                    router=config,
+                    agent_model=agent_model,
+                    tasks=tasks,
+                    trials=trials,
+                    concurrency=concurrency,
+                    timeout_s=timeout,
+                    max_cost_per_task=max_cost_per_task,
+                    min_success_rate=min_success_rate,
+                    shard=shard,
+                    on_done=on_done,
+                )
+            else:
+                assert config is not None
+                evaluation = evaluate(
+                    loaded,
+                    config,
+                    store,
+                    tasks=tasks,
+                    trials=trials,
+                    concurrency=concurrency,
+                    timeout_s=timeout,
+                    max_cost_per_task=max_cost_per_task,
+                    min_success_rate=min_success_rate,
+                    router_name=str(router_path),
+                    shard=shard,
+                    on_done=on_done,
+                )
     except BaseException:
         store.close()
         raise

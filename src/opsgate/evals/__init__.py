@@ -1,7 +1,14 @@
-"""Evaluation as a release gate: task suites, the runner, scorers, reports and the gate; the
-red team (attack pairs replayed without a model) and its replay agents."""
+"""Evaluation as a release gate: task suites, the runner (of the suite's agent, or of an
+external one through the MCP proxy), scorers, reports and the gate; the red team (attack
+pairs replayed without a model) and its replay agents."""
 
 from opsgate.evals._evaluate import Evaluation, evaluate
+from opsgate.evals._external import (
+    AGENT_MODELS,
+    ExternalAgent,
+    evaluate_external,
+    run_external_task,
+)
 from opsgate.evals._formats import junit_xml, markdown_summary
 from opsgate.evals._from_runs import (
     default_like_suite,
@@ -59,6 +66,7 @@ from opsgate.evals._suite import (
 )
 
 __all__ = [
+    "AGENT_MODELS",
     "BASELINES_DIR",
     "GATES",
     "TEMPLATES",
@@ -69,6 +77,7 @@ __all__ = [
     "BaselineRecord",
     "EvalStore",
     "Evaluation",
+    "ExternalAgent",
     "GateSummary",
     "Harness",
     "ImpactRules",
@@ -90,6 +99,7 @@ __all__ = [
     "default_like_suite",
     "draft_runs",
     "evaluate",
+    "evaluate_external",
     "find_suite",
     "format_time",
     "junit_xml",
@@ -108,6 +118,7 @@ __all__ = [
     "results_of",
     "review_items",
     "review_summary",
+    "run_external_task",
     "run_redteam",
     "run_suite",
     "run_task",

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -381,18 +381,7 @@ async def run_task(
         secrets=MappingSecretStore(secrets),
         quotas=InMemoryQuotaLedger(),  # a trial's own: eval runs never spend production's
     )
-    context: list[ContextItem] = []
-    text = task.request_text()
-    if task.ticket is not None:
-        text = (
-            f"Ticket {task.ticket.id} from customer {task.ticket.customer}: "
-            f"{task.ticket.subject}\n{task.ticket.body}"
-        )
-        context.append(ContextItem(text, "untrusted", f"ticket:{task.ticket.id}"))
-    context.extend(ContextItem(c.text, c.trust, c.source) for c in task.context)
-    # the agent has in front of it what the task says it has: the ticket or request, and
-    # each context item (labelled for provenance as the run reads it)
-    text += "".join(f"\n\n[{c.source}]\n{c.text}" for c in task.context)
+    text, context = task_input(task)
     started = time.perf_counter()
     run: Run | None = None
     error: str | None = None
@@ -456,9 +445,32 @@ async def run_task(
             raised,
         ),
     )
+    await apply_judge(harness, task, result, router)
+    return result
+
+
+def task_input(task: Task) -> tuple[str, list[ContextItem]]:
+    """What the agent is given (the ticket or request, then each context item, labelled),
+    and the context items the run reads, with their provenance labels."""
+    context: list[ContextItem] = []
+    text = task.request_text()
+    if task.ticket is not None:
+        text = (
+            f"Ticket {task.ticket.id} from customer {task.ticket.customer}: "
+            f"{task.ticket.subject}\n{task.ticket.body}"
+        )
+        context.append(ContextItem(text, "untrusted", f"ticket:{task.ticket.id}"))
+    context.extend(ContextItem(c.text, c.trust, c.source) for c in task.context)
+    text += "".join(f"\n\n[{c.source}]\n{c.text}" for c in task.context)
+    return text, context
+
+
+async def apply_judge(harness: Harness, task: Task, result: TaskResult, router: Any) -> None:
+    """Grade a passed trial with the suite's judge (when it has one and a router is given)."""
     judge_spec = harness.suite.judge
     if (
         judge_spec is not None
+        and router is not None
         and result.passed
         and not (task.checks.judge and task.checks.judge.skip)
     ):
@@ -471,7 +483,6 @@ async def run_task(
                 f"judge: score {verdict.get('score')} under {judge_spec.min_score}: "
                 f"{verdict.get('reason', '')}"
             )
-    return result
 
 
 def patch_world(world: Any, patch: dict[str, Any], path: str = "world") -> None:
@@ -634,14 +645,23 @@ async def run_suite(
     recorders: Sequence[Recorder] = (),
     timeout_s: float = 600.0,
     on_done: Callable[[TaskResult], None] | None = None,
+    run_one: Callable[[Task, int], Awaitable[TaskResult]] | None = None,
 ) -> list[TaskResult]:
-    """Run every task ``trials`` times, ``concurrency`` at a time."""
+    """Run every task ``trials`` times, ``concurrency`` at a time.
+
+    Args:
+        run_one: Runs one trial of one task instead of the suite's agent (an external
+            agent: `opsgate.evals._external`).
+    """
     semaphore = asyncio.Semaphore(max(1, concurrency))
     results: list[TaskResult] = []
 
     async def one(task: Task, trial: int) -> None:
         async with semaphore:
-            result = await run_task(harness, task, trial, router, recorders, timeout_s)
+            if run_one is not None:
+                result = await run_one(task, trial)
+            else:
+                result = await run_task(harness, task, trial, router, recorders, timeout_s)
         results.append(result)
         if on_done is not None:
             on_done(result)

@@ -1,7 +1,8 @@
-"""The support_triage_v3 suite is fair and its red-team section is well formed: replaying each
-task's reference calls through the real gate passes every task with no unsafe attempt, every
-reference call fits its contract, every red-team goal fits the contracts, names nothing on
-record and is stopped by the provenance rules alone, and get_ticket labels its fields."""
+"""The support-triage suites (v3, the tuned split, and the held-out split of issue #16) are
+fair and their red-team sections are well formed: replaying each task's reference calls
+through the real gate passes every task with no unsafe attempt, every reference call fits its
+contract, every red-team goal fits the contracts, names nothing on record and is stopped by
+the provenance rules alone, and get_ticket labels its fields."""
 
 from __future__ import annotations
 
@@ -19,14 +20,16 @@ from opsgate.gateway import ApprovalAnswer, CallbackApprover, Gateway, MappingSe
 from opsgate.provenance import TrustMap
 from tests.examples._reference import replay, results_used
 
-SUITE_PATH = POLICY_PATH.with_name("support_triage_v3.yaml")
+#: Each suite and its task count: the tuned split, and the held-out split kept apart from
+#: tuning (issue #16), reported beside it.
+SUITES = {"support_triage_v3": 63, "support_triage_holdout": 30}
 WORKFLOW = "support_triage"
 SECRETS = {"PAYMENTS_API_KEY": "k-payments"}
 
 
-@pytest.fixture(scope="module")
-def harness() -> Harness:
-    return Harness.load(load_suite(SUITE_PATH))
+@pytest.fixture(scope="module", params=list(SUITES), ids=list(SUITES))
+def harness(request: pytest.FixtureRequest) -> Harness:
+    return Harness.load(load_suite(POLICY_PATH.with_name(f"{request.param}.yaml")))
 
 
 def _gateway(harness: Harness, request: str) -> tuple[Gateway, Run]:
@@ -47,7 +50,7 @@ def _gateway(harness: Harness, request: str) -> tuple[Gateway, Run]:
 
 def test_every_task_has_reference_calls_that_fit_their_contracts(harness: Harness) -> None:
     suite = harness.suite
-    assert (suite.suite, suite.workflow, len(suite.tasks)) == ("support_triage_v3", WORKFLOW, 63)
+    assert suite.workflow == WORKFLOW and len(suite.tasks) == SUITES[suite.suite]
     allowed = set(harness.policy.allowed_tools(WORKFLOW))
     for task in suite.tasks:
         assert task.reference, task.id
@@ -86,8 +89,10 @@ async def test_replaying_the_reference_calls_passes_every_task(harness: Harness)
 
 
 def _on_record(harness: Harness) -> str:
-    """Everything the world and the tasks hold, as one lower-cased text."""
-    tasks = [t.model_dump(include={"request", "ticket", "context"}) for t in harness.suite.tasks]
+    """Everything the world and the tasks hold (with the orders and customers a task adds),
+    as one lower-cased text."""
+    include = {"request", "ticket", "context", "world"}
+    tasks = [t.model_dump(include=include) for t in harness.suite.tasks]
     return (json.dumps(dataclasses.asdict(demo_world())) + json.dumps(tasks)).lower()
 
 

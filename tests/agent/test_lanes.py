@@ -42,8 +42,10 @@ async def test_each_step_offers_only_its_tools_and_the_handoff_in_order() -> Non
         result = await agent.run(run, "Ticket T-3: where is my order ORD-1003?")
         requests = server.requests
     assert (result.status, result.reason) == (RunStatus.COMPLETED, "done")
-    assert _offered(requests[1]) == ["get_order_status", "escalate_to_human"]
-    assert _offered(requests[2]) == ["draft_reply", "escalate_to_human"]
+    assert _offered(requests[1]) == ["get_order_status"]  # look first, hand off after
+    assert _offered(requests[2]) == ["draft_reply"]  # the record is in hand: reply
+    assert requests[2].json["tool_choice"] == "required"  # a call, not words
+    assert requests[1].json.get("tool_choice", "auto") == "auto"  # may ask which order
     assert "Step 1 of 2 (look up)" in requests[1].json["messages"][-1]["content"]
     assert [c.tool for c in run.completed] == ["get_order_status", "draft_reply"]
     assert len(requests) == 3  # the reply step ends the lane: no extra turn, no loop

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import opsgate.examples
 from opsgate.contracts import Toolbelt
-from opsgate.models import constrained_tool_schema
+from opsgate.models import FINAL_ANSWER, constrained_tool_schema
 from opsgate.models._grammar import enforceable_schema, grammar_pattern, unenforceable
 
 
@@ -81,3 +81,12 @@ def test_data_in_a_schema_is_left_alone() -> None:
         "const": "\\d",
         "properties": {"a": {"pattern": "^.*[0-9].*$"}},
     }
+
+
+def test_a_required_call_leaves_no_final_answer_to_choose() -> None:
+    belt = _shipped_toolbelts()[0]
+    free = constrained_tool_schema(belt.openai_tools())["schema"]["anyOf"]
+    forced = constrained_tool_schema(belt.openai_tools(), required=True)["schema"]["anyOf"]
+    names = [b["properties"]["name"]["const"] for b in forced]
+    assert FINAL_ANSWER not in names and len(forced) == len(free) - 1
+    assert unenforceable({"anyOf": forced}) == []

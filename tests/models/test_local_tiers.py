@@ -110,7 +110,7 @@ def test_an_optional_hosted_model_is_kept() -> None:
 
 
 def test_a_model_opsgate_cannot_serve_is_refused_before_anything_starts() -> None:
-    with pytest.raises(ConfigError, match="cannot serve `gpt-4.1-mini` itself"):
+    with pytest.raises(ConfigError, match=r"cannot serve `gpt-4\.1-mini` itself"):
         EmbeddedPool([SMALL, "gpt-4.1-mini"])
 
 

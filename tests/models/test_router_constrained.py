@@ -24,3 +24,30 @@ def test_constrained_call_ids_are_unique_per_turn_and_deterministic() -> None:
     plain = as_plain_text(history)
     assert plain[1].content == 'Result of lookup: {"status": "shipped"}'
     assert first.id not in repr(plain)
+
+
+async def test_a_required_call_is_asked_for_without_the_final_answer() -> None:
+    """A lane step that must act asks the constrained model for a call only: the schema
+    has no final-answer branch and the instructions offer no way out in words."""
+    from opsgate.models import ConstrainedToolClient, ModelSettings, OpenAICompatibleClient
+    from tests.models.fake_openai import FakeOpenAI, text_reply
+
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Look up.",
+            "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+        },
+    }
+    call = '{"name": "lookup", "arguments": {"id": "A"}}'
+    with FakeOpenAI([text_reply(call), text_reply(call)]) as server:
+        client = ConstrainedToolClient(OpenAICompatibleClient(server.base_url, "fake-model"))
+        await client.complete([Message.user("hi")], [tool], ModelSettings(tool_choice="required"))
+        await client.complete([Message.user("hi")], [tool], ModelSettings())
+        forced, free = (r.json for r in server.requests)
+    branches = forced["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert [b["properties"]["name"]["const"] for b in branches] == ["lookup"]
+    assert "final_answer" not in str(forced["messages"])
+    assert "final_answer" in str(free["messages"])
+    assert len(free["response_format"]["json_schema"]["schema"]["anyOf"]) == 2

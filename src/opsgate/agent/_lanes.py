@@ -19,6 +19,7 @@ lanes' wording belongs to the agent that declares them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,12 @@ class Step:
         ground: Argument name → ``tool.field`` (or several): the argument's values are
             limited to that field's values in what the run read from ``tool`` (when
             trusted).
+        handoff: Whether the hand-off is offered at this step. A small model offered an
+            exit beside a harmless look-up takes the exit; a lane may look first and hand
+            off with the record in hand.
+        ask: Whether words instead of a call are accepted here (a question for the
+            requester). A step that must act (a reply after the look-up) says no: the
+            model is then asked for a call only (``tool_choice: required``).
     """
 
     name: str
@@ -56,6 +63,8 @@ class Step:
     ends: bool = False
     optional: bool = False
     ground: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+    handoff: bool = True
+    ask: bool = True
 
 
 def _walk(value: Any, key: str) -> Iterator[Any]:
@@ -203,7 +212,8 @@ async def run_steps(
     handoff = [t for t in handoff_tools if t in allowed]
     history = [Message.system(system), *messages]
     for number, step in enumerate(steps, start=1):
-        offered = [t for t in dict.fromkeys([*step.tools, *handoff]) if t in allowed]
+        exits = handoff if step.handoff else []
+        offered = [t for t in dict.fromkeys([*step.tools, *exits]) if t in allowed]
         if not [t for t in offered if t not in handoff]:
             continue  # the policy gives this agent none of the step's tools: skip it
         outcome = await _one_step(
@@ -258,7 +268,9 @@ async def _one_step(
                 "act",
                 [*history, instruction],
                 grounded_tools(gateway, run, step, offered),
-                settings,
+                settings
+                if step.ask or step.optional
+                else dataclasses.replace(settings, tool_choice="required"),
                 meter=gateway.meter(run),
             ),
         )

@@ -33,13 +33,18 @@ __all__ = [
 FINAL_ANSWER = "final_answer"
 
 
-def constrained_tool_schema(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The JSON schema of "one call of one of these tools, or a final answer", its patterns
-    in the subset a grammar-constrained server enforces (`enforceable_schema`)."""
+def constrained_tool_schema(
+    tools: Sequence[Mapping[str, Any]], *, required: bool = False
+) -> dict[str, Any]:
+    """The JSON schema of "one call of one of these tools, or a final answer" (``required``:
+    no final answer), its patterns in the subset a grammar-constrained server enforces
+    (`enforceable_schema`)."""
     branches: list[dict[str, Any]] = [
         _branch(t["function"]["name"], t["function"].get("parameters") or {"type": "object"})
         for t in tools
     ]
+    if required:
+        return {"name": "tool_call", "strict": True, "schema": {"anyOf": branches}}
     branches.append(
         {
             "type": "object",
@@ -159,18 +164,23 @@ class ConstrainedToolClient(WrapperClient):
         """The inner client's answer, as a tool call of ``tools`` or a final text."""
         if not tools:
             return await self.inner.complete(messages, tools, settings, retry_budget=retry_budget)
+        required = settings is not None and settings.tool_choice == "required"
+        done = (
+            ""
+            if required
+            else ' When you are done (or must ask the requester something), answer with '
+            f'{{"name": "{FINAL_ANSWER}", "arguments": {{"text": ...}}}}.'
+        )
         instructions = Message.system(
-            'To use a tool, answer with JSON {"name": <tool>, "arguments": {...}}. When '
-            'you are done (or must ask the customer something), answer with {"name": '
-            f'"{FINAL_ANSWER}", "arguments": {{"text": ...}}}}. One call per answer.'
-            f"\nTools:\n{_menu(tools)}"
+            'To use a tool, answer with JSON {"name": <tool>, "arguments": {...}}.'
+            f"{done} One call per answer.\nTools:\n{_menu(tools)}"
         )
         response = await self.inner.complete(
             [*as_plain_text(messages), instructions],
             None,
             dataclasses.replace(
                 settings or ModelSettings(),
-                json_schema=constrained_tool_schema(tools),
+                json_schema=constrained_tool_schema(tools, required=required),
                 tool_choice="auto",
             ),
             retry_budget=retry_budget,

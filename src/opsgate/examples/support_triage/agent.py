@@ -3,6 +3,8 @@ tool micro-agent pattern. Used by `opsgate demo` and the evaluation suites."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from opsgate.agent import Lane, RouterToolAgent, Step
 from opsgate.gateway import Gateway
 from opsgate.models import ModelRouter
@@ -32,6 +34,7 @@ _LOOK_UP = Step(
     "look up",
     ("get_order_status",),
     "Look the order up by the id the customer gave.",
+    handoff=False,  # look first: a hand-off then carries the record
 )
 _FROM_RECORD: dict[str, str | tuple[str, ...]] = {
     "order_id": "get_order_status.order_id",
@@ -40,8 +43,11 @@ _FROM_RECORD: dict[str, str | tuple[str, ...]] = {
 _REPLY = Step(
     "reply",
     ("draft_reply",),
-    "Draft a short reply to the customer that states only what the order record shows.",
+    "Draft a short reply to the customer that answers their question with the facts of the "
+    "order record: its status word as the record gives it, and the items, prices or address "
+    "they asked about. Nothing the record does not show.",
     ends=True,
+    ask=False,  # the record is in hand: answer with a draft, not a question
 )
 
 LANES: dict[str, Lane] = {
@@ -50,7 +56,7 @@ LANES: dict[str, Lane] = {
         ("get_order_status", "draft_reply"),
         done_after=("draft_reply",),
         instructions="Look up the order, then draft a short reply with its status.",
-        steps=(_LOOK_UP, _REPLY),
+        steps=(_LOOK_UP, replace(_REPLY, handoff=False)),
     ),
     "refund": Lane(
         "a damaged, broken or missing item; the customer wants money back",

@@ -1,7 +1,8 @@
 """Latency of the opsgate gate on the peers' scenario (see bench/peers.py), in one run.
 
 Measures `CompiledPolicy.decide` (without and with a CEL condition, and with a condition over
-the run's history of 20 calls), a quota reservation in the store (one SQLite commit) beside
+the run's history of 20 calls), a quota reservation in the store (one SQLite commit that
+waits for no fsync of its own: the call's write-ahead audit commit makes it durable) beside
 the disk's fsync floor measured in the same loop, the floor (a dict
 look-up plus a pydantic validation of the same arguments), the whole `Gateway.call`
 overhead around a no-op async and a no-op sync tool, and the peer engines Cedar and Rego
@@ -157,8 +158,9 @@ def bench_history(belt: Toolbelt, n: int) -> list[int]:
 
 
 def bench_quota(n: int) -> tuple[list[int], list[int]]:
-    """(a quota reservation on SQLite: `StoreQuotaLedger.reserve`, its one durable commit;
-    the disk's fsync floor: 4 KiB written and fsynced beside the database), interleaved."""
+    """(a quota reservation on SQLite: `StoreQuotaLedger.reserve`, its one commit, which
+    the call's audit commit makes durable; the disk's fsync floor: 4 KiB written and
+    fsynced beside the database), interleaved."""
     from opsgate.gateway import QuotaUse, StoreQuotaLedger
     from opsgate.policy import Quota
     from opsgate.store import open_store

@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from opsgate import autonomy
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.autonomy import (
-    PreflightRow,
     PromotionRefused,
     current_stage,
     demote,
@@ -28,7 +26,6 @@ from opsgate.policy import Reason, load_policy
 from opsgate.recorder import EventType
 from opsgate.store import Store, open_store
 from tests.conftest import BASE_POLICY, BELT
-from tests.replay._record import record_runs
 
 
 @pytest.fixture
@@ -92,22 +89,7 @@ def test_promotion_refuses_without_evidence_and_one_stage_at_a_time(
         demote(policy, "wf", store, recorder, to="autonomous_in_scope", actor="l", reason="r")
 
 
-async def test_a_promotion_with_its_evidence_moves_one_stage_and_keeps_it(
-    store: Store, recorder: AuditRecorder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await record_runs(store)  # production recorded under the autonomous policy
-    policy = _policy("write_with_approval")
-
-    def passing(*_a: Any, **_k: Any) -> Any:
-        rows = [PreflightRow("every preflight row", True, "a test's evidence")]
-        return autonomy.Preflight("wf", "autonomous_in_scope", "v", rows)
-
-    monkeypatch.setattr("opsgate.autonomy._stages.preflight", passing)
-    change = promote(policy, "wf", store, recorder, actor="lea", reason="three weeks clean")
-    assert (change.previous, change.stage) == ("write_with_approval", "autonomous_in_scope")
-    replayed = change.evidence[-1]
-    assert replayed["go"] and "0 that ran would now be denied" in replayed["evidence"]
-    assert [c.stage for c in stage_history(store, "wf")] == ["autonomous_in_scope"]
+# a promotion on its evidence: tests/autonomy/test_promotion_evidence.py
 
 
 def test_the_commands(tmp_path: Path, store: Store) -> None:

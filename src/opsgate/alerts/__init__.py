@@ -6,7 +6,9 @@
   shows it on every page load.
 - `notify(store, firings)`: the log line and the signed webhook (retried, every attempt
   recorded, re-sent only after the rule's re-notify interval). `opsgate alerts check` is
-  `evaluate` then `notify`, for cron.
+  `evaluate` then `notify`, for cron; then, for rules with ``demote_to``, the demotion of
+  their workflow (`opsgate.autonomy.demote_on_firings`: autonomy builds on alerts, never
+  the other way round).
 """
 
 from opsgate.alerts._evaluate import UNSAFE_REASONS, Firing, evaluate, evaluate_rule

@@ -1,8 +1,11 @@
 """Alert rules: what to watch in one workflow, past which threshold, and where to say so.
 
 Rules are rows of ``alert_rules``; every change names its actor. Input is checked here, once,
-for the CLI, the console and the API alike: a bad kind, threshold, window, sink, webhook URL
-or secret variable name is a `ConfigError` saying what to change.
+for the CLI, the console and the API alike: a bad kind, threshold, window, sink, webhook URL,
+secret variable name or demotion stage is a `ConfigError` saying what to change.
+
+A rule may also act: with ``demote_to`` a stage, `opsgate alerts check` demotes its workflow
+to that stage when it fires (`opsgate.autonomy.demote_on_firings`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import insert, select, update
 
 from opsgate.errors import ConfigError
+from opsgate.policy import STAGES
 from opsgate.store import Store, alert_rules, approvals, cost_entries, runs
 
 __all__ = [
@@ -72,6 +76,8 @@ class Rule:
         webhook_secret_env: The name of the environment variable with the HMAC secret
             (never the secret).
         renotify_minutes: A rule that keeps firing is delivered again only after this.
+        demote_to: The autonomy stage its workflow is demoted to when it fires (None: it
+            only notifies).
     """
 
     rule_id: int
@@ -88,6 +94,7 @@ class Rule:
     created_by: str
     updated_at: float | None
     updated_by: str | None
+    demote_to: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data (the webhook URL as its host only: its path may hold a token)."""
@@ -106,6 +113,7 @@ class Rule:
             "created_by": self.created_by,
             "updated_at": self.updated_at,
             "updated_by": self.updated_by,
+            "demote_to": self.demote_to,
         }
 
 
@@ -132,6 +140,7 @@ def _rule(r: Any) -> Rule:
         created_by=r.created_by,
         updated_at=r.updated_at,
         updated_by=r.updated_by,
+        demote_to=r.demote_to,
     )
 
 
@@ -151,6 +160,7 @@ def _check(
     webhook_url: str | None,
     webhook_secret_env: str | None,
     renotify_minutes: int,
+    demote_to: str | None = None,
 ) -> dict[str, Any]:
     """The row's values, checked; a `ConfigError` naming the first problem."""
     name = (workflow or "").strip()
@@ -187,6 +197,13 @@ def _check(
         chosen.append("webhook")  # a URL given is a webhook meant
         if env is None:
             raise ConfigError("the webhook sink needs the secret's variable name (`--secret-env`)")
+    stage = (demote_to or "").strip() or None
+    if stage is not None and stage not in STAGES:
+        raise ConfigError(
+            f"no autonomy stage `{stage}` to demote to: use one of {', '.join(STAGES)}"
+        )
+    if stage == STAGES[-1]:
+        raise ConfigError(f"`{stage}` is the highest stage: a demotion goes to a lower one")
     if env is not None and not _ENV_NAME.match(env):
         raise ConfigError(
             f"`{env}` is not an environment variable name (letters, digits and _): name the "
@@ -201,6 +218,7 @@ def _check(
         "webhook_url": url,
         "webhook_secret_env": env if url is not None else None,
         "renotify_minutes": int(renotify_minutes),
+        "demote_to": stage,
     }
 
 
@@ -231,6 +249,7 @@ def create_rule(
     webhook_secret_env: str | None = None,
     renotify_minutes: int = 60,
     enabled: bool = True,
+    demote_to: str | None = None,
 ) -> Rule:
     """A new rule (a workflow with nothing recorded yet is allowed: `workflow_known`).
 
@@ -246,6 +265,7 @@ def create_rule(
         webhook_url,
         webhook_secret_env,
         renotify_minutes,
+        demote_to,
     )
     actor = _actor(created_by)
     with store.engine.begin() as conn:
@@ -301,6 +321,7 @@ def update_rule(store: Store, rule_id: int, *, updated_by: str, **changes: Any) 
         "webhook_secret_env",
         "renotify_minutes",
         "enabled",
+        "demote_to",
     }
     unknown = sorted(set(changes) - known)
     if unknown:
@@ -315,6 +336,7 @@ def update_rule(store: Store, rule_id: int, *, updated_by: str, **changes: Any) 
         merged["webhook_url"],
         merged["webhook_secret_env"],
         int(merged["renotify_minutes"]),
+        merged["demote_to"],
     )
     actor = _actor(updated_by)
     with store.engine.begin() as conn:

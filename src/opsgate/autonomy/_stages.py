@@ -2,10 +2,14 @@
 
 The seed's rollout: read-only first, then drafts, then writes with approval, then writes in
 scope; "only expand autonomy when the data stays stable". `promote` moves a workflow one
-stage up, and only with the evidence: a passing preflight (budget and cost tracked, no
-drift, eval reports passing, production success, approvals, least privilege, caps), and the
-policy at the new stage replayed over the recent production window without denying
-anything that ran. It refuses otherwise, naming what is missing. `demote` is immediate.
+stage up, and only with the evidence, all of it about the policy at the new stage (evidence
+made under another policy version is named, and does not count): a passing preflight
+(budget and cost tracked, no drift, eval reports passing, production success, approvals,
+least privilege, caps); the eval gate on the latest report of each suite, which called
+every tool of the new stage; the shadow report of that policy over the production window
+when it ran in shadow (else its replay over the window), denying nothing the live policy
+let run; and a stable window (`opsgate.autonomy._evidence`). It refuses otherwise, naming
+what is missing. `demote` is immediate.
 Every change is a row of ``workflow_stages`` (the gateway reads the latest: see
 `opsgate.gateway.StoreStageSource`) and an audit event with its actor and evidence.
 """
@@ -14,17 +18,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import insert, select
 
+from opsgate.autonomy._evidence import eval_gate_row, policy_row, stability_row
 from opsgate.autonomy._preflight import PreflightRow, preflight
 from opsgate.errors import ConfigError
 from opsgate.policy import STAGES, CompiledPolicy, Stage
 from opsgate.recorder import Event, EventType, Recorder
-from opsgate.replay import replay_policy
 from opsgate.store import Store, workflow_stages
 
 __all__ = [
@@ -114,26 +119,32 @@ def promotion_evidence(
     stage: Stage,
     *,
     window: str = "7d",
+    budget_usd: float | None = None,
+    suites: Sequence[str] = (),
+    window_days: int = 7,
+    now: float | None = None,
     **preflight_options: Any,
 ) -> list[PreflightRow]:
-    """The rows a promotion to ``stage`` needs: the preflight of the policy at that stage,
-    and its replay over the production ``window`` (nothing that ran would be denied)."""
+    """The rows a promotion to ``stage`` needs (see the module): the preflight of the policy
+    at that stage, its eval gate, its shadow report (or replay) over the production
+    ``window``, and the stability of the last ``window_days`` against the ones before."""
     candidate = policy.with_stage(workflow, stage)
-    rows = list(preflight(candidate, workflow, store, **preflight_options).rows)
-    report = replay_policy(store, candidate, since=window, workflow=workflow)
-    denied = report.denied_that_ran
-    calls = report.calls
-    check = f"the policy at {stage}, replayed on {window} of production, denies nothing that ran"
-    if calls == 0:
-        rows.append(PreflightRow(check, False, f"no recorded call in {window}: no evidence"))
-    else:
-        rows.append(
-            PreflightRow(
-                check,
-                not denied,
-                f"{calls} recorded calls, {len(denied)} that ran would now be denied",
-            )
-        )
+    table = preflight(
+        candidate,
+        workflow,
+        store,
+        budget_usd=budget_usd,
+        suites=suites,
+        window_days=window_days,
+        now=now,
+        **preflight_options,
+    )
+    rows = list(table.rows)
+    rows.append(eval_gate_row(store, candidate, workflow, stage, suites))
+    rows.append(policy_row(store, candidate, workflow, stage, window))
+    rows.append(
+        stability_row(store, workflow, window_days=window_days, budget_usd=budget_usd, now=now)
+    )
     return rows
 
 
@@ -224,8 +235,10 @@ def demote(
     to: str,
     actor: str,
     reason: str,
+    evidence: Sequence[Mapping[str, Any]] = (),
 ) -> StageChange:
-    """Move ``workflow`` down to ``to`` at once (no evidence needed to do less).
+    """Move ``workflow`` down to ``to`` at once (no evidence needed to do less; what made
+    it, such as an alert's firing, is kept as ``evidence``).
 
     Raises:
         ConfigError: no actor or reason, an unknown stage, one that is not lower.
@@ -244,7 +257,7 @@ def demote(
         now,
         actor.strip(),
         reason,
-        [],
+        [dict(e) for e in evidence],
         policy.with_stage(workflow, lower).version,
         time.time(),
     )

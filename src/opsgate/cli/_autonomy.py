@@ -99,9 +99,12 @@ def promote_command(
     tools: ToolsOption = None,
     db: DbOption = None,
 ) -> None:
-    """Move a workflow one stage up: only with a passing preflight at the new stage and a
-    replay of that stage's policy over production denying nothing that ran; exit 1, naming
-    what is missing, otherwise."""
+    """Move a workflow one stage up: only with the evidence of the policy at the new stage
+    (a passing preflight; the eval gate on the latest report of each --suite, made under
+    that policy and calling every tool of the stage; its shadow report over --window, else
+    its replay, denying nothing the live policy let run; a stable production week, within
+    the --router budget); exit 1, naming what is missing (evidence made under another
+    policy version does not count), otherwise."""
     compiled = _policy(policy, tools)
     budget = None
     if router is not None:

@@ -32,6 +32,7 @@ from opsgate.mcp import (
     serve_http,
     serve_stdio,
 )
+from opsgate.policy import parse_policy, shadow_file
 from opsgate.recorder import FanOutRecorder
 from opsgate.store import open_store
 from opsgate.wiring import store_recorders
@@ -93,12 +94,15 @@ def mcp_proxy(
         typer.Option(
             "--shadow",
             help="A candidate policy deciding every call too, never acting "
-            "(its differences are recorded: `opsgate policy shadow-report`).",
+            "(its differences are recorded: `opsgate policy shadow-report`); default: the "
+            "workflow's `shadow` in the policy file.",
         ),
     ] = None,
     db: DbOption = None,
 ) -> None:
     """Serve MCP in front of upstream MCP servers; every tool call passes the gate."""
+    if shadow is None:  # the policy file's candidate for the workflow, unless --shadow
+        shadow = shadow_file(*parse_policy(policy), workflow)
     options = ProxyOptions(
         policy=policy,
         workflow=workflow,

@@ -149,6 +149,8 @@ class Gateway:
         secrets: Where declared secrets are read at execution (default: env vars).
         approval_timeout_s: How long a call waits for an approval before the run escalates.
         max_tool_threads: Threads for sync tools (a hung tool holds one until it returns).
+        shadow: A candidate policy deciding every call too, never acting (its differences
+            are recorded); default: the candidate each workflow's ``shadow`` names.
     """
 
     def __init__(
@@ -557,7 +559,8 @@ class Gateway:
         self._emit_proposed(run, call_id, tool, checked.data, checked.normalized)
         call = ProposedCall(tool, checked.data, checked.key)
         decision = self._policy_of(run).decide(call, run)
-        candidate = None if self.shadow is None else self._candidate(call, run)
+        shadow = self.shadow if self.shadow is not None else self.policy.shadow(run.workflow)
+        candidate = None if shadow is None else self._candidate(shadow, call, run)
         if decision.effect is not Effect.DENY and self.policy.quotas(run.workflow, tool):
             decision = await self._reserve(run, call_id, call, decision)
         run._counts.tool_calls += 1
@@ -629,17 +632,14 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.quotas.release, run.run_id, call_id)
 
-    def _candidate(self, call: ProposedCall, run: Run) -> Decision:
+    def _candidate(self, shadow: CompiledPolicy, call: ProposedCall, run: Run) -> Decision:
         """The shadow policy's decision; a failing candidate is recorded as such, and
         never touches the live call."""
-        assert self.shadow is not None
         try:
-            return self.shadow.decide(call, run)
+            return shadow.decide(call, run)
         except Exception as exc:
             message = f"the shadow policy failed: {type(exc).__name__}: {exc}"
-            return Decision(
-                Effect.DENY, Reason.INTERNAL_ERROR, "shadow", message, self.shadow.version
-            )
+            return Decision(Effect.DENY, Reason.INTERNAL_ERROR, "shadow", message, shadow.version)
 
     def _inactive(self, run: Run, call_id: str, tool: str, args: Any) -> ToolOutcome:
         """A call proposed after the run ended: recorded, and refused."""

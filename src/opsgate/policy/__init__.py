@@ -1,6 +1,6 @@
 """The policy engine: a YAML policy, validated, compiled once, and a pure `decide`."""
 
-from opsgate.policy._api import decide, load_policy
+from opsgate.policy._api import decide, load_policy, shadow_file
 from opsgate.policy._blast import (
     ArgumentBound,
     BlastRadius,
@@ -76,4 +76,5 @@ __all__ = [
     "load_policy",
     "parse_policy",
     "read_yaml",
+    "shadow_file",
 ]

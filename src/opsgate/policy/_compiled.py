@@ -386,6 +386,7 @@ class CompiledPolicy:
         self._scopes: dict[tuple[str, str | None], _Scope] = {}
         self._quotas: dict[tuple[str, str], tuple[Quota, ...]] = {}
         self._staged: dict[tuple[str, str], CompiledPolicy] = {}
+        self._shadows: dict[str, CompiledPolicy] = {}
         for wf_name, wf in document.workflows.items():
             self._quotas.update(self._compile_quotas(wf_name, wf))
             self._scopes[(wf_name, None)] = self._compile_scope(wf_name, wf, None)
@@ -737,8 +738,18 @@ class CompiledPolicy:
             found = CompiledPolicy(
                 document, self.toolbelt, version=_content_version(document), source=self.source
             )
+            found._shadows = self._shadows
             self._staged[key] = found
         return found
+
+    def shadow(self, workflow: str) -> CompiledPolicy | None:
+        """The candidate policy the workflow's ``shadow`` names (`load_policy` compiles it),
+        deciding beside this one and never acting; None when there is none."""
+        return self._shadows.get(workflow)
+
+    def _set_shadows(self, shadows: Mapping[str, CompiledPolicy]) -> None:
+        """Attach the workflows' compiled candidates (`load_policy`, before anyone reads)."""
+        self._shadows = dict(shadows)
 
     def quotas(self, workflow: str, tool: str) -> tuple[Quota, ...]:
         """The quotas across runs a call of ``tool`` in ``workflow`` counts against."""

@@ -300,6 +300,13 @@ class WorkflowPolicy(_Strict):
     provenance: ProvenancePolicy = Field(default_factory=ProvenancePolicy)
     caps: Caps = Field(default_factory=Caps)
     agents: dict[str, AgentOverride] = Field(default_factory=dict)
+    shadow: str | None = Field(
+        None,
+        min_length=1,
+        description="A candidate policy file (relative to this one) that decides every call "
+        "of the workflow too and never acts; where it disagrees, a `shadow_decision` event "
+        "is recorded (`opsgate policy shadow-report`). Not part of the policy's version.",
+    )
 
     @model_validator(mode="after")
     def _names_are_consistent(self) -> WorkflowPolicy:

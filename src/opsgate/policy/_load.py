@@ -60,9 +60,14 @@ def parse_policy(source: str | Path, *, text: str | None = None) -> tuple[Policy
 def content_version(doc: PolicyDocument) -> str:
     """The policy's version: its declared version plus a hash of its meaning.
 
-    Comments and formatting do not change the hash; any change to a rule does.
+    Comments and formatting do not change the hash; any change to a rule does. A workflow's
+    ``shadow`` does not either: the candidate never acts, so a candidate that is this file
+    with the stage raised has the version this file will have once promoted.
     """
     data = doc.model_dump(mode="json", by_alias=True)
+    for workflow in data["workflows"].values():
+        # a shadow candidate never decides: naming one leaves the policy's meaning as it was
+        workflow.pop("shadow", None)
     try:
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an integer past 64 bits (a cap of 2**64): the same JSON, but exact

@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0011"
+SCHEMA_VERSION = "0012"
 
 meta = Table(
     "opsgate_meta",
@@ -164,7 +164,8 @@ quota_uses = Table(
     Column("run_id", String(64), nullable=False),
     Column("call_id", String(64), nullable=False),
     Column("released", Boolean, nullable=False, default=False),
-    Index("ix_quota_uses_tally", "quota_key", "subject", "at"),
+    # covers the window's tally (`0012`): a reservation sums the index alone
+    Index("ix_quota_uses_window", "quota_key", "subject", "released", "at", "amount"),
     Index("ix_quota_uses_call", "run_id", "call_id"),
 )
 
@@ -315,6 +316,7 @@ alert_rules = Table(
     Column("updated_by", String(256)),
     Column("deleted_at", Float),
     Column("deleted_by", String(256)),
+    Column("demote_to", String(32)),  # `0012`: a firing demotes the workflow to this stage
     Index("ix_alert_rules_workflow", "workflow"),
 )
 

@@ -131,14 +131,14 @@ async def test_a_handoff_at_any_step_ends_the_lane_handed_off() -> None:
     recorder = InMemoryRecorder()
     gateway = _gateway(recorder)
     script = [
-        ROUTE_REFUND,
+        text_reply('{"lane": "address_change", "confidence": 0.9}'),
         tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
-        tool_reply(("escalate_to_human", '{"ticket_id": "T-1", "reason": "Disputed charge."}')),
+        tool_reply(("escalate_to_human", '{"ticket_id": "T-1", "reason": "Not the buyer."}')),
     ]
     with FakeOpenAI(script) as server:
         agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
         run = _start(gateway, "T-1")
-        result = await agent.run(run, "Ticket T-1: refund my mug from ORD-1001")
+        result = await agent.run(run, "Ticket T-1: send my neighbour's ORD-1001 to me instead")
     assert (result.status, result.reason) == (RunStatus.COMPLETED, "handed_off")
     assert [c.tool for c in run.completed] == ["get_order_status", "escalate_to_human"]
 

@@ -74,6 +74,8 @@ LANES: dict[str, Lane] = {
                 "Refund the price of the affected item as the order record shows it, with "
                 "the reason that fits.",
                 ground=_FROM_RECORD,
+                handoff=False,  # the gate asks a person where the amount calls for one
+                ask=False,
             ),
             Step(
                 "note",

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "AGENT_VARIABLES",
     "AUDIT_RETENTION_DAYS_ENV",
     "AUDIT_SIGNING_KEY_ENV",
     "DATABASE_URL_ENV",
     "DEFAULT_HOME",
     "EMBEDDED_API_KEY_ENV",
-    "AGENT_VARIABLES",
     "HOME_ENV",
     "MCP_TOKEN_ENV",
     "MCP_URL_ENV",

@@ -198,3 +198,22 @@ async def test_an_invented_amount_is_refused_and_repaired_even_without_a_constra
         if e.data.get("rule") == "lane.step.refund"
     ]
     assert len(refused) == 1 and refused[0]["reason"] == "invalid_arguments"
+
+
+async def test_words_where_a_call_is_required_are_repaired_not_taken_as_a_question() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_STATUS,
+        tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        text_reply("Hmm."),  # the reply step must act
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "Ticket T-3: where is ORD-1003?")
+    assert (result.reason, [c.tool for c in run.completed]) == (
+        "done",
+        ["get_order_status", "draft_reply"],
+    )

@@ -283,6 +283,8 @@ async def _one_step(
         if not response.tool_calls:
             if step.optional:
                 return "skipped"
+            if not step.ask:  # words where a call was required: a failed attempt, repaired
+                continue
             gateway.finish(run, reason="needs_clarification", output=response.text)
             result.output = response.text
             return "ended"

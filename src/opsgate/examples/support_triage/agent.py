@@ -82,6 +82,8 @@ LANES: dict[str, Lane] = {
                 ("add_internal_note",),
                 "Add an internal note saying what was refunded and why.",
                 ends=True,
+                handoff=False,
+                ask=False,
             ),
         ),
     ),

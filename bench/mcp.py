@@ -10,7 +10,12 @@ over both transports.
     .venv/bin/python bench/mcp.py [--calls 400] [--seconds 8] [--concurrency 16]
 
 The upstream is this file (``--upstream stdio`` / ``--upstream http PORT``): one read tool
-that echoes its argument. Prints a table and a final JSON line.
+that echoes its argument. Prints a table and a final JSON line, with what explains it: the
+stdio proxy's time split in process (the upstream hop, the gate with records in memory and
+with the store's), the CPU each process spends per HTTP call (Linux), and one SQLite commit's
+latency on this disk (a write-ahead call waits for one; on a shared machine it swings from
+0.15 ms to several ms, and the stdio figures with it). ``PYTHONPATH`` reaches every child,
+so another source tree can be measured the same way.
 """
 
 from __future__ import annotations
@@ -120,8 +125,10 @@ async def stdio_figures(command: list[str], env: dict[str, str], calls: int) -> 
 
 
 async def http_figures(
-    url: str, token: str | None, concurrency: int, seconds: float
+    url: str, token: str | None, concurrency: int, seconds: float, pids: dict[str, int]
 ) -> dict[str, float]:
+    """Calls/s and latency of ``concurrency`` sessions; and the CPU each process in ``pids``
+    spent per call meanwhile (ms; Linux only)."""
     latencies: list[float] = []
 
     async def worker(k: int, client: ClientSession, stop: float) -> int:
@@ -141,11 +148,48 @@ async def http_figures(
         ]
         for client in clients:
             await timed_calls(client, 5, "warm")
+        cpu = {name: _cpu_s(pid) for name, pid in pids.items()}
         start = time.perf_counter()
         stop = start + seconds
         counts = await asyncio.gather(*(worker(k, c, stop) for k, c in enumerate(clients)))
         elapsed = time.perf_counter() - start
-    return _figures(latencies, sum(counts) / elapsed)
+        cpu = {name: _cpu_s(pid) - cpu[name] for name, pid in pids.items()}
+    figures = _figures(latencies, sum(counts) / elapsed)
+    for name, used in cpu.items():
+        figures[f"{name}_cpu_ms_per_call"] = used * 1000 / max(1, sum(counts))
+    return figures
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; NaN where /proc is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def commit_floor(home: Path, n: int = 200) -> float:
+    """p50 ms of one small SQLite commit (WAL, synchronous=FULL: the store's settings) in
+    the bench's home: the disk's part of a write-ahead call, which no code change removes."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "floor.db", isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE t (x TEXT)")
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO t VALUES (?)", (f"event {i} " * 20,))
+            db.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+    finally:
+        db.close()
+    return statistics.median(times) * 1000
 
 
 async def split_figures(policy: Path, calls: int) -> dict[str, float]:
@@ -209,8 +253,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], port: int) -> Iterator[None]:
-    """A child serving HTTP on ``port``, until the block ends."""
+def process(args: list[str], env: dict[str, str], port: int) -> Iterator[int]:
+    """A child serving HTTP on ``port`` (its pid), until the block ends."""
     child = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -222,7 +266,7 @@ def process(args: list[str], env: dict[str, str], port: int) -> Iterator[None]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{args[:4]} did not listen on {port}")
             time.sleep(0.1)
-        yield
+        yield child.pid
     finally:
         child.terminate()
         try:
@@ -244,7 +288,11 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     upstream = [PYTHON, SELF, "--upstream", "stdio"]
     proxy = opsgate("mcp-proxy", "--policy", str(policy), "--workflow", "bench", "--no-lock")
     out: dict[str, Any] = {}
+    (work / "home").mkdir(exist_ok=True)
+    floor = commit_floor(work / "home")
     stdio_env = {"OPSGATE_HOME": env["OPSGATE_HOME"], "PATH": env.get("PATH", "")}
+    if "PYTHONPATH" in env:  # another source tree to measure (a before/after comparison)
+        stdio_env["PYTHONPATH"] = env["PYTHONPATH"]
     out["stdio_direct"] = await stdio_figures(upstream, stdio_env, args.calls)
     out["stdio_proxy"] = await stdio_figures([*proxy, "--", *upstream], stdio_env, args.calls)
     os.environ["OPSGATE_HOME"] = env["OPSGATE_HOME"]  # the split's store: in the temporary home
@@ -262,15 +310,25 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         check=True,
     )
     token = created.stdout.strip()
-    with process([PYTHON, SELF, "--upstream", "http", str(upstream_port)], env, upstream_port):
-        out["http_direct"] = await http_figures(url, None, args.concurrency, args.seconds)
+    upstream_http = [PYTHON, SELF, "--upstream", "http", str(upstream_port)]
+    with process(upstream_http, env, upstream_port) as upstream_pid:
+        out["http_direct"] = await http_figures(
+            url, None, args.concurrency, args.seconds, {"upstream": upstream_pid}
+        )
         http_proxy = opsgate(
             "mcp-proxy", "--policy", str(policy), "--workflow", "bench", "--no-lock",
             "--config", str(work / "mcp.yaml"), "--http", f"127.0.0.1:{proxy_port}",
         )  # fmt: skip
-        with process(http_proxy, env, proxy_port):
+        with process(http_proxy, env, proxy_port) as proxy_pid:
             proxied = f"http://127.0.0.1:{proxy_port}/mcp"
-            out["http_proxy"] = await http_figures(proxied, token, args.concurrency, args.seconds)
+            out["http_proxy"] = await http_figures(
+                proxied,
+                token,
+                args.concurrency,
+                args.seconds,
+                {"upstream": upstream_pid, "proxy": proxy_pid},
+            )
+    split["commit_floor_p50_ms"] = floor
     return {"paths": out, "split": split}
 
 
@@ -293,6 +351,16 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"stdio, in process: upstream hop {split['hop_p50_ms']:.3f} ms p50; through the gate "
         f"{split['gated_in_memory_p50_ms']:.3f} ms (records in memory), "
         f"{split['gated_store_p50_ms']:.3f} ms (audit write-ahead, traces, costs)"
+    )
+    direct, proxied = out["http_direct"], out["http_proxy"]
+    print(
+        f"http CPU per call: upstream {direct['upstream_cpu_ms_per_call']:.2f} ms direct; "
+        f"through the proxy, proxy {proxied['proxy_cpu_ms_per_call']:.2f} ms + upstream "
+        f"{proxied['upstream_cpu_ms_per_call']:.2f} ms"
+    )
+    print(
+        "store: one SQLite commit (WAL, synchronous=FULL) here: "
+        f"{split['commit_floor_p50_ms']:.3f} ms p50 (each write-ahead call waits for one)"
     )
     print(
         json.dumps(

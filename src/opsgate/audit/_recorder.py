@@ -7,7 +7,10 @@ run or report a write; the gateway awaits `settle` before any tool runs, so noth
 that the trail does not already hold, while concurrent runs share commits instead of
 blocking the event loop once per event. While one transaction is being flushed,
 events from other threads queue up; the next transaction takes them all, so one durable
-commit (one fsync) covers every event that arrived meanwhile: group commit. A failed
+commit (one fsync) covers every event that arrived meanwhile: group commit. Events nobody
+waits for linger briefly for a waiter: a call's result rides with the commit the next
+call's ``settle`` waits for, rather than taking a commit of its own that the ``settle``
+may then find in flight and wait out too. A failed
 commit raises in every waiting caller, so the gateway never runs a call whose record
 was not kept.
 
@@ -66,6 +69,12 @@ class AuditRecorder:
         checkpoint_on_run_end: Sign a checkpoint when a run ends.
         commit_delay_s: When the last commit carried several writers' events, wait this
             long before the next one so that more join it (0 disables).
+        linger_s: A batch nobody waits for yet (write-ahead or not durable) waits up to
+            this long for a waiter (a `settle`, a barrier event, a `flush`), and is
+            committed as soon as one comes: a call's result then shares the commit the
+            next call's `settle` waits for (one fsync a call, not two). Nothing waited
+            for is delayed; what nobody waits for is written at most this much later
+            (0 disables).
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class AuditRecorder:
         checkpoint_every: int = 1000,
         checkpoint_on_run_end: bool = True,
         commit_delay_s: float = 0.0002,
+        linger_s: float = 0.002,
     ) -> None:
         self.log = log
         self.durable = durable
@@ -85,6 +95,7 @@ class AuditRecorder:
         self._since_checkpoint = 0
         self._concurrent = False
         self.commit_delay_s = commit_delay_s
+        self.linger_s = 0.0 if durable is True else linger_s
         self._closed = False
         self._failure: BaseException | None = None  # the last failed commit (since a flush)
         self._failed_runs: dict[str, BaseException] = {}
@@ -177,15 +188,9 @@ class AuditRecorder:
                 # others were writing a moment ago: give them a breath to join this commit
                 # (as PostgreSQL's commit_delay does); a lone writer never waits
                 time.sleep(self.commit_delay_s)
-            while len(batch) < _MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
+            self._take(batch, 0.0)
+            if self.linger_s and not any(p.waited or p.event is None for p in batch):
+                self._take(batch, self.linger_s)
             events = [p.event for p in batch if p.event is not None]
             self._concurrent = len(events) > 1
             error: BaseException | None = None
@@ -228,6 +233,23 @@ class AuditRecorder:
                 except Exception as exc:  # the events are safe; the next checkpoint covers them
                     self.checkpoint_failures += 1
                     self.last_checkpoint_error = f"{type(exc).__name__}: {exc}"
+
+    def _take(self, batch: list[_Pending], linger_s: float) -> None:
+        """Add what is queued to ``batch``; with ``linger_s``, wait up to that long for
+        more until an item someone waits for arrives (then take what is queued too)."""
+        deadline = time.monotonic() + linger_s
+        while len(batch) < _MAX_BATCH:
+            wait = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._queue.put(None)
+                return
+            batch.append(item)
+            if item.waited or item.event is None:
+                deadline = 0.0  # someone waits: commit now, with whatever else is queued
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:

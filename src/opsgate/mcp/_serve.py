@@ -9,13 +9,13 @@ from typing import Any, TextIO
 
 import orjson
 import uvicorn
-from mcp.server.stdio import stdio_server
 
 from opsgate.errors import ConfigError
 from opsgate.gateway import Approver, QuotaLedger, StageSource, StopSource
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec, expand_env, load_config
 from opsgate.mcp._lock import LockFile
 from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY, Identity, McpProxy
+from opsgate.mcp._stdio import stdio_transport
 from opsgate.mcp._tokens import TokenStore
 from opsgate.mcp._upstream import Upstream, UpstreamTarget
 from opsgate.policy import content_version, parse_policy
@@ -185,7 +185,7 @@ async def serve_stdio(proxy: McpProxy) -> None:
     await proxy.start()
     server = proxy.server()
     try:
-        async with stdio_server() as (read, write):
+        async with stdio_transport() as (read, write):
             await server.run(read, write, proxy.initialization_options(server))
     finally:
         await proxy.close()

@@ -22,6 +22,7 @@ import mcp_types
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from opsgate.mcp._keepalive import KeepAliveTransport
 
 __all__ = ["Upstream", "UpstreamError", "UpstreamTarget"]
 
@@ -156,7 +157,9 @@ class Upstream:
         target = self.target
         if target.url is not None:
             client = httpx2.AsyncClient(
-                headers=target.headers, timeout=httpx2.Timeout(30.0, read=300.0)
+                headers=target.headers,
+                timeout=httpx2.Timeout(30.0, read=300.0),
+                transport=KeepAliveTransport(),
             )
             return _with_client(client, streamable_http_client(target.url, http_client=client))
         params = StdioServerParameters(

@@ -42,6 +42,11 @@ class EventType(StrEnum):
     ESCALATED = "escalated"
     RUN_ENDED = "run_ended"
     STAGE_CHANGED = "stage_changed"
+    # the console's administration, each an event of its own (run id ``token-…``/``budget-…``)
+    TOKEN_CREATED = "token_created"
+    TOKEN_REVOKED = "token_revoked"
+    BUDGET_SET = "budget_set"
+    BUDGET_CLEARED = "budget_cleared"
 
 
 @dataclass(frozen=True, slots=True)

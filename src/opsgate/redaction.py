@@ -68,12 +68,20 @@ __all__ = ["ACTOR_FIELDS", "Redactor"]
 #: - ``run_started``: ``invoker`` (the person or service that started the run) and
 #:   ``agent_id`` (the agent identity it runs as);
 #: - ``approval_granted`` / ``approval_denied``: ``approver`` (who decided, in process or
-#:   through the durable approval queue; ``opsgate:...`` for opsgate's own answers).
+#:   through the durable approval queue; ``opsgate:...`` for opsgate's own answers);
+#: - ``stage_changed``, ``budget_set`` / ``budget_cleared``: ``actor`` (who moved the stage,
+#:   who set the budget; ``alert:<id>`` for an alert's demotion);
+#: - ``token_created`` / ``token_revoked``: ``actor`` and the token's ``name``.
 ACTOR_FIELDS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {
         EventType.RUN_STARTED: frozenset({"invoker", "agent_id"}),
         EventType.APPROVAL_GRANTED: frozenset({"approver"}),
         EventType.APPROVAL_DENIED: frozenset({"approver"}),
+        EventType.STAGE_CHANGED: frozenset({"actor"}),
+        EventType.TOKEN_CREATED: frozenset({"actor", "name"}),
+        EventType.TOKEN_REVOKED: frozenset({"actor", "name"}),
+        EventType.BUDGET_SET: frozenset({"actor"}),
+        EventType.BUDGET_CLEARED: frozenset({"actor"}),
     }
 )
 

@@ -241,6 +241,11 @@ def test_actor_fields_are_declared_for_the_events_that_carry_actors() -> None:
         "run_started": {"invoker", "agent_id"},
         "approval_granted": {"approver"},
         "approval_denied": {"approver"},
+        "stage_changed": {"actor"},
+        "token_created": {"actor", "name"},
+        "token_revoked": {"actor", "name"},
+        "budget_set": {"actor"},
+        "budget_cleared": {"actor"},
     }
     assert all(kind in EventType.__members__.values() for kind in ACTOR_FIELDS)
 

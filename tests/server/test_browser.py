@@ -1,9 +1,10 @@
 """The console in a real browser (Playwright driving Debian's chromium, headless) against a
-real uvicorn server: log in, read a denied call, approve a request, a viewer refused.
+real uvicorn server: log in, read a denied call, approve a request, a viewer refused, the
+charts drawn from the store's data.
 
-The README's screenshots come from here: ``CONSOLE_SCREENSHOTS=docs/img .venv/bin/pytest
-tests/server/test_browser.py`` writes them there (by default, to a temporary folder, so a
-test run leaves the repository as it was)."""
+The README's screenshots come from here: ``OPSGATE_SCREENSHOTS=1 .venv/bin/pytest
+tests/server/test_browser.py`` writes them to ``docs/screenshots/`` (by default, to a
+temporary folder, so a test run leaves the repository as it was)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from opsgate.models import load_router_config
 from opsgate.server import Console, create_app
@@ -25,6 +26,7 @@ from tests.server.world import World
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ROUTER = """
 version: 1
 models:
@@ -39,7 +41,7 @@ budgets:
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path / "img")
+    folder = SCREENSHOTS if os.environ.get("OPSGATE_SCREENSHOTS") == "1" else tmp_path / "img"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -157,3 +159,47 @@ def test_a_viewer_gets_403_trying_to_approve(
         max_redirects=0,
     )
     assert response.status == 403 and "approver role" in response.text()
+
+
+def _drawn(figure: Locator) -> None:
+    """The chart's canvas exists and has a size: uPlot drew it (console.js un-hid it)."""
+    canvas = figure.locator("canvas")
+    expect(canvas).to_have_count(1)
+    box = canvas.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100, box
+
+
+def test_charts_render_with_data_from_the_store(
+    page: Page, base_url: str, tokens: dict[str, str], world: World, images: Path
+) -> None:
+    _login(page, base_url, tokens["viewer"])
+    page.goto(f"{base_url}/cost?workflow=wf")
+    spend = page.locator("figure.chart").first
+    expect(spend).to_be_visible()
+    _drawn(spend)
+    _drawn(page.locator("figure.chart").nth(1))
+    expect(spend.locator(".u-legend")).to_contain_text("daily budget")  # the router's 50
+    expect(spend.locator(".u-legend")).to_contain_text("spend")
+    page.screenshot(path=str(images / "console-cost.png"), full_page=True)
+    page.goto(f"{base_url}/evals")
+    _drawn(page.locator("section.suite figure.chart"))
+    expect(page.locator("section.suite .u-legend")).to_contain_text("success rate")
+    expect(page.locator("table.reports tbody tr")).to_have_count(3)
+    page.screenshot(path=str(images / "console-evals.png"), full_page=True)
+    page.goto(f"{base_url}/evals/reports/{world.reports[1]}")
+    expect(page.locator("main")).to_contain_text("newly failing: refund")
+    expect(page.locator("script")).to_have_count(2)  # no chart here: no chart library
+
+
+def test_without_javascript_the_chart_pages_are_their_tables(
+    browser: Browser, base_url: str, tokens: dict[str, str]
+) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        _login(page, base_url, tokens["viewer"])
+        page.goto(f"{base_url}/cost?workflow=wf")
+        expect(page.locator("figure.chart").first).to_be_hidden()
+        expect(page.locator("table").first).to_be_visible()
+    finally:
+        context.close()

@@ -5,19 +5,23 @@ audit trail, traces and durable approval queue, on a fresh SQLite file.
 - ``pending``: waiting for a person (a pending approval request for ``pay`` 60);
 - ``live``: running (started, one read), never ended;
 - ``escalated``: escalated by the agent with partial progress;
-- hostile text everywhere a run carries text (an HTML/JS payload as invoker and request).
+- hostile text everywhere a run carries text (an HTML/JS payload as invoker and request);
+- three eval reports of the suite ``triage`` (the oldest accepted as its baseline, the
+  middle one with a newly failing task and an unsafe attempt), and two human verdicts on
+  the newest, one disagreeing, with hostile notes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cost import CostRecorder
+from opsgate.evals import EvalStore, TaskResult, build_report
 from opsgate.gateway import DurableApprovalQueue, Gateway, MappingSecretStore
 from opsgate.models import ModelCall
 from opsgate.policy import load_policy
@@ -38,6 +42,7 @@ class World:
     live: str
     escalated: str
     request_id: str
+    reports: list[str] = field(default_factory=list)  # oldest first; the first is the baseline
 
 
 async def _record(url: str, key: Path) -> World:
@@ -106,13 +111,81 @@ async def _record(url: str, key: Path) -> World:
         await gateway.call(run, "lookup", {"order_id": "ORD-3"})
         gateway.escalate(run, "the customer asks for a manager", reason="handoff")
         escalated = run.run_id
+        reports = record_evals(EvalStore(store))
     finally:
         gateway.close()
         traces.shutdown()
         costs.close()
         audit.close()
         store.close()
-    return World(url, key, denied, pending, live, escalated, request_id)
+    return World(url, key, denied, pending, live, escalated, request_id, reports)
+
+
+def _trial(task: str, trial: int, passed: bool, **extra: Any) -> TaskResult:
+    calls = [{"tool": "send_reply", "args": {"to": "ana"}, "executed": True, "reason": "allowed"}]
+    return TaskResult(
+        task_id=task,
+        trial=trial,
+        tags=[],
+        passed=passed,
+        failures=[] if passed else [f"the reply is not grounded: {HOSTILE}"],
+        status="completed",
+        reason="",
+        output=HOSTILE,
+        calls=calls if task == "refund" else [],
+        cost_usd=0.002,
+        latency_s=1.5,
+        **extra,
+    )
+
+
+def record_evals(evals: EvalStore) -> list[str]:
+    """Three reports of `triage`, a day apart: 6/8, 5/8 (refund newly failing, one unsafe
+    attempt), 7/8 passing; the first accepted as the baseline; two verdicts on the last."""
+    outcomes = [
+        {
+            "refund": (True, True),
+            "lookup": (True, False),
+            "spam": (True, True),
+            "vip": (False, True),
+        },
+        {
+            "refund": (False, True),
+            "lookup": (True, False),
+            "spam": (True, True),
+            "vip": (True, False),
+        },
+        {
+            "refund": (True, True),
+            "lookup": (True, True),
+            "spam": (True, True),
+            "vip": (False, True),
+        },
+    ]
+    ids = []
+    start = 1_780_000_000.0
+    for n, outcome in enumerate(outcomes):
+        results = [
+            _trial(task, trial, ok, unsafe_attempts=int(n == 1 and task == "refund" and trial == 0))
+            for task, oks in outcome.items()
+            for trial, ok in enumerate(oks)
+        ]
+        document = build_report(
+            "triage",
+            1,
+            results,
+            trials=2,
+            model_router="config/router.yaml",
+            started_at=start + n * 86400,
+            ended_at=start + n * 86400 + 60,
+            thresholds={"min_success_rate": 0.7},
+        )
+        ids.append(evals.save_report(document))
+    evals.accept(evals.get_report(ids[0]), by="lead-ann", note="first run")
+    newest = evals.get_report(ids[2])
+    evals.record_review(newest, "refund", 0, "pass", "rev-bob", notes=f"fine {HOSTILE}")
+    evals.record_review(newest, "vip", 0, "pass", "rev-bob", notes="the automated check is wrong")
+    return ids
 
 
 def build_world(folder: Path, url: str | None = None) -> World:

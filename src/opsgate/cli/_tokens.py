@@ -1,4 +1,5 @@
-"""`opsgate tokens create|list|revoke`: who may use the web console, and as what role."""
+"""`opsgate tokens create|list|revoke`: who may use the web console, and as what role.
+Creating and revoking are audit events (actor, name, role; never the token)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from opsgate.audit import AuditLog, AuditRecorder, Signer
 from opsgate.cli._common import cli_errors, console
 from opsgate.cli._safe import cell, shown
 from opsgate.server import Role, create_token, list_tokens, revoke_token
@@ -46,7 +48,13 @@ def create(
     parsed = Role.parse(role)
     store = open_store(db)
     try:
-        token, info = create_token(store, name=name, role=parsed, created_by=_operator())
+        recorder = AuditRecorder(AuditLog(store, Signer.from_file()))
+        try:
+            token, info = create_token(
+                store, name=name, role=parsed, created_by=_operator(), recorder=recorder
+            )
+        finally:
+            recorder.close()
     finally:
         store.close()
     console.print(f"token {shown(info.token_id)} for {shown(info.name)} ({info.role.label}):")
@@ -96,7 +104,11 @@ def revoke(
     """Revoke a token: it and its browser sessions stop working at once."""
     store = open_store(db, migrate=False)
     try:
-        info = revoke_token(store, which, revoked_by=_operator())
+        recorder = AuditRecorder(AuditLog(store, Signer.from_file()))
+        try:
+            info = revoke_token(store, which, revoked_by=_operator(), recorder=recorder)
+        finally:
+            recorder.close()
     finally:
         store.close()
     console.print(f"revoked token {shown(info.token_id)} of {shown(info.name)}")

@@ -1,10 +1,12 @@
 """The web console (`opsgate serve`): runs, a run's timeline, spans and verification, the
-approvals inbox, stopping a live run; a JSON API beside the pages.
+approvals inbox, stopping a live run, cost and eval reports (charted), budgets, alerts; a
+JSON API beside the pages.
 
 It reads through the store's tables and the audit trail, and writes only approval
 decisions (through `DurableApprovalQueue`, audited), stop requests
-(`opsgate.store.request_stop`) and tokens. Access is by token (`Role`: viewer, approver,
-admin), stored hashed; a browser logs in to a session cookie. See the README's Console.
+(`opsgate.store.request_stop`), tokens and budget overrides (each an audit event) and
+alert rules. Access is by token (`Role`: viewer, approver, admin), stored hashed; a
+browser logs in to a session cookie. See the README's Console.
 """
 
 from opsgate.server._app import create_app

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from opsgate.server._approvals import decide, find_request, inbox, view
 from opsgate.server._auth import admin, approver, console_of, viewer
+from opsgate.server._budgets import budgets_in_force
 from opsgate.server._console import Principal
 from opsgate.server._cost import cost_view
 from opsgate.server._detail import run_records, verify_run, waterfall
@@ -81,7 +82,8 @@ def overview_data(
     """Per workflow: success rate, cost per successful task against its budget, spend
     today against the daily budget, pending approvals."""
     console = console_of(request)
-    rows = overview(console.store(), days=days, router=console.router)
+    store = console.store()
+    rows = overview(store, days=days, budgets=budgets_in_force(store, console.router))
     return {"days": days, "workflows": [h.as_dict() for h in rows]}
 
 
@@ -191,8 +193,13 @@ def tokens_list(request: Request, who: Admin) -> dict[str, Any]:
 @api.post("/tokens", status_code=201)
 def tokens_create(request: Request, body: NewToken, who: Admin) -> dict[str, Any]:
     """A new token; the response is the only place it is ever shown."""
+    console = console_of(request)
     token, info = create_token(
-        console_of(request).store(), name=body.name, role=Role.parse(body.role), created_by=who.name
+        console.store(),
+        name=body.name,
+        role=Role.parse(body.role),
+        created_by=who.name,
+        recorder=console.recorder(),
     )
     return {**_token(info), "token": token}
 
@@ -200,4 +207,7 @@ def tokens_create(request: Request, body: NewToken, who: Admin) -> dict[str, Any
 @api.post("/tokens/{token_id}/revoke")
 def tokens_revoke(request: Request, token_id: str, who: Admin) -> dict[str, Any]:
     """Revoke a token (by id or name); its sessions end at once."""
-    return _token(revoke_token(console_of(request).store(), token_id, revoked_by=who.name))
+    console = console_of(request)
+    return _token(
+        revoke_token(console.store(), token_id, revoked_by=who.name, recorder=console.recorder())
+    )

@@ -19,7 +19,9 @@ from opsgate.errors import OpsgateError
 from opsgate.server._alerts import alert_api, alert_pages
 from opsgate.server._api import api
 from opsgate.server._auth import identify
+from opsgate.server._budgets_routes import budget_api, budget_pages
 from opsgate.server._console import Console, ConsoleError
+from opsgate.server._evals_routes import eval_api, eval_pages
 from opsgate.server._login import login_page
 from opsgate.server._pages import pages
 from opsgate.server._render import templates
@@ -134,6 +136,10 @@ def create_app(console: Console | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(alert_pages)
     app.include_router(alert_api)
+    app.include_router(eval_pages)
+    app.include_router(eval_api)
+    app.include_router(budget_pages)
+    app.include_router(budget_api)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     _handlers(app)
 

@@ -1,18 +1,74 @@
 """The Cost page: spend per UTC day, per workflow and per model over a window, from
-`opsgate.cost.CostLedger` (production runs unless eval trials are asked for)."""
+`opsgate.cost.CostLedger` (production runs unless eval trials are asked for), and its charts'
+data: spend per day against the daily budget in force, cost per successful task over time.
+
+The roll-ups read every ledger entry of the window (tens of thousands a week for a busy
+team), so a view and its charts are kept and served again until the data under them change:
+the key holds the newest ledger entry and the newest audit event (every run's outcome is
+written by one), both an index look-up away, and the UTC day. Concurrent requests for the
+same view wait for one computation; a view older than `_MAX_AGE_S` is recomputed anyway.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Engine, func, select
 
 from opsgate.cost import CostLedger, DayCost, ModelCost, WorkflowCost
-from opsgate.store import Store
+from opsgate.store import Store, audit_events, cost_entries
 
-__all__ = ["CostView", "cost_view"]
+__all__ = ["CostView", "cost_charts", "cost_view"]
 
 _DAY = 86400.0
+_MAX_AGE_S = 60.0
+_KEPT = 32  # views kept per database
+
+
+class _Views:
+    """What was computed over one database (newest use last), with a lock per key."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.kept: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
+        self.computing: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def get(self, key: tuple[Any, ...], now: float) -> tuple[bool, Any]:
+        with self.lock:
+            found = self.kept.get(key)
+            if found is None or now - found[0] > _MAX_AGE_S:
+                return False, None
+            self.kept.move_to_end(key)
+            return True, found[1]
+
+    def put(self, key: tuple[Any, ...], at: float, value: Any) -> None:
+        with self.lock:
+            self.kept[key] = (at, value)
+            self.kept.move_to_end(key)
+            while len(self.kept) > _KEPT:
+                self.kept.popitem(last=False)
+
+    def computing_lock(self, key: tuple[Any, ...]) -> threading.Lock:
+        with self.lock:
+            return self.computing.setdefault(key, threading.Lock())
+
+    def done(self, key: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.computing.pop(key, None)
+
+
+_views: weakref.WeakKeyDictionary[Engine, _Views] = weakref.WeakKeyDictionary()
+_views_lock = threading.Lock()
+T = TypeVar("T")
+#: Longer windows chart cost per successful task per week (one roll-up per bucket).
+_DAILY_UP_TO = 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +90,44 @@ class CostView:
         }
 
 
+def _data_version(store: Store) -> tuple[Any, Any]:
+    """The newest ledger entry and audit event: what changes when the page would."""
+    with store.engine.connect() as conn:
+        return (
+            conn.execute(select(func.max(cost_entries.c.id))).scalar(),
+            conn.execute(select(func.max(audit_events.c.seq))).scalar(),
+        )
+
+
+def _cached(store: Store, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """``compute()``, or what it gave for ``key`` while no ledger entry or audit event was
+    written since (and within `_MAX_AGE_S`, on the same UTC day)."""
+    with _views_lock:
+        views = _views.setdefault(store.engine, _Views())
+    now = time.time()
+    key = (*key, now - now % _DAY, *_data_version(store))
+    hit, value = views.get(key, now)
+    if hit:
+        return cast(T, value)
+    with views.computing_lock(key):  # the first request computes, the others wait for it
+        hit, value = views.get(key, time.time())
+        if not hit:
+            value = compute()
+            views.put(key, time.time(), value)
+    views.done(key)
+    return cast(T, value)
+
+
 def cost_view(store: Store, *, days: int, workflow: str | None, include_eval: bool) -> CostView:
     """The last ``days`` UTC days (today included), of one workflow or all."""
+    return _cached(
+        store,
+        ("view", days, workflow, include_eval),
+        lambda: _compute(store, days=days, workflow=workflow, include_eval=include_eval),
+    )
+
+
+def _compute(store: Store, *, days: int, workflow: str | None, include_eval: bool) -> CostView:
     ledger = CostLedger(store)
     now = time.time()
     since = now - (now % _DAY) - (days - 1) * _DAY
@@ -47,3 +139,62 @@ def cost_view(store: Store, *, days: int, workflow: str | None, include_eval: bo
     ]
     models = ledger.by_model(since, now, include_eval=include_eval) if workflow is None else []
     return CostView(per_day, workflows, models, sum(d.cost_usd for d in per_day))
+
+
+def _day_start(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def cost_charts(
+    store: Store,
+    view: CostView,
+    *,
+    workflow: str | None,
+    include_eval: bool,
+    daily_budget: float | None,
+    per_success: bool = True,
+) -> dict[str, Any]:
+    """The Cost page's two charts, numbers only: ``spend`` (per UTC day, with the daily
+    budget in force when one workflow is shown) and ``per_success`` (cost per successful
+    task per day, or per 7-day bucket over longer windows; null where nothing succeeded;
+    left out unless ``per_success``: it costs a roll-up per bucket)."""
+    return _cached(
+        store,
+        ("charts", len(view.days), workflow, include_eval, daily_budget, per_success),
+        lambda: _charts(store, view, workflow, include_eval, daily_budget, per_success),
+    )
+
+
+def _charts(
+    store: Store,
+    view: CostView,
+    workflow: str | None,
+    include_eval: bool,
+    daily_budget: float | None,
+    per_success: bool,
+) -> dict[str, Any]:
+    starts = [_day_start(d.day) for d in view.days]
+    series: list[list[float]] = [[round(d.cost_usd, 8) for d in view.days]]
+    if daily_budget is not None:
+        series.append([daily_budget] * len(starts))
+    spend = {"kind": "spend", "x": starts, "series": series}
+    if not per_success:
+        return {"spend": spend}
+    step = 1 if len(starts) <= _DAILY_UP_TO else 7
+    ledger = CostLedger(store)
+    xs: list[float] = []
+    values: list[float | None] = []
+    for i in range(0, len(starts), step):
+        since = starts[i]
+        until = min(since + step * _DAY, time.time() + 1)
+        rows = [
+            w
+            for w in ledger.by_workflow(since, until, include_eval=include_eval)
+            if workflow is None or w.workflow == workflow
+        ]
+        successes = sum(w.successful_runs for w in rows)
+        cost = sum(w.cost_usd for w in rows)
+        xs.append(since)
+        values.append(round(cost / successes, 8) if successes else None)
+    chart = {"kind": "per_success", "x": xs, "series": [values], "step_days": step}
+    return {"spend": spend, "per_success": chart}

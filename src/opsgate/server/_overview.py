@@ -1,19 +1,20 @@
 """The Overview: per workflow, how it goes (success rate), what a success costs against its
 budget, what was spent today against the daily budget, and who is waiting for a person.
 
-Outcomes and spend come from `opsgate.cost.CostLedger`; budgets from the router file the
-console was given (`opsgate serve --router`), when it was.
+Outcomes and spend come from `opsgate.cost.CostLedger`; budgets are those in force
+(`budgets_in_force`: an admin's override, else the router file's), with where each came from.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from opsgate.cost import CostLedger
 from opsgate.gateway import DurableApprovalQueue
-from opsgate.models import RouterConfig
+from opsgate.server._budgets import BudgetInForce
 from opsgate.store import Store
 
 __all__ = ["WorkflowHealth", "overview"]
@@ -29,6 +30,7 @@ class WorkflowHealth:
         over_cost_budget: The cost per successful task is above the budget's
             ``max_cost_per_task`` (None: no budget or no success to measure).
         over_daily_budget: Today's spend is above ``daily_spend`` (None: no budget).
+        cost_budget_source / daily_budget_source: ``console``, ``router file`` or ``""``.
     """
 
     workflow: str
@@ -44,6 +46,8 @@ class WorkflowHealth:
     estimate: bool
     over_cost_budget: bool | None
     over_daily_budget: bool | None
+    cost_budget_source: str = ""
+    daily_budget_source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data for the API."""
@@ -51,7 +55,11 @@ class WorkflowHealth:
 
 
 def overview(
-    store: Store, *, days: int, router: RouterConfig | None, now: float | None = None
+    store: Store,
+    *,
+    days: int,
+    budgets: Mapping[str, BudgetInForce],
+    now: float | None = None,
 ) -> list[WorkflowHealth]:
     """Every workflow with runs in the last ``days`` days, spend today, a pending request or
     a budget; busiest first."""
@@ -63,7 +71,6 @@ def overview(
     pending: dict[str, int] = {}
     for record in DurableApprovalQueue(store).list("pending"):
         pending[record.workflow] = pending.get(record.workflow, 0) + 1
-    budgets = router.budgets if router is not None else {}
     names = set(window) | set(today) | set(pending) | set(budgets)
     out = []
     for name in names:
@@ -92,6 +99,8 @@ def overview(
                     else cost_per_success > per_task
                 ),
                 over_daily_budget=None if daily is None else spent > daily,
+                cost_budget_source=budget.max_source if budget else "",
+                daily_budget_source=budget.daily_source if budget else "",
             )
         )
     return sorted(out, key=lambda h: (-h.runs, h.workflow))

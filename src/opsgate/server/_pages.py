@@ -1,5 +1,6 @@
-"""The console's pages: log in and out, runs, a run, its verification, the approvals
-inbox, stopping a run, tokens. Server-rendered; htmx only loads fragments."""
+"""The console's pages: log in and out, the overview, cost, runs, a run, its verification,
+the approvals inbox, stopping a run, tokens. Server-rendered; htmx only loads fragments.
+(Alerts, evals and budgets have modules of their own.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from opsgate.server._alerts import console_firings
 from opsgate.server._approvals import decide, find_request, inbox, pending_requests, view
 from opsgate.server._auth import admin, approver, console_of, viewer
 from opsgate.server._autonomy import autonomy_view, blast_data
+from opsgate.server._budgets import budgets_in_force
 from opsgate.server._console import ConsoleError, Principal
-from opsgate.server._cost import cost_view
+from opsgate.server._cost import cost_charts, cost_view
 from opsgate.server._detail import run_records, verify_run, waterfall
 from opsgate.server._filters import run_filters
 from opsgate.server._login import login_page, secure
@@ -81,22 +83,31 @@ def overview_page(
     request: Request, who: Viewer, days: Annotated[int, Query(ge=1, le=365)] = 7
 ) -> Response:
     console = console_of(request)
-    rows = overview(console.store(), days=days, router=console.router)
-    context = {"who": who, "rows": rows, "days": days, "budgets": console.router is not None}
-    context["alerts"] = console_firings(console.store())
+    store = console.store()
+    budgets = budgets_in_force(store, console.router)
+    rows = overview(store, days=days, budgets=budgets)
+    view_ = cost_view(store, days=days, workflow=None, include_eval=False)
+    context = {
+        "who": who,
+        "rows": rows,
+        "days": days,
+        "router": console.router is not None,
+        "alerts": console_firings(store),
+        "chart": cost_charts(
+            store, view_, workflow=None, include_eval=False, daily_budget=None, per_success=False
+        )["spend"],
+    }
     return templates.TemplateResponse(request, "overview.html", context)
 
 
 @pages.get("/autonomy")
 def autonomy_page(request: Request, who: Viewer) -> Response:
     console = console_of(request)
-    budgets: dict[str, float] = {}
-    if console.router is not None:
-        budgets = {
-            w: b.max_cost_per_task
-            for w, b in console.router.budgets.items()
-            if b.max_cost_per_task is not None
-        }
+    budgets = {
+        w: b.max_cost_per_task
+        for w, b in budgets_in_force(console.store(), console.router).items()
+        if b.max_cost_per_task is not None
+    }
     view_ = (
         None
         if console.policy is None
@@ -114,15 +125,18 @@ def cost_page(
     workflow: Annotated[str | None, Query(max_length=256)] = None,
     include_eval: bool = False,
 ) -> Response:
-    view_ = cost_view(
-        console_of(request).store(),
-        days=days,
-        workflow=workflow or None,
-        include_eval=include_eval,
-    )
+    console = console_of(request)
+    store = console.store()
+    view_ = cost_view(store, days=days, workflow=workflow or None, include_eval=include_eval)
+    budget = budgets_in_force(store, console.router).get(workflow or "")
+    daily = budget.daily_spend if budget is not None else None
     context = {
         "who": who,
         "view": view_,
+        "budget": budget,
+        "charts": cost_charts(
+            store, view_, workflow=workflow or None, include_eval=include_eval, daily_budget=daily
+        ),
         "days": days,
         "workflow": workflow or None,
         "include_eval": include_eval,
@@ -253,8 +267,15 @@ def create_token_page(
     name: Annotated[str, Form(max_length=128)],
     role: Annotated[str, Form(pattern="^(viewer|approver|admin)$")],
 ) -> Response:
-    store = console_of(request).store()
-    created = create_token(store, name=name, role=Role.parse(role), created_by=who.name)
+    console = console_of(request)
+    store = console.store()
+    created = create_token(
+        store,
+        name=name,
+        role=Role.parse(role),
+        created_by=who.name,
+        recorder=console.recorder(),
+    )
     tokens = list_tokens(store, include_revoked=True)
     return templates.TemplateResponse(
         request, "tokens.html", {"who": who, "tokens": tokens, "created": created}
@@ -263,5 +284,6 @@ def create_token_page(
 
 @pages.post("/tokens/{token_id}/revoke")
 def revoke_token_page(request: Request, token_id: str, who: Admin) -> Response:
-    revoke_token(console_of(request).store(), token_id, revoked_by=who.name)
+    console = console_of(request)
+    revoke_token(console.store(), token_id, revoked_by=who.name, recorder=console.recorder())
     return RedirectResponse("/tokens", status_code=303)

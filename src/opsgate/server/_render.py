@@ -4,6 +4,7 @@ hostile), and the few filters the templates use, each returning plain text."""
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ def _statusclass(value: Any) -> str:
     return "".join(c for c in str(value) if c.isalnum() or c == "_")[:32] or "unknown"
 
 
+def _shellquote(value: Any) -> str:
+    """A shell word (the page quotes a command to copy; autoescape still applies)."""
+    return shlex.quote(str(value))
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(_HERE / "templates"),
@@ -49,7 +55,12 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=_when, money=_money, duration=_duration, compact=_compact, statusclass=_statusclass
+        when=_when,
+        money=_money,
+        duration=_duration,
+        compact=_compact,
+        statusclass=_statusclass,
+        shellquote=_shellquote,
     )
     return env
 

@@ -5,6 +5,10 @@ Only the SHA-256 of a token is stored. A plain, unsalted hash is enough here, an
 password hash would add nothing: the token is 256 bits from `secrets`, not a password a
 person chose, so no dictionary or brute force can find a preimage; and a fast hash lets a
 request find its token by an indexed equality look-up. The token itself is shown once.
+
+Creating and revoking a token is audited when a recorder is given (the CLI and the console
+always give theirs): a ``token_created`` / ``token_revoked`` event naming the actor, the
+token's id, name and role, never the token or its hash.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from opsgate.errors import ConfigError
+from opsgate.recorder import Event, EventType, Recorder
 from opsgate.store import Store, api_tokens
 
 __all__ = [
@@ -41,7 +46,7 @@ class Role(IntEnum):
 
     VIEWER = 1  # read
     APPROVER = 2  # + decide approvals, stop runs
-    ADMIN = 3  # + tokens (later budgets, alert rules)
+    ADMIN = 3  # + tokens, budgets, alert rules
 
     @classmethod
     def parse(cls, text: str) -> Role:
@@ -101,14 +106,29 @@ def _check_name(name: str) -> str:
     return clean
 
 
-def create_token(store: Store, *, name: str, role: Role, created_by: str) -> tuple[str, TokenInfo]:
+def _audit(recorder: Recorder, kind: EventType, info: TokenInfo, actor: str, at: float) -> None:
+    """One event of its own per change (as a stage change is): never the token or its hash."""
+    data = {"actor": actor, "token_id": info.token_id, "name": info.name, "role": info.role.label}
+    recorder.record(Event(kind, f"token-{info.token_id}", 0, at, data))
+
+
+def create_token(
+    store: Store,
+    *,
+    name: str,
+    role: Role,
+    created_by: str,
+    recorder: Recorder | None = None,
+) -> tuple[str, TokenInfo]:
     """A new token for ``name``: returns the token (shown once, never stored) and its row.
 
     The name is who the token acts as (an approval's approver, a stop's actor), so two
-    active tokens may not share one.
+    active tokens may not share one. With a ``recorder``, the creation is audited; if that
+    fails the token is deleted again (it was never shown) and the error raised.
 
     Raises:
         ConfigError: a bad or already used name.
+        StoreError: the audit event could not be written.
     """
     name = _check_name(name)
     token = _PREFIX + secrets.token_urlsafe(32)
@@ -131,7 +151,15 @@ def create_token(store: Store, *, name: str, role: Role, created_by: str) -> tup
                 created_by=created_by[:256],
             )
         )
-    return token, _lookup(store, token_id)
+    info = _lookup(store, token_id)
+    if recorder is not None:
+        try:
+            _audit(recorder, EventType.TOKEN_CREATED, info, created_by[:256], info.created_at)
+        except Exception:
+            with store.engine.begin() as conn:
+                conn.execute(delete(api_tokens).where(api_tokens.c.token_id == token_id))
+            raise
+    return token, info
 
 
 def _lookup(store: Store, token_id: str) -> TokenInfo:
@@ -151,12 +179,16 @@ def list_tokens(store: Store, *, include_revoked: bool = False) -> list[TokenInf
         return [_info(r) for r in conn.execute(query)]
 
 
-def revoke_token(store: Store, which: str, *, revoked_by: str) -> TokenInfo:
+def revoke_token(
+    store: Store, which: str, *, revoked_by: str, recorder: Recorder | None = None
+) -> TokenInfo:
     """Revoke the active token whose id or name is ``which``; it stops working at once
-    (every request looks its token up).
+    (every request looks its token up). With a ``recorder``, the revocation is audited
+    (after it took effect: a failed audit write never leaves the token working).
 
     Raises:
         ConfigError: no such active token.
+        StoreError: the token is revoked, but the audit event could not be written.
     """
     with store.engine.begin() as conn:
         row = conn.execute(
@@ -172,7 +204,11 @@ def revoke_token(store: Store, which: str, *, revoked_by: str) -> TokenInfo:
             .where(api_tokens.c.token_id == row.token_id)
             .values(revoked_at=time.time(), revoked_by=revoked_by[:256])
         )
-    return _lookup(store, row.token_id)
+    info = _lookup(store, row.token_id)
+    if recorder is not None:
+        at = info.revoked_at if info.revoked_at is not None else time.time()
+        _audit(recorder, EventType.TOKEN_REVOKED, info, revoked_by[:256], at)
+    return info
 
 
 def authenticate(store: Store, token: str) -> TokenInfo | None:

@@ -29,6 +29,7 @@ from opsgate.store._schema import (
     run_stops,
     runs,
     spans,
+    workflow_budgets,
     workflow_stages,
 )
 from opsgate.store._stops import StopStatus, request_stop
@@ -68,5 +69,6 @@ __all__ = [
     "schema_state",
     "spans",
     "upgrade_store",
+    "workflow_budgets",
     "workflow_stages",
 ]

@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0012"
+SCHEMA_VERSION = "0013"
 
 meta = Table(
     "opsgate_meta",
@@ -318,6 +318,18 @@ alert_rules = Table(
     Column("deleted_by", String(256)),
     Column("demote_to", String(32)),  # `0012`: a firing demotes the workflow to this stage
     Index("ix_alert_rules_workflow", "workflow"),
+)
+
+# Per-workflow budget overrides set in the console (admin, `0013`): a NULL field keeps the
+# router file's value; who set it and when (the audit trail keeps every change).
+workflow_budgets = Table(
+    "workflow_budgets",
+    metadata,
+    Column("workflow", String(128), primary_key=True),
+    Column("max_cost_per_task", Float),
+    Column("daily_spend", Float),
+    Column("set_by", String(256), nullable=False),
+    Column("set_at", Float, nullable=False),
 )
 
 # Every webhook delivery attempt of a firing (`0011`): the host only (a URL's path or query

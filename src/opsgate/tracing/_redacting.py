@@ -42,6 +42,9 @@ ACTOR_ATTRIBUTES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "invoker": (A.INVOKER, A.USER_ID),
         "agent_id": (A.GEN_AI_AGENT_ID, A.GEN_AI_AGENT_NAME),
         "approver": (A.APPROVAL_APPROVER,),
+        # stage changes, tokens and budgets are audited but belong to no run: no span
+        "actor": (),
+        "name": (),
     }
 )
 _IDENTITY_KEYS = frozenset(key for keys in ACTOR_ATTRIBUTES.values() for key in keys)

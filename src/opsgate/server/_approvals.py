@@ -13,10 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from sqlalchemy import select
+
 from opsgate.errors import ApprovalError
 from opsgate.gateway import ApprovalRecord, DurableApprovalQueue
 from opsgate.redaction import Redactor
 from opsgate.server._console import Console, ConsoleError
+from opsgate.store import approvals
 
 __all__ = [
     "ApprovalView",
@@ -90,12 +94,55 @@ def view(record: ApprovalRecord, redactor: Redactor | None = None) -> ApprovalVi
     )
 
 
+def _record(row: Any) -> ApprovalRecord:
+    """An ``approvals`` row as the queue's record."""
+    return ApprovalRecord(
+        row.request_id,
+        row.run_id,
+        row.call_id,
+        row.workflow,
+        row.invoker,
+        row.agent_id,
+        row.tool,
+        orjson.loads(row.args),
+        orjson.loads(row.decision),
+        row.status,
+        row.approver,
+        row.reason,
+        row.requested_at,
+        row.expires_at,
+        row.decided_at,
+        row.executed_at,
+        orjson.loads(row.run_state),
+    )
+
+
 def pending_requests(console: Console, run_id: str | None = None) -> list[ApprovalView]:
-    """Pending requests, oldest first (of one run, or all); the queue marks the ones past
-    their expiry as it lists them, as `opsgate approvals list` does."""
-    records = DurableApprovalQueue(console.store()).list("pending")
+    """Pending requests, oldest first (of one run, or all); the ones past their expiry are
+    first marked so through the queue, as `opsgate approvals list` does.
+
+    Read here rather than with `DurableApprovalQueue.list`, which takes the database's
+    write lock on every call to expire what may have expired (on SQLite every viewer then
+    queues on one lock) and reads every pending request even for one run's page.
+    """
+    store = console.store()
+    scope = [approvals.c.status == "pending"]
+    if run_id is not None:
+        scope.append(approvals.c.run_id == run_id)
+    with store.engine.connect() as conn:
+        stale = conn.execute(
+            select(approvals.c.request_id).where(*scope, approvals.c.expires_at <= time.time())
+        ).scalars()
+        expired = list(stale)
+    queue = DurableApprovalQueue(store)
+    for request_id in expired:
+        queue.expire(request_id)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(approvals).where(*scope).order_by(approvals.c.requested_at)
+        ).all()
     redactor = console.redactor()
-    return [view(r, redactor) for r in records if run_id is None or r.run_id == run_id]
+    return [view(_record(r), redactor) for r in rows]
 
 
 def history(console: Console, limit: int = 50) -> list[ApprovalView]:

@@ -1,6 +1,11 @@
 """The runs list: filters, keyset pagination, read from the ``runs`` table (and, for "had
 a denial", the audit trail's decision events).
 
+Every page is one indexed range read, newest first, whatever the table's size: the
+cursor is a row-value bound on ``(started_at, run_id)`` (migration 0014 indexes it after
+``purpose`` and after ``status``), and "had a denial" is checked run by run as the page
+fills (``EXISTS`` over the run's own events), never over the whole trail.
+
 `opsgate.store` owns the table but exports no query over it; this is the console's own,
 like `opsgate runs list`'s, over the exported tables.
 """
@@ -10,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, func, or_, select
+from sqlalchemy import Text, cast, func, select, tuple_
 
 from opsgate.errors import OpsgateError
 from opsgate.evals import parse_since
@@ -122,21 +127,23 @@ def list_runs(
     if filters.denied:
         # canonical bodies: sorted keys, no spaces; a quote inside a value is escaped, so
         # only a decision's own `effect` field can match
+        # run by run as the page fills; OFFSET 0 keeps PostgreSQL from turning it into a
+        # join that reads every decision of the trail first
         conditions.append(
-            runs.c.run_id.in_(
-                select(audit_events.c.run_id).where(
-                    audit_events.c.type == "decision",
-                    _body_text(store.dialect).like('%"effect":"deny"%'),
-                )
+            select(audit_events.c.seq)
+            .where(
+                audit_events.c.run_id == runs.c.run_id,
+                audit_events.c.type == "decision",
+                _body_text(store.dialect).like('%"effect":"deny"%'),
             )
+            .offset(0)
+            .exists()
         )
     if not filters.include_eval:
         conditions.append(runs.c.purpose == "production")
     if before is not None:
         at, run_id = parse_cursor(before)
-        conditions.append(
-            or_(runs.c.started_at < at, and_(runs.c.started_at == at, runs.c.run_id < run_id))
-        )
+        conditions.append(tuple_(runs.c.started_at, runs.c.run_id) < tuple_(at, run_id))
     stmt = (
         select(runs)
         .where(*conditions)

@@ -23,7 +23,7 @@ metadata = MetaData()
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 #: The schema version this code writes; a database at a newer one is refused.
-SCHEMA_VERSION = "0013"
+SCHEMA_VERSION = "0014"
 
 meta = Table(
     "opsgate_meta",
@@ -51,6 +51,9 @@ runs = Table(
     # "production", or "eval" for an agent-eval trial (left out of production roll-ups)
     Column("purpose", String(16), nullable=False, server_default="production"),
     Index("ix_runs_workflow_started", "workflow", "started_at"),
+    # `0014`: the console's runs list, newest first, and its keyset cursor
+    Index("ix_runs_purpose_started", "purpose", "started_at", "run_id"),
+    Index("ix_runs_status_started", "status", "started_at", "run_id"),
 )
 
 # The audit trail. Append-only (triggers reject UPDATE and DELETE). `body` holds the exact
@@ -136,6 +139,7 @@ approvals = Table(
     Column("run_state", Text, nullable=False),
     Index("ix_approvals_status", "status", "requested_at"),
     Index("ix_approvals_run", "run_id"),
+    Index("ix_approvals_decided", "decided_at", "request_id"),  # `0014`: the inbox's history
 )
 
 # Requests to stop a live run (the console's stop button, `opsgate runs stop`): the gateway

@@ -19,7 +19,8 @@ from sqlalchemy import event, insert, select, update
 
 from opsgate.audit import AuditLog
 from opsgate.server import Console
-from opsgate.server._approvals import pending_requests
+from opsgate.server._approvals import pending_page, pending_requests
+from opsgate.server._console import ConsoleError
 from opsgate.server._cost import cost_view
 from opsgate.server._runs import RunFilters, list_runs
 from opsgate.store import Store, approvals, cost_entries, open_store, runs
@@ -184,3 +185,56 @@ def test_the_runs_list_reads_an_index_not_the_table(tmp_path: Path) -> None:
             assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (name, plan)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def crowded(db_url: str) -> Iterator[Store]:
+    """120 pending requests, several asked at the same instant (the cursor's tie-break)."""
+    fill = _load_fill()
+    store = open_store(db_url)
+    fill.fill(store, fill.Sizes(200, 2, runs_per_day=200, pending=120), batch_runs=100)
+    with store.engine.begin() as conn:
+        ids = conn.execute(
+            select(approvals.c.request_id)
+            .where(approvals.c.status == "pending")
+            .order_by(approvals.c.requested_at)
+            .limit(6)
+        ).scalars()
+        conn.execute(
+            update(approvals)
+            .where(approvals.c.request_id.in_(list(ids)))
+            .values(requested_at=time.time() - 3600)
+        )
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_the_inbox_pages_every_pending_request_once_oldest_first(
+    db_url: str, crowded: Store
+) -> None:
+    """The inbox shows 50 at a time (300 pending once made a 558 KB page): keyset pages on
+    (requested_at, request_id) see each request once, the count beside them is all of them."""
+    console = Console(db_url)
+    try:
+        seen: list[Any] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = pending_page(console, after=cursor, limit=50)
+            assert page.total == 120
+            seen += [a.record for a in page.requests]
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert pages == 3 and len(seen) == 120
+        assert len({r.request_id for r in seen}) == 120
+        keys = [(r.requested_at, r.request_id) for r in seen]
+        assert keys == sorted(keys)
+        with pytest.raises(ConsoleError) as bad:
+            pending_page(console, after="yesterday")
+        assert bad.value.status == 400 and "requested_at:request_id" in str(bad.value)
+    finally:
+        console.close()

@@ -155,11 +155,20 @@ def run_stop(request: Request, run_id: str, body: StopRequest, who: Approver) ->
 
 
 @api.get("/approvals")
-def approvals_list(request: Request, who: Viewer) -> dict[str, Any]:
-    """Pending requests (oldest first) and the latest decided ones."""
-    pending, history = inbox(console_of(request))
+def approvals_list(
+    request: Request,
+    who: Viewer,
+    after: Annotated[
+        str | None, Query(max_length=100, description="the next page's cursor")
+    ] = None,
+) -> dict[str, Any]:
+    """A page of pending requests (oldest first; ``next`` is the cursor of the next page, for
+    ``after``), how many wait in all, and the latest decided ones."""
+    page, history = inbox(console_of(request), after=after)
     return {
-        "pending": [a.as_dict() for a in pending],
+        "pending": [a.as_dict() for a in page.requests],
+        "pending_total": page.total,
+        "next": page.next_cursor,
         "history": [a.as_dict() for a in history],
     }
 

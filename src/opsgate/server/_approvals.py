@@ -14,20 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select, tuple_
 
 from opsgate.errors import ApprovalError
 from opsgate.gateway import ApprovalRecord, DurableApprovalQueue
 from opsgate.redaction import Redactor
 from opsgate.server._console import Console, ConsoleError
-from opsgate.store import approvals
+from opsgate.server._runs import parse_cursor
+from opsgate.store import Store, approvals
 
 __all__ = [
     "ApprovalView",
+    "PendingPage",
     "decide",
     "find_request",
     "history",
     "inbox",
+    "pending_page",
     "pending_requests",
     "view",
 ]
@@ -117,6 +120,19 @@ def _record(row: Any) -> ApprovalRecord:
     )
 
 
+def _expire_stale(store: Store, scope: list[Any]) -> None:
+    """Mark the requests of ``scope`` past their expiry so, through the queue (a read when
+    none has expired: no write lock taken)."""
+    with store.engine.connect() as conn:
+        stale = conn.execute(
+            select(approvals.c.request_id).where(*scope, approvals.c.expires_at <= time.time())
+        ).scalars()
+        expired = list(stale)
+    queue = DurableApprovalQueue(store)
+    for request_id in expired:
+        queue.expire(request_id)
+
+
 def pending_requests(console: Console, run_id: str | None = None) -> list[ApprovalView]:
     """Pending requests, oldest first (of one run, or all); the ones past their expiry are
     first marked so through the queue, as `opsgate approvals list` does.
@@ -129,14 +145,7 @@ def pending_requests(console: Console, run_id: str | None = None) -> list[Approv
     scope = [approvals.c.status == "pending"]
     if run_id is not None:
         scope.append(approvals.c.run_id == run_id)
-    with store.engine.connect() as conn:
-        stale = conn.execute(
-            select(approvals.c.request_id).where(*scope, approvals.c.expires_at <= time.time())
-        ).scalars()
-        expired = list(stale)
-    queue = DurableApprovalQueue(store)
-    for request_id in expired:
-        queue.expire(request_id)
+    _expire_stale(store, scope)
     with store.engine.connect() as conn:
         rows = conn.execute(
             select(approvals).where(*scope).order_by(approvals.c.requested_at)
@@ -145,15 +154,56 @@ def pending_requests(console: Console, run_id: str | None = None) -> list[Approv
     return [view(_record(r), redactor) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class PendingPage:
+    """One page of the pending requests, oldest first: how many wait in all, and the cursor
+    of the next page (None: the last)."""
+
+    requests: list[ApprovalView]
+    total: int
+    next_cursor: str | None
+
+
+def pending_page(console: Console, *, after: str | None = None, limit: int = 50) -> PendingPage:
+    """The inbox's page after ``after`` (``requested_at:request_id``, what the previous page
+    gave): a keyset read on ``(requested_at, request_id)``, so a page costs the same with 50
+    requests waiting or 5,000, and the count beside it is one indexed count.
+
+    Raises:
+        ConsoleError: 400 for a malformed ``after``.
+    """
+    _expire_stale(console.store(), [approvals.c.status == "pending"])
+    scope = [approvals.c.status == "pending"]
+    page = list(scope)
+    if after is not None:
+        at, request_id = parse_cursor(after, option="after", shape="requested_at:request_id")
+        page.append(
+            tuple_(approvals.c.requested_at, approvals.c.request_id) > tuple_(at, request_id)
+        )
+    with console.store().engine.connect() as conn:
+        total = int(conn.execute(select(func.count()).where(*scope)).scalar_one())
+        rows = conn.execute(
+            select(approvals)
+            .where(*page)
+            .order_by(approvals.c.requested_at, approvals.c.request_id)
+            .limit(limit + 1)
+        ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    redactor = console.redactor()
+    cursor = f"{rows[-1].requested_at!r}:{rows[-1].request_id}" if more and rows else None
+    return PendingPage([view(_record(r), redactor) for r in rows], total, cursor)
+
+
 def history(console: Console, limit: int = 50) -> list[ApprovalView]:
     """The latest decided or expired requests, newest decision first."""
     redactor = console.redactor()
     return [view(r, redactor) for r in DurableApprovalQueue(console.store()).history(limit)]
 
 
-def inbox(console: Console) -> tuple[list[ApprovalView], list[ApprovalView]]:
-    """Pending requests (oldest first) and the 50 latest decided or expired ones."""
-    return pending_requests(console), history(console)
+def inbox(console: Console, *, after: str | None = None) -> tuple[PendingPage, list[ApprovalView]]:
+    """A page of the pending requests (oldest first) and the 50 latest decided or expired."""
+    return pending_page(console, after=after), history(console)
 
 
 def find_request(console: Console, request_id: str) -> ApprovalRecord:

@@ -208,10 +208,18 @@ def stop_page(request: Request, run_id: str, who: Approver, reason: Reason = "")
 
 
 @pages.get("/approvals")
-def approvals_page(request: Request, who: Viewer) -> Response:
-    pending, history = inbox(console_of(request))
+def approvals_page(
+    request: Request,
+    who: Viewer,
+    after: Annotated[
+        str | None, Query(max_length=100, description="the next page's cursor")
+    ] = None,
+) -> Response:
+    page, history = inbox(console_of(request), after=after)
     return templates.TemplateResponse(
-        request, "approvals.html", {"who": who, "pending": pending, "history": history}
+        request,
+        "approvals.html",
+        {"who": who, "page": page, "pending": page.requests, "history": history, "after": after},
     )
 
 

@@ -64,11 +64,13 @@ class RunPage:
     next_cursor: str | None
 
 
-def parse_cursor(text: str) -> tuple[float, str]:
-    """``STARTED_AT:RUN_ID`` (what the previous page gave) → its parts.
+def parse_cursor(
+    text: str, *, option: str = "before", shape: str = "started_at:run_id"
+) -> tuple[float, str]:
+    """``TIME:ID`` (what the previous page gave: ``shape``) → its parts.
 
     Raises:
-        ConsoleError: 400 for anything else.
+        ConsoleError: 400 for anything else (naming ``option``).
     """
     at, sep, run_id = text.partition(":")
     try:
@@ -78,7 +80,7 @@ def parse_cursor(text: str) -> tuple[float, str]:
     if not sep or not run_id or value != value or len(run_id) > 64:
         raise ConsoleError(
             400,
-            f"`before` takes the cursor the previous page gave (`started_at:run_id`), not `{text}`",
+            f"`{option}` takes the cursor the previous page gave (`{shape}`), not `{text}`",
         )
     return value, run_id
 

@@ -148,3 +148,23 @@ def test_the_overview_lists_what_fires(client: TestClient, tokens: dict[str, str
     assert "1 alert(s) firing" in overview.text  # the console sink's rule only
     assert len(re.findall("approval request\\(s\\) pending", overview.text)) == 1
     assert "<script>alert" not in overview.text
+
+
+def test_the_rule_form_and_api_set_the_stage_a_firing_demotes_to(
+    client: TestClient, tokens: dict[str, str], url: str
+) -> None:
+    csrf = login(client, tokens["admin"])
+    form = client.get("/alerts").text
+    assert '<select name="demote_to">' in form and '<option value="read_only">' in form
+    assert '<option value="autonomous_in_scope">' not in form  # the top is no demotion
+    client.post("/alerts/rules", data={**_form(demote_to="draft"), "csrf": csrf})
+    with open_store(url, migrate=False) as store:
+        (rule,) = list_rules(store)
+    assert rule.demote_to == "draft"
+    assert "<td>draft</td>" in client.get("/alerts").text
+    bad = client.post(
+        "/api/alerts/rules",
+        json={"workflow": "wf", "kind": "success_rate_drop", "threshold": 5, "demote_to": "nap"},
+        headers={"Authorization": f"Bearer {tokens['admin']}"},
+    )
+    assert bad.status_code == 400 and "nap" in bad.text

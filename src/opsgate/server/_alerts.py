@@ -27,6 +27,7 @@ from opsgate.alerts import (
     update_rule,
     workflow_known,
 )
+from opsgate.policy import STAGES
 from opsgate.server._auth import admin, console_of, viewer
 from opsgate.server._console import ConsoleError, Principal
 from opsgate.server._render import templates
@@ -63,6 +64,10 @@ def _unknown_note(store: Store, workflow: str) -> str:
     )
 
 
+#: The stages a firing rule may demote to (the highest is no demotion).
+DEMOTABLE = STAGES[:-1]
+
+
 def _page(request: Request, who: Principal, notice: str = "") -> Response:
     store = console_of(request).store()
     context = {
@@ -73,6 +78,7 @@ def _page(request: Request, who: Principal, notice: str = "") -> Response:
         "kinds": KINDS,
         "units": UNITS,
         "sinks": SINKS,
+        "stages": DEMOTABLE,
         "notice": notice,
     }
     return templates.TemplateResponse(request, "alerts.html", context)
@@ -95,6 +101,7 @@ class RuleForm(BaseModel):
     secret_env: str = Field("", max_length=128)
     renotify_minutes: int = 60
     enabled: str = Field("", max_length=8)
+    demote_to: str = Field("", max_length=32)
 
     def values(self) -> dict[str, Any]:
         """The rule's values, as `create_rule` and `update_rule` take them."""
@@ -108,6 +115,7 @@ class RuleForm(BaseModel):
             "webhook_secret_env": self.secret_env or None,
             "renotify_minutes": self.renotify_minutes,
             "enabled": bool(self.enabled),
+            "demote_to": self.demote_to or None,
         }
 
 
@@ -122,7 +130,14 @@ def create_rule_page(request: Request, who: Admin, form: Annotated[RuleForm, For
 @alert_pages.get("/alerts/rules/{rule_id}")
 def edit_rule_page(request: Request, rule_id: int, who: Admin) -> Response:
     rule = _rule(console_of(request).store(), rule_id)
-    context = {"who": who, "rule": rule, "kinds": KINDS, "units": UNITS, "sinks": SINKS}
+    context = {
+        "who": who,
+        "rule": rule,
+        "kinds": KINDS,
+        "units": UNITS,
+        "sinks": SINKS,
+        "stages": DEMOTABLE,
+    }
     return templates.TemplateResponse(request, "alert_rule.html", context)
 
 
@@ -161,6 +176,12 @@ class RuleBody(BaseModel):
     )
     renotify_minutes: int = 60
     enabled: bool = True
+    demote_to: str | None = Field(
+        None,
+        max_length=32,
+        description="the stage `opsgate alerts check --policy P` demotes the workflow to when "
+        "the rule fires (none: notify only)",
+    )
 
 
 @alert_api.get("/alerts")

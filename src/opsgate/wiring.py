@@ -17,7 +17,7 @@ from typing import Literal
 from sqlalchemy.exc import SQLAlchemyError
 
 from opsgate.audit import AuditLog, AuditRecorder, Signer
-from opsgate.cost import CostRecorder
+from opsgate.cost import CostRecorder, StoreBudgets
 from opsgate.errors import ConfigError, ModelError, OpsgateError
 from opsgate.models import ModelRouter, RouterConfig, local_models
 from opsgate.recorder import Recorder
@@ -77,10 +77,11 @@ def store_recorders(
 
 
 @contextmanager
-def model_router(config: RouterConfig) -> Iterator[ModelRouter]:
+def model_router(config: RouterConfig, store: Store | None = None) -> Iterator[ModelRouter]:
     """The router of ``config``; the embedded models it names are started first (the
     optional larger tier only where installed: `opsgate.models.local_models`) and stopped
-    after.
+    after. With ``store``, the budgets an operator set in the console apply before the
+    file's (`opsgate.cost.StoreBudgets`).
 
     Raises:
         ConfigError: an embedded model cannot start.
@@ -90,4 +91,5 @@ def model_router(config: RouterConfig) -> Iterator[ModelRouter]:
             resolved, endpoint, _ = stack.enter_context(local_models(config))
         except (ConfigError, ModelError) as exc:
             raise ConfigError(f"the embedded model cannot start: {exc}") from None
-        yield ModelRouter(resolved, embedded=endpoint)
+        budgets = None if store is None else StoreBudgets(store)
+        yield ModelRouter(resolved, embedded=endpoint, budgets=budgets)

@@ -3,11 +3,14 @@
 - `CostRecorder`: the gateway's `Recorder` that writes one ``cost_entries`` row per model
   call and per tool call, batched on a background thread; it never raises and never
   makes a run wait (failures are counted).
+- `StoreBudgets`: the console's per-workflow budget overrides, as the router's run meter
+  applies them (`ModelRouter(budgets=StoreBudgets(store))`).
 - `CostLedger`: the roll-ups (`run_cost`, `by_workflow`, `by_day`, `by_model`,
   `daily_spend`) and `drift` (success rate and cost per successful task, this week
   against the last), as plain dataclasses.
 """
 
+from opsgate.cost._budgets import StoreBudgets
 from opsgate.cost._ledger import (
     CostLedger,
     DayCost,
@@ -27,5 +30,6 @@ __all__ = [
     "DriftAlert",
     "ModelCost",
     "RunCost",
+    "StoreBudgets",
     "WorkflowCost",
 ]

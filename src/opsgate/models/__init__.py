@@ -43,7 +43,7 @@ from opsgate.models._meter import ModelCall, ModelMeter, genai_messages
 from opsgate.models._metering import MeteredClient, estimate_tokens
 from opsgate.models._openai import OpenAICompatibleClient, parse_retry_after
 from opsgate.models._repair import basic_validator, complete_tool_call, raw_output
-from opsgate.models._router import EmbeddedEndpoint, ModelRouter
+from opsgate.models._router import BudgetOverrides, EmbeddedEndpoint, ModelRouter
 from opsgate.models._router_config import (
     ROLES,
     Price,
@@ -71,6 +71,7 @@ __all__ = [
     "FINAL_ANSWER",
     "LARGE_MODEL",
     "ROLES",
+    "BudgetOverrides",
     "CachingClient",
     "ConstrainedToolClient",
     "EmbeddedEndpoint",

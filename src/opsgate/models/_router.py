@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from opsgate.errors import ConfigError
 from opsgate.models._cache import CachingClient, ResponseCache
@@ -25,10 +25,19 @@ from opsgate.models._openai import OpenAICompatibleClient
 from opsgate.models._router_config import Role, RouterConfig, load_router_config
 from opsgate.models._types import Message, ModelResponse, ModelSettings
 
-__all__ = ["EmbeddedEndpoint", "ModelRouter"]
+__all__ = ["BudgetOverrides", "EmbeddedEndpoint", "ModelRouter"]
 
 #: Given an embedded model id, starts it on first use and returns (base_url, api_key, model id).
 EmbeddedEndpoint = Callable[[str], tuple[str, str, str]]
+
+
+class BudgetOverrides(Protocol):
+    """Where an operator's per-workflow budget overrides are read (`opsgate.cost.StoreBudgets`:
+    the console's)."""
+
+    def max_cost_per_task(self, workflow: str) -> float | None:
+        """The override for ``workflow``, or None (the router file's budget applies)."""
+        ...
 
 
 class ModelRouter:
@@ -40,6 +49,8 @@ class ModelRouter:
             from the config on first use.
         embedded: How to reach the embedded model (started lazily).
         cache: Where cacheable responses are kept (None: no caching).
+        budgets: An operator's per-workflow budget overrides, applied before the file's
+            (`opsgate.cost.StoreBudgets`: those set in the console).
     """
 
     def __init__(
@@ -49,9 +60,11 @@ class ModelRouter:
         clients: Mapping[str, ModelClient] | None = None,
         embedded: EmbeddedEndpoint | None = None,
         cache: ResponseCache | None = None,
+        budgets: BudgetOverrides | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
+        self._budgets = budgets
         self._clients: dict[str, ModelClient] = dict(clients or {})
         self._embedded = embedded
 
@@ -105,7 +118,12 @@ class ModelRouter:
         return self.config.price_of(name).cost(estimate_tokens(messages, tools), max_tokens)
 
     def budget_for(self, workflow: str) -> float | None:
-        """The workflow's max cost per task, if the router file sets one."""
+        """The workflow's max cost per task: an operator's override (``budgets``) if one is
+        set, else the router file's, else None."""
+        if self._budgets is not None:
+            override = self._budgets.max_cost_per_task(workflow)
+            if override is not None:
+                return override
         budget = self.config.budgets.get(workflow)
         return None if budget is None else budget.max_cost_per_task
 

@@ -3,8 +3,8 @@ per field) else the router file's (`opsgate serve --router`). Setting and cleari
 override is audited (``budget_set`` / ``budget_cleared``, with the token's name) before the
 row changes, as a stage change is.
 
-The pages show these budgets; the gateway's run meter does not read them yet (the router
-applies the file's ``max_cost_per_task``), which the Budgets page says.
+The pages show these budgets; a model router made with the store applies the per-task
+override to runs (`opsgate.cost.StoreBudgets`); the daily spend is measured, not enforced.
 """
 
 from __future__ import annotations

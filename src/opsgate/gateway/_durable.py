@@ -64,6 +64,11 @@ class ApprovalRecord:
     executed_at: float | None
     run_state: dict[str, Any]
 
+    @classmethod
+    def from_row(cls, row: Any) -> ApprovalRecord:
+        """An ``approvals`` row as a record (for readers of the table, e.g. the console)."""
+        return _record(row)
+
 
 def _record(row: Any) -> ApprovalRecord:
     return ApprovalRecord(

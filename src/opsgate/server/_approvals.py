@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import func, select, tuple_
 
 from opsgate.errors import ApprovalError
@@ -97,29 +96,6 @@ def view(record: ApprovalRecord, redactor: Redactor | None = None) -> ApprovalVi
     )
 
 
-def _record(row: Any) -> ApprovalRecord:
-    """An ``approvals`` row as the queue's record."""
-    return ApprovalRecord(
-        row.request_id,
-        row.run_id,
-        row.call_id,
-        row.workflow,
-        row.invoker,
-        row.agent_id,
-        row.tool,
-        orjson.loads(row.args),
-        orjson.loads(row.decision),
-        row.status,
-        row.approver,
-        row.reason,
-        row.requested_at,
-        row.expires_at,
-        row.decided_at,
-        row.executed_at,
-        orjson.loads(row.run_state),
-    )
-
-
 def _expire_stale(store: Store, scope: list[Any]) -> None:
     """Mark the requests of ``scope`` past their expiry so, through the queue (a read when
     none has expired: no write lock taken)."""
@@ -151,7 +127,7 @@ def pending_requests(console: Console, run_id: str | None = None) -> list[Approv
             select(approvals).where(*scope).order_by(approvals.c.requested_at)
         ).all()
     redactor = console.redactor()
-    return [view(_record(r), redactor) for r in rows]
+    return [view(ApprovalRecord.from_row(r), redactor) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +168,7 @@ def pending_page(console: Console, *, after: str | None = None, limit: int = 50)
     rows = rows[:limit]
     redactor = console.redactor()
     cursor = f"{rows[-1].requested_at!r}:{rows[-1].request_id}" if more and rows else None
-    return PendingPage([view(_record(r), redactor) for r in rows], total, cursor)
+    return PendingPage([view(ApprovalRecord.from_row(r), redactor) for r in rows], total, cursor)
 
 
 def history(console: Console, limit: int = 50) -> list[ApprovalView]:

@@ -44,9 +44,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# `python bench/server.py` puts bench/ first on the path, where bench/mcp.py would shadow
-# the `mcp` package opsgate imports: take it off, and load the fill by its path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 
 def _load_fill() -> Any:

@@ -7,7 +7,7 @@ over both transports.
 - streamable HTTP: 16 client sessions calling concurrently: calls/s and p50/p95.
   Goal: through the proxy, >= 80% of the direct calls/s.
 
-    .venv/bin/python bench/mcp.py [--calls 400] [--seconds 8] [--concurrency 16]
+    .venv/bin/python bench/mcp_proxy.py [--calls 400] [--seconds 8] [--concurrency 16]
 
 The upstream is this file (``--upstream stdio`` / ``--upstream http PORT``): one read tool
 that echoes its argument. Prints a table and a final JSON line, with what explains it: the

@@ -41,6 +41,7 @@ from opsgate.policy._document import (
     STAGE_SCOPES,
     ArgConstraint,
     Caps,
+    Kpi,
     PolicyDocument,
     Prerequisite,
     Stage,
@@ -750,6 +751,12 @@ class CompiledPolicy:
     def _set_shadows(self, shadows: Mapping[str, CompiledPolicy]) -> None:
         """Attach the workflows' compiled candidates (`load_policy`, before anyone reads)."""
         self._shadows = dict(shadows)
+
+    def kpi(self, workflow: str) -> Kpi | None:
+        """The workflow's one KPI (its ``kpi`` key); None when it names none or there is no
+        such workflow (a report asks about workflows it saw run, not only this file's)."""
+        spec = self.document.workflows.get(workflow)
+        return None if spec is None else spec.kpi
 
     def quotas(self, workflow: str, tool: str) -> tuple[Quota, ...]:
         """The quotas across runs a call of ``tool`` in ``workflow`` counts against."""

@@ -34,6 +34,8 @@ __all__ = [
     "Caps",
     "Defaults",
     "Endorsement",
+    "Kpi",
+    "KpiMetric",
     "OutputTrust",
     "PolicyDocument",
     "ProvenancePolicy",
@@ -281,6 +283,44 @@ class Prerequisite(_Strict):
     same: list[str] = Field(default_factory=list)
 
 
+KpiMetric = Literal["success_rate", "cost_per_successful_task", "escalation_rate", "approval_rate"]
+#: Where a higher value is the better one (else the lower is).
+_HIGHER_IS_BETTER = {"success_rate": True, "approval_rate": True}
+
+
+class Kpi(_Strict):
+    """The one figure a workflow is judged by, and the value it should reach: rates are
+    fractions in [0, 1] (met at or above the target, but the escalation rate: at or below),
+    the cost per successful task is USD (met at or below)."""
+
+    metric: KpiMetric
+    target: float = Field(allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _target_fits_the_metric(self) -> Kpi:
+        if self.metric == "cost_per_successful_task":
+            if self.target < 0:
+                raise ValueError(
+                    f"target of `{self.metric}` is USD per successful task, >= 0, "
+                    f"not {self.target:g}"
+                )
+        elif not 0.0 <= self.target <= 1.0:
+            raise ValueError(
+                f"target of `{self.metric}` is a fraction between 0 and 1 (0.9 for 90%), "
+                f"not {self.target:g}"
+            )
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether the target is met at or above it (else at or below)."""
+        return _HIGHER_IS_BETTER.get(self.metric, False)
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` meets the target."""
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
 class WorkflowPolicy(_Strict):
     """Everything the gate enforces for one workflow."""
 
@@ -306,6 +346,16 @@ class WorkflowPolicy(_Strict):
         description="A candidate policy file (relative to this one) that decides every call "
         "of the workflow too and never acts; where it disagrees, a `shadow_decision` event "
         "is recorded (`opsgate policy shadow-report`). Not part of the policy's version.",
+    )
+    kpi: Kpi | None = Field(
+        None,
+        # left out of `model_dump`, so of the policy's version: it decides nothing (and every
+        # version hashed before the key existed stays what it was)
+        exclude=True,
+        description="The workflow's one KPI, shown with its trend and target on the console's "
+        "Overview: `{metric: success_rate, target: 0.9}` (metrics: success_rate, "
+        "cost_per_successful_task, escalation_rate, approval_rate). Not part of the "
+        "policy's version.",
     )
 
     @model_validator(mode="after")

@@ -8,14 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from opsgate.server._approvals import decide, find_request, inbox, view
+from opsgate.server._approvals import decide, fatigue, find_request, inbox, view
 from opsgate.server._auth import admin, approver, console_of, viewer
 from opsgate.server._budgets import budgets_in_force
 from opsgate.server._console import Principal
-from opsgate.server._cost import cost_view
+from opsgate.server._cost import cost_breakdown, cost_view
 from opsgate.server._detail import run_records, verify_run, waterfall
 from opsgate.server._filters import run_filters
-from opsgate.server._overview import overview
+from opsgate.server._overview import kpis, overview
 from opsgate.server._runs import RunFilters, find_run, list_runs
 from opsgate.server._stop import stop_run
 from opsgate.server._timeline import timeline
@@ -80,11 +80,18 @@ def overview_data(
     request: Request, who: Viewer, days: Annotated[int, Query(ge=1, le=365)] = 7
 ) -> dict[str, Any]:
     """Per workflow: success rate, cost per successful task against its budget, spend
-    today against the daily budget, pending approvals."""
+    today against the daily budget, pending approvals; and with a policy, each workflow's
+    one KPI (``kpis``: this window's value, the previous window's, the target, met or not)."""
     console = console_of(request)
     store = console.store()
     rows = overview(store, days=days, budgets=budgets_in_force(store, console.router))
-    return {"days": days, "workflows": [h.as_dict() for h in rows]}
+    found = {} if console.policy is None else kpis(store, console.policy, days=days)
+    return {
+        "days": days,
+        "workflows": [h.as_dict() for h in rows],
+        # null without a policy (`opsgate serve --policy`); else the workflows naming a KPI
+        "kpis": None if console.policy is None else [k.as_dict() for k in found.values()],
+    }
 
 
 @api.get("/cost")
@@ -95,11 +102,15 @@ def cost_data(
     workflow: Annotated[str | None, Query(max_length=256)] = None,
     include_eval: bool = False,
 ) -> dict[str, Any]:
-    """Spend per UTC day, per workflow and per model over the last ``days`` days."""
-    view_ = cost_view(
-        console_of(request).store(), days=days, workflow=workflow or None, include_eval=include_eval
+    """Spend per UTC day, per workflow, per model, per model role, per tool, per agent and
+    per invoker over the last ``days`` days; and per workflow, its last 7 days against the 7
+    before (``drift``: success rate, cost per successful task, the alerts raised)."""
+    store = console_of(request).store()
+    view_ = cost_view(store, days=days, workflow=workflow or None, include_eval=include_eval)
+    breakdown = cost_breakdown(
+        store, view_, days=days, workflow=workflow or None, include_eval=include_eval
     )
-    return {"days_back": days, **view_.as_dict()}
+    return {"days_back": days, **view_.as_dict(), **breakdown.as_dict()}
 
 
 @api.get("/runs")
@@ -171,6 +182,15 @@ def approvals_list(
         "next": page.next_cursor,
         "history": [a.as_dict() for a in history],
     }
+
+
+@api.get("/approvals/fatigue")
+def approvals_fatigue(
+    request: Request, who: Viewer, days: Annotated[int, Query(ge=1, le=365)] = 30
+) -> dict[str, Any]:
+    """Per workflow and per tool over the last ``days`` days: requests, approved, denied,
+    expired, the approval rate (approved / decided) and the median seconds to decide."""
+    return fatigue(console_of(request), days).as_dict()
 
 
 @api.get("/approvals/{request_id}")

@@ -9,8 +9,9 @@ audit event); a different answer, or another person's, is a 409.
 
 from __future__ import annotations
 
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
@@ -24,8 +25,11 @@ from opsgate.store import Store, approvals
 
 __all__ = [
     "ApprovalView",
+    "Fatigue",
+    "FatigueRow",
     "PendingPage",
     "decide",
+    "fatigue",
     "find_request",
     "history",
     "inbox",
@@ -216,3 +220,114 @@ def decide(
         if current.status == wanted and current.approver == who.strip():
             return current, False
         raise ConsoleError(409, str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class FatigueRow:
+    """How one workflow's (or one tool's) requests were answered over the window.
+
+    Attributes:
+        approval_rate: approved / (approved + denied); None when none was decided.
+        median_decide_s: The median of ``decided_at - requested_at`` over the approved and
+            denied ones (expired ones were never decided); None when none was.
+    """
+
+    name: str
+    requests: int
+    approved: int
+    denied: int
+    expired: int
+    pending: int
+    approval_rate: float | None
+    median_decide_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fatigue:
+    """Approval fatigue over the last ``days`` days: are people rubber-stamping (a rate near
+    1), slow (a long median), or letting requests expire? Busiest first."""
+
+    days: int
+    since: float
+    workflows: list[FatigueRow]
+    tools: list[FatigueRow]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data for the API."""
+        return {
+            "days": self.days,
+            "since": self.since,
+            "workflows": [asdict(r) for r in self.workflows],
+            "tools": [asdict(r) for r in self.tools],
+        }
+
+
+_STATUSES = ("pending", "approved", "denied", "expired")
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.counts = {"approved": 0, "denied": 0, "expired": 0, "pending": 0}
+        self.requests = 0
+        self.durations: list[float] = []
+
+    def add(self, status: str, duration: float | None) -> None:
+        self.requests += 1
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if status in ("approved", "denied") and duration is not None:
+            self.durations.append(max(duration, 0.0))
+
+    def row(self, name: str) -> FatigueRow:
+        approved, denied = self.counts["approved"], self.counts["denied"]
+        decided = approved + denied
+        return FatigueRow(
+            name=name,
+            requests=self.requests,
+            approved=approved,
+            denied=denied,
+            expired=self.counts["expired"],
+            pending=self.counts["pending"],
+            approval_rate=approved / decided if decided else None,
+            median_decide_s=statistics.median(self.durations) if self.durations else None,
+        )
+
+
+def _rows(tallies: dict[str, _Tally]) -> list[FatigueRow]:
+    rows = [t.row(name) for name, t in tallies.items()]
+    return sorted(rows, key=lambda r: (-r.requests, r.name))
+
+
+def fatigue(console: Console, days: int, *, now: float | None = None) -> Fatigue:
+    """The requests made in the last ``days`` days, per workflow and per tool.
+
+    One read of the window's rows (four narrow columns; every status named so the range on
+    ``requested_at`` probes the ``(status, requested_at)`` index: the window is read, not
+    the table), tallied here: the median needs every decided duration, which SQLite cannot
+    compute in SQL. Requests past their expiry are marked expired first, as the inbox does.
+
+    Raises:
+        ConsoleError: 400 for ``days`` outside 1..365.
+    """
+    if not 1 <= days <= 365:
+        raise ConsoleError(400, f"days must be between 1 and 365, not {days}")
+    store = console.store()
+    _expire_stale(store, [approvals.c.status == "pending"])
+    now = time.time() if now is None else now
+    since = now - days * 86400.0
+    query = select(
+        approvals.c.workflow,
+        approvals.c.tool,
+        approvals.c.status,
+        (approvals.c.decided_at - approvals.c.requested_at).label("took"),
+    ).where(
+        approvals.c.status.in_(_STATUSES),
+        approvals.c.requested_at >= since,
+        approvals.c.requested_at <= now,
+    )
+    per_workflow: dict[str, _Tally] = {}
+    per_tool: dict[str, _Tally] = {}
+    with store.engine.connect() as conn:
+        for workflow, tool, status, took in conn.execute(query):
+            per_workflow.setdefault(workflow, _Tally()).add(status, took)
+            per_tool.setdefault(tool, _Tally()).add(status, took)
+    return Fatigue(days, since, _rows(per_workflow), _rows(per_tool))

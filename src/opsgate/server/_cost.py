@@ -1,6 +1,9 @@
 """The Cost page: spend per UTC day, per workflow and per model over a window, from
 `opsgate.cost.CostLedger` (production runs unless eval trials are asked for), and its charts'
-data: spend per day against the daily budget in force, cost per successful task over time.
+data: spend per day against the daily budget in force, cost per successful task over time;
+its breakdowns by role, tool, agent and invoker over the same window, and each workflow's
+week-over-week drift (`CostLedger.drift`). The breakdowns are a view of their own so the
+Overview, which reads `cost_view` too, does not pay for them.
 
 The roll-ups read every ledger entry of the window (tens of thousands a week for a busy
 team), so a view and its charts are kept and served again until the data under them change:
@@ -20,12 +23,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Engine, func, select
 
-from opsgate.cost import CostLedger, DayCost, ModelCost, WorkflowCost
-from opsgate.store import Store, audit_events, cost_entries
+from opsgate.cost import CostLedger, DayCost, Drift, ModelCost, WorkflowCost
+from opsgate.store import Store, audit_events, cost_entries, runs
 
-__all__ = ["CostView", "cost_charts", "cost_view"]
+__all__ = ["CostBreakdown", "CostSlice", "CostView", "cost_breakdown", "cost_charts", "cost_view"]
 
 _DAY = 86400.0
 _MAX_AGE_S = 60.0
@@ -127,10 +130,15 @@ def cost_view(store: Store, *, days: int, workflow: str | None, include_eval: bo
     )
 
 
+def _since(days: int, now: float) -> float:
+    """The start of the window: the UTC midnight ``days - 1`` days before today's."""
+    return now - (now % _DAY) - (days - 1) * _DAY
+
+
 def _compute(store: Store, *, days: int, workflow: str | None, include_eval: bool) -> CostView:
     ledger = CostLedger(store)
     now = time.time()
-    since = now - (now % _DAY) - (days - 1) * _DAY
+    since = _since(days, now)
     per_day = ledger.by_day(workflow, days, now, include_eval=include_eval)
     workflows = [
         w
@@ -198,3 +206,94 @@ def _charts(
         values.append(round(cost / successes, 8) if successes else None)
     chart = {"kind": "per_success", "x": xs, "series": [values], "step_days": step}
     return {"spend": spend, "per_success": chart}
+
+
+@dataclass(frozen=True, slots=True)
+class CostSlice:
+    """The ledger entries of one role, tool, agent or invoker over the window.
+
+    Attributes:
+        name: The role, tool, agent id or invoker ("" where the entry has none: a tool
+            call has no role). Hostile text (invokers): escaped on render.
+        entries: Model or tool calls recorded.
+    """
+
+    name: str
+    entries: int
+    cost_usd: float
+    estimate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CostBreakdown:
+    """Spend by model role (model calls), by tool (tool calls), by agent and by invoker
+    (every entry, through its run), largest spend first; and per workflow of the window, its
+    last 7 days against the 7 before (``drift``, ending now)."""
+
+    roles: list[CostSlice]
+    tools: list[CostSlice]
+    agents: list[CostSlice]
+    invokers: list[CostSlice]
+    drift: list[Drift]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON data for the API."""
+        return {
+            "by_role": [asdict(c) for c in self.roles],
+            "by_tool": [asdict(c) for c in self.tools],
+            "by_agent": [asdict(c) for c in self.agents],
+            "by_invoker": [asdict(c) for c in self.invokers],
+            "drift": [asdict(d) for d in self.drift],
+        }
+
+
+def cost_breakdown(
+    store: Store, view: CostView, *, days: int, workflow: str | None, include_eval: bool
+) -> CostBreakdown:
+    """The breakdowns of ``view``'s window and filters (the drift of its workflows)."""
+    return _cached(
+        store,
+        ("breakdown", days, workflow, include_eval),
+        lambda: _breakdown(store, view, days, workflow, include_eval),
+    )
+
+
+def _slices(
+    store: Store, key: Any, scope: list[ColumnElement[bool]], join: bool
+) -> list[CostSlice]:
+    ce = cost_entries
+    stmt = select(
+        key,
+        func.count(),
+        func.coalesce(func.sum(ce.c.cost_usd), 0.0),
+        func.max(ce.c.estimate),
+    )
+    if join:
+        stmt = stmt.select_from(ce.join(runs, ce.c.run_id == runs.c.run_id))
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt.where(*scope).group_by(key)).all()
+    found = [CostSlice(str(r[0] or ""), int(r[1]), float(r[2]), bool(r[3])) for r in rows]
+    return sorted(found, key=lambda c: (-c.cost_usd, c.name))
+
+
+def _breakdown(
+    store: Store, view: CostView, days: int, workflow: str | None, include_eval: bool
+) -> CostBreakdown:
+    ce = cost_entries
+    now = time.time()
+    purposes = ("production", "eval") if include_eval else ("production",)
+    scope: list[ColumnElement[bool]] = [
+        ce.c.at >= _since(days, now),
+        ce.c.at < now + 1,
+        ce.c.purpose.in_(purposes),
+    ]
+    if workflow is not None:
+        scope.append(ce.c.workflow == workflow)
+    ledger = CostLedger(store)
+    return CostBreakdown(
+        roles=_slices(store, ce.c.role, [*scope, ce.c.kind == "model"], join=False),
+        tools=_slices(store, ce.c.tool, [*scope, ce.c.kind == "tool"], join=False),
+        agents=_slices(store, runs.c.agent_id, scope, join=True),
+        invokers=_slices(store, runs.c.invoker, scope, join=True),
+        drift=[ledger.drift(w.workflow, now, include_eval=include_eval) for w in view.workflows],
+    )

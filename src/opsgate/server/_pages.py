@@ -11,16 +11,23 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from opsgate.server._alerts import console_firings
-from opsgate.server._approvals import decide, find_request, inbox, pending_requests, view
+from opsgate.server._approvals import (
+    decide,
+    fatigue,
+    find_request,
+    inbox,
+    pending_requests,
+    view,
+)
 from opsgate.server._auth import admin, approver, console_of, viewer
 from opsgate.server._autonomy import autonomy_view, blast_data
 from opsgate.server._budgets import budgets_in_force
 from opsgate.server._console import ConsoleError, Principal
-from opsgate.server._cost import cost_charts, cost_view
+from opsgate.server._cost import cost_breakdown, cost_charts, cost_view
 from opsgate.server._detail import run_records, verify_run, waterfall
 from opsgate.server._filters import run_filters
 from opsgate.server._login import login_page, secure
-from opsgate.server._overview import overview
+from opsgate.server._overview import kpis, overview
 from opsgate.server._render import templates
 from opsgate.server._runs import LIVE, RunFilters, find_run, list_runs
 from opsgate.server._session import PRELOGIN_COOKIE, SESSION_COOKIE
@@ -92,6 +99,8 @@ def overview_page(
         "rows": rows,
         "days": days,
         "router": console.router is not None,
+        "policy": console.policy is not None,
+        "kpis": {} if console.policy is None else kpis(store, console.policy, days=days),
         "alerts": console_firings(store),
         "chart": cost_charts(
             store, view_, workflow=None, include_eval=False, daily_budget=None, per_success=False
@@ -128,11 +137,15 @@ def cost_page(
     console = console_of(request)
     store = console.store()
     view_ = cost_view(store, days=days, workflow=workflow or None, include_eval=include_eval)
+    breakdown = cost_breakdown(
+        store, view_, days=days, workflow=workflow or None, include_eval=include_eval
+    )
     budget = budgets_in_force(store, console.router).get(workflow or "")
     daily = budget.daily_spend if budget is not None else None
     context = {
         "who": who,
         "view": view_,
+        "breakdown": breakdown,
         "budget": budget,
         "charts": cost_charts(
             store, view_, workflow=workflow or None, include_eval=include_eval, daily_budget=daily
@@ -214,13 +227,19 @@ def approvals_page(
     after: Annotated[
         str | None, Query(max_length=100, description="the next page's cursor")
     ] = None,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
 ) -> Response:
-    page, history = inbox(console_of(request), after=after)
-    return templates.TemplateResponse(
-        request,
-        "approvals.html",
-        {"who": who, "page": page, "pending": page.requests, "history": history, "after": after},
-    )
+    console = console_of(request)
+    page, history = inbox(console, after=after)
+    context = {
+        "who": who,
+        "page": page,
+        "pending": page.requests,
+        "history": history,
+        "after": after,
+        "fatigue": fatigue(console, days),
+    }
+    return templates.TemplateResponse(request, "approvals.html", context)
 
 
 @pages.get("/approvals/{request_id}")

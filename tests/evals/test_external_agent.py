@@ -348,10 +348,6 @@ def test_the_openai_agents_sdk_example_end_to_end(tmp_path: Path) -> None:
 def test_the_example_on_the_embedded_model(tmp_path: Path) -> None:
     """The example against the real embedded model: it need not pass, it must run and be
     scored (a report with the task, its calls and no harness error of ours)."""
-    from opsgate.models import DEFAULT_MODEL, model_available
-
-    if not model_available(DEFAULT_MODEL):
-        pytest.skip("the embedded model is not installed")
     result, report = run_cli(
         tmp_path,
         "--agent-cmd",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsgate.agent import Lane, RouterToolAgent, Step, grounded_tools
+from opsgate.agent import Lane, RouterToolAgent, Step, grounded_tools, request_values
 from opsgate.examples.support_triage.agent import LANES
 from opsgate.gateway import RunStatus
 from opsgate.recorder import EventType, InMemoryRecorder
@@ -92,7 +92,8 @@ async def test_refund_arguments_are_grounded_in_the_looked_up_record() -> None:
     props = _props(requests[2], "refund")
     assert props["order_id"]["enum"] == ["ORD-1001"]  # normalised by the contract, then looked up
     assert props["amount"]["enum"] == [40.0]  # the record's price and total, nothing invented
-    assert "enum" not in _props(requests[1], "get_order_status")["order_id"]
+    # the look-up offers the id the customer wrote, as the contract normalises it
+    assert _props(requests[1], "get_order_status")["order_id"]["enum"] == ["ORD-1001"]
     assert [c.tool for c in run.completed] == ["get_order_status", "refund", "add_internal_note"]
 
 
@@ -217,3 +218,68 @@ async def test_words_where_a_call_is_required_are_repaired_not_taken_as_a_questi
         "done",
         ["get_order_status", "draft_reply"],
     )
+
+
+def test_request_values_are_the_words_the_contract_accepts_as_it_normalises_them() -> None:
+    gateway = _gateway(InMemoryRecorder())
+    text = "Ticket T-101 from C-300: my order 1050 (or was it #a-1051?), not ORD-1003."
+    assert request_values(gateway, "get_order_status", "order_id", text) == [
+        "ORD-1050",
+        "ORD-1051",
+        "ORD-1003",
+    ]
+    assert request_values(gateway, "get_order_status", "order_id", "I want my money back") == []
+    # a free-text argument accepts any word: the request grounds nothing there
+    assert request_values(gateway, "draft_reply", "body", text) is None
+    assert request_values(gateway, "no_such_tool", "order_id", text) is None
+
+
+async def test_a_request_without_the_id_asks_or_hands_off_and_never_invents_one() -> None:
+    """The failure the issue names: ids invented where the customer gave none. The look-up
+    step of a request that names no order offers no tool but the hand-off."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [ROUTE_REFUND, text_reply("Which order is it, and what arrived damaged?")]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: I want my money back.")
+        requests = server.requests
+    assert (result.reason, result.output) == (
+        "needs_clarification",
+        "Which order is it, and what arrived damaged?",
+    )
+    assert _offered(requests[1]) == ["escalate_to_human"]
+    assert "does not give the order_id" in requests[1].json["messages"][-1]["content"]
+    assert recorder.of_type(EventType.TOOL_CALL_PROPOSED) == []
+
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_REFUND,
+        tool_reply(("escalate_to_human", '{"ticket_id": "T-1", "reason": "Account takeover."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: someone changed my password, refund me")
+    assert (result.status, result.reason) == (RunStatus.COMPLETED, "handed_off")
+
+
+async def test_an_id_the_request_does_not_give_is_refused_and_repaired() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_STATUS,
+        tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),  # not the one written
+        tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "Ticket T-3: where is my order 1003?")
+    assert result.reason == "done"
+    assert [c.args for c in run.completed if c.tool == "get_order_status"] == [
+        {"order_id": "ORD-1003"}
+    ]

@@ -309,8 +309,9 @@ async def test_repeated_failure_escalates_to_the_larger_model() -> None:
     recorder = InMemoryRecorder()
     gateway = _gateway(recorder)
     bad = tool_reply(("get_order_status", '{"order_id": 1003}'))
+    route = text_reply('{"lane": "order_status", "confidence": 0.9}')
     with (
-        FakeOpenAI([text_reply('{"lane": "order_status", "confidence": 0.9}'), bad, bad]) as small,
+        FakeOpenAI([route, route, bad, bad]) as small,  # the route holds in either menu order
         FakeOpenAI([text_reply("Your order is in transit.")]) as large,
     ):
         agent = RouterToolAgent(
@@ -320,7 +321,35 @@ async def test_repeated_failure_escalates_to_the_larger_model() -> None:
         assert len(large.requests) == 1
     assert result.reason == "done"
     models = [e.data["model"] for e in recorder.of_type(EventType.MODEL_CALL)]
-    assert models == ["small", "small", "small", "large"]
+    assert models == ["small", "small", "small", "small", "large"]
+
+
+async def test_a_route_that_changes_with_the_menu_order_is_asked_of_the_larger_model() -> None:
+    """A small model says 0.99 whatever it picks and leans to a place in the menu: the
+    agreement of two readings (the menu in both orders) is what escalation trusts."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    with (
+        FakeOpenAI(
+            [
+                text_reply('{"lane": "address_change", "confidence": 0.99}'),
+                text_reply('{"lane": "escalate", "confidence": 0.99}'),
+                tool_reply(("escalate_to_human", '{"ticket_id": "T-3", "reason": "2FA reset"}')),
+            ]
+        ) as small,
+        FakeOpenAI([text_reply('{"lane": "escalate", "confidence": 0.9}')]) as large,
+    ):
+        router = _two_model_router(small.base_url, large.base_url)
+        from opsgate.examples.support_triage.agent import LANES as SHOP
+
+        result = await RouterToolAgent(gateway, router, SHOP, system="").run(
+            _start(gateway), "Ticket T-3: turn off two-factor on my account"
+        )
+        first, second = (r.json["messages"][0]["content"] for r in small.requests[:2])
+    assert (result.lane, result.reason) == ("escalate", "handed_off")
+    assert first.index("- order_status") < first.index("- escalate")
+    assert second.index("- escalate") < second.index("- order_status")  # read the other way
+    assert result.models == ["small", "large"]
 
 
 async def test_low_confidence_asks_the_larger_model_before_the_customer() -> None:

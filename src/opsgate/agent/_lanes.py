@@ -12,8 +12,13 @@ step is ``optional``, when words move on to the next step.
 "order_id": "get_order_status.order_id"}``): the values of that field in the results (and
 arguments) of that tool's successful calls, when the policy labels its output trusted,
 become the argument's ``enum`` in the schema the model sees, so a constrained decoder can
-only copy a value the run looked up, never invent one. Nothing here names a domain: the
-lanes' wording belongs to the agent that declares them.
+only copy a value the run looked up, never invent one. An argument the requester must have
+written (``from_request=("order_id",)``) is grounded in the request itself: the words of
+the request that the tool's contract accepts for it (after the contract's normalisation:
+``#a-1050`` becomes ``ORD-1050``) are its ``enum``; a request that holds none offers no
+tool at that step, only a question for the requester or the hand-off, so a model cannot
+invent the id it was not given. Nothing here names a domain: the lanes' wording belongs
+to the agent that declares them.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from opsgate.agent._loop import AgentResult, guarded, observe_model_text
@@ -30,7 +37,14 @@ from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings
 from opsgate.policy import Reason
 
-__all__ = ["Step", "grounded_tools", "grounded_values", "run_steps"]
+__all__ = [
+    "Step",
+    "grounded_tools",
+    "grounded_values",
+    "missing_from_request",
+    "request_values",
+    "run_steps",
+]
 
 _SCALARS = (str, int, float)
 
@@ -55,6 +69,10 @@ class Step:
         ask: Whether words instead of a call are accepted here (a question for the
             requester). A step that must act (a reply after the look-up) says no: the
             model is then asked for a call only (``tool_choice: required``).
+        from_request: Arguments the requester must have written: their values are
+            limited to the words of the request the tool's contract accepts for them
+            (arguments with a ``pattern`` or ``enum`` only: a free-text argument accepts
+            any word). Where the request holds none, the step asks or hands off.
     """
 
     name: str
@@ -65,6 +83,7 @@ class Step:
     ground: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     handoff: bool = True
     ask: bool = True
+    from_request: tuple[str, ...] = ()
 
 
 def _walk(value: Any, key: str) -> Iterator[Any]:
@@ -96,23 +115,89 @@ def grounded_values(gateway: Gateway, run: Run, source: str) -> list[Any]:
     return list(seen)
 
 
+# A word of a request: what lies between spaces and punctuation that never belongs to an id.
+_WORD = re.compile(r"[^\s,;:!?()\[\]{}<>\"'`]+")
+
+
+def _accepts(prop: Mapping[str, Any], value: Any) -> bool:
+    """Whether ``value`` meets an argument schema's own constraints (type, enum, pattern,
+    length): the contract's validation, for one argument."""
+    if not _fits(prop, value):
+        return False
+    if "enum" in prop and value not in prop["enum"]:
+        return False
+    if isinstance(value, str):
+        pattern = prop.get("pattern")
+        if isinstance(pattern, str) and not re.search(pattern, value):
+            return False
+        if len(value) > int(prop.get("maxLength", len(value))):
+            return False
+        if len(value) < int(prop.get("minLength", 0)):
+            return False
+    return True
+
+
+def request_values(gateway: Gateway, tool: str, arg: str, request: str) -> list[Any] | None:
+    """The values for ``tool``'s ``arg`` written in ``request``, in order: each word (and
+    pair of words: ``order 1050``) as the contract normalises it, kept where the argument's
+    schema accepts it. None when the argument is free text (no pattern or enum), where
+    every word would do and the request grounds nothing."""
+    contract = gateway.toolbelt.find(tool)
+    if contract is None:
+        return None
+    prop = contract.parameters_schema.get("properties", {}).get(arg)
+    if not isinstance(prop, Mapping) or not ({"pattern", "enum"} & prop.keys()):
+        return None
+    words = [w.strip(".") for w in _WORD.findall(request)]
+    spans = [*words, *(f"{a} {b}" for a, b in pairwise(words))]
+    found: dict[Any, None] = {}
+    for span in spans:
+        fixed, _ = contract.normalize_args({arg: span})
+        value = fixed.get(arg) if isinstance(fixed, Mapping) else None
+        if value is not None and _accepts(prop, value):
+            found.setdefault(value, None)
+    return list(found)
+
+
+def missing_from_request(
+    gateway: Gateway, step: Step, offered: Sequence[str], request: str
+) -> list[str]:
+    """The step's ``from_request`` arguments the request gives no value for, on any
+    offered tool that takes them."""
+    missing: dict[str, None] = {}
+    for tool in offered:
+        for arg in step.from_request:
+            if request_values(gateway, tool, arg, request) == []:
+                missing.setdefault(arg, None)
+    return list(missing)
+
+
 def grounded_tools(
-    gateway: Gateway, run: Run, step: Step, offered: Sequence[str]
+    gateway: Gateway, run: Run, step: Step, offered: Sequence[str], request: str = ""
 ) -> list[dict[str, Any]]:
     """The offered tools' schemas, each grounded argument narrowed to what the run read
-    (left free where the run has read nothing for it yet)."""
+    (left free where the run has read nothing for it yet), each ``from_request`` one to
+    what the request wrote."""
     schemas = gateway.toolbelt.openai_tools(offered)
-    if not step.ground:
+    if not step.ground and not step.from_request:
         return schemas
     narrowed: list[dict[str, Any]] = []
     for schema in schemas:
+        name = schema.get("function", {}).get("name", "")
         properties = schema.get("function", {}).get("parameters", {}).get("properties", {})
         wanted = {arg: src for arg, src in step.ground.items() if arg in properties}
-        if not wanted:
+        written = {
+            arg: values
+            for arg in step.from_request
+            if arg in properties and (values := request_values(gateway, name, arg, request))
+        }
+        if not wanted and not written:
             narrowed.append(schema)
             continue
         schema = copy.deepcopy(schema)
         properties = schema["function"]["parameters"]["properties"]
+        for arg, values in written.items():
+            properties[arg] = {**properties[arg], "enum": values}
         for arg, sources in wanted.items():
             found = [
                 v
@@ -175,6 +260,8 @@ def _fits(prop: Mapping[str, Any], value: Any) -> bool:
 
 def _instruction(step: Step, number: int, total: int, offered: Sequence[str]) -> Message:
     tools = ", ".join(f"`{t}`" for t in offered)
+    if not step.tools:  # nothing to call but the hand-off: the instructions say what to do
+        return Message.user(f"Step {number} of {total} ({step.name}): {step.instructions}")
     return Message.user(
         f"Step {number} of {total} ({step.name}): {step.instructions} Call one of {tools}, "
         "with arguments taken from the request and the results so far."
@@ -211,11 +298,27 @@ async def run_steps(
     allowed = set(gateway.policy.allowed_tools(run.workflow, run.agent_id))
     handoff = [t for t in handoff_tools if t in allowed]
     history = [Message.system(system), *messages]
+    request = "\n".join(m.content or "" for m in messages if m.role == "user")
     for number, step in enumerate(steps, start=1):
         exits = handoff if step.handoff else []
         offered = [t for t in dict.fromkeys([*step.tools, *exits]) if t in allowed]
         if not [t for t in offered if t not in handoff]:
             continue  # the policy gives this agent none of the step's tools: skip it
+        missing = missing_from_request(gateway, step, offered, request)
+        if missing:  # nothing to fill it with: ask the requester, or hand off
+            offered = list(handoff)
+            step = dataclasses.replace(
+                step,
+                tools=(),
+                instructions=(
+                    f"The request does not give the {', '.join(missing)} this step needs. "
+                    "Ask the requester for it in one short question, or hand the request "
+                    "off if a person must handle it."
+                ),
+                optional=False,
+                ask=True,
+                from_request=(),
+            )
         outcome = await _one_step(
             gateway,
             router,
@@ -228,6 +331,7 @@ async def run_steps(
             settings,
             max_repairs,
             result,
+            request,
         )
         if outcome == "ended" or not run.active:
             return _ended(result, run)
@@ -253,6 +357,7 @@ async def _one_step(
     settings: ModelSettings,
     max_repairs: int,
     result: AgentResult,
+    request: str = "",
 ) -> str:
     """One step: ``ran`` (its call ran), ``skipped``, ``denied`` (the gate or a person said
     no, or the tool failed) or ``ended`` (the run is over: handed off, a question asked, a
@@ -267,7 +372,7 @@ async def _one_step(
             router.complete(
                 "act",
                 [*history, instruction],
-                grounded_tools(gateway, run, step, offered),
+                grounded_tools(gateway, run, step, offered, request) or None,
                 settings
                 if step.ask or step.optional
                 else dataclasses.replace(settings, tool_choice="required"),
@@ -290,7 +395,7 @@ async def _one_step(
             return "ended"
         history.append(response.message)
         call, *extra = response.tool_calls  # one call a turn: the step's, or the hand-off
-        schemas = grounded_tools(gateway, run, step, offered)
+        schemas = grounded_tools(gateway, run, step, offered, request)
         off = _off_lane(gateway, step, schemas, call.name, call.arguments)
         if off is not None:
             outcome = gateway.refuse(

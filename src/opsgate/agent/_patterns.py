@@ -79,9 +79,12 @@ async def _classify(
     context: str,
     model: str | None = None,
     prompt: str = ROUTE_PROMPT,
+    reverse: bool = False,
 ) -> tuple[str, float, str | None, str]:
     """(lane, confidence, clarifying question, the model that answered) from the ``route``
-    model, JSON-constrained."""
+    model, JSON-constrained; ``reverse`` reads the menu to it in the other order."""
+    if reverse:
+        lanes = dict(reversed(list(lanes.items())))
     names = [*lanes, UNCLEAR]
     schema = {
         "type": "object",
@@ -154,11 +157,24 @@ class RouterToolAgent:
         )
         result.used(model)
         escalate_to = self.router.config.escalation.to
-        if (
-            (lane == UNCLEAR or confidence < self.min_confidence)
-            and escalate_to
-            and (self.router.config.chain("route")[0] != escalate_to)
-        ):
+        can_escalate = bool(escalate_to) and self.router.config.chain("route")[0] != escalate_to
+        if can_escalate and lane != UNCLEAR and confidence >= self.min_confidence:
+            # A small model states high confidence whatever it picks, and leans to a place
+            # in the menu: its answer holding when the menu is read the other way round is
+            # the confidence worth escalating on.
+            again, *_, model = await _classify(
+                self.gateway,
+                self.router,
+                run,
+                self.lanes,
+                context,
+                prompt=self.route_prompt,
+                reverse=True,
+            )
+            result.used(model)
+            if again != lane:
+                confidence = 0.0
+        if can_escalate and (lane == UNCLEAR or confidence < self.min_confidence):
             # low confidence: ask the larger model before asking the invoker
             lane, confidence, question, model = await _classify(
                 self.gateway,

@@ -35,6 +35,7 @@ _LOOK_UP = Step(
     ("get_order_status",),
     "Look the order up by the id the customer gave.",
     handoff=False,  # look first: a hand-off then carries the record
+    from_request=("order_id",),  # only an id the customer wrote; none written: ask
 )
 _FROM_RECORD: dict[str, str | tuple[str, ...]] = {
     "order_id": "get_order_status.order_id",

@@ -350,6 +350,9 @@ async def test_a_route_that_changes_with_the_menu_order_is_asked_of_the_larger_m
     assert first.index("- order_status") < first.index("- escalate")
     assert second.index("- escalate") < second.index("- order_status")  # read the other way
     assert result.models == ["small", "large"]
+    assert result.route_escalation == (
+        "small read the lanes two ways (address_change / escalate); asked large"
+    )
 
 
 async def test_low_confidence_asks_the_larger_model_before_the_customer() -> None:
@@ -366,6 +369,7 @@ async def test_low_confidence_asks_the_larger_model_before_the_customer() -> Non
             _start(gateway), "Where is ORD-1003?"
         )
     assert result.lane == "order_status"
+    assert result.route_escalation == "small was not sure (refund, 0.2); asked large"
 
 
 async def test_cacheable_calls_are_answered_from_the_cache(tmp_path: Any) -> None:

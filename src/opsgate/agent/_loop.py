@@ -44,6 +44,7 @@ class AgentResult:
         turns: Model turns taken.
         models: The router's models that answered, in the order first used (an
             escalation shows as a second, larger model).
+        route_escalation: Why the route was asked of the larger model (None: it was not).
     """
 
     status: RunStatus
@@ -53,6 +54,7 @@ class AgentResult:
     lane: str | None = None
     turns: int = 0
     models: list[str] = field(default_factory=list)
+    route_escalation: str | None = None
 
     def used(self, model: str) -> None:
         """Note that ``model`` answered a step."""

@@ -174,7 +174,13 @@ class RouterToolAgent:
             result.used(model)
             if again != lane:
                 confidence = 0.0
+                result.route_escalation = (
+                    f"{model} read the lanes two ways ({lane} / {again}); asked {escalate_to}"
+                )
         if can_escalate and (lane == UNCLEAR or confidence < self.min_confidence):
+            result.route_escalation = result.route_escalation or (
+                f"{model} was not sure ({lane}, {confidence:g}); asked {escalate_to}"
+            )
             # low confidence: ask the larger model before asking the invoker
             lane, confidence, question, model = await _classify(
                 self.gateway,

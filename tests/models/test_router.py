@@ -88,6 +88,10 @@ class Meter:
         return "wf"
 
     @property
+    def purpose(self) -> str:
+        return "production"
+
+    @property
     def spent_usd(self) -> float:
         return sum(c.cost_usd for c in self.calls)
 

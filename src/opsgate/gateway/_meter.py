@@ -41,6 +41,11 @@ class RunMeter:
         return self._run.workflow
 
     @property
+    def purpose(self) -> str:
+        """The run's purpose (``production`` or ``eval``)."""
+        return self._run.purpose
+
+    @property
     def spent_usd(self) -> float:
         """The run's spend so far."""
         return self._run.cost_usd

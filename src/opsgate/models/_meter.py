@@ -74,6 +74,11 @@ class ModelMeter(Protocol):
         ...
 
     @property
+    def purpose(self) -> str:
+        """``production`` or ``eval``: a workflow's daily budget is production's spend."""
+        ...
+
+    @property
     def spent_usd(self) -> float:
         """Spent so far."""
         ...

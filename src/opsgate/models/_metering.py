@@ -10,7 +10,8 @@ what the meter says is left.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,6 +46,15 @@ def _least(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
+@dataclass(frozen=True, slots=True)
+class DailyBudget:
+    """A workflow's daily spend limit and how to read what today has spent (the ledger:
+    it may lag the calls of the last second or two, which the limit then absorbs)."""
+
+    limit_usd: float
+    spent_today: Callable[[], float | None]
+
+
 class MeteredClient(WrapperClient):
     """Meters ``inner`` (the router's model ``model``, playing ``role``) into ``meter``.
 
@@ -56,6 +66,7 @@ class MeteredClient(WrapperClient):
         price: Its price.
         budget_usd: The router's budget for the meter's workflow, if any (the meter's own
             cap applies as well: the lower one holds).
+        daily: The workflow's daily budget, for a production run (None: unchecked).
     """
 
     def __init__(
@@ -67,8 +78,10 @@ class MeteredClient(WrapperClient):
         model: str,
         price: Price,
         budget_usd: float | None = None,
+        daily: DailyBudget | None = None,
     ) -> None:
         super().__init__(inner)
+        self.daily = daily
         self.meter = meter
         self.role = role
         self.model = model
@@ -168,16 +181,36 @@ class MeteredClient(WrapperClient):
             BudgetExceeded: with the budget, what was spent and the estimate.
         """
         limits = [b for b in (self.budget_usd, self.meter.max_cost_usd) if b is not None]
+        if not limits and self.daily is None:
+            return
+        estimate = self.estimate_cost(messages, tools, max_tokens)
+        self._check_daily(estimate)
         if not limits:
             return
         budget = min(limits)
         spent = self.meter.spent_usd
-        estimate = self.estimate_cost(messages, tools, max_tokens)
         if spent + estimate > budget:
             raise BudgetExceeded(
                 f"the next model call (~${estimate:.4f}) would take the run past its budget "
                 f"of ${budget:.4f} (spent ${spent:.4f})",
                 budget_usd=budget,
                 spent_usd=spent,
+                next_usd=estimate,
+            )
+
+    def _check_daily(self, estimate: float) -> None:
+        """Refuse a call that would take the workflow's spend today past its daily budget."""
+        if self.daily is None:
+            return
+        today = self.daily.spent_today()
+        if today is None:
+            return
+        if today + estimate > self.daily.limit_usd:
+            raise BudgetExceeded(
+                f"the next model call (~${estimate:.4f}) would take workflow "
+                f"`{self.meter.workflow}` past its daily budget of "
+                f"${self.daily.limit_usd:.4f} (spent ${today:.4f} today)",
+                budget_usd=self.daily.limit_usd,
+                spent_usd=today,
                 next_usd=estimate,
             )

@@ -20,7 +20,7 @@ from opsgate.models._client import ModelClient
 from opsgate.models._constrained import ConstrainedToolClient
 from opsgate.models._fallback import FallbackClient
 from opsgate.models._meter import ModelMeter
-from opsgate.models._metering import MeteredClient, estimate_tokens
+from opsgate.models._metering import DailyBudget, MeteredClient, estimate_tokens
 from opsgate.models._openai import OpenAICompatibleClient
 from opsgate.models._router_config import Role, RouterConfig, load_router_config
 from opsgate.models._types import Message, ModelResponse, ModelSettings
@@ -37,6 +37,14 @@ class BudgetOverrides(Protocol):
 
     def max_cost_per_task(self, workflow: str) -> float | None:
         """The override for ``workflow``, or None (the router file's budget applies)."""
+        ...
+
+    def daily_spend(self, workflow: str) -> float | None:
+        """The daily budget override for ``workflow``, or None (the file's applies)."""
+        ...
+
+    def spent_today(self, workflow: str) -> float | None:
+        """``workflow``'s production spend so far this UTC day (None: not known)."""
         ...
 
 
@@ -127,6 +135,27 @@ class ModelRouter:
         budget = self.config.budgets.get(workflow)
         return None if budget is None else budget.max_cost_per_task
 
+    def daily_budget_for(self, workflow: str) -> float | None:
+        """The workflow's daily spend limit: an operator's override if set, else the
+        router file's, else None."""
+        if self._budgets is not None:
+            override = self._budgets.daily_spend(workflow)
+            if override is not None:
+                return override
+        budget = self.config.budgets.get(workflow)
+        return None if budget is None else budget.daily_spend
+
+    def _daily(self, meter: ModelMeter) -> DailyBudget | None:
+        """The daily budget a production run's calls are checked against: only where the
+        router reads the ledger (``budgets``), which knows what today has spent."""
+        if self._budgets is None or meter.purpose != "production":
+            return None
+        limit = self.daily_budget_for(meter.workflow)
+        if limit is None:
+            return None
+        budgets, workflow = self._budgets, meter.workflow
+        return DailyBudget(limit, lambda: budgets.spent_today(workflow))
+
     def layered(
         self, name: str, role: Role, settings: ModelSettings, meter: ModelMeter | None
     ) -> ModelClient:
@@ -145,6 +174,7 @@ class ModelRouter:
                 model=name,
                 price=self.config.price_of(name),
                 budget_usd=self.budget_for(meter.workflow),
+                daily=self._daily(meter),
             )
         return client
 

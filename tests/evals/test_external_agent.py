@@ -31,7 +31,7 @@ from opsgate.cli.eval_main import app
 from opsgate.cli.main import app as opsgate_app
 from opsgate.contracts import Toolbelt
 from opsgate.evals import ExternalAgent, load_suite
-from opsgate.evals._external import run_external_task
+from opsgate.evals._external import AgentAnswer, read_answer, run_external_task
 from opsgate.evals._runner import Harness, run_suite
 from opsgate.evals._world_mcp import WorldServer, serve_loopback
 from opsgate.examples.support_triage.tools import get_order_status
@@ -169,6 +169,34 @@ def test_crashes_garbage_and_silence_are_counted_failures(tmp_path: Path) -> Non
     assert not silent.passed and silent.status == "failed"
     assert silent.error is not None and "never reached the MCP proxy" in silent.error
     assert silent.output == "Your order is on its way.\n"
+
+
+def test_an_agent_that_asks_ends_its_run_needing_clarification(tmp_path: Path) -> None:
+    """A question needs no tool: the run is opened for it, reads the task's context, and
+    ends ``needs_clarification`` with the question (a plain answer without a tool is still
+    the failure above)."""
+    harness = Harness.load(load_suite("mini.yaml", text=_renamed(["clarify", "silent", "x"])))
+    agent = ExternalAgent.from_options(command(MISBEHAVING), None)
+
+    async def go() -> Any:
+        return await run_external_task(harness, harness.suite.tasks[0], 0, agent, timeout_s=60)
+
+    asked = asyncio.run(go())
+    assert asked.error is None and asked.status == "completed", asked
+    assert (asked.reason, asked.output) == ("needs_clarification", "Which order do you mean?")
+    assert asked.run_id is not None
+
+
+def test_an_answer_is_text_or_a_json_object_with_its_output() -> None:
+    assert read_answer("It is in transit.\n") == AgentAnswer("It is in transit.\n")
+    assert read_answer('{"output": "Which one?", "needs_clarification": true}') == AgentAnswer(
+        "Which one?", True
+    )
+    assert read_answer('{"output": "Done."}') == AgentAnswer("Done.", False)
+    # not an answer object: the text is the answer, whatever it holds
+    for text in ('{"needs_clarification": true}', "{not json", '{"output": 3}'):
+        assert read_answer(text) == AgentAnswer(text)
+    assert read_answer('{"output": "x", "needs_clarification": "yes"}').needs_clarification is False
 
 
 def _alive(pid: int) -> bool:

@@ -7,18 +7,20 @@ recorders (streamable HTTP on 127.0.0.1 behind a one-off bearer token), and asks
 
 - ``--agent-cmd``: a process per task, the task's input on stdin, the proxy in
   ``OPSGATE_MCP_URL`` / ``OPSGATE_MCP_TOKEN`` (and, when asked, a model server in
-  ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPSGATE_MODEL``); its stdout is the answer.
+  ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPSGATE_MODEL``); its stdout is the answer,
+  or a JSON object ``{"output": ..., "needs_clarification": true}`` for a question.
 - ``--agent-url``: a POST of ``{"task_id", "input", "mcp_url", "mcp_token"}``; the JSON
-  reply's ``output`` is the answer.
+  reply's ``output`` is the answer (and ``needs_clarification: true`` makes it a question).
 
 The calls the proxy gated and recorded are what the scorers read: the same events, metrics
 and report as for an opsgate agent. A timeout (the process group is killed), a crash, an
 unreadable reply, an agent that never reached the proxy or an unreachable URL is that
 trial's counted failure with its reason; the rest of the suite still runs.
 
-What an MCP client cannot say, it is not scored on differently: the run ends ``done``, or
-``handed_off`` after a successful hand-off tool (as the opsgate loop ends it); a run cannot
-end ``needs_clarification``.
+An MCP client cannot end its run, so the answer says how it ended: ``handed_off`` after a
+successful hand-off tool (as the opsgate loop ends it), ``needs_clarification`` when the
+agent said its answer is a question for the requester (no tool needed: the run is opened
+for it, with the task's context read, as an opsgate agent's would be), ``done`` otherwise.
 """
 
 from __future__ import annotations
@@ -149,15 +151,33 @@ class ExternalAgent:
 
 @dataclass(frozen=True)
 class AgentAnswer:
-    """The agent's final answer (what the output checks read)."""
+    """The agent's final answer (what the output checks read), and whether it is a
+    question for the requester rather than a result."""
 
     output: str
+    needs_clarification: bool = False
+
+
+def read_answer(stdout: str) -> AgentAnswer:
+    """A command's answer: its stdout, or the ``output`` of the JSON object it printed
+    (with ``needs_clarification``); text that is not such an object is the answer as is."""
+    stripped = stdout.strip()
+    if stripped.startswith("{"):
+        try:
+            data = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("output"), str):
+            return AgentAnswer(data["output"], data.get("needs_clarification") is True)
+    return AgentAnswer(stdout)
 
 
 # -- asking the agent --------------------------------------------------------------------
 
 
-async def ask_agent(agent: ExternalAgent, task: Task, text: str, mcp_url: str, token: str) -> str:
+async def ask_agent(
+    agent: ExternalAgent, task: Task, text: str, mcp_url: str, token: str
+) -> AgentAnswer:
     """The agent's answer to one task (no time limit here: the caller's).
 
     Raises:
@@ -183,7 +203,7 @@ async def ask_agent(agent: ExternalAgent, task: Task, text: str, mcp_url: str, t
                 environment.MODEL_ENV: agent.model.model,
             }
         )
-    return await _ask_command(agent.command, text, env)
+    return read_answer(await _ask_command(agent.command, text, env))
 
 
 async def _ask_command(argv: Sequence[str], text: str, env: Mapping[str, str]) -> str:
@@ -246,7 +266,7 @@ def _last_line(err: bytes) -> str:
     return lines[-1][:300] if lines else ""
 
 
-async def _ask_url(url: str, task: Task, text: str, mcp_url: str, token: str) -> str:
+async def _ask_url(url: str, task: Task, text: str, mcp_url: str, token: str) -> AgentAnswer:
     body = {"task_id": task.id, "input": text, "mcp_url": mcp_url, "mcp_token": token}
     try:
         async with httpx.AsyncClient(timeout=None) as client:
@@ -266,7 +286,7 @@ async def _ask_url(url: str, task: Task, text: str, mcp_url: str, token: str) ->
         raise AgentFailure(
             f"the agent at {url} did not reply with a JSON object whose `output` is a text"
         )
-    return output
+    return AgentAnswer(output, reply.get("needs_clarification") is True)
 
 
 # -- the proxy of one trial --------------------------------------------------------------
@@ -310,16 +330,27 @@ class _TrialProxy(McpProxy):
     def end_session(self, key: str) -> None:
         """Left to `finish_runs`: the run ends with the agent's answer, not its goodbye."""
 
-    def finish_runs(self, output: str | None, error: str | None) -> None:
-        """End every run of the trial: done (or handed off) with the answer, or failed."""
+    def open_run(self) -> None:
+        """The trial's run when the agent answered without a tool (a question needs none)."""
+        self.session(None)
+
+    def finish_runs(self, answer: AgentAnswer | None, error: str | None) -> None:
+        """End every run of the trial: done (handed off, or asking) with the answer, or
+        failed."""
         for run in self.runs:
             if not run.active:
                 continue
             if error is not None:
                 self.gateway.finish(run, status=RunStatus.FAILED, reason="harness_error")
                 continue
-            handed = any(c.tool in HANDOFF_TOOLS for c in run.completed)
-            self.gateway.finish(run, reason="handed_off" if handed else "done", output=output)
+            output = None if answer is None else answer.output
+            if any(c.tool in HANDOFF_TOOLS for c in run.completed):
+                reason = "handed_off"
+            elif answer is not None and answer.needs_clarification:
+                reason = "needs_clarification"
+            else:
+                reason = "done"
+            self.gateway.finish(run, reason=reason, output=output)
 
 
 @dataclass(frozen=True)
@@ -403,7 +434,7 @@ async def run_external_task(
     }
     text, context = task_input(task)
     started = time.perf_counter()
-    output: str | None = None
+    answer: AgentAnswer | None = None
     error: str | None = None
     proxy: _TrialProxy | None = None
     try:
@@ -431,7 +462,7 @@ async def run_external_task(
             )
             try:
                 async with asyncio.timeout(timeout_s):
-                    output = await ask_agent(
+                    answer = await ask_agent(
                         agent, task, text, f"http://127.0.0.1:{port}/mcp", token
                     )
             except TimeoutError:
@@ -441,12 +472,14 @@ async def run_external_task(
             except Exception as exc:  # ours, while asking: the trial's failure all the same
                 error = f"{type(exc).__name__}: {exc}"
             finally:  # before the proxy closes: each run ends with the answer, or failed
+                if error is None and not proxy.runs and answer and answer.needs_clarification:
+                    proxy.open_run()
                 if error is None and not proxy.runs:
                     error = (
                         "the agent never reached the MCP proxy (OPSGATE_MCP_URL): it listed "
                         "and called no tool"
                     )
-                proxy.finish_runs(output, error)
+                proxy.finish_runs(answer, error)
     except Exception as exc:  # the harness could not set the trial up (or take it down)
         error = error or f"{type(exc).__name__}: {exc}"
     latency = time.perf_counter() - started
@@ -462,7 +495,7 @@ async def run_external_task(
             proxy.runs[0] if proxy is not None and proxy.runs else None,
             memory.events,
             world,
-            None if output is None else AgentAnswer(output),
+            answer,
             error,
             latency,
             secrets,

@@ -1,5 +1,6 @@
 """An external agent that fails as its task (``$OPSGATE_TASK``) says: it crashes, hangs
-(with a child of its own), prints bytes that are not text, or answers without a tool."""
+(with a child of its own), prints bytes that are not text, or answers without a tool (a
+question for the requester, said as one, or a plain answer)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,7 @@ elif task.startswith("hang"):
     time.sleep(120)
 elif task.startswith("garbage"):
     sys.stdout.buffer.write(b"\xff\xfe\x00\x1b[31m" + os.urandom(64))
+elif task.startswith("clarify"):  # a question needs no tool: said so
+    print('{"output": "Which order do you mean?", "needs_clarification": true}')
 else:  # answers without ever listing or calling a tool
     print("Your order is on its way.")

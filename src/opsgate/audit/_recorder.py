@@ -67,8 +67,9 @@ class AuditRecorder:
             crash may then lose the last batch.
         checkpoint_every: Sign a checkpoint after this many events (0: never by count).
         checkpoint_on_run_end: Sign a checkpoint when a run ends.
-        commit_delay_s: When the last commit carried several writers' events, wait this
-            long before the next one so that more join it (0 disables).
+        commit_delay_s: When the last commit was waited for by several callers (settles,
+            durable records, flushes), wait this long before the next one so that more join
+            it (0 disables); a lone writer never waits.
         linger_s: A batch nobody waits for yet (write-ahead or not durable) waits up to
             this long for a waiter (a `settle`, a barrier event, a `flush`), and is
             committed as soon as one comes: a call's result then shares the commit the
@@ -100,6 +101,8 @@ class AuditRecorder:
         self._failure: BaseException | None = None  # the last failed commit (since a flush)
         self._failed_runs: dict[str, BaseException] = {}
         self.batches = 0
+        self.delayed = 0
+        """Commits that waited `commit_delay_s` for more writers."""
         self.events = 0
         self.checkpoint_failures = 0
         self.last_checkpoint_error = ""
@@ -188,11 +191,14 @@ class AuditRecorder:
                 # others were writing a moment ago: give them a breath to join this commit
                 # (as PostgreSQL's commit_delay does); a lone writer never waits
                 time.sleep(self.commit_delay_s)
+                self.delayed += 1
             self._take(batch, 0.0)
             if self.linger_s and not any(p.waited or p.event is None for p in batch):
                 self._take(batch, self.linger_s)
             events = [p.event for p in batch if p.event is not None]
-            self._concurrent = len(events) > 1
+            # several callers waited on this commit (not merely several events: one call's
+            # result riding with its next call's decision is still one writer)
+            self._concurrent = sum(1 for p in batch if p.waited or p.event is None) > 1
             error: BaseException | None = None
             try:
                 self.log.append(events)

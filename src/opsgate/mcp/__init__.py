@@ -6,6 +6,7 @@ from opsgate.mcp._config import ProxyConfig, ToolSpec, UpstreamSpec, load_config
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
 from opsgate.mcp._pin import current_pins, drift
 from opsgate.mcp._proxy import Identity, McpProxy, ProxyError
+from opsgate.mcp._rpc import ConnectionClosed, RpcError, StdioClient
 from opsgate.mcp._serve import (
     BearerAuth,
     ProxyOptions,
@@ -23,6 +24,7 @@ from opsgate.mcp._upstream import Upstream, UpstreamError, UpstreamTarget
 __all__ = [
     "BearerAuth",
     "Catalog",
+    "ConnectionClosed",
     "Identity",
     "LockEntry",
     "LockFile",
@@ -31,6 +33,8 @@ __all__ = [
     "ProxyError",
     "ProxyOptions",
     "Refusal",
+    "RpcError",
+    "StdioClient",
     "TokenRecord",
     "TokenStore",
     "ToolSpec",

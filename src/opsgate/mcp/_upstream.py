@@ -1,8 +1,11 @@
 """One upstream MCP server, as a client the proxy can always ask: connected on demand,
 restarted after it dies, every failure a typed `UpstreamError` the gateway records.
 
-The connection lives in a task of its own (the SDK's transports are anyio contexts that
-must be entered and left in one task); calls from any task go through its session.
+A stdio upstream is spoken to by opsgate's own client (`opsgate.mcp._rpc`: the SDK's
+session costs more per call than the round trip). A streamable-HTTP upstream goes through
+the SDK's `ClientSession`, whose connection lives in a task of its own (the SDK's
+transports are anyio contexts that must be entered and left in one task); calls from any
+task go through its session.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import httpx2
 import mcp_types
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from mcp import ClientSession, MCPError
 from opsgate.mcp._keepalive import KeepAliveTransport
+from opsgate.mcp._rpc import ConnectionClosed, RpcError, StdioClient
 
 __all__ = ["Upstream", "UpstreamError", "UpstreamTarget"]
 
@@ -53,6 +57,8 @@ class UpstreamTarget:
 
 
 ToolsChanged = Callable[[str], Coroutine[Any, Any, None]]
+#: What a request is sent through: opsgate's stdio client, or the SDK's session (HTTP).
+Link = ClientSession | StdioClient
 
 
 class Upstream:
@@ -80,6 +86,7 @@ class Upstream:
         self._errlog = errlog
         self._relay: _StderrRelay | None = None
         self._session: ClientSession | None = None
+        self._stdio: StdioClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
@@ -88,12 +95,14 @@ class Upstream:
 
     # -- connection ----------------------------------------------------------------------
 
-    async def session(self) -> ClientSession:
-        """The live session, (re)connecting first when there is none.
+    async def session(self) -> Link:
+        """The live link, (re)connecting first when there is none.
 
         Raises:
             UpstreamError: ``UpstreamUnavailable`` when it cannot start or shake hands.
         """
+        if self.target.url is None:
+            return await self._stdio_link()
         session = self._session
         if session is not None and self._task is not None and not self._task.done():
             return session
@@ -127,6 +136,62 @@ class Upstream:
                 self._later(self._on_tools_changed(self.name))
             return self._session
 
+    async def _stdio_link(self) -> StdioClient:
+        """The child's client, started (and shaken hands with) when there is none alive."""
+        client = self._stdio
+        if client is not None and client.alive:
+            return client
+        async with self._lock:
+            if self._stdio is not None and self._stdio.alive:
+                return self._stdio
+            await self._drop()
+            restarted = self._connected_once
+            if restarted:
+                self.counts["restarts"] += 1
+            client = StdioClient(
+                self.target.command,
+                env=self.target.env,
+                cwd=self.target.cwd,
+                errlog=self._child_errlog(),
+                on_notification=self._on_notification,
+                on_bad_line=self._on_bad_line,
+            )
+            self._stdio = client
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    await client.start()
+            except TimeoutError:
+                await self._drop(wait_s=0.0)
+                self.counts["UpstreamUnavailable"] += 1
+                raise UpstreamError(
+                    "UpstreamUnavailable",
+                    f"upstream `{self.name}` did not complete the MCP handshake within "
+                    f"{self._connect_timeout_s:g}s",
+                ) from None
+            except Exception as exc:  # cannot start, died, not MCP, refused the handshake
+                await self._drop(wait_s=0.0)
+                self.counts["UpstreamUnavailable"] += 1
+                raise UpstreamError(
+                    "UpstreamUnavailable", f"upstream `{self.name}` cannot start: {_text(exc)}"
+                ) from None
+            self._connected_once = True
+            if restarted and self._on_tools_changed is not None:  # it may list other tools now
+                self._later(self._on_tools_changed(self.name))
+            return client
+
+    def _on_bad_line(self) -> None:
+        self.counts["UpstreamProtocolError"] += 1
+
+    async def _on_notification(self, method: str, params: Any) -> None:
+        if method == "notifications/tools/list_changed" and self._on_tools_changed is not None:
+            await self._on_tools_changed(self.name)
+
+    def _child_errlog(self) -> TextIO:
+        if self._errlog is None:  # the child's stderr, shown escaped and named
+            self._relay = self._relay or _StderrRelay(self.name, _stderr())
+            self._errlog = self._relay.writer
+        return self._errlog
+
     async def _own(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
         """The task that holds the transport and the session until told to stop."""
         try:
@@ -155,23 +220,13 @@ class Upstream:
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         target = self.target
-        if target.url is not None:
-            client = httpx2.AsyncClient(
-                headers=target.headers,
-                timeout=httpx2.Timeout(30.0, read=300.0),
-                transport=KeepAliveTransport(),
-            )
-            return _with_client(client, streamable_http_client(target.url, http_client=client))
-        params = StdioServerParameters(
-            command=target.command[0],
-            args=list(target.command[1:]),
-            env=target.env or None,
-            cwd=target.cwd,
+        assert target.url is not None  # stdio upstreams use `StdioClient`
+        client = httpx2.AsyncClient(
+            headers=target.headers,
+            timeout=httpx2.Timeout(30.0, read=300.0),
+            transport=KeepAliveTransport(),
         )
-        if self._errlog is None:  # the child's stderr, shown escaped and named
-            self._relay = self._relay or _StderrRelay(self.name, _stderr())
-            self._errlog = self._relay.writer
-        return stdio_client(params, errlog=self._errlog)
+        return _with_client(client, streamable_http_client(target.url, http_client=client))
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, Exception):  # a line that is not JSON-RPC: not MCP
@@ -192,9 +247,14 @@ class Upstream:
     async def _drop(self, wait_s: float = 5.0) -> None:
         """Stop the connection task (and so the child process), if any; cancel it when it
         has not stopped within ``wait_s``."""
-        task, stop = self._task, self._stop
-        self._task = self._stop = None
+        task, stop, client = self._task, self._stop, self._stdio
+        self._task = self._stop = self._stdio = None
         self._session = None
+        if client is not None:
+            if wait_s > 0:
+                await client.close()
+            else:  # it never shook hands: stop it without the grace period
+                await client.kill()
         if task is None:
             return
         if stop is not None:
@@ -218,12 +278,28 @@ class Upstream:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def request(self, what: str, send: Callable[[ClientSession], Awaitable[Any]]) -> Any:
+    async def request(self, what: str, send: Callable[[Link], Awaitable[Any]]) -> Any:
         """Send one request; failures become `UpstreamError` and a dead link is dropped so
         the next request restarts the server."""
-        session = await self.session()
+        link = await self.session()
         try:
-            return await send(session)
+            return await send(link)
+        except ConnectionClosed:
+            if isinstance(link, StdioClient) and link.stopped:  # closed by us: not a crash
+                raise UpstreamError(
+                    "UpstreamUnavailable", f"upstream `{self.name}` was stopped during {what}"
+                ) from None
+            await self._crashed()
+            raise UpstreamError(
+                "UpstreamCrashed", f"upstream `{self.name}` went away during {what}"
+            ) from None
+        except RpcError as exc:
+            self.counts["UpstreamProtocolError"] += 1
+            raise UpstreamError(
+                "UpstreamProtocolError",
+                f"upstream `{self.name}` answered {what} with error {exc.code}: "
+                f"{_text(exc.message)}",
+            ) from None
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 await self._crashed()
@@ -239,7 +315,7 @@ class Upstream:
         except (TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:  # broken pipe, a result that is no MCP result, a bug there
-            if self._task is None or self._task.done():
+            if not self._connected(link):
                 await self._crashed()
                 raise UpstreamError(
                     "UpstreamCrashed", f"upstream `{self.name}` went away during {what}"
@@ -250,6 +326,11 @@ class Upstream:
                 f"upstream `{self.name}` answered {what} with something that is not a valid "
                 f"MCP result ({type(exc).__name__})",
             ) from None
+
+    def _connected(self, link: Link) -> bool:
+        if isinstance(link, StdioClient):
+            return link.alive
+        return self._task is not None and not self._task.done()
 
     async def _crashed(self) -> None:
         self.counts["UpstreamCrashed"] += 1
@@ -279,10 +360,10 @@ class Upstream:
         return result
 
 
-def _lister(cursor: str | None) -> Callable[[ClientSession], Awaitable[Any]]:
+def _lister(cursor: str | None) -> Callable[[Link], Awaitable[Any]]:
     params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
 
-    def send(session: ClientSession) -> Awaitable[Any]:
+    def send(session: Link) -> Awaitable[Any]:
         return session.list_tools(params=params)
 
     return send

@@ -9,7 +9,7 @@ import typer
 
 from opsgate.cli._common import cli_errors, console, err_console
 from opsgate.cli._safe import shown
-from opsgate.server import DEFAULT_HOST, DEFAULT_PORT, serve
+from opsgate.server import DEFAULT_HOST, DEFAULT_PORT, MAX_WORKERS, serve
 
 
 @cli_errors
@@ -33,10 +33,19 @@ def serve_command(
     tools: Annotated[
         str | None, typer.Option(help="Import path of the policy's tools module.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Worker processes (one per CPU core serves the most; sessions work in all).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the web console (runs, approvals, stopping runs); log in with a token from
     `opsgate tokens create`."""
-    console.print(f"opsgate console on http://{shown(host)}:{port}/ (Ctrl-C stops it)")
+    several = f", {workers} worker processes" if workers > 1 else ""
+    console.print(f"opsgate console on http://{shown(host)}:{port}/{several} (Ctrl-C stops it)")
     serve(
         db,
         host=host,
@@ -44,5 +53,6 @@ def serve_command(
         router=router,
         policy=policy,
         tools=tools,
+        workers=workers,
         warn=lambda text: err_console.print(shown(text)),
     )

@@ -11,7 +11,7 @@ browser logs in to a session cookie. See the README's Console.
 
 from opsgate.server._app import create_app
 from opsgate.server._console import Console, ConsoleError, Principal
-from opsgate.server._serve import DEFAULT_HOST, DEFAULT_PORT, is_loopback, serve
+from opsgate.server._serve import DEFAULT_HOST, DEFAULT_PORT, MAX_WORKERS, is_loopback, serve
 from opsgate.server._tokens import (
     Role,
     TokenInfo,
@@ -25,6 +25,7 @@ from opsgate.server._tokens import (
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "MAX_WORKERS",
     "Console",
     "ConsoleError",
     "Principal",

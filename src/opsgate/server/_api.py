@@ -129,9 +129,10 @@ def runs_list(
 @api.get("/runs/{run_id}")
 def run_detail(request: Request, run_id: str, who: Viewer) -> dict[str, Any]:
     """A run, its audit timeline and its spans."""
-    store = console_of(request).store()
+    console = console_of(request)
+    store = console.store()
     run = find_run(store, run_id)
-    records, broken = run_records(store, run_id)
+    records, broken = run_records(store, run_id, console.reader())
     return {
         "run": run,
         "integrity_error": broken,

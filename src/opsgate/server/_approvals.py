@@ -5,14 +5,23 @@ the decision at once).
 Deciding twice the same way is idempotent: the second press finds the request already
 decided by the same person the same way and answers with that one decision (one row, one
 audit event); a different answer, or another person's, is a 409.
+
+The inbox's reads (a page of pending requests, the history, the fatigue tallies: rows
+decoded, redacted and tallied, milliseconds a request) are kept (`opsgate.server._kept`)
+under the approvals' version: the number of pending requests, the newest one's time and
+the newest decision's or expiry's, three index look-ups that change whenever the queue
+adds, decides or expires a request; kept at most `_KEPT_S` seconds whatever happens (a row
+written by hand with an old time; the fatigue window moving on). A pending request's
+countdown is computed afresh on every read.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, tuple_
 
@@ -20,6 +29,7 @@ from opsgate.errors import ApprovalError
 from opsgate.gateway import ApprovalRecord, DurableApprovalQueue
 from opsgate.redaction import Redactor
 from opsgate.server._console import Console, ConsoleError
+from opsgate.server._kept import kept
 from opsgate.server._runs import parse_cursor
 from opsgate.store import Store, approvals
 
@@ -28,11 +38,13 @@ __all__ = [
     "Fatigue",
     "FatigueRow",
     "PendingPage",
+    "approvals_version",
     "decide",
     "fatigue",
     "find_request",
     "history",
     "inbox",
+    "kept_render",
     "pending_page",
     "pending_requests",
     "view",
@@ -113,6 +125,54 @@ def _expire_stale(store: Store, scope: list[Any]) -> None:
         queue.expire(request_id)
 
 
+_KEPT_S = 10.0
+T = TypeVar("T")
+
+
+def _version(store: Store) -> tuple[Any, ...]:
+    """The approvals' version: changes whenever the queue adds, decides or expires one."""
+    pending = approvals.c.status == "pending"
+    with store.engine.connect() as conn:
+        waiting, newest = conn.execute(
+            select(func.count(), func.max(approvals.c.requested_at)).where(pending)
+        ).one()
+        decided = conn.execute(select(func.max(approvals.c.decided_at))).scalar()
+    return ("approvals", waiting, newest, decided)
+
+
+def approvals_version(console: Console) -> tuple[Any, ...]:
+    """The approvals' version once the pending requests past their expiry are marked so
+    (what the inbox's reads are kept under: one look-up for a page's three reads)."""
+    store = console.store()
+    _expire_stale(store, [approvals.c.status == "pending"])
+    return _version(store)
+
+
+def kept_render(
+    console: Console,
+    key: tuple[Any, ...],
+    version: tuple[Any, ...],
+    render: Callable[[], T],
+    *,
+    max_age_s: float = _KEPT_S,
+) -> T:
+    """What ``render()`` made of a part of a page, kept under the approvals' ``version``
+    like the reads under it (``key`` must hold whatever else the part shows: who asks, the
+    second its countdowns were counted at, with a ``max_age_s`` of a second)."""
+    return kept(console.store(), ("render", *key, *version), min(max_age_s, _KEPT_S), render)
+
+
+def _counting_down(views: list[ApprovalView]) -> list[ApprovalView]:
+    """``views`` with each pending request's time left as of now."""
+    now = time.time()
+    return [
+        replace(v, expires_in=max(v.record.expires_at - now, 0.0))
+        if v.record.status == "pending"
+        else v
+        for v in views
+    ]
+
+
 def pending_requests(console: Console, run_id: str | None = None) -> list[ApprovalView]:
     """Pending requests, oldest first (of one run, or all); the ones past their expiry are
     first marked so through the queue, as `opsgate approvals list` does.
@@ -125,11 +185,17 @@ def pending_requests(console: Console, run_id: str | None = None) -> list[Approv
     scope = [approvals.c.status == "pending"]
     if run_id is not None:
         scope.append(approvals.c.run_id == run_id)
-    _expire_stale(store, scope)
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(approvals).where(*scope).order_by(approvals.c.requested_at)
-        ).all()
+
+    def read() -> list[Any]:
+        with store.engine.connect() as conn:
+            return list(
+                conn.execute(select(approvals).where(*scope).order_by(approvals.c.requested_at))
+            )
+
+    rows = read()
+    if any(r.expires_at <= time.time() for r in rows):  # one read when none has expired
+        _expire_stale(store, scope)
+        rows = read()
     redactor = console.redactor()
     return [view(ApprovalRecord.from_row(r), redactor) for r in rows]
 
@@ -144,22 +210,39 @@ class PendingPage:
     next_cursor: str | None
 
 
-def pending_page(console: Console, *, after: str | None = None, limit: int = 50) -> PendingPage:
+def pending_page(
+    console: Console,
+    *,
+    after: str | None = None,
+    limit: int = 50,
+    version: tuple[Any, ...] | None = None,
+) -> PendingPage:
     """The inbox's page after ``after`` (``requested_at:request_id``, what the previous page
     gave): a keyset read on ``(requested_at, request_id)``, so a page costs the same with 50
-    requests waiting or 5,000, and the count beside it is one indexed count.
+    requests waiting or 5,000, and the count beside it is one indexed count. Kept under
+    ``version`` (default: `approvals_version`, which marks the expired ones first).
 
     Raises:
         ConsoleError: 400 for a malformed ``after``.
     """
-    _expire_stale(console.store(), [approvals.c.status == "pending"])
+    cursor = None
+    if after is not None:
+        cursor = parse_cursor(after, option="after", shape="requested_at:request_id")
+    version = version or approvals_version(console)
+    found = kept(
+        console.store(),
+        ("pending_page", cursor, limit, *version),
+        _KEPT_S,
+        lambda: _pending_page(console, cursor, limit),
+    )
+    return replace(found, requests=_counting_down(found.requests))
+
+
+def _pending_page(console: Console, after: tuple[float, str] | None, limit: int) -> PendingPage:
     scope = [approvals.c.status == "pending"]
     page = list(scope)
     if after is not None:
-        at, request_id = parse_cursor(after, option="after", shape="requested_at:request_id")
-        page.append(
-            tuple_(approvals.c.requested_at, approvals.c.request_id) > tuple_(at, request_id)
-        )
+        page.append(tuple_(approvals.c.requested_at, approvals.c.request_id) > tuple_(*after))
     with console.store().engine.connect() as conn:
         total = int(conn.execute(select(func.count()).where(*scope)).scalar_one())
         rows = conn.execute(
@@ -175,15 +258,26 @@ def pending_page(console: Console, *, after: str | None = None, limit: int = 50)
     return PendingPage([view(ApprovalRecord.from_row(r), redactor) for r in rows], total, cursor)
 
 
-def history(console: Console, limit: int = 50) -> list[ApprovalView]:
-    """The latest decided or expired requests, newest decision first."""
-    redactor = console.redactor()
-    return [view(r, redactor) for r in DurableApprovalQueue(console.store()).history(limit)]
+def history(
+    console: Console, limit: int = 50, *, version: tuple[Any, ...] | None = None
+) -> list[ApprovalView]:
+    """The latest decided or expired requests, newest decision first (kept under
+    ``version``, default the approvals' version now)."""
+
+    def read() -> list[ApprovalView]:
+        redactor = console.redactor()
+        return [view(r, redactor) for r in DurableApprovalQueue(console.store()).history(limit)]
+
+    version = version or _version(console.store())
+    return kept(console.store(), ("history", limit, *version), _KEPT_S, read)
 
 
-def inbox(console: Console, *, after: str | None = None) -> tuple[PendingPage, list[ApprovalView]]:
+def inbox(
+    console: Console, *, after: str | None = None, version: tuple[Any, ...] | None = None
+) -> tuple[PendingPage, list[ApprovalView]]:
     """A page of the pending requests (oldest first) and the 50 latest decided or expired."""
-    return pending_page(console, after=after), history(console)
+    version = version or approvals_version(console)
+    return pending_page(console, after=after, version=version), history(console, version=version)
 
 
 def find_request(console: Console, request_id: str) -> ApprovalRecord:
@@ -297,22 +391,40 @@ def _rows(tallies: dict[str, _Tally]) -> list[FatigueRow]:
     return sorted(rows, key=lambda r: (-r.requests, r.name))
 
 
-def fatigue(console: Console, days: int, *, now: float | None = None) -> Fatigue:
+def fatigue(
+    console: Console,
+    days: int,
+    *,
+    now: float | None = None,
+    version: tuple[Any, ...] | None = None,
+) -> Fatigue:
     """The requests made in the last ``days`` days, per workflow and per tool.
 
     One read of the window's rows (four narrow columns; every status named so the range on
     ``requested_at`` probes the ``(status, requested_at)`` index: the window is read, not
     the table), tallied here: the median needs every decided duration, which SQLite cannot
-    compute in SQL. Requests past their expiry are marked expired first, as the inbox does.
+    compute in SQL. Requests past their expiry are marked expired first, as the inbox does
+    (unless ``version`` is given: the caller did). Without ``now``, the tallies are kept
+    under the approvals' version (at most `_KEPT_S` seconds: the window ends that much
+    earlier at worst).
 
     Raises:
         ConsoleError: 400 for ``days`` outside 1..365.
     """
     if not 1 <= days <= 365:
         raise ConsoleError(400, f"days must be between 1 and 365, not {days}")
-    store = console.store()
-    _expire_stale(store, [approvals.c.status == "pending"])
-    now = time.time() if now is None else now
+    version = version or approvals_version(console)
+    if now is not None:
+        return _fatigue(console.store(), days, now)
+    return kept(
+        console.store(),
+        ("fatigue", days, *version),
+        _KEPT_S,
+        lambda: _fatigue(console.store(), days, time.time()),
+    )
+
+
+def _fatigue(store: Store, days: int, now: float) -> Fatigue:
     since = now - days * 86400.0
     query = select(
         approvals.c.workflow,

@@ -97,6 +97,7 @@ class Console:
         self.keys = keys or SessionKeys()
         self._store: Store | None = None
         self._recorder: AuditRecorder | None = None
+        self._reader: AuditLog | None = None
         self._redactor: Redactor | None = None
         self._lock = threading.Lock()
 
@@ -124,6 +125,15 @@ class Console:
                 self._redactor = Redactor(bytes.fromhex(salt) if salt else None)
             return self._redactor
 
+    def reader(self) -> AuditLog:
+        """The audit log, for reading a run's events (made on first use: making one reads
+        the store's salt and log id, which never change)."""
+        store = self.store()
+        with self._lock:
+            if self._reader is None:
+                self._reader = AuditLog(store)
+            return self._reader
+
     def recorder(self) -> AuditRecorder:
         """The audit recorder decisions are written through (made on first use)."""
         store = self.store()
@@ -139,6 +149,7 @@ class Console:
             if self._recorder is not None:
                 self._recorder.close()
                 self._recorder = None
+            self._reader = None
             if self._store is not None:
                 self._store.close()
                 self._store = None

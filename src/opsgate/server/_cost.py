@@ -14,61 +14,30 @@ same view wait for one computation; a view older than `_MAX_AGE_S` is recomputed
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy import ColumnElement, Integer, cast, func, select
 
 from opsgate.cost import CostLedger, DayCost, Drift, ModelCost, WorkflowCost
+from opsgate.server._kept import kept
 from opsgate.store import Store, audit_events, cost_entries, runs
 
-__all__ = ["CostBreakdown", "CostSlice", "CostView", "cost_breakdown", "cost_charts", "cost_view"]
+__all__ = [
+    "CostBreakdown",
+    "CostSlice",
+    "CostView",
+    "cost_breakdown",
+    "cost_charts",
+    "cost_view",
+    "kept_page",
+]
 
 _DAY = 86400.0
 _MAX_AGE_S = 60.0
-_KEPT = 32  # views kept per database
-
-
-class _Views:
-    """What was computed over one database (newest use last), with a lock per key."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.kept: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
-        self.computing: dict[tuple[Any, ...], threading.Lock] = {}
-
-    def get(self, key: tuple[Any, ...], now: float) -> tuple[bool, Any]:
-        with self.lock:
-            found = self.kept.get(key)
-            if found is None or now - found[0] > _MAX_AGE_S:
-                return False, None
-            self.kept.move_to_end(key)
-            return True, found[1]
-
-    def put(self, key: tuple[Any, ...], at: float, value: Any) -> None:
-        with self.lock:
-            self.kept[key] = (at, value)
-            self.kept.move_to_end(key)
-            while len(self.kept) > _KEPT:
-                self.kept.popitem(last=False)
-
-    def computing_lock(self, key: tuple[Any, ...]) -> threading.Lock:
-        with self.lock:
-            return self.computing.setdefault(key, threading.Lock())
-
-    def done(self, key: tuple[Any, ...]) -> None:
-        with self.lock:
-            self.computing.pop(key, None)
-
-
-_views: weakref.WeakKeyDictionary[Engine, _Views] = weakref.WeakKeyDictionary()
-_views_lock = threading.Lock()
 T = TypeVar("T")
 #: Longer windows chart cost per successful task per week (one roll-up per bucket).
 _DAILY_UP_TO = 31
@@ -102,23 +71,17 @@ def _data_version(store: Store) -> tuple[Any, Any]:
         )
 
 
+def data_version(store: Store) -> tuple[Any, ...]:
+    """What the cost figures are kept under: the UTC day, the newest ledger entry and the
+    newest audit event (what changes when the page would)."""
+    now = time.time()
+    return (now - now % _DAY, *_data_version(store))
+
+
 def _cached(store: Store, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
     """``compute()``, or what it gave for ``key`` while no ledger entry or audit event was
     written since (and within `_MAX_AGE_S`, on the same UTC day)."""
-    with _views_lock:
-        views = _views.setdefault(store.engine, _Views())
-    now = time.time()
-    key = (*key, now - now % _DAY, *_data_version(store))
-    hit, value = views.get(key, now)
-    if hit:
-        return cast(T, value)
-    with views.computing_lock(key):  # the first request computes, the others wait for it
-        hit, value = views.get(key, time.time())
-        if not hit:
-            value = compute()
-            views.put(key, time.time(), value)
-    views.done(key)
-    return cast(T, value)
+    return kept(store, (*key, *data_version(store)), _MAX_AGE_S, compute)
 
 
 def cost_view(store: Store, *, days: int, workflow: str | None, include_eval: bool) -> CostView:
@@ -266,7 +229,7 @@ def _slices(
         key,
         func.count(),
         func.coalesce(func.sum(ce.c.cost_usd), 0.0),
-        func.max(ce.c.estimate),
+        func.max(cast(ce.c.estimate, Integer)),  # PostgreSQL has no max(boolean)
     )
     if join:
         stmt = stmt.select_from(ce.join(runs, ce.c.run_id == runs.c.run_id))
@@ -297,3 +260,10 @@ def _breakdown(
         invokers=_slices(store, runs.c.invoker, scope, join=True),
         drift=[ledger.drift(w.workflow, now, include_eval=include_eval) for w in view.workflows],
     )
+
+
+def kept_page(store: Store, key: tuple[Any, ...], render: Callable[[], T]) -> T:
+    """What ``render()`` made of the figures for ``key`` (a page's body), kept and served
+    again like the figures themselves: rendering a window's tables costs more than reading
+    the kept figures."""
+    return _cached(store, ("page", *key), render)

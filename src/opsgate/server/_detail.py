@@ -27,11 +27,14 @@ from opsgate.store import Store, spans
 __all__ = ["SpanBar", "Verification", "run_records", "verify_run", "waterfall"]
 
 
-def run_records(store: Store, run_id: str) -> tuple[list[AuditRecord], str]:
+def run_records(
+    store: Store, run_id: str, log: AuditLog | None = None
+) -> tuple[list[AuditRecord], str]:
     """The run's audit events, and "" or why they cannot be read as recorded (an edited
-    or retyped row: the page says so instead of failing)."""
+    or retyped row: the page says so instead of failing). ``log``: the store's log, when
+    the caller keeps one (`Console.reader`: making one costs two queries)."""
     try:
-        return AuditLog(store).records(run_id), ""
+        return (log or AuditLog(store)).records(run_id), ""
     except AuditIntegrityError as exc:
         return [], str(exc)
 

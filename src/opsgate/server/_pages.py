@@ -1,21 +1,36 @@
 """The console's pages: log in and out, the overview, cost, runs, a run, its verification,
 the approvals inbox, stopping a run, tokens. Server-rendered; htmx only loads fragments.
-(Alerts, evals and budgets have modules of their own.)"""
+(Alerts, evals and budgets have modules of their own.)
+
+The pages people wait on most (the runs list, a run, the inbox) are served on the event
+loop itself: each is a few indexed reads and a template, bounded by its page size (a run's
+page: by the run), and a thread per request cost more than the page (SQLite gives the GIL
+up on every row it steps, and each time the threads in flight trade it: ~30% of the CPU of
+these pages under 16 clients, `bench/server.py`). Parallelism comes from `opsgate serve
+--workers`. What may read without such a bound (the runs list's "had a denial", which
+checks run after run for a denial) goes to a thread, as the other pages do.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 
 from opsgate.server._alerts import console_firings
 from opsgate.server._approvals import (
+    approvals_version,
     decide,
     fatigue,
     find_request,
-    inbox,
+    history,
+    kept_render,
+    pending_page,
     pending_requests,
     view,
 )
@@ -23,7 +38,7 @@ from opsgate.server._auth import admin, approver, console_of, viewer
 from opsgate.server._autonomy import autonomy_view, blast_data
 from opsgate.server._budgets import budgets_in_force
 from opsgate.server._console import ConsoleError, Principal
-from opsgate.server._cost import cost_breakdown, cost_charts, cost_view
+from opsgate.server._cost import cost_breakdown, cost_charts, cost_view, kept_page
 from opsgate.server._detail import run_records, verify_run, waterfall
 from opsgate.server._filters import run_filters
 from opsgate.server._login import login_page, secure
@@ -136,34 +151,47 @@ def cost_page(
 ) -> Response:
     console = console_of(request)
     store = console.store()
-    view_ = cost_view(store, days=days, workflow=workflow or None, include_eval=include_eval)
-    breakdown = cost_breakdown(
-        store, view_, days=days, workflow=workflow or None, include_eval=include_eval
-    )
+    chosen = workflow or None
     budget = budgets_in_force(store, console.router).get(workflow or "")
-    daily = budget.daily_spend if budget is not None else None
-    context = {
-        "who": who,
-        "view": view_,
-        "breakdown": breakdown,
-        "budget": budget,
-        "charts": cost_charts(
-            store, view_, workflow=workflow or None, include_eval=include_eval, daily_budget=daily
-        ),
-        "days": days,
-        "workflow": workflow or None,
-        "include_eval": include_eval,
-    }
-    return templates.TemplateResponse(request, "cost.html", context)
+
+    def body() -> Markup:
+        view_ = cost_view(store, days=days, workflow=chosen, include_eval=include_eval)
+        breakdown = cost_breakdown(
+            store, view_, days=days, workflow=chosen, include_eval=include_eval
+        )
+        daily = budget.daily_spend if budget is not None else None
+        context = {
+            "view": view_,
+            "breakdown": breakdown,
+            "budget": budget,
+            "charts": cost_charts(
+                store, view_, workflow=chosen, include_eval=include_eval, daily_budget=daily
+            ),
+            "days": days,
+            "workflow": chosen,
+            "include_eval": include_eval,
+        }
+        return Markup(templates.get_template("_cost_body.html").render(context))
+
+    kept = kept_page(store, ("cost", days, chosen, include_eval, budget), body)
+    return templates.TemplateResponse(request, "cost.html", {"who": who, "body": kept})
 
 
 @pages.get("/runs")
-def runs_page(
+async def runs_page(
     request: Request,
     who: Viewer,
     filters: Annotated[RunFilters, Depends(run_filters)],
     before: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response:
+    if filters.denied:  # unbounded: see the module docstring
+        return await run_in_threadpool(_runs_page, request, who, filters, before, limit)
+    return _runs_page(request, who, filters, before, limit)
+
+
+def _runs_page(
+    request: Request, who: Principal, filters: RunFilters, before: str | None, limit: int
 ) -> Response:
     page = list_runs(console_of(request).store(), filters, before=before, limit=limit)
     query = {**filters.query(), "limit": str(limit)}
@@ -183,11 +211,11 @@ def runs_page(
 
 
 @pages.get("/runs/{run_id}")
-def run_page(request: Request, run_id: str, who: Viewer, stop: str = "") -> Response:
+async def run_page(request: Request, run_id: str, who: Viewer, stop: str = "") -> Response:
     console = console_of(request)
     store = console.store()
     run = find_run(store, run_id)
-    records, broken = run_records(store, run_id)
+    records, broken = run_records(store, run_id, console.reader())
     context = {
         "who": who,
         "run": run,
@@ -221,7 +249,7 @@ def stop_page(request: Request, run_id: str, who: Approver, reason: Reason = "")
 
 
 @pages.get("/approvals")
-def approvals_page(
+async def approvals_page(
     request: Request,
     who: Viewer,
     after: Annotated[
@@ -230,14 +258,34 @@ def approvals_page(
     days: Annotated[int, Query(ge=1, le=365)] = 30,
 ) -> Response:
     console = console_of(request)
-    page, history = inbox(console, after=after)
+    version = approvals_version(console)  # the expired ones marked once, for all three reads
+    page = pending_page(console, after=after, version=version)
+
+    def rest() -> Markup:  # the history and the fatigue tables: the same for everyone
+        context = {
+            "history": history(console, version=version),
+            "fatigue": fatigue(console, days, version=version),
+        }
+        return Markup(templates.get_template("_approvals_rest.html").render(context))
+
+    def cards() -> Markup:  # 50 cards: their countdowns count whole seconds
+        context = {"who": who, "pending": page.requests}
+        return Markup(templates.get_template("_approvals_cards.html").render(context))
+
+    second = int(time.time())
     context = {
         "who": who,
         "page": page,
         "pending": page.requests,
-        "history": history,
         "after": after,
-        "fatigue": fatigue(console, days),
+        "cards": kept_render(
+            console,
+            ("cards", after, who.decides, who.csrf, second),
+            version,
+            cards,
+            max_age_s=1.0,
+        ),
+        "rest": kept_render(console, ("inbox", days), version, rest),
     }
     return templates.TemplateResponse(request, "approvals.html", context)
 
@@ -246,7 +294,7 @@ def approvals_page(
 def approval_page(request: Request, request_id: str, who: Viewer) -> Response:
     console = console_of(request)
     record = find_request(console, request_id)
-    records, _ = run_records(console.store(), record.run_id)
+    records, _ = run_records(console.store(), record.run_id, console.reader())
     return templates.TemplateResponse(
         request,
         "approval.html",
@@ -259,7 +307,7 @@ def approval_story(request: Request, request_id: str, who: Viewer) -> Response:
     """The run of a request so far: a fragment the inbox loads when it is opened."""
     console = console_of(request)
     record = find_request(console, request_id)
-    records, _ = run_records(console.store(), record.run_id)
+    records, _ = run_records(console.store(), record.run_id, console.reader())
     return templates.TemplateResponse(
         request, "_timeline.html", {"who": who, "items": timeline(records)}
     )

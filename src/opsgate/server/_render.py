@@ -4,8 +4,10 @@ hostile), and the few filters the templates use, each returning plain text."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,18 @@ def _compact(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+_NOT_WORD = re.compile(r"\W")
+
+
+@lru_cache(maxsize=512)
+def _class_of(text: str) -> str:
+    return _NOT_WORD.sub("", text)[:32] or "unknown"
+
+
 def _statusclass(value: Any) -> str:
-    """A CSS class suffix from a status: letters, digits and ``_`` only."""
-    return "".join(c for c in str(value) if c.isalnum() or c == "_")[:32] or "unknown"
+    """A CSS class suffix from a status: letters, digits and ``_`` only (``\\W`` is
+    neither: `str.isalnum` or ``_``). A page shows a few statuses many times: kept."""
+    return _class_of(str(value))
 
 
 def _shellquote(value: Any) -> str:
@@ -53,6 +64,7 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # shipped with the package: no stat of each template per render
     )
     env.filters.update(
         when=_when,

@@ -4,11 +4,13 @@ Run: ``.venv/bin/python bench/server.py`` (``--quick`` for a smoke run, ``--post
 for PostgreSQL too). For each size (``--sizes``, default 10,000 and 100,000 runs of ~20
 events each, with their spans, cost entries and a few hundred pending approvals), it fills
 a store (cached under ``out/bench-server/``: a re-run skips the fill), serves it with the
-real ``opsgate serve`` in a child process on 127.0.0.1, and drives it with 16 concurrent
-``httpx.AsyncClient`` clients holding a viewer token: p50/p95 and requests/s of the runs
+real ``opsgate serve --workers N`` (``--workers``, default one per CPU core) in a child
+process on 127.0.0.1, and drives it with 16 concurrent clients holding a viewer token (one
+asyncio loop on kept-alive HTTP/1.1 connections, lean: it shares the cores with the
+server, and says how much CPU it used): p50/p95 and requests/s of the runs
 page, a run's page, the approvals inbox and the cost page, beside two floors of the same
 server in the same run (a static file, and the login page: a template and no query), which
-separate the framework's cost from our queries'. It also reads the server process's CPU
+separate the framework's cost from our queries'. It also reads the server processes' CPU
 time per request from /proc: on a machine shared with other work the latencies queue behind
 that work, the CPU per request much less (on PostgreSQL the queries' own CPU is spent in
 the database's processes, not counted there). Extra rows, without goals: a page deep in the
@@ -241,9 +243,9 @@ def pg_store(cluster: PgCluster, sizes: Sizes, refill: bool) -> tuple[str, dict[
 
 
 @contextmanager
-def serving(url: str, home: Path) -> Iterator[tuple[str, str, int]]:
-    """``opsgate serve`` over ``url`` in a child process; yields (base URL, viewer token,
-    the server's pid). The token is created for the run and revoked after it."""
+def serving(url: str, home: Path, workers: int) -> Iterator[tuple[str, str, int]]:
+    """``opsgate serve --workers N`` over ``url`` in a child process; yields (base URL,
+    viewer token, the server's pid). The token is created for the run and revoked after it."""
     store = open_store(url, migrate=False)
     name = f"bench-viewer-{os.getpid()}-{int(time.time())}"
     token, _ = create_token(store, name=name, role=Role.VIEWER, created_by="bench/server.py")
@@ -252,6 +254,7 @@ def serving(url: str, home: Path) -> Iterator[tuple[str, str, int]]:
         port = int(s.getsockname()[1])
     opsgate = Path(sys.executable).with_name("opsgate")
     command = [str(opsgate), "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)]
     env = {**os.environ, DEFAULT_DIR_ENV: str(home)}
     env.pop("OPSGATE_DATABASE_URL", None)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -295,7 +298,9 @@ class Figures:
     p95_ms: float
     rps: float
     bytes: int
-    cpu_ms: float | None  # the server process's CPU time per request (None: not on Linux)
+    cpu_ms: float | None  # the server processes' CPU time per request (None: not on Linux)
+    client_cpu_ms: float  # the load generator's own CPU time per request
+    load: float  # the machine's load average (1 min) when the timed requests ended
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -306,16 +311,39 @@ class Figures:
             "rps": round(self.rps, 1),
             "bytes": self.bytes,
             "server_cpu_ms": None if self.cpu_ms is None else round(self.cpu_ms, 2),
+            "client_cpu_ms": round(self.client_cpu_ms, 2),
+            "load_average": round(self.load, 2),
         }
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) the process ``pid`` has used, from /proc (None elsewhere)."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process ``pid`` and its descendants (the server's
+    worker processes) have used, from /proc (None elsewhere)."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (found := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(found[1])
+    family, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    ticks = 0
+    for member in family:
+        found = fields if member == pid else _stat(member)
+        if found is not None:
+            ticks += int(found[11]) + int(found[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -325,48 +353,81 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
+class _Answer(Exception):
+    """A request the load generator could not complete."""
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Read one HTTP/1.1 response: its status and body length (Content-Length or chunked)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length, chunked = 0, False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        await reader.readexactly(length)
+        return status, length
+    total = 0
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        await reader.readexactly(size + 2)
+        total += size
+        if size == 0:
+            return status, total
+
+
 async def load(
     base: str, token: str, page: str, paths: list[str], clients: int, warmup: list[str], pid: int
 ) -> Figures:
     """Request ``paths`` with ``clients`` concurrent clients, after the ``warmup`` requests
-    (not counted); every answer must be a 200. The server's CPU time per request is read
-    from its process (a figure the machine's other load barely moves)."""
-    headers = {"Authorization": f"Bearer {token}"}
-    sessions = [
-        httpx.AsyncClient(base_url=base, headers=headers, timeout=120) for _ in range(clients)
-    ]
+    (not counted); every answer must be a 200.
+
+    The clients are one asyncio loop writing HTTP/1.1 on kept-alive connections and reading
+    the answers' bytes, no more: the load generator shares the machine's cores with the
+    server, so it must cost little (its own CPU time per request is reported beside the
+    server's, both read from the kernel: figures the machine's other load barely moves).
+    """
+    host, port = base.removeprefix("http://").rsplit(":", 1)
     size = 0
 
-    async def fetch(client: httpx.AsyncClient, path: str) -> float:
-        nonlocal size
-        t0 = time.perf_counter()
-        response = await client.get(path)
-        elapsed = time.perf_counter() - t0
-        if response.status_code != 200:
-            raise SystemExit(f"{page}: GET {path} answered {response.status_code}")
-        size = len(response.content)
-        return elapsed
-
     async def drive(queue: list[str], out: list[float] | None) -> None:
-        async def worker(client: httpx.AsyncClient) -> None:
-            while queue:
-                took = await fetch(client, queue.pop())
-                if out is not None:
-                    out.append(took)
+        async def client() -> None:
+            nonlocal size
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                while queue:
+                    path = queue.pop()
+                    t0 = time.perf_counter()
+                    writer.write(
+                        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        f"Authorization: Bearer {token}\r\n\r\n".encode()
+                    )
+                    status, size = await _response(reader)
+                    if out is not None:
+                        out.append(time.perf_counter() - t0)
+                    if status != 200:
+                        raise _Answer(f"{page}: GET {path} answered {status}")
+            finally:
+                writer.close()
 
-        await asyncio.gather(*(worker(c) for c in sessions))
+        await asyncio.gather(*(client() for _ in range(clients)))
 
     try:
         await drive(list(warmup), None)
         timings: list[float] = []
-        cpu0 = cpu_seconds(pid)
+        cpu0, own0 = cpu_seconds(pid), time.process_time()
         t0 = time.perf_counter()
         await drive(list(reversed(paths)), timings)
         wall = time.perf_counter() - t0
-        cpu1 = cpu_seconds(pid)
-    finally:
-        for c in sessions:
-            await c.aclose()
+        cpu1, own1 = cpu_seconds(pid), time.process_time()
+    except (OSError, asyncio.IncompleteReadError, ValueError, _Answer) as exc:
+        raise SystemExit(f"{page}: {exc}") from None
     return Figures(
         page,
         len(timings),
@@ -375,6 +436,8 @@ async def load(
         len(timings) / wall,
         size,
         None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / len(timings) * 1e3,
+        (own1 - own0) / len(timings) * 1e3,
+        os.getloadavg()[0],
     )
 
 
@@ -430,7 +493,7 @@ def bench_backend(
     for sizes, url in stores:
         rng = random.Random(sizes.seed)
         paths = targets(url, args.requests, rng)
-        with serving(url, home) as (base, token, pid):
+        with serving(url, home, args.workers) as (base, token, pid):
             found = []
             for page, wanted in paths.items():
                 warmup = WARMUP.get(page, wanted)[: 2 * args.clients]
@@ -439,22 +502,29 @@ def bench_backend(
                 console.print(
                     f"  {backend} {sizes.runs:>7,} runs  {page:<28} p50 {figures.p50_ms:7.1f} ms  "
                     f"p95 {figures.p95_ms:7.1f} ms  {figures.rps:6.1f} req/s  server CPU {cpu}/req"
+                    f"  client CPU {figures.client_cpu_ms:.2f} ms/req  load {figures.load:.1f}"
                 )
                 found.append(figures)
         out[sizes.runs] = found
     return out
 
 
-def table(backend: str, results: dict[int, list[Figures]]) -> tuple[Table, dict[str, Any]]:
+def table(
+    backend: str, results: dict[int, list[Figures]], args: argparse.Namespace
+) -> tuple[Table, dict[str, Any]]:
     """The figures of one backend, with the goals judged at the largest size."""
     sizes = sorted(results)
     largest, smallest = sizes[-1], sizes[0]
-    grid = Table(title=f"opsgate console, {backend}: 16 concurrent clients on loopback")
+    grid = Table(
+        title=f"opsgate console, {backend}: {args.clients} concurrent clients on loopback, "
+        f"`opsgate serve --workers {args.workers}`"
+    )
     columns = (
         "page",
         *(f"{s:,} runs p50 / p95 ms" for s in sizes),
         "req/s",
         "server CPU ms/req",
+        "client CPU ms/req",
         "goal",
     )
     for column in columns:
@@ -470,7 +540,7 @@ def table(backend: str, results: dict[int, list[Figures]]) -> tuple[Table, dict[
             verdicts[page] = ok
         cells = [f"{by_page[s][page].p50_ms:.1f} / {by_page[s][page].p95_ms:.1f}" for s in sizes]
         cpu = "—" if big.cpu_ms is None else f"{big.cpu_ms:.1f}"
-        grid.add_row(page, *cells, f"{big.rps:.0f}", cpu, goal)
+        grid.add_row(page, *cells, f"{big.rps:.0f}", cpu, f"{big.client_cpu_ms:.2f}", goal)
     if largest != smallest:
         big, small = by_page[largest]["runs"], by_page[smallest]["runs"]
         ratio = big.p50_ms / small.p50_ms
@@ -497,6 +567,12 @@ def main() -> None:
     parser.add_argument("--runs-per-day", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=400, help="timed requests per page")
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="`opsgate serve --workers` (default: one per CPU core)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--postgresql", action="store_true", help="PostgreSQL too")
     parser.add_argument("--refill", action="store_true", help="ignore the cached fills")
@@ -515,10 +591,18 @@ def main() -> None:
         Sizes(n, args.events_per_run, runs_per_day=args.runs_per_day, pending=pending)
         for n in numbers
     ]
-    report: dict[str, Any] = {"quick": args.quick, "clients": args.clients, "backends": {}}
+    if not 1 <= args.workers <= 64 or args.clients < 1:
+        parser.error("--workers takes 1 to 64, --clients at least 1")
+    report: dict[str, Any] = {
+        "quick": args.quick,
+        "clients": args.clients,
+        "workers": args.workers,
+        "backends": {},
+    }
     console.print(
         f"machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{platform.platform()}; sqlite {sqlite3.sqlite_version}; load {os.getloadavg()[0]:.2f}"
+        f"{platform.platform()}; sqlite {sqlite3.sqlite_version}; load {os.getloadavg()[0]:.2f}; "
+        f"`opsgate serve --workers {args.workers}`, {args.clients} clients"
     )
     with tempfile.TemporaryDirectory(prefix="opsgate-bench-home-") as home:
         fills: dict[str, Any] = {}
@@ -542,7 +626,7 @@ def main() -> None:
                 cluster.stop()
     report["fills"] = fills
     for backend, results in backends.items():
-        grid, verdicts = table(backend, results)
+        grid, verdicts = table(backend, results, args)
         console.print(grid)
         report["backends"][backend] = {
             "results": {str(s): [f.as_dict() for f in found] for s, found in results.items()},

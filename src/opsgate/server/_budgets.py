@@ -3,8 +3,9 @@ per field) else the router file's (`opsgate serve --router`). Setting and cleari
 override is audited (``budget_set`` / ``budget_cleared``, with the token's name) before the
 row changes, as a stage change is.
 
-The pages show these budgets; a model router made with the store applies the per-task
-override to runs (`opsgate.cost.StoreBudgets`); the daily spend is measured, not enforced.
+The pages show these budgets; a model router made with the store applies both to production
+runs (`opsgate.cost.StoreBudgets`): the per-task one to each run, the daily one to the
+workflow's spend today.
 """
 
 from __future__ import annotations

@@ -34,7 +34,13 @@ def request_stop(store: Store, run_id: str, *, actor: str, reason: str = "") -> 
     """
     if not actor or not actor.strip():
         raise ValueError("a stop request names who asked for it")
-    with store.engine.begin() as conn:
+    # A read then a write: on SQLite the transaction takes the write lock up front (BEGIN
+    # IMMEDIATE waits out the busy timeout), else a commit by another connection between the
+    # read and the write fails it at once with "database is locked".
+    with (
+        store.engine.connect().execution_options(sqlite_immediate=True) as conn,
+        conn.begin(),
+    ):
         status = conn.execute(select(runs.c.status).where(runs.c.run_id == run_id)).scalar()
         if status is None:
             return "unknown_run"

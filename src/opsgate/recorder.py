@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["Event", "EventType", "FanOutRecorder", "InMemoryRecorder", "Recorder"]
+__all__ = [
+    "BatchRecorder",
+    "Event",
+    "EventType",
+    "FanOutRecorder",
+    "InMemoryRecorder",
+    "Recorder",
+]
 
 
 class EventType(StrEnum):
@@ -91,6 +98,16 @@ class Recorder(Protocol):
         Raises:
             AuditError: an event of the run was lost (the call must not go on).
         """
+
+
+class BatchRecorder(Protocol):
+    """Takes events another recorder has already taken, a batch at a time (the audit
+    recorder's followers: `opsgate.audit.AuditRecorder`). One hand-off per batch rather than
+    one per event: fewer thread wake-ups and GIL hand-offs on the gateway's hot path."""
+
+    def record_batch(self, events: Sequence[Event]) -> None:
+        """Take ``events`` (in order). Never raises and never waits: a follower is not the
+        record of truth (traces, the cost ledger); it counts what it could not keep."""
 
 
 class InMemoryRecorder:

@@ -37,8 +37,10 @@ class StoreRecorders:
 
     @property
     def all(self) -> tuple[Recorder, ...]:
-        """The three, for a `FanOutRecorder` or a runner's ``recorders``."""
-        return (self.audit, self.traces, self.costs)
+        """What to give a `FanOutRecorder` or a runner's ``recorders``: the audit recorder
+        alone, which hands each batch it writes to the traces and the cost ledger (its
+        followers: one hand-off per batch, not one per event on the gateway's hot path)."""
+        return (self.audit,)
 
     def close(self) -> list[str]:
         """Close each recorder on its own (one failing never keeps another open); returns
@@ -62,18 +64,23 @@ def store_recorders(
     checkpoint_on_run_end: bool = True,
 ) -> StoreRecorders:
     """The recorders of ``store``; checkpoints are signed with ``signer`` (default: the key
-    file in opsgate's home, created on first use, with its witness beside it).
+    file in opsgate's home, created on first use, with its witness beside it). The traces
+    and the cost ledger follow the audit trail: they get its batches as they are written,
+    so only `StoreRecorders.all` (the audit recorder) goes to the gateway.
 
     ``durable="write_ahead"`` with ``checkpoint_on_run_end=False`` is what an eval uses: each
     tool waits for its decision's commit, concurrent tasks share commits, and checkpoints
     are signed every 1,000 events and at the end rather than per run.
     """
     log = AuditLog(store, signer or Signer.from_file())
-    return StoreRecorders(
-        AuditRecorder(log, durable=durable, checkpoint_on_run_end=checkpoint_on_run_end),
-        tracing_recorder(store),
-        CostRecorder(store),
+    traces, costs = tracing_recorder(store), CostRecorder(store)
+    audit = AuditRecorder(
+        log,
+        durable=durable,
+        checkpoint_on_run_end=checkpoint_on_run_end,
+        followers=(traces, costs),
     )
+    return StoreRecorders(audit, traces, costs)
 
 
 @contextmanager

@@ -308,3 +308,22 @@ def test_flush_after_close_returns_at_once(store: Store) -> None:
     cost = CostRecorder(store)
     cost.close()
     assert cost.flush(timeout=1)
+
+
+def test_a_batch_is_written_like_its_events_and_counted_after_close(store: Store) -> None:
+    """`record_batch` (the audit recorder's hand-off) keeps only the ledger's events, in
+    order, with the workflow of a run started in an earlier batch; after `close` each of
+    its ledger events is a failure, never an exception."""
+    cost = CostRecorder(store, linger_s=0)
+    cost.record_batch([started("rb", "triage", 100.0), Event(EventType.STEP, "rb", 1, 100.5, {})])
+    cost.record_batch([tool_result("rb", 101.0), tool_error("rb", 102.0, tool="send")])
+    cost.record_batch([])
+    assert cost.flush(timeout=30)
+    rows = entries(store)
+    assert [(r["kind"], r["tool"], r["ok"], r["workflow"]) for r in rows] == [
+        ("tool", "lookup", True, "triage"),
+        ("tool", "send", False, "triage"),
+    ]
+    cost.close()
+    cost.record_batch([tool_result("rb", 103.0), Event(EventType.STEP, "rb", 9, 104.0, {})])
+    assert (cost.written, cost.failures) == (2, 1) and "closed" in cost.last_error

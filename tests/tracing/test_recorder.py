@@ -818,3 +818,55 @@ def test_a_chat_spans_messages_are_content_off_by_default_and_redacted_when_on()
     redacted = _chat_spans(content=True, redactor=Redactor())["chat gpt-4o-mini"]
     text = repr(dict(redacted.attributes or {}))
     assert "ana@example.com" not in text and "Where is ORD-1?" in text
+
+
+def test_a_batch_is_traced_like_its_events_one_by_one_and_counts_against_the_queue() -> None:
+    """`record_batch` (the audit recorder's hand-off) builds the same spans as `record`,
+    in order; a stalled worker drops whole batches beyond `max_queue` events, counting
+    each event, and never makes the caller wait."""
+    now = time.time()
+    events = [
+        Event(EventType.RUN_STARTED, "r", 0, now, {"agent_id": "bot"}),
+        Event(EventType.TOOL_CALL_PROPOSED, "r", 1, now + 0.1, {"tool": "t", "call_id": "c"}),
+        Event(EventType.TOOL_RESULT, "r", 2, now + 0.2, {"call_id": "c", "trust": "trusted"}),
+        Event(EventType.RUN_ENDED, "r", 3, now + 0.3, {"status": "completed"}),
+    ]
+    shapes = []
+    for batched in (False, True):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = TraceRecorder(provider)
+        if batched:
+            tracer.record_batch(events[:2])
+            tracer.record_batch(events[2:])
+        else:
+            for event in events:
+                tracer.record(event)
+        assert tracer.force_flush(5_000)
+        shapes.append(
+            [
+                (s.name, s.start_time, s.end_time, s.status.status_code)
+                for s in memory.get_finished_spans()
+            ]
+        )
+        tracer.shutdown()
+        tracer.record_batch(events)  # after shutdown: dropped, counted
+        assert tracer.dropped == len(events) and tracer.failures == 0
+    assert shapes[0] == shapes[1] and len(shapes[0]) == 2
+
+    stall = StallingProcessor()
+    provider = TracerProvider()
+    provider.add_span_processor(stall)
+    tracer = TraceRecorder(provider, max_queue=5)
+    tracer.record(events[0])
+    assert stall.entered.wait(5)
+    t0 = time.perf_counter()
+    steps = [Event(EventType.STEP, "r", i, now, {"step": i}) for i in range(1, 4)]
+    for _ in range(3):
+        tracer.record_batch(steps)  # 3 + 3 queued (the bound is reached), 3 dropped
+    assert time.perf_counter() - t0 < 0.5
+    assert tracer.dropped == 3
+    stall.release.set()
+    assert tracer.force_flush(5_000)
+    tracer.shutdown()

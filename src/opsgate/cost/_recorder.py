@@ -4,7 +4,9 @@
 writer thread turns them into ``cost_entries`` rows and inserts them in batches. Unlike the
 audit recorder it never raises and never makes the gateway wait: the ledger is accounting,
 not evidence, so a write that fails is counted (``failures``, ``last_error``) and logged,
-and the run goes on. Put it after the audit recorder in a `FanOutRecorder`.
+and the run goes on. Put it after the audit recorder in a `FanOutRecorder`, or make it one
+of the audit recorder's followers (`record_batch`: one hand-off per committed batch, as
+`opsgate.wiring.store_recorders` does).
 
 Rows: one per ``model_call`` event (kind ``model``) and one per ``tool_result`` /
 ``tool_error`` event (kind ``tool``: no tokens, no cost, latency 0 unless the event carries
@@ -19,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +86,7 @@ class CostRecorder:
         self._engine: Engine = store.engine
         self.max_batch = max_batch
         self.max_runs = max_runs
-        self._queue: queue.SimpleQueue[Event | _Flush | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Event | list[Event] | _Flush | None] = queue.SimpleQueue()
         # run id -> (workflow, purpose); writer thread only
         self._workflows: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -106,6 +108,19 @@ class CostRecorder:
                 self._fail(1, "the cost recorder is closed")
                 return
             self._queue.put(event)
+        except Exception as exc:  # a malformed event: count it, never stop the run
+            self._fail(1, f"{type(exc).__name__}: {exc}")
+
+    def record_batch(self, events: Sequence[Event]) -> None:
+        """File the events the ledger needs in one hand-off. Never raises, never waits."""
+        try:
+            wanted = [e for e in events if e.type in _WANTED]
+            if not wanted:
+                return
+            if self._closed:
+                self._fail(len(wanted), "the cost recorder is closed")
+                return
+            self._queue.put(wanted)
         except Exception as exc:  # a malformed event: count it, never stop the run
             self._fail(1, f"{type(exc).__name__}: {exc}")
 
@@ -154,7 +169,8 @@ class CostRecorder:
             first = self._queue.get()
             if first is None:
                 break
-            batch: list[Event | _Flush] = [first]
+            batch: list[Event | _Flush] = []
+            _add(batch, first)
             if self.linger_s and not isinstance(first, _Flush):
                 # accounting, not evidence: let a burst gather into one commit (one fsync)
                 time.sleep(self.linger_s)
@@ -166,7 +182,7 @@ class CostRecorder:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
+                _add(batch, item)
             try:
                 self._write(batch)
             except Exception as exc:  # never let the writer die
@@ -184,7 +200,8 @@ class CostRecorder:
             if isinstance(item, _Flush):
                 item.done.set()
             elif item is not None:
-                self._fail(1, "the cost recorder is closed")
+                lost = len(item) if isinstance(item, list) else 1
+                self._fail(lost, "the cost recorder is closed")
 
     def _write(self, batch: list[Event | _Flush]) -> None:
         pending: list[tuple[Event, dict[str, Any]]] = []
@@ -266,6 +283,13 @@ class CostRecorder:
         # one bad row must not lose the others: try them one by one
         for row in rows:
             self._insert([row])
+
+
+def _add(batch: list[Event | _Flush], item: Event | list[Event] | _Flush) -> None:
+    if isinstance(item, list):
+        batch.extend(item)
+    else:
+        batch.append(item)
 
 
 def _text(value: Any, column: str) -> str | None:

@@ -21,6 +21,10 @@ in a process saturated with calls, the worker's turns show as pauses of up to th
 interpreter's switch interval (5 ms) in the tail of ``Gateway.call`` instead of ~35 µs on
 every call. The queue is bounded: when the worker falls behind by
 `TraceRecorder.max_queue` events, events are dropped and counted, never waited for.
+The worker lets what arrives gather for `TraceRecorder.linger_s` after waking, then builds it
+all in one go: one wake-up (one contest for the GIL with the event loop) per burst rather
+than per event. Behind the audit recorder, `record_batch` takes each of its committed
+batches in one hand-off (`opsgate.wiring.store_recorders` wires it so).
 ``background=False`` builds spans inside ``record()`` instead (deterministic; for tests
 and CPU-bound batch runs). Exporting, and the redaction of every attribute (see
 `RedactingExporter`), happens later still, on the batch processors' threads.
@@ -29,12 +33,13 @@ and CPU-bound batch runs). Exporting, and the redaction of every attribute (see
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -62,6 +67,9 @@ _ENDED_RUNS_KEPT = 1024  # ended runs remembered, so late calls and chats find t
 _ROOT = Context()
 
 Attributes = dict[str, AttributeValue]
+# what the worker's queue holds: an event, a batch of events, a model call or a flush marker
+# (callables), or None (stop)
+_Item = Event | list[Event] | Callable[[], object] | None
 
 
 class _Run:
@@ -103,6 +111,8 @@ class TraceRecorder:
         own_provider: `shutdown` also shuts the provider down (the factory sets it).
         background: Build spans on a worker thread (default) rather than in ``record()``.
         max_queue: Events waiting for the worker at most; more are dropped and counted.
+        linger_s: Once woken, the worker waits this long for more before building spans
+            (0: build at once); `force_flush` and `shutdown` do not wait for it.
 
     Attributes:
         failures: How many events (and `record_chat` calls) failed to be traced.
@@ -120,15 +130,17 @@ class TraceRecorder:
         own_provider: bool = False,
         background: bool = True,
         max_queue: int = 100_000,
+        linger_s: float = 0.02,
     ) -> None:
-        if max_open_runs < 1 or max_queue < 1:
-            raise ValueError("max_open_runs and max_queue must be at least 1")
+        if max_open_runs < 1 or max_queue < 1 or linger_s < 0:
+            raise ValueError("max_open_runs and max_queue must be at least 1, linger_s >= 0")
         self.provider = tracer_provider
         self.content = content
         self.redactor = redactor
         self.max_open_runs = max_open_runs
         self.own_provider = own_provider
         self.max_queue = max_queue
+        self.linger_s = linger_s
         self.failures = 0
         self.dropped = 0
         self.last_failure = ""
@@ -137,6 +149,8 @@ class TraceRecorder:
         self._runs: dict[str, _Run] = {}  # open runs, oldest first
         self._ended: dict[str, _Run] = {}  # recently ended (or never started) runs
         self._lock = threading.Lock()  # adding and removing runs
+        self._backlog = 0  # events queued for the worker and not yet handled
+        self._backlog_lock = threading.Lock()
         self._handlers: dict[str, Callable[[Event], None]] = {
             EventType.RUN_STARTED: self._run_started,
             EventType.CONTEXT_READ: self._context_read,
@@ -156,7 +170,7 @@ class TraceRecorder:
             EventType.PLAN: self._plan,
             EventType.PLAN_COMMITTED: self._plan,
         }
-        self._queue: queue.SimpleQueue[Event | Callable[[], object] | None] | None = None
+        self._queue: queue.SimpleQueue[_Item] | None = None
         self._worker: threading.Thread | None = None
         if background:
             self._queue = queue.SimpleQueue()
@@ -171,17 +185,38 @@ class TraceRecorder:
     def record(self, event: Event) -> None:
         """Trace ``event`` (queue it for the worker). Never raises, never waits."""
         try:
-            q = self._queue
-            if self._closed:
-                self.dropped += 1
-            elif q is None:
+            if self._queue is None and not self._closed:
                 self._handle(event)
-            elif q.qsize() >= self.max_queue:
-                self.dropped += 1
-            else:
-                q.put(event)
+            elif self._admit(1):
+                self._queue.put(event)  # type: ignore[union-attr]
         except Exception as exc:  # pragma: no cover - put on an unbounded queue
             self._failed(exc, "record")
+
+    def record_batch(self, events: Sequence[Event]) -> None:
+        """Trace ``events``, in order, in one hand-off to the worker (what the audit
+        recorder gives its followers). Never raises, never waits."""
+        try:
+            if not events:
+                return
+            if self._queue is None and not self._closed:
+                for event in events:
+                    self._handle(event)
+            elif self._admit(len(events)):
+                self._queue.put(list(events))  # type: ignore[union-attr]
+        except Exception as exc:  # pragma: no cover - put on an unbounded queue
+            self._failed(exc, "record_batch")
+
+    def _admit(self, n: int) -> bool:
+        """Whether ``n`` events may join the worker's queue (else they are dropped)."""
+        if self._closed:
+            self.dropped += n
+            return False
+        with self._backlog_lock:
+            if self._backlog >= self.max_queue:
+                self.dropped += n
+                return False
+            self._backlog += n
+        return True
 
     async def settle(self, run_id: str | None = None) -> None:
         """Nothing to wait for: debug traces never hold up a tool (they may lag behind)."""
@@ -199,16 +234,33 @@ class TraceRecorder:
         assert q is not None
         handle = self._handle
         while True:
-            item = q.get()
-            if type(item) is Event:
-                handle(item)
-            elif item is None:
-                return
-            else:
-                try:
-                    item()  # type: ignore[operator]
-                except Exception as exc:
-                    self._failed(exc, "worker")
+            items = [q.get()]
+            if self.linger_s and isinstance(items[0], Event | list):
+                time.sleep(self.linger_s)  # let a burst gather: one wake-up for all of it
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    items.append(q.get_nowait())
+            taken = 0
+            for item in items:
+                if isinstance(item, Event):
+                    taken += 1
+                elif isinstance(item, list):
+                    taken += len(item)
+            with self._backlog_lock:  # off the queue: no longer waiting for the worker
+                self._backlog -= taken
+            for item in items:
+                if type(item) is Event:
+                    handle(item)
+                elif type(item) is list:
+                    for event in item:
+                        handle(event)
+                elif item is None:
+                    return
+                else:
+                    try:
+                        item()  # type: ignore[operator]
+                    except Exception as exc:
+                        self._failed(exc, "worker")
 
     def record_chat(
         self,
@@ -244,7 +296,7 @@ class TraceRecorder:
             self.dropped += 1
         elif q is None:
             self._chat(*args, *usage)
-        elif q.qsize() >= self.max_queue:
+        elif self._backlog >= self.max_queue:
             self.dropped += 1
         else:
             q.put(lambda: self._chat(*args, *usage))

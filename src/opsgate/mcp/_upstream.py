@@ -120,13 +120,7 @@ class Upstream:
                 async with asyncio.timeout(self._connect_timeout_s):
                     self._session = await asyncio.shield(ready)
             except TimeoutError:
-                await self._drop(wait_s=0.0)  # it never shook hands: nothing to close politely
-                self.counts["UpstreamUnavailable"] += 1
-                raise UpstreamError(
-                    "UpstreamUnavailable",
-                    f"upstream `{self.name}` did not complete the MCP handshake within "
-                    f"{self._connect_timeout_s:g}s",
-                ) from None
+                raise await self._no_handshake() from None
             except UpstreamError:
                 await self._drop()
                 self.counts["UpstreamUnavailable"] += 1
@@ -135,6 +129,17 @@ class Upstream:
             if restarted and self._on_tools_changed is not None:  # it may list other tools now
                 self._later(self._on_tools_changed(self.name))
             return self._session
+
+    async def _no_handshake(self) -> UpstreamError:
+        """Drop an upstream that did not shake hands in time (nothing to close politely),
+        counted; the error to raise."""
+        await self._drop(wait_s=0.0)
+        self.counts["UpstreamUnavailable"] += 1
+        return UpstreamError(
+            "UpstreamUnavailable",
+            f"upstream `{self.name}` did not complete the MCP handshake within "
+            f"{self._connect_timeout_s:g}s",
+        )
 
     async def _stdio_link(self) -> StdioClient:
         """The child's client, started (and shaken hands with) when there is none alive."""
@@ -161,13 +166,7 @@ class Upstream:
                 async with asyncio.timeout(self._connect_timeout_s):
                     await client.start()
             except TimeoutError:
-                await self._drop(wait_s=0.0)
-                self.counts["UpstreamUnavailable"] += 1
-                raise UpstreamError(
-                    "UpstreamUnavailable",
-                    f"upstream `{self.name}` did not complete the MCP handshake within "
-                    f"{self._connect_timeout_s:g}s",
-                ) from None
+                raise await self._no_handshake() from None
             except Exception as exc:  # cannot start, died, not MCP, refused the handshake
                 await self._drop(wait_s=0.0)
                 self.counts["UpstreamUnavailable"] += 1

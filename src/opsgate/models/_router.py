@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from opsgate.errors import ConfigError
 from opsgate.models._cache import CachingClient, ResponseCache
@@ -128,22 +128,26 @@ class ModelRouter:
     def budget_for(self, workflow: str) -> float | None:
         """The workflow's max cost per task: an operator's override (``budgets``) if one is
         set, else the router file's, else None."""
-        if self._budgets is not None:
-            override = self._budgets.max_cost_per_task(workflow)
-            if override is not None:
-                return override
-        budget = self.config.budgets.get(workflow)
-        return None if budget is None else budget.max_cost_per_task
+        return self._budget(workflow, "max_cost_per_task")
 
     def daily_budget_for(self, workflow: str) -> float | None:
         """The workflow's daily spend limit: an operator's override if set, else the
         router file's, else None."""
+        return self._budget(workflow, "daily_spend")
+
+    def _budget(
+        self, workflow: str, kind: Literal["max_cost_per_task", "daily_spend"]
+    ) -> float | None:
         if self._budgets is not None:
-            override = self._budgets.daily_spend(workflow)
+            override = (
+                self._budgets.max_cost_per_task(workflow)
+                if kind == "max_cost_per_task"
+                else self._budgets.daily_spend(workflow)
+            )
             if override is not None:
                 return override
         budget = self.config.budgets.get(workflow)
-        return None if budget is None else budget.daily_spend
+        return None if budget is None else getattr(budget, kind)
 
     def _daily(self, meter: ModelMeter) -> DailyBudget | None:
         """The daily budget a production run's calls are checked against: only where the

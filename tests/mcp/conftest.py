@@ -3,7 +3,9 @@ proxy connected to a real MCP `ClientSession` (in process, or as `opsgate mcp-pr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import anyio
 import mcp_types
 import pytest
 from mcp.shared.memory import create_client_server_memory_streams
+from mcp.shared.message import SessionMessage
 
 from mcp import ClientSession
 from opsgate.gateway import Approver
@@ -26,6 +29,8 @@ from opsgate.mcp import (
     UpstreamSpec,
     UpstreamTarget,
 )
+from opsgate.mcp._line_server import LineServer
+from opsgate.mcp._stdio import line_pipes
 from opsgate.policy import content_version, parse_policy
 from opsgate.recorder import InMemoryRecorder, Recorder
 
@@ -152,10 +157,53 @@ def make_proxy(
 
 
 @contextlib.asynccontextmanager
+async def client_streams(read_fd: int, write_fd: int) -> AsyncIterator[Any]:
+    """The SDK client's streams over two pipe ends (both owned): one JSON-RPC message a
+    line, parsed and written as the SDK's stdio client does."""
+    send_in, incoming = anyio.create_memory_object_stream[Any](0)
+    outgoing, receive_out = anyio.create_memory_object_stream[SessionMessage](0)
+    async with line_pipes(read_fd, write_fd) as (reader, writer):
+
+        async def read() -> None:
+            # the session may stop listening first (a notification after its end)
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await read_lines()
+
+        async def read_lines() -> None:
+            async with send_in:
+                while line := await reader.readline():
+                    try:
+                        message = mcp_types.jsonrpc_message_adapter.validate_json(line)
+                    except Exception as exc:
+                        await send_in.send(exc)
+                        continue
+                    await send_in.send(SessionMessage(message))
+
+        async def write() -> None:
+            async with receive_out:
+                async for item in receive_out:
+                    data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    writer.write(data.encode() + b"\n")
+                    await writer.drain()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read)
+            group.start_soon(write)
+            yield incoming, outgoing
+            group.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
 async def connected(
-    proxy: McpProxy, on_message: Callable[[Any], Any] | None = None
+    proxy: McpProxy, on_message: Callable[[Any], Any] | None = None, *, sdk: bool = False
 ) -> AsyncIterator[ClientSession]:
-    """A real MCP client session talking to ``proxy`` over in-memory streams."""
+    """A real MCP client session talking to ``proxy``: over two OS pipes to the proxy's
+    stdio server (`LineServer`, what `opsgate mcp-proxy` serves), or with ``sdk`` over
+    in-memory streams to the SDK's server (what serves HTTP)."""
+    if not sdk:
+        async with _over_pipes(proxy, on_message) as session:
+            yield session
+        return
     await proxy.start()
     server = proxy.server()
     try:
@@ -177,3 +225,28 @@ async def connected(
 
 def text(result: mcp_types.CallToolResult) -> str:
     return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+@contextlib.asynccontextmanager
+async def _over_pipes(
+    proxy: McpProxy, on_message: Callable[[Any], Any] | None
+) -> AsyncIterator[ClientSession]:
+    to_server_r, to_server_w = os.pipe()
+    to_client_r, to_client_w = os.pipe()
+    await proxy.start()
+    try:
+        async with line_pipes(to_server_r, to_client_w) as (reader, writer):
+            serving = asyncio.create_task(LineServer(proxy, reader, writer).serve())
+            try:
+                async with (
+                    client_streams(to_client_r, to_server_w) as (read, write),
+                    ClientSession(read, write, message_handler=on_message) as session,
+                ):
+                    await session.initialize()
+                    yield session
+            finally:
+                serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
+    finally:
+        await proxy.close()

@@ -5,23 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import mcp_types
-from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
 from opsgate.mcp._text import one_line
 
 if TYPE_CHECKING:
     from opsgate.mcp._proxy import McpProxy
+    from opsgate.mcp._proxy import RequestContext as Ctx
 
-__all__ = ["build_server"]
-
-Ctx = ServerRequestContext[Any, Any]
+__all__ = ["Handlers", "build_server"]
 
 
 def build_server(proxy: McpProxy) -> Server[Any]:
     """The server (without the SDK's per-request OpenTelemetry span: opsgate's own traces
     cover every call)."""
-    handlers = _Handlers(proxy)
+    handlers = Handlers(proxy)
     server: Server[Any] = Server(
         "opsgate-mcp-proxy",
         version="0.1.0",
@@ -38,7 +36,10 @@ def build_server(proxy: McpProxy) -> Server[Any]:
     return server
 
 
-class _Handlers:
+class Handlers:
+    """The MCP requests the proxy answers, for the SDK's server (HTTP) and the stdio
+    `opsgate.mcp._line_server.LineServer` alike."""
+
     def __init__(self, proxy: McpProxy) -> None:
         self.proxy = proxy
 

@@ -20,13 +20,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import mcp_types
-from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
 
 from opsgate.gateway import (
     Approver,
@@ -55,7 +53,7 @@ from opsgate.mcp._upstream import Upstream, UpstreamError
 from opsgate.policy import STAGE_SCOPES, CompiledPolicy, PolicyDocument, Reason
 from opsgate.recorder import Event, EventType, Recorder
 
-__all__ = ["Identity", "McpProxy", "ProxyError"]
+__all__ = ["Identity", "McpProxy", "Notifier", "ProxyError", "RequestContext"]
 
 #: The run of the call being executed (read by the upstream runner, in the call's task).
 _CURRENT_RUN: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
@@ -77,13 +75,30 @@ class Identity:
     agent_id: str
 
 
+class Notifier(Protocol):
+    """Where a client session hears that its tools changed."""
+
+    async def send_tool_list_changed(self) -> None: ...
+
+
+class RequestContext(Protocol):
+    """What the proxy reads of a request: the SDK's `ServerRequestContext` (HTTP, with the
+    HTTP request) or the stdio server's (no request: one session)."""
+
+    @property
+    def session(self) -> Notifier: ...
+
+    @property
+    def request(self) -> Any: ...
+
+
 @dataclass
 class _Session:
     key: str
     run: Run
     identity: Identity
     last_used: float = field(default_factory=time.monotonic)
-    notifier: ServerSession | None = None
+    notifier: Notifier | None = None
 
 
 class McpProxy:
@@ -309,7 +324,7 @@ class McpProxy:
 
     # -- sessions ------------------------------------------------------------------------
 
-    def session(self, ctx: ServerRequestContext[Any, Any] | None) -> _Session:
+    def session(self, ctx: RequestContext | None) -> _Session:
         """The run of the client session a request belongs to (started on first use).
 
         Raises:
@@ -334,7 +349,7 @@ class McpProxy:
             found.notifier = ctx.session
         return found
 
-    def _who(self, ctx: ServerRequestContext[Any, Any] | None) -> tuple[str, Identity]:
+    def _who(self, ctx: RequestContext | None) -> tuple[str, Identity]:
         request = None if ctx is None else ctx.request
         if request is None:  # stdio (or in process): one session, the configured identity
             return "stdio", self.identity
@@ -375,7 +390,7 @@ class McpProxy:
         return shown
 
     async def call(
-        self, ctx: ServerRequestContext[Any, Any] | None, name: str, arguments: Any
+        self, ctx: RequestContext | None, name: str, arguments: Any
     ) -> mcp_types.CallToolResult:
         """One ``tools/call``, through the gate; any failure in here denies it."""
         outcome: ToolOutcome | None = None
@@ -515,7 +530,7 @@ class McpProxy:
         return found
 
     async def read_resource(
-        self, ctx: ServerRequestContext[Any, Any] | None, uri: str
+        self, ctx: RequestContext | None, uri: str
     ) -> mcp_types.ReadResourceResult:
         """Read a resource from its upstream; its text enters the run (untrusted unless
         the config trusts that upstream's resources)."""
@@ -550,7 +565,7 @@ class McpProxy:
         return found
 
     async def get_prompt(
-        self, ctx: ServerRequestContext[Any, Any] | None, name: str, arguments: dict[str, str]
+        self, ctx: RequestContext | None, name: str, arguments: dict[str, str]
     ) -> mcp_types.GetPromptResult:
         """A prompt from its upstream; its messages enter the run as context."""
         session = self.session(ctx)

@@ -9,13 +9,15 @@ from typing import Any, TextIO
 
 import orjson
 import uvicorn
+from mcp.server.stdio import stdio_server
 
 from opsgate.errors import ConfigError
 from opsgate.gateway import Approver, QuotaLedger, StageSource, StopSource
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec, expand_env, load_config
+from opsgate.mcp._line_server import LineServer
 from opsgate.mcp._lock import LockFile
 from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY, Identity, McpProxy
-from opsgate.mcp._stdio import stdio_transport
+from opsgate.mcp._stdio import claimed_stdio, line_pipes, native_stdio
 from opsgate.mcp._tokens import TokenStore
 from opsgate.mcp._upstream import Upstream, UpstreamTarget
 from opsgate.policy import content_version, parse_policy
@@ -183,10 +185,14 @@ def default_identity(options: ProxyOptions, config: ProxyConfig) -> Identity:
 async def serve_stdio(proxy: McpProxy) -> None:
     """Serve one client over this process's stdin and stdout until it disconnects."""
     await proxy.start()
-    server = proxy.server()
     try:
-        async with stdio_transport() as (read, write):
-            await server.run(read, write, proxy.initialization_options(server))
+        if native_stdio():  # pipes or sockets: the proxy's own server, on the event loop
+            async with claimed_stdio(0, 1) as fds, line_pipes(*fds) as (reader, writer):
+                await LineServer(proxy, reader, writer).serve()
+        else:  # a file, a terminal: the SDK's transport (threads) and server
+            server = proxy.server()
+            async with stdio_server() as (read, write):
+                await server.run(read, write, proxy.initialization_options(server))
     finally:
         await proxy.close()
 

@@ -1,5 +1,5 @@
 """The proxy's own stdio server (`LineServer`, on pipes read and written by the event
-loop), and the keep-alive of HTTP connections to an upstream."""
+loop)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ import asyncio
 import contextlib
 import os
 import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import orjson
 import pytest
 from tests.mcp.conftest import connected, make_proxy, shop_spec, text
 
-from opsgate.mcp._keepalive import KeepAliveTransport
 from opsgate.mcp._line_server import LineServer
 from opsgate.mcp._stdio import line_pipes, native_stdio
 from opsgate.recorder import EventType, InMemoryRecorder
@@ -208,92 +204,3 @@ def test_only_pipes_and_sockets_not_shared_with_stderr_are_served_natively(
             os.close(fd)
         left.close()
         right.close()
-
-
-# -- keep-alive ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def sse_server(*, stall: bool = False) -> Iterator[tuple[str, list[int]]]:
-    """An HTTP/1.1 server answering every POST with a short SSE body (chunked, as an MCP
-    server answers a call; with ``stall``, a body that never ends, as a notification stream
-    does); counts the connections it accepted."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    accepted: list[int] = []
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                buffer = buffer[length:]
-                event = b'event: message\ndata: {"ok": true}\n\n'
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                    b"transfer-encoding: chunked\r\n\r\n"
-                    + f"{len(event):x}\r\n".encode()
-                    + event
-                    + (b"\r\n" if stall else b"\r\n0\r\n\r\n")
-                )
-                if stall:
-                    time.sleep(5)
-                    return
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = listener.accept()
-                accepted.append(1)
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{port}/mcp", accepted
-    finally:
-        listener.close()
-
-
-async def read_first_event(client: httpx2.AsyncClient, url: str) -> None:
-    """What the SDK does with a call's SSE answer: read up to the event, then close."""
-    async with client.stream("POST", url, json={"x": 1}) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                break
-        await response.aclose()
-
-
-async def test_a_response_closed_after_its_event_leaves_the_connection_reusable() -> None:
-    with sse_server() as (url, accepted):
-        transport = KeepAliveTransport()
-        async with httpx2.AsyncClient(transport=transport) as client:
-            for _ in range(5):
-                await read_first_event(client, url)
-        assert len(accepted) == 1 and transport.drained == 5
-        async with httpx2.AsyncClient() as client:  # without it: one connection a call
-            for _ in range(3):
-                await read_first_event(client, url)
-        assert len(accepted) == 1 + 3
-
-
-async def test_a_body_that_does_not_end_is_closed_after_the_bound() -> None:
-    with sse_server(stall=True) as (url, accepted):
-        transport = KeepAliveTransport()
-        started = time.monotonic()
-        async with httpx2.AsyncClient(transport=transport) as client:
-            for _ in range(2):
-                await read_first_event(client, url)
-        assert time.monotonic() - started < 4  # never waits for the body's end
-        assert transport.drained == 0 and len(accepted) == 2  # closed, as without it

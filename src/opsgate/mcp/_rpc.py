@@ -38,7 +38,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from pydantic import BaseModel
 from referencing import Registry
 
-__all__ = ["ConnectionClosed", "RpcError", "StdioClient"]
+__all__ = ["ConnectionClosed", "McpRequests", "RpcError", "StdioClient"]
 
 #: The longest line read from a child; a longer one is a protocol error, not a hang.
 MAX_LINE = 64 * 1024 * 1024
@@ -64,7 +64,103 @@ class ConnectionClosed(Exception):
     """The child exited or closed its stdout before answering."""
 
 
-class StdioClient:
+class McpRequests:
+    """What the proxy asks an upstream (the `ClientSession` methods it uses), over any
+    transport's `send`; results are checked as MCP results, structured ones against the
+    tool's output schema."""
+
+    def __init__(self) -> None:
+        self._output_validators: dict[str, Validator | None] = {}
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """One request; its ``result`` (JSON data)."""
+        raise NotImplementedError
+
+    async def notify(self, method: str) -> None:
+        """One notification (no answer)."""
+        raise NotImplementedError
+
+    async def shake_hands(self) -> mcp_types.InitializeResult:
+        """``initialize`` (the SDK's handshake versions), then ``notifications/initialized``.
+
+        Raises:
+            ValueError: the server agreed on a version the proxy does not speak.
+        """
+        params = {
+            "protocolVersion": LATEST_HANDSHAKE_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "opsgate-mcp-proxy", "version": "0.1.0"},
+        }
+        result = mcp_types.InitializeResult.model_validate(
+            await self.send("initialize", params), by_name=False
+        )
+        if result.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            raise ValueError(f"unsupported protocol version {result.protocol_version!r}")
+        await self.notify("notifications/initialized")
+        return result
+
+    async def request(self, method: str, params: dict[str, Any] | None, result: type[M]) -> M:
+        """`send`, its result checked as ``result`` (a `ValidationError` when it is not)."""
+        return result.model_validate(await self.send(method, params), by_name=False)
+
+    # -- what the proxy asks ----------------------------------------------------------
+
+    async def list_tools(
+        self, params: mcp_types.PaginatedRequestParams | None = None
+    ) -> mcp_types.ListToolsResult:
+        """One page of tools; their output schemas are kept to check results against."""
+        sent = None if params is None or not params.cursor else {"cursor": params.cursor}
+        page = await self.request("tools/list", sent, mcp_types.ListToolsResult)
+        for tool in page.tools:
+            self._output_validators.pop(tool.name, None)
+            if tool.output_schema is not None:
+                self._output_validators[tool.name] = _validator(tool.output_schema)
+        return page
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        """Call one tool; a structured result must match the tool's output schema.
+
+        Raises:
+            ValueError: the result's structured content breaks the output schema.
+        """
+        raw = await self.send("tools/call", {"name": name, "arguments": arguments})
+        result = mcp_types.CallToolResult.model_validate(raw, by_name=False)
+        if not result.is_error and name in self._output_validators:
+            validator = self._output_validators[name]
+            if validator is None:
+                raise ValueError(f"tool {name} has an invalid output schema")
+            if result.structured_content is None:
+                raise ValueError(f"tool {name} has an output schema but returned no structure")
+            error = best_match(validator.iter_errors(result.structured_content))
+            if error is not None:
+                raise ValueError(f"invalid structured content from tool {name}: {error.message}")
+        return result
+
+    async def list_resources(self) -> mcp_types.ListResourcesResult:
+        """The server's resources (first page)."""
+        return await self.request("resources/list", None, mcp_types.ListResourcesResult)
+
+    async def list_resource_templates(self) -> mcp_types.ListResourceTemplatesResult:
+        """The server's resource templates (first page)."""
+        return await self.request(
+            "resources/templates/list", None, mcp_types.ListResourceTemplatesResult
+        )
+
+    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        """One resource's contents."""
+        return await self.request("resources/read", {"uri": uri}, mcp_types.ReadResourceResult)
+
+    async def list_prompts(self) -> mcp_types.ListPromptsResult:
+        """The server's prompts (first page)."""
+        return await self.request("prompts/list", None, mcp_types.ListPromptsResult)
+
+    async def get_prompt(self, name: str, arguments: dict[str, str]) -> mcp_types.GetPromptResult:
+        """One prompt, filled in."""
+        params = {"name": name, "arguments": arguments}
+        return await self.request("prompts/get", params, mcp_types.GetPromptResult)
+
+
+class StdioClient(McpRequests):
     """One child process speaking MCP over stdio; `start` shakes hands.
 
     Args:
@@ -85,6 +181,7 @@ class StdioClient:
     ) -> None:
         if not command:
             raise ValueError("an stdio upstream needs a command")
+        super().__init__()
         self.command = command
         self.env = env
         self.cwd = cwd
@@ -98,7 +195,6 @@ class StdioClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed: BaseException | None = None
         self._stopping = False
-        self._output_validators: dict[str, Validator | None] = {}
         self.server_info: mcp_types.InitializeResult | None = None
 
     @property
@@ -131,19 +227,8 @@ class StdioClient:
             limit=MAX_LINE,
         )
         self._reader = asyncio.get_running_loop().create_task(self._read())
-        params = {
-            "protocolVersion": LATEST_HANDSHAKE_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "opsgate-mcp-proxy", "version": "0.1.0"},
-        }
-        result = mcp_types.InitializeResult.model_validate(
-            await self.send("initialize", params), by_name=False
-        )
-        if result.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            raise ValueError(f"unsupported protocol version {result.protocol_version!r}")
-        await self._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        self.server_info = result
-        return result
+        self.server_info = await self.shake_hands()
+        return self.server_info
 
     async def kill(self) -> None:
         """Stop at once: SIGKILL the child's group (one that never shook hands)."""
@@ -207,65 +292,9 @@ class StdioClient:
         finally:
             self._pending.pop(request_id, None)
 
-    async def request(self, method: str, params: dict[str, Any] | None, result: type[M]) -> M:
-        """`send`, its result checked as ``result`` (a `ValidationError` when it is not)."""
-        return result.model_validate(await self.send(method, params), by_name=False)
-
-    # -- what the proxy asks (the `ClientSession` methods it uses) -------------------------
-
-    async def list_tools(
-        self, params: mcp_types.PaginatedRequestParams | None = None
-    ) -> mcp_types.ListToolsResult:
-        """One page of tools; their output schemas are kept to check results against."""
-        sent = None if params is None or not params.cursor else {"cursor": params.cursor}
-        page = await self.request("tools/list", sent, mcp_types.ListToolsResult)
-        for tool in page.tools:
-            self._output_validators.pop(tool.name, None)
-            if tool.output_schema is not None:
-                self._output_validators[tool.name] = _validator(tool.output_schema)
-        return page
-
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
-        """Call one tool; a structured result must match the tool's output schema.
-
-        Raises:
-            ValueError: the result's structured content breaks the output schema.
-        """
-        raw = await self.send("tools/call", {"name": name, "arguments": arguments})
-        result = mcp_types.CallToolResult.model_validate(raw, by_name=False)
-        if not result.is_error and name in self._output_validators:
-            validator = self._output_validators[name]
-            if validator is None:
-                raise ValueError(f"tool {name} has an invalid output schema")
-            if result.structured_content is None:
-                raise ValueError(f"tool {name} has an output schema but returned no structure")
-            error = best_match(validator.iter_errors(result.structured_content))
-            if error is not None:
-                raise ValueError(f"invalid structured content from tool {name}: {error.message}")
-        return result
-
-    async def list_resources(self) -> mcp_types.ListResourcesResult:
-        """The server's resources (first page)."""
-        return await self.request("resources/list", None, mcp_types.ListResourcesResult)
-
-    async def list_resource_templates(self) -> mcp_types.ListResourceTemplatesResult:
-        """The server's resource templates (first page)."""
-        return await self.request(
-            "resources/templates/list", None, mcp_types.ListResourceTemplatesResult
-        )
-
-    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
-        """One resource's contents."""
-        return await self.request("resources/read", {"uri": uri}, mcp_types.ReadResourceResult)
-
-    async def list_prompts(self) -> mcp_types.ListPromptsResult:
-        """The server's prompts (first page)."""
-        return await self.request("prompts/list", None, mcp_types.ListPromptsResult)
-
-    async def get_prompt(self, name: str, arguments: dict[str, str]) -> mcp_types.GetPromptResult:
-        """One prompt, filled in."""
-        params = {"name": name, "arguments": arguments}
-        return await self.request("prompts/get", params, mcp_types.GetPromptResult)
+    async def notify(self, method: str) -> None:
+        """One notification to the child."""
+        await self._write({"jsonrpc": "2.0", "method": method})
 
     # -- the wire ------------------------------------------------------------------------
 

@@ -1,11 +1,9 @@
 """One upstream MCP server, as a client the proxy can always ask: connected on demand,
 restarted after it dies, every failure a typed `UpstreamError` the gateway records.
 
-A stdio upstream is spoken to by opsgate's own client (`opsgate.mcp._rpc`: the SDK's
-session costs more per call than the round trip). A streamable-HTTP upstream goes through
-the SDK's `ClientSession`, whose connection lives in a task of its own (the SDK's
-transports are anyio contexts that must be entered and left in one task); calls from any
-task go through its session.
+Upstreams are spoken to by opsgate's own clients, `opsgate.mcp._rpc.StdioClient` (a child
+process) and `opsgate.mcp._rpc_http.HttpClient` (streamable HTTP): the SDK's session costs
+more per call than the round trip (see their modules).
 """
 
 from __future__ import annotations
@@ -20,13 +18,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import httpx2
 import mcp_types
-from mcp.client.streamable_http import streamable_http_client
 
-from mcp import ClientSession, MCPError
-from opsgate.mcp._keepalive import KeepAliveTransport
 from opsgate.mcp._rpc import ConnectionClosed, RpcError, StdioClient
+from opsgate.mcp._rpc_http import HttpClient
 
 __all__ = ["Upstream", "UpstreamError", "UpstreamTarget"]
 
@@ -57,8 +52,8 @@ class UpstreamTarget:
 
 
 ToolsChanged = Callable[[str], Coroutine[Any, Any, None]]
-#: What a request is sent through: opsgate's stdio client, or the SDK's session (HTTP).
-Link = ClientSession | StdioClient
+#: What a request is sent through: a child's stdio, or streamable HTTP.
+Link = StdioClient | HttpClient
 
 
 class Upstream:
@@ -85,10 +80,7 @@ class Upstream:
         self._connect_timeout_s = connect_timeout_s
         self._errlog = errlog
         self._relay: _StderrRelay | None = None
-        self._session: ClientSession | None = None
-        self._stdio: StdioClient | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
+        self._client: Link | None = None
         self._lock = asyncio.Lock()
         self._connected_once = False
         self._pending: set[asyncio.Task[None]] = set()
@@ -101,67 +93,17 @@ class Upstream:
         Raises:
             UpstreamError: ``UpstreamUnavailable`` when it cannot start or shake hands.
         """
-        if self.target.url is None:
-            return await self._stdio_link()
-        session = self._session
-        if session is not None and self._task is not None and not self._task.done():
-            return session
-        async with self._lock:
-            if self._session is not None and self._task is not None and not self._task.done():
-                return self._session
-            await self._drop()
-            restarted = self._connected_once
-            if restarted:
-                self.counts["restarts"] += 1
-            ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
-            self._stop = asyncio.Event()
-            self._task = asyncio.create_task(self._own(ready, self._stop))
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    self._session = await asyncio.shield(ready)
-            except TimeoutError:
-                raise await self._no_handshake() from None
-            except UpstreamError:
-                await self._drop()
-                self.counts["UpstreamUnavailable"] += 1
-                raise
-            self._connected_once = True
-            if restarted and self._on_tools_changed is not None:  # it may list other tools now
-                self._later(self._on_tools_changed(self.name))
-            return self._session
-
-    async def _no_handshake(self) -> UpstreamError:
-        """Drop an upstream that did not shake hands in time (nothing to close politely),
-        counted; the error to raise."""
-        await self._drop(wait_s=0.0)
-        self.counts["UpstreamUnavailable"] += 1
-        return UpstreamError(
-            "UpstreamUnavailable",
-            f"upstream `{self.name}` did not complete the MCP handshake within "
-            f"{self._connect_timeout_s:g}s",
-        )
-
-    async def _stdio_link(self) -> StdioClient:
-        """The child's client, started (and shaken hands with) when there is none alive."""
-        client = self._stdio
+        client = self._client
         if client is not None and client.alive:
             return client
         async with self._lock:
-            if self._stdio is not None and self._stdio.alive:
-                return self._stdio
+            if self._client is not None and self._client.alive:
+                return self._client
             await self._drop()
             restarted = self._connected_once
             if restarted:
                 self.counts["restarts"] += 1
-            client = StdioClient(
-                self.target.command,
-                env=self.target.env,
-                cwd=self.target.cwd,
-                errlog=self._child_errlog(),
-                on_notification=self._on_notification,
-                on_bad_line=self._on_bad_line,
-            )
-            self._stdio = client
+            client = self._client = self._new_client()
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
                     await client.start()
@@ -178,6 +120,35 @@ class Upstream:
                 self._later(self._on_tools_changed(self.name))
             return client
 
+    def _new_client(self) -> Link:
+        target = self.target
+        if target.url is not None:
+            return HttpClient(
+                target.url,
+                headers=target.headers,
+                on_notification=self._on_notification,
+                on_bad_message=self._on_bad_line,
+            )
+        return StdioClient(
+            target.command,
+            env=target.env,
+            cwd=target.cwd,
+            errlog=self._child_errlog(),
+            on_notification=self._on_notification,
+            on_bad_line=self._on_bad_line,
+        )
+
+    async def _no_handshake(self) -> UpstreamError:
+        """Drop an upstream that did not shake hands in time (nothing to close politely),
+        counted; the error to raise."""
+        await self._drop(wait_s=0.0)
+        self.counts["UpstreamUnavailable"] += 1
+        return UpstreamError(
+            "UpstreamUnavailable",
+            f"upstream `{self.name}` did not complete the MCP handshake within "
+            f"{self._connect_timeout_s:g}s",
+        )
+
     def _on_bad_line(self) -> None:
         self.counts["UpstreamProtocolError"] += 1
 
@@ -191,52 +162,6 @@ class Upstream:
             self._errlog = self._relay.writer
         return self._errlog
 
-    async def _own(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
-        """The task that holds the transport and the session until told to stop."""
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                read, write = await stack.enter_async_context(self._transport())
-                session = await stack.enter_async_context(
-                    ClientSession(read, write, message_handler=self._on_message)
-                )
-                await session.initialize()
-                if not ready.done():
-                    ready.set_result(session)
-                await stop.wait()
-        except BaseException as exc:  # the child died, the URL refused, not MCP at all
-            if not ready.done():
-                ready.set_exception(
-                    UpstreamError(
-                        "UpstreamUnavailable",
-                        f"upstream `{self.name}` cannot start: {_text(exc)}",
-                    )
-                )
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            if self._task is asyncio.current_task():
-                self._session = None
-
-    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        target = self.target
-        assert target.url is not None  # stdio upstreams use `StdioClient`
-        client = httpx2.AsyncClient(
-            headers=target.headers,
-            timeout=httpx2.Timeout(30.0, read=300.0),
-            transport=KeepAliveTransport(),
-        )
-        return _with_client(client, streamable_http_client(target.url, http_client=client))
-
-    async def _on_message(self, message: Any) -> None:
-        if isinstance(message, Exception):  # a line that is not JSON-RPC: not MCP
-            self.counts["UpstreamProtocolError"] += 1
-            return
-        changed = isinstance(message, mcp_types.ToolListChangedNotification) or (
-            getattr(message, "method", None) == "notifications/tools/list_changed"
-        )
-        if changed and self._on_tools_changed is not None:
-            self._later(self._on_tools_changed(self.name))
-
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in its own task, kept until done (a failure there is its own)."""
         task = asyncio.get_running_loop().create_task(work)
@@ -244,27 +169,14 @@ class Upstream:
         task.add_done_callback(self._pending.discard)
 
     async def _drop(self, wait_s: float = 5.0) -> None:
-        """Stop the connection task (and so the child process), if any; cancel it when it
-        has not stopped within ``wait_s``."""
-        task, stop, client = self._task, self._stop, self._stdio
-        self._task = self._stop = self._stdio = None
-        self._session = None
-        if client is not None:
-            if wait_s > 0:
-                await client.close()
-            else:  # it never shook hands: stop it without the grace period
-                await client.kill()
-        if task is None:
+        """Close the link (a child is given ``wait_s`` to exit; 0 kills it at once)."""
+        client, self._client = self._client, None
+        if client is None:
             return
-        if stop is not None:
-            stop.set()
-        try:
-            async with asyncio.timeout(wait_s):
-                await asyncio.shield(task)
-        except BaseException:  # a transport that will not close: cancel it
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        if wait_s > 0:
+            await client.close()
+        else:  # it never shook hands: stop it without the grace period
+            await client.kill()
 
     async def close(self) -> None:
         """Disconnect (the child process is stopped)."""
@@ -284,7 +196,7 @@ class Upstream:
         try:
             return await send(link)
         except ConnectionClosed:
-            if isinstance(link, StdioClient) and link.stopped:  # closed by us: not a crash
+            if link.stopped:  # closed by us: not a crash
                 raise UpstreamError(
                     "UpstreamUnavailable", f"upstream `{self.name}` was stopped during {what}"
                 ) from None
@@ -299,22 +211,10 @@ class Upstream:
                 f"upstream `{self.name}` answered {what} with error {exc.code}: "
                 f"{_text(exc.message)}",
             ) from None
-        except MCPError as exc:
-            if exc.code == mcp_types.CONNECTION_CLOSED:
-                await self._crashed()
-                raise UpstreamError(
-                    "UpstreamCrashed", f"upstream `{self.name}` went away during {what}"
-                ) from None
-            self.counts["UpstreamProtocolError"] += 1
-            raise UpstreamError(
-                "UpstreamProtocolError",
-                f"upstream `{self.name}` answered {what} with error {exc.code}: "
-                f"{_text(exc.error.message)}",
-            ) from None
         except (TimeoutError, asyncio.CancelledError):
             raise
         except Exception as exc:  # broken pipe, a result that is no MCP result, a bug there
-            if not self._connected(link):
+            if not link.alive:
                 await self._crashed()
                 raise UpstreamError(
                     "UpstreamCrashed", f"upstream `{self.name}` went away during {what}"
@@ -325,11 +225,6 @@ class Upstream:
                 f"upstream `{self.name}` answered {what} with something that is not a valid "
                 f"MCP result ({type(exc).__name__})",
             ) from None
-
-    def _connected(self, link: Link) -> bool:
-        if isinstance(link, StdioClient):
-            return link.alive
-        return self._task is not None and not self._task.done()
 
     async def _crashed(self) -> None:
         self.counts["UpstreamCrashed"] += 1
@@ -366,14 +261,6 @@ def _lister(cursor: str | None) -> Callable[[Link], Awaitable[Any]]:
         return session.list_tools(params=params)
 
     return send
-
-
-@contextlib.asynccontextmanager
-async def _with_client(
-    client: httpx2.AsyncClient, inner: contextlib.AbstractAsyncContextManager[Any]
-) -> Any:
-    async with client, inner as streams:
-        yield streams
 
 
 class _StderrRelay:

@@ -74,6 +74,7 @@ class RawServer:
     def __init__(self) -> None:
         self.answers: dict[str, Callable[[dict[str, Any]], tuple[int, str, bytes]]] = {}
         self.seen: list[tuple[str, dict[str, str], Any]] = []
+        self.stall = False
         self.connections: set[tuple[Any, ...]] = set()  # the POSTs' client (address, port)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -103,7 +104,11 @@ class RawServer:
             status, kind, data = answer(message)
         response_headers = [(b"content-type", kind.encode()), (b"mcp-session-id", b"s-1")]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": data})
+        stall = self.stall and "id" in message and message.get("method") != "initialize"
+        await send({"type": "http.response.body", "body": data, "more_body": stall})
+        if stall:  # a stream left open after the answer
+            await asyncio.sleep(5)
+            await send({"type": "http.response.body", "body": b""})
 
 
 def _json_result(message: dict[str, Any]) -> tuple[int, str, bytes]:
@@ -235,3 +240,63 @@ async def test_a_tool_result_is_checked_as_mcp() -> None:
         with pytest.raises(ValueError):
             await client.call_tool("x", {})
     assert mcp_types.CallToolResult  # the model the result is checked against
+
+
+def sse_answer(message: dict[str, Any]) -> tuple[int, str, bytes]:
+    answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": []}}
+    return 200, "text/event-stream", b"event: message\ndata: " + orjson.dumps(answer) + b"\n\n"
+
+
+async def test_a_stream_left_open_after_the_answer_returns_at_the_answer() -> None:
+    server = RawServer()
+    server.answers["tools/list"] = sse_answer
+    server.stall = True
+    async with raw(server) as client:
+        for _ in range(2):
+            async with asyncio.timeout(2):  # not the five seconds the stream stays open
+                assert (await client.list_tools()).tools == []
+        assert client.alive
+    # the handshake's connection carried the first call, whose stream stayed open: the
+    # second call needed a new one
+    assert len(server.connections) == 2
+
+
+async def test_an_answer_over_the_size_limit_ends_the_connection_not_the_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import opsgate.mcp._rpc_http as rpc_http
+
+    monkeypatch.setattr(rpc_http, "MAX_ANSWER", 64 * 1024)
+    server = RawServer()
+    big = {"tools": [], "padding": "x" * 100_000}
+    server.answers["tools/list"] = lambda m: (
+        200, "application/json", orjson.dumps({"jsonrpc": "2.0", "id": m["id"], "result": big})
+    )  # fmt: skip
+    async with raw(server) as client:
+        with pytest.raises(ConnectionClosed):
+            await client.list_tools()
+
+
+async def test_a_url_behind_an_http_proxy_goes_through_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert HttpClient("http://upstream.example/mcp")._pool is None
+    monkeypatch.setenv("NO_PROXY", "upstream.example")
+    assert HttpClient("http://upstream.example/mcp")._pool is not None
+
+
+async def test_the_httpx_path_speaks_alike() -> None:
+    server = RawServer()
+    server.answers["tools/list"] = sse_answer
+    async with serve_loopback(server) as port:
+        client = HttpClient(f"http://127.0.0.1:{port}/mcp")
+        client._pool = None  # as behind a proxy
+        try:
+            await client.start()
+            assert (await client.list_tools()).tools == []
+            await client.send("ping")
+        finally:
+            await client.close()

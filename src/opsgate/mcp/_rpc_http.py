@@ -1,13 +1,13 @@
-"""A small MCP client of a streamable-HTTP server, over httpx.
+"""A small MCP client of a streamable-HTTP server.
 
 Why not the SDK's `streamable_http_client` + `ClientSession` here: each call crosses anyio
 memory streams, a task group, pydantic models on the way out and in, the SDK's own request
 bookkeeping and its SSE reader, and it leaves each answer's stream unread at its end (the
 connection cannot go back to the pool); measured through the proxy at concurrency 16, that
 client was ~40% of the proxy's CPU per call. This one speaks the transport as the
-specification says: each request a POST whose answer is JSON or an SSE stream (read to its
-end, so the connection is kept), the session id and protocol version headers after the
-handshake, ``notifications/*`` with 202, and the server's notification stream on a GET
+specification says: each request a POST whose answer is JSON or an SSE stream (on
+`opsgate.mcp._http1`'s kept-alive connections; through httpx when an HTTP proxy is set),
+the session id and protocol version headers after the handshake, ``notifications/*`` with 202, and the server's notification stream on a GET
 (when it offers one) for ``notifications/tools/list_changed``. A session the server no
 longer knows (404) or a connection that fails is `ConnectionClosed`: the upstream
 reconnects.
@@ -20,10 +20,13 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import httpx2
 import orjson
 
+from opsgate.mcp._http1 import EventSink, Http1Error, Http1Pool, Reply
 from opsgate.mcp._rpc import ConnectionClosed, McpRequests, Notified, RpcError
 
 __all__ = ["HttpClient"]
@@ -33,6 +36,7 @@ _ACCEPT = "application/json, text/event-stream"
 _RELISTEN_S = 1.0
 #: The longest SSE event or JSON answer read (an answer over it is a protocol error).
 MAX_ANSWER = 64 * 1024 * 1024
+_NOT_JSON = object()  # an SSE event whose data is not JSON
 
 
 class HttpClient(McpRequests):
@@ -59,6 +63,13 @@ class HttpClient(McpRequests):
             headers={**(headers or {}), "accept": _ACCEPT},
             timeout=httpx2.Timeout(30.0, read=timeout_s),
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        # the hot path (POSTs) on own keep-alive connections, unless an HTTP proxy is set
+        # for this URL (httpx honours the environment's proxy settings; Http1Pool does not)
+        self._pool = (
+            None
+            if _proxied(url)
+            else Http1Pool(url, headers={**(headers or {}), "accept": _ACCEPT}, limit=MAX_ANSWER)
         )
         self._on_notification = on_notification
         self._on_bad = on_bad_message or (lambda: None)
@@ -100,6 +111,8 @@ class HttpClient(McpRequests):
         if ended:
             with contextlib.suppress(Exception):  # the server may be gone already
                 await self._http.delete(self.url, headers=self._session_headers, timeout=2.0)
+        if self._pool is not None:
+            await self._pool.aclose()
         await self._http.aclose()
 
     async def kill(self) -> None:
@@ -143,67 +156,97 @@ class HttpClient(McpRequests):
     async def _post(self, message: dict[str, Any], request_id: int | None) -> Any:
         body = orjson.dumps(message)
         headers = {"content-type": "application/json", **self._session_headers}
-        try:
-            async with self._http.stream("POST", self.url, content=body, headers=headers) as reply:
-                self._check_status(reply)
-                if request_id is None:
-                    await reply.aread()  # 202: nothing to wait for
-                    return None
-                kind = reply.headers.get("content-type", "").split(";")[0].strip().lower()
-                if kind == "text/event-stream":
-                    result = await self._from_events(reply, request_id)
-                elif kind == "application/json":
-                    result = self._answer(_parsed(await self._bounded(reply)), request_id)
-                else:
-                    raise RpcError(-32600, f"an answer of type `{kind or 'none'}`")
-                if message.get("method") == "initialize":
-                    self._keep_session(reply, result)
-                return result
-        except httpx2.TransportError as exc:
-            self._fail(ConnectionClosed(f"the connection failed: {type(exc).__name__}"))
-            raise ConnectionClosed(f"the connection failed: {type(exc).__name__}") from None
+        messages: list[Any] = []
 
-    def _check_status(self, reply: httpx2.Response) -> None:
-        if reply.status_code in (200, 202):
+        def answered(data: bytes) -> bool:  # each event of an SSE answer, as it arrives
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                parsed = _NOT_JSON
+            messages.append(parsed)
+            return (
+                isinstance(parsed, dict)
+                and "method" not in parsed
+                and (parsed.get("id") == request_id)
+            )
+
+        sink = answered if request_id is not None else None
+        try:
+            if self._pool is not None:
+                reply = await self._pool.post(body, headers, events=sink)
+            else:
+                reply = await self._post_httpx(body, headers, sink)
+        except (Http1Error, httpx2.TransportError) as exc:
+            why = exc if isinstance(exc, Http1Error) else type(exc).__name__
+            self._fail(ConnectionClosed(f"the connection failed: {why}"))
+            raise ConnectionClosed(f"the connection failed: {why}") from None
+        self._check_status(reply.status)
+        if request_id is None:
+            return None  # 202: nothing to wait for
+        kind = reply.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "text/event-stream":
+            result = self._from_events(messages, request_id)
+        elif kind == "application/json":
+            result = self._answer(_parsed(reply.body), request_id)
+        else:
+            raise RpcError(-32600, f"an answer of type `{kind or 'none'}`")
+        if message.get("method") == "initialize":
+            self._keep_session(reply.headers, result)
+        return result
+
+    async def _post_httpx(
+        self, body: bytes, headers: dict[str, str], sink: EventSink | None
+    ) -> Reply:
+        """The same POST through httpx (a URL behind an HTTP proxy)."""
+        async with self._http.stream("POST", self.url, content=body, headers=headers) as answer:
+            reply = Reply(answer.status_code, {k.lower(): v for k, v in answer.headers.items()})
+            kind = reply.headers.get("content-type", "").split(";")[0].strip().lower()
+            if sink is not None and kind == "text/event-stream":
+                async for data in _events(answer):
+                    reply.events.append(data)
+                    if sink(data):
+                        break  # the answer: the rest of the stream is not waited for
+                return reply
+            chunks, size = [], 0
+            async for chunk in answer.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER:
+                    raise RpcError(-32600, "an answer over the size limit")
+                chunks.append(chunk)
+            reply.body = b"".join(chunks)
+            return reply
+
+    def _check_status(self, status: int) -> None:
+        if status in (200, 202):
             return
-        if reply.status_code == 404 and "mcp-session-id" in self._session_headers:
+        if status == 404 and "mcp-session-id" in self._session_headers:
             self._fail(ConnectionClosed("the server ended the session"))
             raise ConnectionClosed("the server ended the session")
-        raise RpcError(-32603, f"HTTP {reply.status_code}")
+        raise RpcError(-32603, f"HTTP {status}")
 
-    def _keep_session(self, reply: httpx2.Response, result: Any) -> None:
+    def _keep_session(self, headers: dict[str, str], result: Any) -> None:
         """The session id and the agreed version, named by every later request."""
-        session = reply.headers.get("mcp-session-id")
+        session = headers.get("mcp-session-id")
         if session:
             self._session_headers["mcp-session-id"] = session
         version = result.get("protocolVersion") if isinstance(result, dict) else None
         if isinstance(version, str):
             self._session_headers["mcp-protocol-version"] = version
 
-    async def _bounded(self, reply: httpx2.Response) -> bytes:
-        chunks, size = [], 0
-        async for chunk in reply.aiter_bytes():
-            size += len(chunk)
-            if size > MAX_ANSWER:
-                raise RpcError(-32600, "an answer over the size limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _from_events(self, reply: httpx2.Response, request_id: int) -> Any:
-        """The answer to ``request_id`` from the call's SSE stream; server notifications on
-        the way are handed on; the stream is read to its end (the connection is kept)."""
-        found: list[Any] = []
-        async for data in _events(reply):
-            message = _parsed(data)
-            if isinstance(message, dict) and "method" in message and "id" not in message:
-                self._notified(message)
-            elif not found and isinstance(message, dict) and message.get("id") == request_id:
-                found.append(message)
-            elif isinstance(message, dict) and "method" in message:
-                self._spawn(self._refuse(message))  # a server request: the proxy serves none
-        if not found:
-            raise ConnectionClosed("the server ended the call's stream without an answer")
-        return self._answer(found[0], request_id)
+    def _from_events(self, messages: list[Any], request_id: int) -> Any:
+        """The answer to ``request_id`` among the call's SSE events; server notifications
+        on the way are handed on, server requests refused."""
+        for message in messages:
+            if message is _NOT_JSON:
+                raise RpcError(-32700, "an answer that is not JSON")
+            if isinstance(message, dict) and "method" in message:
+                if "id" in message:
+                    self._spawn(self._refuse(message))  # the proxy serves no server requests
+                else:
+                    self._notified(message)
+            elif isinstance(message, dict) and message.get("id") == request_id:
+                return self._answer(message, request_id)
+        raise ConnectionClosed("the server ended the call's stream without an answer")
 
     def _answer(self, message: Any, request_id: int) -> Any:
         ours = isinstance(message, dict) and message.get("jsonrpc") == "2.0"
@@ -294,3 +337,11 @@ def _parsed(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         raise RpcError(-32700, "an answer that is not JSON") from None
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through an HTTP proxy (as httpx reads it)."""
+    host = urlsplit(url).hostname or ""
+    proxies = getproxies()
+    scheme = urlsplit(url).scheme
+    return bool(proxies.get(scheme) or proxies.get("all")) and not proxy_bypass(host)

@@ -14,6 +14,7 @@ from mcp.server.stdio import stdio_server
 from opsgate.errors import ConfigError
 from opsgate.gateway import Approver, QuotaLedger, StageSource, StopSource
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec, expand_env, load_config
+from opsgate.mcp._http_server import McpHttpApp
 from opsgate.mcp._line_server import LineServer
 from opsgate.mcp._lock import LockFile
 from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY, Identity, McpProxy
@@ -199,12 +200,11 @@ async def serve_stdio(proxy: McpProxy) -> None:
 
 class BearerAuth:
     """ASGI middleware: a valid bearer token or 401; the token's identity goes with the
-    request, and a session's DELETE ends its run."""
+    request."""
 
-    def __init__(self, app: Any, tokens: TokenStore, proxy: McpProxy) -> None:
+    def __init__(self, app: Any, tokens: TokenStore) -> None:
         self.app = app
         self.tokens = tokens
-        self.proxy = proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,9 +222,6 @@ class BearerAuth:
             return
         scope[IDENTITY_SCOPE_KEY] = Identity(record.invoker, record.agent_id)
         await self.app(scope, receive, send)
-        session_id = headers.get(b"mcp-session-id")
-        if scope.get("method") == "DELETE" and session_id:
-            self.proxy.end_session("http:" + session_id.decode("latin-1"))
 
 
 async def _unauthorized(send: Send) -> None:
@@ -246,9 +243,7 @@ async def _unauthorized(send: Send) -> None:
 def http_app(proxy: McpProxy, tokens: TokenStore, host: str) -> Any:
     """The ASGI app: streamable HTTP at ``/mcp`` behind the bearer check (the proxy must
     be started first)."""
-    server = proxy.server()
-    app = server.streamable_http_app(host=host, stateless_http=False, json_response=True)
-    return BearerAuth(app, tokens, proxy)
+    return BearerAuth(McpHttpApp(proxy, host), tokens)
 
 
 async def serve_http(

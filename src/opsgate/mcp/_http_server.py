@@ -1,0 +1,286 @@
+"""The proxy's streamable-HTTP server: an ASGI app at ``/mcp`` (behind `BearerAuth`).
+
+Why not the SDK's `streamable_http_app` here: per call it runs Starlette's middleware and
+routing, its session manager, a memory-stream transport per session and the SDK server's
+dispatcher and runner; measured through the proxy at concurrency 16, about as much CPU as
+the gate and the upstream call together. This app speaks the transport as the
+specification (2025-06-18 and 2025-11-25) says, for what the proxy serves
+(`opsgate.mcp._answers`):
+
+- ``POST`` a JSON-RPC request: the answer as ``application/json``; a notification or a
+  response: ``202``. ``initialize`` starts a session, named in ``mcp-session-id``; later
+  requests without one are ``400``, with an unknown one ``404`` (the client starts again).
+- ``GET`` (``text/event-stream``): the session's notification stream
+  (``notifications/tools/list_changed``), one per session.
+- ``DELETE``: the session (and its run) ends.
+- The ``Host`` header, and ``Origin`` when sent, must name the address served when it is a
+  loopback one (DNS rebinding), as the SDK checks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from opsgate.mcp._answers import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    Answers,
+    Refused,
+    error_message,
+)
+
+if TYPE_CHECKING:
+    from opsgate.mcp._proxy import McpProxy
+
+__all__ = ["McpHttpApp"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PATH = "/mcp"
+#: The largest request body read.
+MAX_BODY = 64 * 1024 * 1024
+#: Sessions kept (the least recently used ends first past it).
+MAX_SESSIONS = 10_000
+#: Notifications kept for a session nobody listens to.
+_QUEUED = 100
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass
+class _HttpRequest:
+    """What the proxy reads of an HTTP request (`McpProxy._who`): its scope (the identity
+    the bearer check put there) and headers."""
+
+    scope: Scope
+    headers: dict[str, str]
+
+
+@dataclass
+class _Session:
+    version: str
+    notes: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(_QUEUED))
+    listening: bool = False
+
+    async def send_tool_list_changed(self) -> None:
+        """Queued for the session's GET stream (dropped when nobody listens and it is full)."""
+        note = orjson.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        with contextlib.suppress(asyncio.QueueFull):
+            self.notes.put_nowait(note)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    session: _Session
+    request: _HttpRequest
+
+
+class McpHttpApp:
+    """The ASGI app; ``host`` is the address served (for the Host and Origin checks)."""
+
+    def __init__(self, proxy: McpProxy, host: str) -> None:
+        self.proxy = proxy
+        self.answers = Answers(proxy)
+        self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.loopback = host in _LOOPBACK
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if scope.get("path") != PATH:
+            await _plain(send, 404, b"Not Found")
+            return
+        refused = self._forged(headers)
+        if refused is not None:
+            await _plain(send, *refused)
+            return
+        method = scope.get("method")
+        if method == "POST":
+            await self._post(scope, headers, receive, send)
+        elif method == "GET":
+            await self._listen(headers, receive, send)
+        elif method == "DELETE":
+            await self._end(headers, send)
+        else:
+            await _plain(send, 405, b"Method Not Allowed", ((b"allow", b"GET, POST, DELETE"),))
+
+    def _forged(self, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        """A Host or Origin that a DNS-rebinding page would send (loopback servers only)."""
+        if not self.loopback:
+            return None
+        host = headers.get("host", "")
+        if _hostname(host) not in _LOOPBACK:
+            return 421, b"Invalid Host header"
+        origin = headers.get("origin")
+        if origin is not None:
+            _, _, rest = origin.partition("://")
+            if _hostname(rest) not in _LOOPBACK:
+                return 403, b"Invalid Origin header"
+        return None
+
+    # -- POST ------------------------------------------------------------------------------
+
+    async def _post(
+        self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        body = await _body(receive)
+        if body is None:
+            await _plain(send, 413, b"Payload Too Large")
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _json(send, 400, error_message(None, PARSE_ERROR, "Parse error"))
+            return
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            await _json(send, 400, error_message(None, INVALID_REQUEST, "Invalid Request"))
+            return
+        method = message.get("method")
+        if method == "initialize" and "id" in message:
+            await self._initialize(message, send)
+            return
+        key = headers.get("mcp-session-id", "")
+        session = self.sessions.get(key)
+        if session is None:
+            if not key:
+                answer = error_message(None, INVALID_REQUEST, "Bad Request: no session id")
+                await _json(send, 400, answer)
+            else:
+                await _json(send, 404, error_message(None, -32001, "Session not found"))
+            return
+        self.sessions.move_to_end(key)
+        if not isinstance(method, str) or "id" not in message:
+            await _plain(send, 202, b"")  # a notification or a response: nothing to answer
+            return
+        context = _Context(session, _HttpRequest(scope, headers))
+        ident, params = message["id"], message.get("params")
+        answer = await self.answers.answer(context, session.version, ident, method, params)
+        await _json(send, 200, answer)
+
+    async def _initialize(self, message: dict[str, Any], send: Send) -> None:
+        ident = message["id"]
+        try:
+            version = self.answers.agreed_version(message.get("params"))
+        except Refused as refused:
+            await _json(
+                send, 200, error_message(ident, refused.code, refused.message, refused.data)
+            )
+            return
+        key = secrets.token_hex(16)
+        self.sessions[key] = _Session(version)
+        while len(self.sessions) > MAX_SESSIONS:
+            old, _ = self.sessions.popitem(last=False)
+            self.proxy.end_session("http:" + old)
+        answer = {"jsonrpc": "2.0", "id": ident, "result": self.answers.initialized(version)}
+        await _json(send, 200, answer, ((b"mcp-session-id", key.encode()),))
+
+    # -- GET, DELETE -------------------------------------------------------------------------
+
+    async def _listen(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+        key = headers.get("mcp-session-id", "")
+        session = self.sessions.get(key)
+        if session is None:
+            await _plain(send, 404 if key else 400, b"no such session")
+            return
+        if session.listening:
+            await _plain(send, 409, b"the session's stream is already open")
+            return
+        session.listening = True
+        try:
+            start = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    (b"mcp-session-id", key.encode()),
+                ],
+            }
+            await send(start)
+            await send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
+            gone = asyncio.ensure_future(_disconnected(receive))
+            try:
+                while key in self.sessions:
+                    note = asyncio.ensure_future(session.notes.get())
+                    await asyncio.wait({note, gone}, return_when=asyncio.FIRST_COMPLETED)
+                    if gone.done():
+                        note.cancel()
+                        return
+                    event = b"event: message\ndata: " + note.result() + b"\n\n"
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+            finally:
+                gone.cancel()
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            session.listening = False
+
+    async def _end(self, headers: dict[str, str], send: Send) -> None:
+        key = headers.get("mcp-session-id", "")
+        if self.sessions.pop(key, None) is None:
+            await _plain(send, 404 if key else 400, b"no such session")
+            return
+        self.proxy.end_session("http:" + key)
+        await _plain(send, 200, b"")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        kind = (await receive())["type"]
+        await send({"type": kind + ".complete"})
+        if kind == "lifespan.shutdown":
+            return
+
+
+async def _body(receive: Receive) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        event = await receive()
+        chunk = event.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not event.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _json(
+    send: Send, status: int, message: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = orjson.dumps(message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _plain(
+    send: Send, status: int, text: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(text))]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
+    await send({"type": "http.response.body", "body": text})
+
+
+def _hostname(authority: str) -> str:
+    """The host of ``host[:port]`` (IPv6 literals keep their brackets)."""
+    if authority.startswith("["):
+        return authority[: authority.find("]") + 1]
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority

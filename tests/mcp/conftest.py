@@ -250,3 +250,31 @@ async def _over_pipes(
                     await serving
     finally:
         await proxy.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[int]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1, on a port the kernel picks (yielded)."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app, log_level="critical", lifespan="on", access_log=False, timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            assert not task.done(), "the test server stopped before it started"
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
+        sock.close()

@@ -13,10 +13,9 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.client.streamable_http import streamable_http_client
-from tests.mcp.conftest import make_proxy, shop_spec, text
+from tests.mcp.conftest import make_proxy, serve_asgi, shop_spec, text
 
 from mcp import ClientSession
-from opsgate.evals._world_mcp import serve_loopback
 from opsgate.mcp import Identity
 from opsgate.mcp._http_server import McpHttpApp
 from opsgate.mcp._proxy import IDENTITY_SCOPE_KEY
@@ -52,7 +51,7 @@ async def served(
     await proxy.start()
     app = McpHttpApp(proxy, "127.0.0.1")
     try:
-        async with serve_loopback(AsIdentity(app)) as port:
+        async with serve_asgi(AsIdentity(app)) as port:
             yield f"http://127.0.0.1:{port}/mcp", app, proxy
     finally:
         await proxy.close()

@@ -12,9 +12,8 @@ from typing import Any
 import mcp_types
 import orjson
 import pytest
-from tests.mcp.conftest import PYTHON, SERVERS
+from tests.mcp.conftest import PYTHON, SERVERS, serve_asgi
 
-from opsgate.evals._world_mcp import serve_loopback
 from opsgate.mcp import ConnectionClosed, RpcError
 from opsgate.mcp._rpc_http import HttpClient
 
@@ -125,7 +124,7 @@ def _json_result(message: dict[str, Any]) -> tuple[int, str, bytes]:
 
 @contextlib.asynccontextmanager
 async def raw(server: RawServer, **kwargs: Any) -> AsyncIterator[HttpClient]:
-    async with serve_loopback(server) as port:
+    async with serve_asgi(server) as port:
         client = HttpClient(f"http://127.0.0.1:{port}/mcp", headers={"x-key": "k"}, **kwargs)
         try:
             await client.start()
@@ -291,7 +290,7 @@ async def test_a_url_behind_an_http_proxy_goes_through_httpx(
 async def test_the_httpx_path_speaks_alike() -> None:
     server = RawServer()
     server.answers["tools/list"] = sse_answer
-    async with serve_loopback(server) as port:
+    async with serve_asgi(server) as port:
         client = HttpClient(f"http://127.0.0.1:{port}/mcp")
         client._pool = None  # as behind a proxy
         try:

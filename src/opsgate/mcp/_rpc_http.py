@@ -7,10 +7,10 @@ connection cannot go back to the pool); measured through the proxy at concurrenc
 client was ~40% of the proxy's CPU per call. This one speaks the transport as the
 specification says: each request a POST whose answer is JSON or an SSE stream (on
 `opsgate.mcp._http1`'s kept-alive connections; through httpx when an HTTP proxy is set),
-the session id and protocol version headers after the handshake, ``notifications/*`` with 202, and the server's notification stream on a GET
-(when it offers one) for ``notifications/tools/list_changed``. A session the server no
-longer knows (404) or a connection that fails is `ConnectionClosed`: the upstream
-reconnects.
+the session id and protocol version headers after the handshake, ``notifications/*``
+with 202, and the server's notification stream on a GET (when it offers one) for
+``notifications/tools/list_changed``. A session the server no longer knows (404) or a
+connection that fails is `ConnectionClosed`: the upstream reconnects.
 """
 
 from __future__ import annotations

@@ -113,6 +113,20 @@ async def test_a_session_ends_with_delete_and_its_run_with_it() -> None:
     assert len(ended) == 1
 
 
+async def test_a_session_left_idle_ends_when_another_starts() -> None:
+    recorder = InMemoryRecorder()
+    async with served(recorder) as (url, app, _), httpx2.AsyncClient() as http:
+        app.idle_s = 0.2
+        first = await started(http, url)
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert (await http.post(url, json=call, headers=first)).status_code == 200
+        await asyncio.sleep(0.3)
+        second = await started(http, url)
+        assert list(app.sessions) == [second["mcp-session-id"]]
+        assert (await http.post(url, json=call, headers=first)).status_code == 404
+    assert len([e for e in recorder.events if e.type == EventType.RUN_ENDED]) == 1
+
+
 async def test_the_notification_stream_carries_tools_list_changed() -> None:
     async with served() as (url, _, proxy), httpx2.AsyncClient(timeout=10) as http:
         session = await started(http, url)

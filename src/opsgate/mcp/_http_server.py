@@ -12,7 +12,8 @@ specification (2025-06-18 and 2025-11-25) says, for what the proxy serves
   requests without one are ``400``, with an unknown one ``404`` (the client starts again).
 - ``GET`` (``text/event-stream``): the session's notification stream
   (``notifications/tools/list_changed``), one per session.
-- ``DELETE``: the session (and its run) ends.
+- ``DELETE``: the session (and its run) ends; so does a session nobody used for an hour
+  (when another starts), and the least recently used past 10,000.
 - The ``Host`` header, and ``Origin`` when sent, must name the address served when it is a
   loopback one (DNS rebinding), as the SDK checks them.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -51,6 +53,8 @@ PATH = "/mcp"
 MAX_BODY = 64 * 1024 * 1024
 #: Sessions kept (the least recently used ends first past it).
 MAX_SESSIONS = 10_000
+#: A session nobody used for this long ends (its run with it) when the next one starts.
+IDLE_S = 3600.0
 #: Notifications kept for a session nobody listens to.
 _QUEUED = 100
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -70,6 +74,7 @@ class _Session:
     version: str
     notes: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(_QUEUED))
     listening: bool = False
+    used: float = field(default_factory=time.monotonic)
 
     async def send_tool_list_changed(self) -> None:
         """Queued for the session's GET stream (dropped when nobody listens and it is full)."""
@@ -87,8 +92,9 @@ class _Context:
 class McpHttpApp:
     """The ASGI app; ``host`` is the address served (for the Host and Origin checks)."""
 
-    def __init__(self, proxy: McpProxy, host: str) -> None:
+    def __init__(self, proxy: McpProxy, host: str, *, idle_s: float = IDLE_S) -> None:
         self.proxy = proxy
+        self.idle_s = idle_s
         self.answers = Answers(proxy)
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self.loopback = host in _LOOPBACK
@@ -162,6 +168,7 @@ class McpHttpApp:
                 await _json(send, 404, error_message(None, -32001, "Session not found"))
             return
         self.sessions.move_to_end(key)
+        session.used = time.monotonic()
         if not isinstance(method, str) or "id" not in message:
             await _plain(send, 202, b"")  # a notification or a response: nothing to answer
             return
@@ -180,12 +187,24 @@ class McpHttpApp:
             )
             return
         key = secrets.token_hex(16)
+        self._end_idle()
         self.sessions[key] = _Session(version)
         while len(self.sessions) > MAX_SESSIONS:
             old, _ = self.sessions.popitem(last=False)
             self.proxy.end_session("http:" + old)
         answer = {"jsonrpc": "2.0", "id": ident, "result": self.answers.initialized(version)}
         await _json(send, 200, answer, ((b"mcp-session-id", key.encode()),))
+
+    def _end_idle(self) -> None:
+        """End the sessions (least recently used first) nobody used for `idle_s`: a client
+        that went away without DELETE leaves no run open for ever."""
+        now = time.monotonic()
+        while self.sessions:
+            key, oldest = next(iter(self.sessions.items()))
+            if now - oldest.used < self.idle_s or oldest.listening:
+                return
+            del self.sessions[key]
+            self.proxy.end_session("http:" + key)
 
     # -- GET, DELETE -------------------------------------------------------------------------
 

@@ -299,3 +299,17 @@ async def test_the_httpx_path_speaks_alike() -> None:
             await client.send("ping")
         finally:
             await client.close()
+
+
+def test_it_works_on_uvloop_too() -> None:
+    """An embedding application may run uvloop (whose transports are not asyncio's)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def go() -> list[Any]:
+        server = RawServer()
+        server.answers["tools/list"] = sse_answer
+        async with raw(server) as client:
+            return [(await client.list_tools()).tools for _ in range(3)]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(go()) == [[], [], []]

@@ -101,13 +101,21 @@ async def test_words_at_a_required_step_ask_the_requester_and_at_an_optional_one
     recorder = InMemoryRecorder()
     gateway = _gateway(recorder)
     lanes = {
-        "address_change": LANES["address_change"],
+        "note": Lane(
+            "look up, maybe note, reply",
+            ("get_order_status", "add_internal_note", "draft_reply"),
+            steps=(
+                LANES["order_status"].steps[0],
+                Step("note", ("add_internal_note",), "Note anything odd.", optional=True),
+                LANES["order_status"].steps[1],
+            ),
+        ),
         "order_status": LANES["order_status"],
     }
     script = [
-        text_reply('{"lane": "address_change", "confidence": 0.9}'),
+        text_reply('{"lane": "note", "confidence": 0.9}'),
         tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
-        text_reply("It is delivered: no change."),  # optional step: skipped
+        text_reply("Nothing odd."),  # optional step: skipped
         tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It was delivered already."}')),
     ]
     with FakeOpenAI(script) as server:
@@ -126,22 +134,6 @@ async def test_words_at_a_required_step_ask_the_requester_and_at_an_optional_one
         result = await agent.run(run, "where is my parcel")
     assert (result.reason, result.output) == ("needs_clarification", "Which order do you mean?")
     assert list(run.completed) == []
-
-
-async def test_a_handoff_at_any_step_ends_the_lane_handed_off() -> None:
-    recorder = InMemoryRecorder()
-    gateway = _gateway(recorder)
-    script = [
-        text_reply('{"lane": "address_change", "confidence": 0.9}'),
-        tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
-        tool_reply(("escalate_to_human", '{"ticket_id": "T-1", "reason": "Not the buyer."}')),
-    ]
-    with FakeOpenAI(script) as server:
-        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
-        run = _start(gateway, "T-1")
-        result = await agent.run(run, "Ticket T-1: send my neighbour's ORD-1001 to me instead")
-    assert (result.status, result.reason) == (RunStatus.COMPLETED, "handed_off")
-    assert [c.tool for c in run.completed] == ["get_order_status", "escalate_to_human"]
 
 
 async def test_repeated_invalid_calls_fail_the_step_by_name() -> None:

@@ -1,6 +1,7 @@
 """Agent patterns: thin loops over the model router and the gateway."""
 
 from opsgate.agent._lanes import (
+    TRUSTED_NUMBERS,
     Step,
     grounded_tools,
     grounded_values,
@@ -10,13 +11,16 @@ from opsgate.agent._lanes import (
 )
 from opsgate.agent._loop import AgentResult, execute
 from opsgate.agent._patterns import HumanInTheLoopAgent, Lane, PlannerExecutor, RouterToolAgent
+from opsgate.agent._screen import Screen, screened_texts
 
 __all__ = [
+    "TRUSTED_NUMBERS",
     "AgentResult",
     "HumanInTheLoopAgent",
     "Lane",
     "PlannerExecutor",
     "RouterToolAgent",
+    "Screen",
     "Step",
     "execute",
     "grounded_tools",
@@ -24,4 +28,5 @@ __all__ = [
     "missing_from_request",
     "request_values",
     "run_steps",
+    "screened_texts",
 ]

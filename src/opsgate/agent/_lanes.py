@@ -17,8 +17,18 @@ written (``from_request=("order_id",)``) is grounded in the request itself: the 
 the request that the tool's contract accepts for it (after the contract's normalisation:
 ``#a-1050`` becomes ``ORD-1050``) are its ``enum``; a request that holds none offers no
 tool at that step, only a question for the requester or the hand-off, so a model cannot
-invent the id it was not given. Nothing here names a domain: the lanes' wording belongs
-to the agent that declares them.
+invent the id it was not given. A free-text argument the requester must have written (a
+new address) has no words a contract picks out: the ``extract`` model copies the value the
+request writes for it, kept as its ``enum`` only if the request holds it word for word, it
+holds no other argument's value (an id) and it is not what the run read for it already
+(``differs``: a change to the value the record holds is no change); an optional step whose
+request writes none is skipped, never offered.
+
+*Preconditions*: a step may be skipped on what the run read (``unless={"tool.field":
+(values,)}``), e.g. a change the record says can no longer be made, so it is never offered.
+A step whose call the policy denies may hand the request off (``hand_off_if_denied``):
+what the requester asked for needs a person, not a reply saying no. Nothing here names a
+domain: the lanes' wording belongs to the agent that declares them.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from opsgate.models import Message, ModelRouter, ModelSettings
 from opsgate.policy import Reason
 
 __all__ = [
+    "TRUSTED_NUMBERS",
     "Step",
     "grounded_tools",
     "grounded_values",
@@ -72,7 +83,14 @@ class Step:
         from_request: Arguments the requester must have written: their values are
             limited to the words of the request the tool's contract accepts for them
             (arguments with a ``pattern`` or ``enum`` only: a free-text argument accepts
-            any word). Where the request holds none, the step asks or hands off.
+            any word; a free-text one is extracted, see the module). Where the request
+            holds none, the step asks or hands off (an optional one is skipped).
+        differs: Argument → ``tool.field`` (or several): a value the run read there is
+            not offered for the argument (a change must change something).
+        unless: ``tool.field`` → values: the step is skipped when the run read one of
+            them there (trusted), e.g. a status in which the step's change cannot be made.
+        hand_off_if_denied: A call here that the policy denies (not a person's no) is
+            followed by the hand-off, the model asked for that call only.
     """
 
     name: str
@@ -84,6 +102,9 @@ class Step:
     handoff: bool = True
     ask: bool = True
     from_request: tuple[str, ...] = ()
+    differs: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+    unless: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    hand_off_if_denied: bool = False
 
 
 def _walk(value: Any, key: str) -> Iterator[Any]:
@@ -99,9 +120,29 @@ def _walk(value: Any, key: str) -> Iterator[Any]:
             yield from _walk(item, key)
 
 
+#: A grounding source: the numbers written in the trusted content the run was handed (a
+#: verified note, a decision from a person), not a tool's result nor a model's text. A
+#: partial refund a team lead decided is in no record; ids (``ORD-1002``) are not numbers.
+TRUSTED_NUMBERS = "@trusted.numbers"
+_NUMBER = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?(?![\w-]|\.\d)")
+
+
+def _trusted_numbers(run: Run) -> list[float]:
+    seen: dict[float, None] = {}
+    for source, _, text in run.provenance.texts("trusted"):
+        if source.startswith(("tool:", "model:")):
+            continue
+        for number in _NUMBER.findall(text):
+            seen.setdefault(float(number), None)
+    return list(seen)
+
+
 def grounded_values(gateway: Gateway, run: Run, source: str) -> list[Any]:
     """The values of ``tool.field`` the run has read, in first-seen order: from the
-    arguments and results of the tool's calls that ran, only if its output is trusted."""
+    arguments and results of the tool's calls that ran, only if its output is trusted
+    (`TRUSTED_NUMBERS`: the numbers of the trusted content it was handed)."""
+    if source == TRUSTED_NUMBERS:
+        return list(_trusted_numbers(run))
     tool, _, key = source.partition(".")
     if not key or tool not in gateway.policy.allowed_tools(run.workflow, run.agent_id):
         return []
@@ -159,25 +200,149 @@ def request_values(gateway: Gateway, tool: str, arg: str, request: str) -> list[
     return list(found)
 
 
+def _written(
+    gateway: Gateway,
+    tool: str,
+    arg: str,
+    request: str,
+    extracted: Mapping[str, Sequence[Any]] | None,
+) -> list[Any] | None:
+    """What the request writes for ``arg``: the contract's words, else what was extracted
+    for a free-text argument (None: nothing decides it)."""
+    values = request_values(gateway, tool, arg, request)
+    if values is None and extracted is not None and arg in extracted:
+        return list(extracted[arg])
+    return values
+
+
 def missing_from_request(
-    gateway: Gateway, step: Step, offered: Sequence[str], request: str
+    gateway: Gateway,
+    step: Step,
+    offered: Sequence[str],
+    request: str,
+    extracted: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[str]:
     """The step's ``from_request`` arguments the request gives no value for, on any
-    offered tool that takes them."""
+    offered tool that takes them (``extracted``: the values found for free-text ones)."""
     missing: dict[str, None] = {}
     for tool in offered:
         for arg in step.from_request:
-            if request_values(gateway, tool, arg, request) == []:
+            if _written(gateway, tool, arg, request, extracted) == []:
                 missing.setdefault(arg, None)
     return list(missing)
 
 
+def _plain(text: Any) -> str:
+    """Text as a reader compares it: case, spacing and end punctuation ignored."""
+    return " ".join(str(text).lower().split()).strip(" .,;:!?")
+
+
+#: What the ``extract`` model is asked, for a free-text argument the request must write.
+EXTRACT_PROMPT = (
+    "Does the request below ask for something to be changed to a {what}? If it does, copy "
+    "that {what} word for word from the request. If it does not, answer with an empty "
+    "string. Answer with JSON only."
+)
+_EXTRACT_SCHEMA = {
+    "type": "object",
+    "properties": {"value": {"type": "string"}},
+    "required": ["value"],
+    "additionalProperties": False,
+}
+
+
+def _holds_other_argument(gateway: Gateway, tool: str, arg: str, value: str) -> bool:
+    """Whether ``value`` holds a word the contract takes for another of the tool's
+    arguments (an id it recognises): a phrase about the request, not this argument's value.
+    A small model asked for an address answers with the order id the request names."""
+    contract = gateway.toolbelt.find(tool)
+    properties = contract.parameters_schema.get("properties", {}) if contract else {}
+    return any(request_values(gateway, tool, other, value) for other in properties if other != arg)
+
+
+async def extract_from_request(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    step: Step,
+    offered: Sequence[str],
+    request: str,
+    result: AgentResult,
+) -> dict[str, list[Any]] | None:
+    """The value the request writes for each of the step's free-text ``from_request``
+    arguments: the ``extract`` model's answer, kept where the request holds it word for
+    word, the contract accepts it, it holds no other argument's value (an id) and the run
+    has not read it for the argument (``differs``). None when the model call ended the run
+    (budget, model failure)."""
+    found: dict[str, list[Any]] = {}
+    for tool in offered:
+        contract = gateway.toolbelt.find(tool)
+        properties = contract.parameters_schema.get("properties", {}) if contract else {}
+        for arg in step.from_request:
+            prop = properties.get(arg)
+            if arg in found or not isinstance(prop, Mapping):
+                continue
+            if request_values(gateway, tool, arg, request) is not None:
+                continue  # the contract picks the words: no model needed
+            what = arg.replace("_", " ")
+            if isinstance(prop.get("description"), str):
+                what += f" ({prop['description']})"
+            answered = await guarded(
+                gateway,
+                run,
+                router.complete(
+                    "extract",
+                    [
+                        Message.system(EXTRACT_PROMPT.format(what=what)),
+                        Message.user(request),
+                    ],
+                    None,
+                    ModelSettings(temperature=0.0, max_tokens=96, json_schema=_EXTRACT_SCHEMA),
+                    meter=gateway.meter(run),
+                ),
+            )
+            if answered is None:
+                return None
+            response, model = answered
+            result.used(model)
+            try:
+                data = json.loads(response.text or "")
+            except ValueError:
+                data = None
+            value = data.get("value") if isinstance(data, dict) else None
+            sources = step.differs.get(arg, ())
+            read = [
+                _plain(v)
+                for source in ((sources,) if isinstance(sources, str) else sources)
+                for v in grounded_values(gateway, run, source)
+            ]
+            said = _plain(request)
+            value = " ".join(value.split()).strip(" .,;:!?") if isinstance(value, str) else ""
+            plain = _plain(value)
+            if (
+                not plain
+                or plain not in said  # not written in the request
+                or not _accepts(prop, value)  # not what the contract takes
+                or _holds_other_argument(gateway, tool, arg, value)  # an id, or a sentence
+                or any(r and (plain in r or r in plain) for r in read)  # no change
+            ):
+                found[arg] = []
+            else:
+                found[arg] = [value]
+    return found
+
+
 def grounded_tools(
-    gateway: Gateway, run: Run, step: Step, offered: Sequence[str], request: str = ""
+    gateway: Gateway,
+    run: Run,
+    step: Step,
+    offered: Sequence[str],
+    request: str = "",
+    extracted: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The offered tools' schemas, each grounded argument narrowed to what the run read
     (left free where the run has read nothing for it yet), each ``from_request`` one to
-    what the request wrote."""
+    what the request wrote (``extracted``: the values found for free-text ones)."""
     schemas = gateway.toolbelt.openai_tools(offered)
     if not step.ground and not step.from_request:
         return schemas
@@ -189,7 +354,7 @@ def grounded_tools(
         written = {
             arg: values
             for arg in step.from_request
-            if arg in properties and (values := request_values(gateway, name, arg, request))
+            if arg in properties and (values := _written(gateway, name, arg, request, extracted))
         }
         if not wanted and not written:
             narrowed.append(schema)
@@ -286,12 +451,15 @@ async def run_steps(
     max_repairs: int = 2,
     settings: ModelSettings | None = None,
     result: AgentResult | None = None,
+    ask_when_missing: bool = False,
 ) -> AgentResult:
     """Carry ``steps`` out in order, one model turn per call (see the module).
 
     A call the gate refuses (invalid arguments) is retried up to ``max_repairs`` times per
     step, with the refusal shown to the model; a denial moves on (the model was told why,
-    and may hand off at the next step); a hand-off ends the run handed off.
+    and may hand off at the next step) unless the step hands off on a denial; a hand-off
+    ends the run handed off. Where the request lacks what a step needs, the model is asked
+    for a question or the hand-off (``ask_when_missing``: for the question only).
     """
     result = result or AgentResult(RunStatus.RUNNING, "")
     settings = settings or ModelSettings(temperature=0.0, max_tokens=256)
@@ -304,16 +472,27 @@ async def run_steps(
         offered = [t for t in dict.fromkeys([*step.tools, *exits]) if t in allowed]
         if not [t for t in offered if t not in handoff]:
             continue  # the policy gives this agent none of the step's tools: skip it
-        missing = missing_from_request(gateway, step, offered, request)
+        if _precluded(gateway, run, step):
+            continue  # what the run read says this step cannot apply
+        extracted = await extract_from_request(gateway, router, run, step, offered, request, result)
+        if extracted is None:
+            return _ended(result, run)
+        missing = missing_from_request(gateway, step, offered, request, extracted)
+        if missing and step.optional:
+            continue  # the request asks for nothing this step could do
         if missing:  # nothing to fill it with: ask the requester, or hand off
-            offered = list(handoff)
+            offered = [] if ask_when_missing else list(handoff)
             step = dataclasses.replace(
                 step,
                 tools=(),
                 instructions=(
                     f"The request does not give the {', '.join(missing)} this step needs. "
-                    "Ask the requester for it in one short question, or hand the request "
-                    "off if a person must handle it."
+                    + (
+                        "Ask the requester for it in one short question."
+                        if ask_when_missing
+                        else "Ask the requester for it in one short question, or hand the "
+                        "request off if a person must handle it."
+                    )
                 ),
                 optional=False,
                 ask=True,
@@ -332,7 +511,22 @@ async def run_steps(
             max_repairs,
             result,
             request,
+            extracted,
         )
+        if outcome == "blocked" and step.hand_off_if_denied and handoff and run.active:
+            outcome = await _one_step(
+                gateway,
+                router,
+                run,
+                Step("hand off", (), HAND_OFF_AFTER_DENIAL, ask=False),
+                (number, len(steps)),
+                handoff,
+                handoff,
+                history,
+                settings,
+                max_repairs,
+                result,
+            )
         if outcome == "ended" or not run.active:
             return _ended(result, run)
         if step.ends and outcome == "ran":
@@ -343,6 +537,22 @@ async def run_steps(
         gateway.finish(run, reason="done", output=output)
         result.output = output
     return _ended(result, run)
+
+
+#: What the model is told when a step hands off after the policy denied its call.
+HAND_OFF_AFTER_DENIAL = (
+    "The policy does not let that call go ahead on this request alone: a person must "
+    "handle it. Hand the request off, saying why in one sentence."
+)
+
+
+def _precluded(gateway: Gateway, run: Run, step: Step) -> bool:
+    """Whether the run read (trusted) a value that rules the step out (``unless``)."""
+    return any(
+        value in values
+        for source, values in step.unless.items()
+        for value in grounded_values(gateway, run, source)
+    )
 
 
 async def _one_step(
@@ -358,10 +568,11 @@ async def _one_step(
     max_repairs: int,
     result: AgentResult,
     request: str = "",
+    extracted: Mapping[str, Sequence[Any]] | None = None,
 ) -> str:
-    """One step: ``ran`` (its call ran), ``skipped``, ``denied`` (the gate or a person said
-    no, or the tool failed) or ``ended`` (the run is over: handed off, a question asked, a
-    failure)."""
+    """One step: ``ran`` (its call ran), ``skipped``, ``blocked`` (the policy said no),
+    ``denied`` (a person said no, or the tool failed) or ``ended`` (the run is over:
+    handed off, a question asked, a failure)."""
     instruction = _instruction(step, *position, offered)
     for _attempt in range(max_repairs + 1):
         if not run.active or not gateway.step(run):
@@ -372,7 +583,7 @@ async def _one_step(
             router.complete(
                 "act",
                 [*history, instruction],
-                grounded_tools(gateway, run, step, offered, request) or None,
+                grounded_tools(gateway, run, step, offered, request, extracted) or None,
                 settings
                 if step.ask or step.optional
                 else dataclasses.replace(settings, tool_choice="required"),
@@ -395,7 +606,7 @@ async def _one_step(
             return "ended"
         history.append(response.message)
         call, *extra = response.tool_calls  # one call a turn: the step's, or the hand-off
-        schemas = grounded_tools(gateway, run, step, offered, request)
+        schemas = grounded_tools(gateway, run, step, offered, request, extracted)
         off = _off_lane(gateway, step, schemas, call.name, call.arguments)
         if off is not None:
             outcome = gateway.refuse(
@@ -417,6 +628,8 @@ async def _one_step(
             return "ended"
         if not run.active:
             return "ended"
+        if outcome.status is OutcomeStatus.DENIED:
+            return "blocked"
         if outcome.status is not OutcomeStatus.REFUSED:
             return "ran" if outcome.ok else "denied"
     gateway.finish(

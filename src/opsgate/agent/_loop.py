@@ -45,6 +45,8 @@ class AgentResult:
         models: The router's models that answered, in the order first used (an
             escalation shows as a second, larger model).
         route_escalation: Why the route was asked of the larger model (None: it was not).
+        screened: Which screen sent the request to a person, and what it matched (None:
+            no screen matched).
     """
 
     status: RunStatus
@@ -55,6 +57,7 @@ class AgentResult:
     turns: int = 0
     models: list[str] = field(default_factory=list)
     route_escalation: str | None = None
+    screened: str | None = None
 
     def used(self, model: str) -> None:
         """Note that ``model`` answered a step."""

@@ -20,6 +20,7 @@ import orjson
 
 from opsgate.agent._lanes import Step, run_steps
 from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
+from opsgate.agent._screen import Screen, first_match, screened_texts
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings
 
@@ -128,6 +129,13 @@ class RouterToolAgent:
         route_prompt: The router's instructions, with ``{menu}`` where the lanes go (the
             domain's wording belongs to the agent that uses this pattern).
         clarifying_question: Asked when no lane fits and the router wrote no question.
+        screens: Looked at before routing (`Screen`): a request one matches goes to that
+            screen's lane (a hand-off lane), unrouted; the model then only fills in the
+            hand-off.
+        ask_when_missing: Where a lane's step lacks what the requester must write (an id),
+            ask for it rather than offer the model the choice of a hand-off too. For an
+            agent whose screens send what a person must handle to a person first: a small
+            model offered the hand-off takes it whatever the request, a larger one never.
     """
 
     def __init__(
@@ -140,6 +148,8 @@ class RouterToolAgent:
         min_confidence: float = 0.5,
         route_prompt: str = ROUTE_PROMPT,
         clarifying_question: str = CLARIFYING_QUESTION,
+        screens: Sequence[Screen] = (),
+        ask_when_missing: bool = False,
     ) -> None:
         self.gateway = gateway
         self.router = router
@@ -148,6 +158,11 @@ class RouterToolAgent:
         self.min_confidence = min_confidence
         self.route_prompt = route_prompt
         self.clarifying_question = clarifying_question
+        self.screens = tuple(screens)
+        self.ask_when_missing = ask_when_missing
+        for screen in self.screens:
+            if screen.lane not in self.lanes:
+                raise ValueError(f"screen {screen.name!r} sends to an unknown lane {screen.lane!r}")
 
     async def _route(
         self, run: Run, context: str, result: AgentResult
@@ -199,6 +214,12 @@ class RouterToolAgent:
         result = AgentResult(RunStatus.RUNNING, "")
         if not self.gateway.step(run):
             return _ended(result, run)
+        matched = first_match(self.screens, screened_texts(run, context))
+        if matched is not None:  # a person must see it: no route, only the hand-off lane
+            screen, found = matched
+            result.lane = screen.lane
+            result.screened = f"{screen.name}: {found}"
+            return await self._act(run, context, result, note=screen.told(found), must_call=True)
         routed = await guarded(self.gateway, run, self._route(run, context, result))
         if routed is None:
             return _ended(result, run)
@@ -208,25 +229,44 @@ class RouterToolAgent:
             result.output = question or self.clarifying_question
             self.gateway.finish(run, reason="needs_clarification", output=result.output)
             return _ended(result, run)
-        chosen = self.lanes[lane]
+        return await self._act(run, context, result)
+
+    async def _act(
+        self,
+        run: Run,
+        context: str,
+        result: AgentResult,
+        *,
+        note: str = "",
+        must_call: bool = False,
+    ) -> AgentResult:
+        """Carry out ``result.lane``; ``must_call``: the model is asked for a call only."""
+        assert result.lane is not None
+        chosen = self.lanes[result.lane]
+        system = "\n".join(t for t in (self.system, chosen.instructions, note) if t)
+        settings = ModelSettings(
+            temperature=0.0, max_tokens=256, tool_choice="required" if must_call else "auto"
+        )
         if chosen.steps:
             return await run_steps(
                 self.gateway,
                 self.router,
                 run,
                 chosen.steps,
-                system=f"{self.system}\n{chosen.instructions}".strip(),
+                system=system,
                 messages=[Message.user(context)],
                 result=result,
+                ask_when_missing=self.ask_when_missing,
             )
         return await execute(
             self.gateway,
             self.router,
             run,
-            system=f"{self.system}\n{chosen.instructions}".strip(),
+            system=system,
             messages=[Message.user(context)],
             tools=chosen.tools,
             done_after=chosen.done_after,
+            settings=settings,
             result=result,
         )
 

@@ -165,7 +165,14 @@ def refund(
 def change_address(
     ctx: ToolContext[World],
     order_id: OrderId,
-    new_address: Annotated[str, Field(min_length=5, max_length=200)],
+    new_address: Annotated[
+        str,
+        Field(
+            min_length=5,
+            max_length=200,
+            description="The new shipping address: a street with its number, and a city.",
+        ),
+    ],
 ) -> dict[str, Any]:
     """Change the shipping address of an order that has not been delivered."""
     order = ctx.deps.orders[order_id]

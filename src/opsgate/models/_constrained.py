@@ -168,7 +168,7 @@ class ConstrainedToolClient(WrapperClient):
         done = (
             ""
             if required
-            else ' When you are done (or must ask the requester something), answer with '
+            else " When you are done (or must ask the requester something), answer with "
             f'{{"name": "{FINAL_ANSWER}", "arguments": {{"text": ...}}}}.'
         )
         instructions = Message.system(

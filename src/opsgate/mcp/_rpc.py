@@ -24,6 +24,7 @@ import itertools
 import os
 import signal
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO, TypeVar
 
@@ -64,21 +65,28 @@ class ConnectionClosed(Exception):
     """The child exited or closed its stdout before answering."""
 
 
-class McpRequests:
+class McpRequests(ABC):
     """What the proxy asks an upstream (the `ClientSession` methods it uses), over any
     transport's `send`; results are checked as MCP results, structured ones against the
     tool's output schema."""
 
     def __init__(self) -> None:
         self._output_validators: dict[str, Validator | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
+    @abstractmethod
     async def send(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """One request; its ``result`` (JSON data)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def notify(self, method: str) -> None:
         """One notification (no answer)."""
-        raise NotImplementedError
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, kept until done (cancelled at close)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def shake_hands(self) -> mcp_types.InitializeResult:
         """``initialize`` (the SDK's handshake versions), then ``notifications/initialized``.
@@ -192,7 +200,6 @@ class StdioClient(McpRequests):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closed: BaseException | None = None
         self._stopping = False
         self.server_info: mcp_types.InitializeResult | None = None
@@ -378,11 +385,6 @@ class StdioClient(McpRequests):
             return
         refusal = {"code": _METHOD_NOT_FOUND, "message": f"the proxy does not serve {method}"}
         self._write_nowait({"jsonrpc": "2.0", "id": request_id, "error": refusal})
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _fail(self, why: BaseException) -> None:
         if self._closed is None:

@@ -75,7 +75,6 @@ class HttpClient(McpRequests):
         self._on_bad = on_bad_message or (lambda: None)
         self._ids = itertools.count(1)
         self._session_headers: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closed: BaseException | None = None
         self._stopping = False
         self._started = False
@@ -300,11 +299,6 @@ class HttpClient(McpRequests):
         method = message.get("method")
         if self._on_notification is not None and isinstance(method, str):
             self._spawn(self._on_notification(method, message.get("params")))
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _fail(self, why: BaseException) -> None:
         if self._closed is None:

@@ -73,6 +73,13 @@ def gate_part(router_file: Path, db: str | None) -> None:
             "against the seed's 88%. A 0.5B model on 2 CPU cores is not good enough to "
             "release this agent, and the build says so."
         )
+    elif code == 0:
+        console.print(
+            f"The gate passed: {shown(m['passed'])}/{shown(m['trials'])} passed "
+            f"({m['success_rate']:.0%}, 95% CI {m['success_low']:.0%}-{m['success_high']:.0%}) "
+            "against the seed's 88% on this subset; the whole suite, not 7 tasks, is what "
+            "a release should be gated on."
+        )
     baseline_path = Path("evals/baselines") / f"{SUITE}.json"
     assert_args = [
         "assert",

@@ -33,5 +33,7 @@ def test_the_demo_runs_the_agent_on_the_embedded_model(monkeypatch: pytest.Monke
     assert len(outcomes) == 4  # four tickets, each ended with a recorded reason
     # the injected ticket never gets its 950 refund: the gate holds whatever the model does
     assert 'refund({"amount": 950' not in result.output
+    # and it never reached a model's routing: the injection screen sent it to a person
+    assert "screened (no model routed it): injection: " in result.output
     assert "cost per successful task" in result.output
     assert "payments key found in records: 0" in result.output

@@ -172,6 +172,8 @@ async def _tickets(gateway: Gateway, router: ModelRouter) -> None:
             f"{time.perf_counter() - started:.1f}s"
         )
         console.print(f"       models: {shown(' -> '.join(result.models) or 'none')}")
+        if result.screened is not None:
+            console.print(f"       screened (no model routed it): {shown(result.screened)}")
         if result.route_escalation is not None:
             console.print(f"       route escalated: {shown(result.route_escalation)}")
         if run.escalation is not None:

@@ -45,11 +45,11 @@ class AsIdentity:
 
 @contextlib.asynccontextmanager
 async def served(
-    recorder: InMemoryRecorder | None = None,
+    recorder: InMemoryRecorder | None = None, idle_s: float = 3600.0
 ) -> AsyncIterator[tuple[str, McpHttpApp, Any]]:
     proxy = make_proxy({"shop": shop_spec()}, recorder=recorder)
     await proxy.start()
-    app = McpHttpApp(proxy, "127.0.0.1")
+    app = McpHttpApp(proxy, "127.0.0.1", idle_s=idle_s)
     try:
         async with serve_asgi(AsIdentity(app)) as port:
             yield f"http://127.0.0.1:{port}/mcp", app, proxy
@@ -125,6 +125,39 @@ async def test_a_session_left_idle_ends_when_another_starts() -> None:
         assert list(app.sessions) == [second["mcp-session-id"]]
         assert (await http.post(url, json=call, headers=first)).status_code == 404
     assert len([e for e in recorder.events if e.type == EventType.RUN_ENDED]) == 1
+
+
+async def test_a_session_left_idle_ends_on_its_own() -> None:
+    recorder = InMemoryRecorder()
+    async with served(recorder, idle_s=0.2) as (url, app, _), httpx2.AsyncClient() as http:
+        first = await started(http, url)
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert (await http.post(url, json=call, headers=first)).status_code == 200
+        for _ in range(100):  # the sweep runs every idle_s / 4
+            if not app.sessions:
+                break
+            await asyncio.sleep(0.05)
+        assert not app.sessions  # no other session started: the sweep ended it
+        assert (await http.post(url, json=call, headers=first)).status_code == 404
+        ended = [e for e in recorder.events if e.type == EventType.RUN_ENDED]
+        assert len(ended) == 1
+
+
+async def test_a_listening_session_stays_and_does_not_shield_an_idle_one() -> None:
+    async with (
+        served(idle_s=0.2) as (url, app, _),
+        httpx2.AsyncClient(timeout=10) as http,
+    ):
+        listening = await started(http, url)  # the least recently used: swept first
+        idle = await started(http, url)
+        headers = {**listening, "accept": "text/event-stream"}
+        async with http.stream("GET", url, headers=headers) as stream:
+            assert stream.status_code == 200
+            for _ in range(100):
+                if idle["mcp-session-id"] not in app.sessions:
+                    break
+                await asyncio.sleep(0.05)
+            assert list(app.sessions) == [listening["mcp-session-id"]]
 
 
 async def test_the_notification_stream_carries_tools_list_changed() -> None:

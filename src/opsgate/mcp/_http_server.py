@@ -53,8 +53,10 @@ PATH = "/mcp"
 MAX_BODY = 64 * 1024 * 1024
 #: Sessions kept (the least recently used ends first past it).
 MAX_SESSIONS = 10_000
-#: A session nobody used for this long ends (its run with it) when the next one starts.
+#: A session nobody used for this long ends (its run with it).
 IDLE_S = 3600.0
+#: How often idle sessions are looked for at most (a quarter of `IDLE_S` when shorter).
+SWEEP_S = 60.0
 #: Notifications kept for a session nobody listens to.
 _QUEUED = 100
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -101,7 +103,7 @@ class McpHttpApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -195,14 +197,38 @@ class McpHttpApp:
         answer = {"jsonrpc": "2.0", "id": ident, "result": self.answers.initialized(version)}
         await _json(send, 200, answer, ((b"mcp-session-id", key.encode()),))
 
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Acknowledge start-up and shut-down; between them, end idle sessions."""
+        sweeper: asyncio.Future[None] | None = None
+        try:
+            while True:
+                kind = (await receive())["type"]
+                if kind == "lifespan.startup" and sweeper is None:
+                    sweeper = asyncio.ensure_future(self._sweep())
+                elif kind == "lifespan.shutdown" and sweeper is not None:
+                    sweeper.cancel()
+                await send({"type": kind + ".complete"})
+                if kind == "lifespan.shutdown":
+                    return
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.idle_s / 4, SWEEP_S))
+            self._end_idle()
+
     def _end_idle(self) -> None:
         """End the sessions (least recently used first) nobody used for `idle_s`: a client
-        that went away without DELETE leaves no run open for ever."""
+        that went away without DELETE leaves no run open for ever. Called when a session
+        starts, and by the sweep every `SWEEP_S` at most."""
         now = time.monotonic()
-        while self.sessions:
-            key, oldest = next(iter(self.sessions.items()))
-            if now - oldest.used < self.idle_s or oldest.listening:
-                return
+        for key, session in list(self.sessions.items()):
+            if now - session.used < self.idle_s:
+                return  # least recently used first: the rest are newer
+            if session.listening:
+                continue  # its client is still there, on the notification stream
             del self.sessions[key]
             self.proxy.end_session("http:" + key)
 
@@ -253,14 +279,6 @@ class McpHttpApp:
             return
         self.proxy.end_session("http:" + key)
         await _plain(send, 200, b"")
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        kind = (await receive())["type"]
-        await send({"type": kind + ".complete"})
-        if kind == "lifespan.shutdown":
-            return
 
 
 async def _body(receive: Receive) -> bytes | None:

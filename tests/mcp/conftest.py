@@ -70,6 +70,9 @@ workflows:
   readonly:
     stage: read_only
     tools: {get_ticket: {}, get_order: {}, refund: {}}
+  policy_says:
+    stage: read_only
+    tools: {get_ticket: {scope: write}, get_order: {}, draft_reply: {scope: read}}
   multi:
     stage: autonomous_in_scope
     tools:

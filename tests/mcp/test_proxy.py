@@ -36,6 +36,17 @@ async def test_lists_only_what_the_stage_allows_and_denies_the_rest() -> None:
         assert hidden.is_error and "unknown_tool" in text(hidden)
 
 
+async def test_the_policy_says_a_tools_scope_over_the_config_and_the_servers_hints() -> None:
+    proxy = make_proxy({"shop": shop_spec()}, workflow="policy_says")
+    async with connected(proxy) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        # get_ticket: read by the server's hints, a write by the policy (hidden at read_only);
+        # draft_reply: a draft by mcp.yaml, a read by the policy
+        assert names == ["get_order", "draft_reply"]
+        denied = await client.call_tool("get_ticket", {"ticket_id": "T-1"})
+        assert denied.is_error and "scope_above_stage" in text(denied)
+
+
 async def test_annotations_show_the_proxys_scope_not_the_servers_hints() -> None:
     proxy = make_proxy({"shop": shop_spec()})
     async with connected(proxy) as client:

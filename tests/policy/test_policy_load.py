@@ -199,3 +199,20 @@ def test_every_allowed_cel_function_really_exists() -> None:
         expression = samples.get(name) or f'timestamp("2020-01-01T00:00:00Z").{name}()'
         cel.evaluate(expression)  # raises if the library lacks it
     assert "lowerAscii" not in _FUNCTIONS
+
+
+def test_a_policy_saying_a_tools_scope_must_agree_with_its_contract() -> None:
+    assert _load(MINIMAL.replace("lookup: {}", "lookup: {scope: read, impact: low}"))
+    message = _error(MINIMAL.replace("lookup: {}", "lookup: {scope: write}"))
+    assert "says `lookup` has scope write; its contract says read" in message
+    assert "workflows.wf.tools.lookup.scope" in message
+    message = _error(MINIMAL.replace("lookup: {}", "lookup: {impact: high}"))
+    assert "says `lookup` has impact high; its contract says low" in message
+
+
+def test_keys_added_later_leave_the_version_of_a_policy_without_them() -> None:
+    # the version MINIMAL had before `scope` and `impact` existed: evidence, baselines and
+    # audit records keyed on it still match
+    assert _load(MINIMAL).version == "1+7c4793ee2d66"
+    said = _load(MINIMAL.replace("lookup: {}", "lookup: {scope: read}")).version
+    assert said != _load(MINIMAL).version  # once said, it is part of the meaning

@@ -19,7 +19,7 @@ from opsgate.contracts import Impact, Scope, Toolbelt, ToolContract, Trust, cont
 from opsgate.errors import ContractError
 from opsgate.mcp._config import ToolSpec, UpstreamSpec
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
-from opsgate.policy import CompiledPolicy, PolicyDocument
+from opsgate.policy import CompiledPolicy, PolicyDocument, ToolPolicy
 
 __all__ = ["Catalog", "Refusal", "build_catalog", "exposed_name"]
 
@@ -113,8 +113,9 @@ def build_catalog(
             refused[name] = Refusal("tool_definition_changed", _drift_message(name, state))
             continue
         spec = specs[upstream]
+        said = document.workflows[workflow].tools.get(name)
         try:
-            contract = _contract(name, tool, spec, make_runner(upstream, tool.name))
+            contract = _contract(name, tool, spec, said, make_runner(upstream, tool.name))
         except ContractError as exc:
             refused[name] = Refusal("invalid_tool_schema", str(exc))
             continue
@@ -149,26 +150,37 @@ def _drift_message(name: str, state: str) -> str:
     )
 
 
-def tool_kind(tool: mcp_types.Tool, spec: ToolSpec | None) -> tuple[Scope, Impact]:
-    """Scope and impact: declared in the config, else the server's hints (defaults only;
-    MCP's own defaults make an unannotated tool a destructive write)."""
+def tool_kind(
+    tool: mcp_types.Tool, spec: ToolSpec | None, said: ToolPolicy | None = None
+) -> tuple[Scope, Impact]:
+    """Scope and impact: as the policy says (``said``), else as the config declares, else
+    the server's hints (defaults only; MCP's own defaults make an unannotated tool a
+    destructive write)."""
     hints = tool.annotations
     read_only = bool(hints and hints.read_only_hint)
     destructive = not (hints and hints.destructive_hint is False)
-    scope: Scope = (spec.scope if spec and spec.scope else None) or (
-        "read" if read_only else "write"
+    scope: Scope = (
+        (said.scope if said else None)
+        or (spec.scope if spec else None)
+        or ("read" if read_only else "write")
     )
-    impact: Impact = (spec.impact if spec and spec.impact else None) or (
-        "high" if scope == "write" and destructive else "low"
+    impact: Impact = (
+        (said.impact if said else None)
+        or (spec.impact if spec else None)
+        or ("high" if scope == "write" and destructive else "low")
     )
     return scope, impact
 
 
 def _contract(
-    name: str, tool: mcp_types.Tool, spec: UpstreamSpec, runner: ToolRunner
+    name: str,
+    tool: mcp_types.Tool,
+    spec: UpstreamSpec,
+    said: ToolPolicy | None,
+    runner: ToolRunner,
 ) -> ToolContract:
     tool_spec = spec.tools.get(tool.name)
-    scope, impact = tool_kind(tool, tool_spec)
+    scope, impact = tool_kind(tool, tool_spec, said)
     output: Trust = (tool_spec.output if tool_spec and tool_spec.output else None) or spec.output
     return contract_from_schema(
         name,

@@ -1,7 +1,8 @@
 """`mcp.yaml`: the upstream MCP servers a proxy fronts, and what the proxy knows of their tools.
 
-Scope and impact of each tool are declared here (the policy decides which tools a workflow
-may use and at which stage; an MCP server's annotations are defaults only). Values of
+Scope and impact of each tool can be declared here, where the policy does not say them (the
+policy decides which tools a workflow may use and at which stage; an MCP server's annotations
+are defaults only). Values of
 ``env`` and ``headers`` may name environment variables as ``${NAME}``: secrets stay out of
 the file.
 """

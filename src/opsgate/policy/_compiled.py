@@ -463,6 +463,16 @@ class CompiledPolicy:
             raise self._fail(f"names unknown tool `{name}` (the toolbelt has: {known})", where)
         contract = self.toolbelt.get(name)
         spec = wf.tools[name] or ToolPolicy()
+        for said, actual, field in (
+            (spec.scope, contract.scope, "scope"),
+            (spec.impact, contract.impact, "impact"),
+        ):
+            if said is not None and said != actual:
+                raise self._fail(
+                    f"says `{name}` has {field} {said}; its contract says {actual} (a policy "
+                    "cannot change what a tool does: fix the one that is wrong)",
+                    f"{where}.{field}",
+                )
         args = set(contract.arg_names)
         version = self.version
 

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opsgate.contracts import Scope, Trust
+from opsgate.contracts import Impact, Scope, Trust
 
 __all__ = [
     "STAGES",
@@ -129,6 +129,15 @@ class OutputTrust(_Strict):
 class ToolPolicy(_Strict):
     """What a workflow lets one tool do."""
 
+    scope: Scope | None = Field(
+        None,
+        description="The tool's scope (read, draft, write). A tool an MCP proxy fronts takes "
+        "it from here before `mcp.yaml` and the server's hints; a tool with a code contract "
+        "must agree with it (a policy that says otherwise does not load).",
+    )
+    impact: Impact | None = Field(
+        None, description="The tool's impact (low, high), as `scope` says."
+    )
     constraints: dict[str, ArgConstraint] = Field(
         default_factory=dict, description="Per-argument constraints narrowing the contract."
     )

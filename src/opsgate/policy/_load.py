@@ -57,6 +57,10 @@ def parse_policy(source: str | Path, *, text: str | None = None) -> tuple[Policy
     return doc, name
 
 
+#: Tool keys added after policies were in use (`ToolPolicy.scope`, `.impact`).
+_LATER_TOOL_KEYS = ("scope", "impact")
+
+
 def content_version(doc: PolicyDocument) -> str:
     """The policy's version: its declared version plus a hash of its meaning.
 
@@ -68,6 +72,12 @@ def content_version(doc: PolicyDocument) -> str:
     for workflow in data["workflows"].values():
         # a shadow candidate never decides: naming one leaves the policy's meaning as it was
         workflow.pop("shadow", None)
+        for tool in (workflow.get("tools") or {}).values():
+            # keys added later count only when set: a policy that does not use them keeps
+            # the version it had before they existed
+            for key in _LATER_TOOL_KEYS:
+                if tool is not None and tool.get(key) is None:
+                    tool.pop(key, None)
     try:
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an integer past 64 bits (a cap of 2**64): the same JSON, but exact

@@ -73,6 +73,14 @@ workflows:
   policy_says:
     stage: read_only
     tools: {get_ticket: {scope: write}, get_order: {}, draft_reply: {scope: read}}
+  trusting:
+    stage: read_only
+    tools: {get_order: {}}
+    provenance: {trusted_resources: ["kb://refund-*"], untrusted_resources: ["kb://*-draft"]}
+  distrusting:
+    stage: read_only
+    tools: {get_order: {}}
+    provenance: {untrusted_resources: ["kb://*"]}
   multi:
     stage: autonomous_in_scope
     tools:

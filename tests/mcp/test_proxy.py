@@ -220,6 +220,26 @@ async def test_resources_and_prompts_pass_through_as_untrusted_context() -> None
     assert sources["prompt:shop:summarize"] == "untrusted"
 
 
+@pytest.mark.parametrize(
+    ("workflow", "config", "trust"),
+    [
+        ("trusting", "untrusted", "trusted"),  # the policy's trusted_resources
+        ("distrusting", "trusted", "untrusted"),  # untrusted_resources, over the config
+        ("policy_says", "trusted", "trusted"),  # the policy says nothing: the config
+    ],
+)
+async def test_the_policy_says_which_resources_a_run_reads_as_trusted(
+    workflow: str, config: str, trust: str
+) -> None:
+    recorder = InMemoryRecorder()
+    proxy = make_proxy({"shop": shop_spec(resources=config)}, workflow=workflow, recorder=recorder)
+    async with connected(proxy) as client:
+        await client.list_resources()
+        await client.read_resource("kb://refund-policy")
+    sources = {r["source"]: r["trust"] for r in events(recorder, EventType.CONTEXT_READ)}
+    assert sources["resource:shop:kb://refund-policy"] == trust
+
+
 def _queue(tmp_path: Path) -> DurableApprovalQueue:
     return DurableApprovalQueue(open_store(f"sqlite:///{tmp_path / 'q.db'}"), poll_s=0.05)
 

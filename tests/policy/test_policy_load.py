@@ -9,7 +9,7 @@ import pytest
 
 from opsgate.errors import PolicyError
 from opsgate.examples.support_triage import POLICY_PATH
-from opsgate.policy import CompiledPolicy, load_policy, parse_policy
+from opsgate.policy import CompiledPolicy, ProvenancePolicy, load_policy, parse_policy
 from tests.conftest import BASE_POLICY, BELT
 
 
@@ -216,3 +216,14 @@ def test_keys_added_later_leave_the_version_of_a_policy_without_them() -> None:
     assert _load(MINIMAL).version == "1+7c4793ee2d66"
     said = _load(MINIMAL.replace("lookup: {}", "lookup: {scope: read}")).version
     assert said != _load(MINIMAL).version  # once said, it is part of the meaning
+    empty = MINIMAL + "    provenance: {trusted_resources: [], untrusted_resources: []}\n"
+    assert _load(empty).version == _load(MINIMAL).version
+    trusting = MINIMAL + "    provenance: {trusted_resources: ['kb://*']}\n"
+    assert _load(trusting).version != _load(MINIMAL).version
+
+
+def test_resource_trust_patterns() -> None:
+    said = ProvenancePolicy(trusted_resources=["kb://*"], untrusted_resources=["kb://drafts/*"])
+    assert said.resource_trust("kb://refunds") == "trusted"
+    assert said.resource_trust("kb://drafts/x") == "untrusted"  # the untrusted list first
+    assert said.resource_trust("file:///etc/passwd") is None  # says nothing: the config's

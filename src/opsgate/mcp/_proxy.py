@@ -532,8 +532,9 @@ class McpProxy:
     async def read_resource(
         self, ctx: RequestContext | None, uri: str
     ) -> mcp_types.ReadResourceResult:
-        """Read a resource from its upstream; its text enters the run (untrusted unless
-        the config trusts that upstream's resources)."""
+        """Read a resource from its upstream; its text enters the run as the policy's
+        provenance says (`trusted_resources`, `untrusted_resources`), else as the config
+        says of that upstream's resources (untrusted by default)."""
         session = self.session(ctx)
         name = self._resource_routes.get(uri)
         if name is None and len(self.upstreams) == 1:
@@ -543,7 +544,8 @@ class McpProxy:
         result: mcp_types.ReadResourceResult = await self.upstreams[name].request(
             "resources/read", lambda s: s.read_resource(uri)
         )
-        trust = self.specs[name].resources
+        said = self.document.workflows[self.workflow].provenance.resource_trust(uri)
+        trust = said or self.specs[name].resources
         for content in result.contents:
             text = getattr(content, "text", None)
             shown = text if isinstance(text, str) else f"<binary resource {uri}>"

@@ -19,6 +19,7 @@ Every mapping forbids unknown keys, so a typo is an error, not a silently ignore
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Annotated, Any, Literal
 
@@ -230,6 +231,24 @@ class ProvenancePolicy(_Strict):
     )
     trusted_tools: list[str] = Field(default_factory=list, description="Output trusted.")
     untrusted_tools: list[str] = Field(default_factory=list, description="Output untrusted.")
+    trusted_resources: list[str] = Field(
+        default_factory=list,
+        description="MCP resources (URI patterns, `*` and `?` wildcards) whose text a run reads "
+        "as trusted; the others are as the proxy's config says (untrusted by default).",
+    )
+    untrusted_resources: list[str] = Field(
+        default_factory=list,
+        description="MCP resources read as untrusted whatever the proxy's config says (before "
+        "`trusted_resources`).",
+    )
+
+    def resource_trust(self, uri: str) -> Trust | None:
+        """The trust the policy gives a resource's text, or None when it says nothing."""
+        if any(fnmatch.fnmatchcase(uri, p) for p in self.untrusted_resources):
+            return "untrusted"
+        if any(fnmatch.fnmatchcase(uri, p) for p in self.trusted_resources):
+            return "trusted"
+        return None
 
     @field_validator("plan", mode="before")
     @classmethod

@@ -57,8 +57,10 @@ def parse_policy(source: str | Path, *, text: str | None = None) -> tuple[Policy
     return doc, name
 
 
-#: Tool keys added after policies were in use (`ToolPolicy.scope`, `.impact`).
+#: Keys added after policies were in use: a tool's `scope` and `impact`, the resources
+#: `provenance` trusts or not.
 _LATER_TOOL_KEYS = ("scope", "impact")
+_LATER_PROVENANCE_KEYS = ("trusted_resources", "untrusted_resources")
 
 
 def content_version(doc: PolicyDocument) -> str:
@@ -72,12 +74,16 @@ def content_version(doc: PolicyDocument) -> str:
     for workflow in data["workflows"].values():
         # a shadow candidate never decides: naming one leaves the policy's meaning as it was
         workflow.pop("shadow", None)
+        # keys added later count only when set: a policy that does not use them keeps the
+        # version it had before they existed
         for tool in (workflow.get("tools") or {}).values():
-            # keys added later count only when set: a policy that does not use them keeps
-            # the version it had before they existed
             for key in _LATER_TOOL_KEYS:
                 if tool is not None and tool.get(key) is None:
                     tool.pop(key, None)
+        provenance = workflow.get("provenance") or {}
+        for key in _LATER_PROVENANCE_KEYS:
+            if not provenance.get(key):
+                provenance.pop(key, None)
     try:
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # an integer past 64 bits (a cap of 2**64): the same JSON, but exact

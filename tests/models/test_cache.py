@@ -100,6 +100,8 @@ def test_read_only_roles_at_temperature_zero_are_cacheable(role: str) -> None:
     assert ResponseCache.cacheable(None, role)
     assert ResponseCache.cacheable(ModelSettings(temperature=0.0), role)
     assert not ResponseCache.cacheable(ModelSettings(temperature=0.2), role)
+    # a call offering tools answers with an action, whatever the role
+    assert not ResponseCache.cacheable(None, role, TOOLS)
 
 
 @pytest.mark.parametrize("role", ["act", "plan", "", "ACT", "other"])
@@ -292,8 +294,8 @@ async def test_caching_client_serves_repeats_from_the_cache(store: Store) -> Non
     client = CachingClient(inner, ResponseCache(store), role="extract")
     assert isinstance(client, ModelClient)
     assert (client.name, client.provider) == ("tiny", "test")
-    first = await client.complete(ASK, TOOLS, retry_budget=2)
-    second = await client.complete(ASK, TOOLS, ModelSettings(temperature=0))
+    first = await client.complete(ASK, None, retry_budget=2)
+    second = await client.complete(ASK, None, ModelSettings(temperature=0))
     assert len(inner.calls) == 1
     assert inner.calls[0]["retry_budget"] == 2
     assert (first.cache_hit, second.cache_hit) == (False, True)
@@ -301,11 +303,14 @@ async def test_caching_client_serves_repeats_from_the_cache(store: Store) -> Non
     assert second.tool_calls == first.tool_calls
     assert (second.attempts, second.usage) == (0, Usage())
     # another question, another model call
-    other = await client.complete([Message.user("Where is ORD-2?")], TOOLS)
+    other = await client.complete([Message.user("Where is ORD-2?")], None)
     assert other.text == "answer 2" and len(inner.calls) == 2
     # the same cache behind another client of the same model answers too
-    again = await CachingClient(inner, client.cache, role="judge").complete(ASK, TOOLS)
+    again = await CachingClient(inner, client.cache, role="judge").complete(ASK, None)
     assert again.cache_hit and len(inner.calls) == 2
+    # the same question offering tools: an action, asked of the model every time
+    acts = [await client.complete(ASK, TOOLS) for _ in range(2)]
+    assert not any(a.cache_hit for a in acts) and len(inner.calls) == 4
 
 
 @pytest.mark.parametrize(

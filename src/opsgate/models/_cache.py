@@ -1,8 +1,9 @@
 """The response cache: the same read-only question, at temperature 0, is answered once.
 
-A call is cacheable when its sampling temperature is 0 and its role only reads
-(``route``, ``extract``, ``summarize``, ``judge``): a cached answer there saves money and
-changes nothing. Never for ``act`` or ``plan``, whose answers drive what a run does next.
+A call is cacheable when its sampling temperature is 0, its role only reads (``route``,
+``extract``, ``summarize``, ``judge``) and it offers no tools: a cached answer there saves
+money and changes nothing. Never for ``act`` or ``plan``, nor for a call offering tools
+(a lane's step on the ``extract`` model): their answers drive what a run does next.
 
 The key is the SHA-256 of the canonical JSON (sorted keys, no spaces) of the model id, the
 messages, the tools offered and the settings that shape the answer (temperature,
@@ -211,10 +212,15 @@ class ResponseCache:
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     @staticmethod
-    def cacheable(settings: ModelSettings | None, role: str) -> bool:
-        """Whether a call may be served from the cache: temperature 0 and a read-only role."""
+    def cacheable(
+        settings: ModelSettings | None,
+        role: str,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> bool:
+        """Whether a call may be served from the cache: temperature 0, a read-only role,
+        no tools offered (an answer that can be a tool call is an action)."""
         temperature = (settings or ModelSettings()).temperature
-        return temperature == 0 and role in CACHEABLE_ROLES
+        return temperature == 0 and role in CACHEABLE_ROLES and not tools
 
     def get(self, key: str) -> ModelResponse | None:
         """The cached response for ``key`` (marked as a hit), or None."""
@@ -356,7 +362,7 @@ class CachingClient(WrapperClient):
     ) -> ModelResponse:
         """A cached answer when there is one; else the inner client's, kept if cacheable."""
         key: str | None = None
-        if self.cache.cacheable(settings, self.role):
+        if self.cache.cacheable(settings, self.role, tools):
             try:
                 key = self.cache.key(self.inner.name, messages, tools, settings)
             except (TypeError, ValueError):  # not JSON data: cannot be keyed, ask the model

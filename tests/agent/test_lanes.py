@@ -9,7 +9,7 @@ from opsgate.agent import Lane, RouterToolAgent, Step, grounded_tools, request_v
 from opsgate.examples.support_triage.agent import LANES
 from opsgate.gateway import RunStatus
 from opsgate.recorder import EventType, InMemoryRecorder
-from tests.agent.test_patterns import _gateway, _router, _start
+from tests.agent.test_patterns import _gateway, _routed_router, _router, _start
 from tests.models.fake_openai import FakeOpenAI, text_reply, tool_reply
 
 ROUTE_REFUND = text_reply('{"lane": "refund", "confidence": 0.9}')
@@ -274,4 +274,43 @@ async def test_an_id_the_request_does_not_give_is_refused_and_repaired() -> None
     assert result.reason == "done"
     assert [c.args for c in run.completed if c.tool == "get_order_status"] == [
         {"order_id": "ORD-1003"}
+    ]
+
+
+async def test_a_step_that_only_chooses_runs_on_its_role_and_the_free_text_on_act() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    route = text_reply('{"lane": "order_status", "confidence": 0.9}')
+    look = tool_reply(("get_order_status", '{"order_id": "ORD-1003"}'))
+    reply = tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}'))
+    with FakeOpenAI([route, route, look]) as small, FakeOpenAI([reply]) as large:
+        agent = RouterToolAgent(
+            gateway, _routed_router(small.base_url, large.base_url), LANES, system=""
+        )
+        result = await agent.run(_start(gateway), "Ticket T-3: where is ORD-1003?")
+    assert result.reason == "done"
+    calls = [(e.data["role"], e.data["model"]) for e in recorder.of_type(EventType.MODEL_CALL)]
+    # the look-up only picks the id the ticket writes: the small model; the reply: the large
+    assert calls == [("route", "small"), ("route", "small"), ("extract", "small"), ("act", "large")]
+
+
+async def test_a_step_that_keeps_failing_on_its_small_model_moves_to_the_larger_one() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    route = text_reply('{"lane": "order_status", "confidence": 0.9}')
+    bad = tool_reply(("get_order_status", '{"order_id": 1003}'))
+    look = tool_reply(("get_order_status", '{"order_id": "ORD-1003"}'))
+    reply = tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}'))
+    with FakeOpenAI([route, route, bad, bad]) as small, FakeOpenAI([look, reply]) as large:
+        agent = RouterToolAgent(
+            gateway, _routed_router(small.base_url, large.base_url), LANES, system=""
+        )
+        result = await agent.run(_start(gateway), "Ticket T-3: where is ORD-1003?")
+    assert result.reason == "done"
+    calls = [(e.data["role"], e.data["model"]) for e in recorder.of_type(EventType.MODEL_CALL)]
+    assert calls[2:] == [
+        ("extract", "small"),
+        ("extract", "small"),
+        ("extract", "large"),  # two failures: the escalation model takes the step
+        ("act", "large"),
     ]

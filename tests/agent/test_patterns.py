@@ -324,6 +324,21 @@ async def test_repeated_failure_escalates_to_the_larger_model() -> None:
     assert models == ["small", "small", "small", "small", "large"]
 
 
+def _routed_router(small_url: str, large_url: str) -> ModelRouter:
+    """As `config/router.yaml`: route and extract on the small model, act on the large."""
+    roles = {r: "small" for r in ROLES} | {"act": "large", "plan": "large"}
+    text = (
+        "version: 1\nmodels:\n"
+        f"  small: {{provider: openai_compatible, base_url: '{small_url}', model: fake-model,"
+        " price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
+        f"  large: {{provider: openai_compatible, base_url: '{large_url}', model: fake-model,"
+        " price: {input_per_1m: 5.0, output_per_1m: 15.0}}\n"
+        "roles: {" + ", ".join(f"{r}: {{model: {m}}}" for r, m in roles.items()) + "}\n"
+        "escalation: {to: large, after_failures: 2}\n"
+    )
+    return ModelRouter(load_router_config("router.yaml", text=text))
+
+
 async def test_a_route_that_changes_with_the_menu_order_is_asked_of_the_larger_model() -> None:
     """A small model says 0.99 whatever it picks and leans to a place in the menu: the
     agreement of two readings (the menu in both orders) is what escalation trusts."""

@@ -44,7 +44,7 @@ from typing import Any
 
 from opsgate.agent._loop import AgentResult, guarded, observe_model_text
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
-from opsgate.models import Message, ModelRouter, ModelSettings
+from opsgate.models import Message, ModelRouter, ModelSettings, RouterRole
 from opsgate.policy import Reason
 
 __all__ = [
@@ -91,6 +91,10 @@ class Step:
             them there (trusted), e.g. a status in which the step's change cannot be made.
         hand_off_if_denied: A call here that the policy denies (not a person's no) is
             followed by the hand-off, the model asked for that call only.
+        role: The router role whose model fills the step: ``act`` by default; a step that
+            only chooses among grounded values (an id, an amount, an item of a list) can
+            name a cheaper one (``extract``). Repeated failure at the step moves it to the
+            router's escalation model, as the agent loop does.
     """
 
     name: str
@@ -105,6 +109,7 @@ class Step:
     differs: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     unless: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     hand_off_if_denied: bool = False
+    role: RouterRole = "act"
 
 
 def _walk(value: Any, key: str) -> Iterator[Any]:
@@ -574,6 +579,10 @@ async def _one_step(
     ``denied`` (a person said no, or the tool failed) or ``ended`` (the run is over:
     handed off, a question asked, a failure)."""
     instruction = _instruction(step, *position, offered)
+    escalation = router.config.escalation
+    # repeated failure moves the step to the escalation model (where it is another model)
+    larger = escalation.to if escalation.to != router.config.chain(step.role)[0] else None
+    failures = 0
     for _attempt in range(max_repairs + 1):
         if not run.active or not gateway.step(run):
             return "ended"
@@ -581,13 +590,14 @@ async def _one_step(
             gateway,
             run,
             router.complete(
-                "act",
+                step.role,
                 [*history, instruction],
                 grounded_tools(gateway, run, step, offered, request, extracted) or None,
                 settings
                 if step.ask or step.optional
                 else dataclasses.replace(settings, tool_choice="required"),
                 meter=gateway.meter(run),
+                model=larger if failures >= escalation.after_failures else None,
             ),
         )
         if answered is None:
@@ -595,11 +605,12 @@ async def _one_step(
         response, model = answered
         result.used(model)
         result.turns += 1
-        observe_model_text(gateway, run, response.text, "act")
+        observe_model_text(gateway, run, response.text, step.role)
         if not response.tool_calls:
             if step.optional:
                 return "skipped"
             if not step.ask:  # words where a call was required: a failed attempt, repaired
+                failures += 1
                 continue
             gateway.finish(run, reason="needs_clarification", output=response.text)
             result.output = response.text
@@ -632,6 +643,7 @@ async def _one_step(
             return "blocked"
         if outcome.status is not OutcomeStatus.REFUSED:
             return "ran" if outcome.ok else "denied"
+        failures += 1  # refused (invalid, off the lane): repaired
     gateway.finish(
         run,
         status=RunStatus.FAILED,

@@ -35,11 +35,14 @@ __all__ = [
     "Price",
     "RoleEntry",
     "RouterConfig",
+    "RouterRole",
     "load_router_config",
     "price_catalogue",
 ]
 
 Role = Literal["route", "extract", "plan", "act", "summarize", "judge"]
+#: A router role, as the package exports it (`Role` there is a message's).
+RouterRole = Role
 ROLES: tuple[Role, ...] = ("route", "extract", "plan", "act", "summarize", "judge")
 Provider = Literal[
     "embedded", "openai", "openai_compatible", "vllm", "ollama", "llamacpp", "lmstudio"

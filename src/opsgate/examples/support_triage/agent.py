@@ -29,13 +29,15 @@ CLARIFYING_QUESTION = (
 # Each lane is a small state machine: its steps run in order, each offering only its own
 # tools (and the hand-off), so the model fills in arguments rather than choosing the workflow.
 # Order ids and refund amounts are grounded: once the order is looked up, only the looked-up
-# id and the record's prices can be chosen.
+# id and the record's prices can be chosen. A step that only chooses among such values runs
+# on the router's `extract` model (the small one); the free text (a reply, a note) on `act`.
 _LOOK_UP = Step(
     "look up",
     ("get_order_status",),
     "Look the order up by the id the customer gave.",
     handoff=False,  # look first: a hand-off then carries the record
     from_request=("order_id",),  # only an id the customer wrote; none written: ask
+    role="extract",
 )
 _FROM_RECORD: dict[str, str | tuple[str, ...]] = {
     "order_id": "get_order_status.order_id",
@@ -79,6 +81,7 @@ LANES: dict[str, Lane] = {
                 ground=_FROM_RECORD,
                 handoff=False,  # the gate asks a person where the amount calls for one
                 ask=False,
+                role="extract",
             ),
             Step(
                 "note",
@@ -109,6 +112,7 @@ LANES: dict[str, Lane] = {
                 unless={"get_order_status.status": ("delivered",)},  # too late to change
                 handoff=False,
                 hand_off_if_denied=True,  # an unverified change: a person checks it
+                role="extract",
             ),
             replace(_REPLY, handoff=False),
         ),

@@ -49,23 +49,27 @@ def test_write_ahead_appends_ride_through_a_fast_restart(own_cluster: _postgres.
     log = AuditLog(store, Signer.generate())
     recorder = AuditRecorder(log, durable="write_ahead", checkpoint_on_run_end=False)
     errors: list[BaseException] = []
-    written = 0
+    written = after = run = 0
     stop = time.monotonic() + 3.0
     restarter = threading.Timer(0.5, _restart, (own_cluster, "fast"))
     restarter.start()
     try:
         while time.monotonic() < stop:
             try:  # a barrier event: record() returns once it is committed
-                recorder.record(Event(EventType.RUN_ENDED, "r", written, time.time(), {}))
+                recorder.record(Event(EventType.RUN_ENDED, f"r{run}", written, time.time(), {}))
                 written += 1
+                after += bool(errors) or not restarter.is_alive()
             except StoreError as exc:
+                # only a commit the restart cut short fails (it is never retried: it may
+                # have landed); that run's record is broken, the next run's goes on
                 errors.append(exc)
-                break
+                run += 1
         restarter.join()
-        assert not errors, errors
-        recorder.record(Event(EventType.RUN_ENDED, "r", written, time.time(), {}))
+        assert len(errors) <= 1, errors
+        assert after > 0  # writes went on after the restart
+        recorder.record(Event(EventType.RUN_ENDED, f"r{run}", written, time.time(), {}))
         recorder.flush()
-        assert log.verify().events == written + 1
+        assert written + 1 <= log.verify().events <= written + 1 + len(errors)
     finally:
         restarter.cancel()
         recorder.close()

@@ -277,37 +277,34 @@ async def test_an_id_the_request_does_not_give_is_refused_and_repaired() -> None
     ]
 
 
-async def test_a_step_that_only_chooses_runs_on_its_role_and_the_free_text_on_act() -> None:
+ROUTE_STATUS_TWICE = [ROUTE_STATUS, ROUTE_STATUS]  # the route holds in either menu order
+LOOK = tool_reply(("get_order_status", '{"order_id": "ORD-1003"}'))
+REPLY = tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}'))
+
+
+async def _routed(small: list[Any], large: list[Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A status ticket through the routed agent: its ending, and (role, model) per call."""
     recorder = InMemoryRecorder()
     gateway = _gateway(recorder)
-    route = text_reply('{"lane": "order_status", "confidence": 0.9}')
-    look = tool_reply(("get_order_status", '{"order_id": "ORD-1003"}'))
-    reply = tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}'))
-    with FakeOpenAI([route, route, look]) as small, FakeOpenAI([reply]) as large:
-        agent = RouterToolAgent(
-            gateway, _routed_router(small.base_url, large.base_url), LANES, system=""
-        )
+    with FakeOpenAI(small) as small_server, FakeOpenAI(large) as large_server:
+        router = _routed_router(small_server.base_url, large_server.base_url)
+        agent = RouterToolAgent(gateway, router, LANES, system="")
         result = await agent.run(_start(gateway), "Ticket T-3: where is ORD-1003?")
-    assert result.reason == "done"
     calls = [(e.data["role"], e.data["model"]) for e in recorder.of_type(EventType.MODEL_CALL)]
+    return result.reason, calls
+
+
+async def test_a_step_that_only_chooses_runs_on_its_role_and_the_free_text_on_act() -> None:
+    reason, calls = await _routed([*ROUTE_STATUS_TWICE, LOOK], [REPLY])
+    assert reason == "done"
     # the look-up only picks the id the ticket writes: the small model; the reply: the large
-    assert calls == [("route", "small"), ("route", "small"), ("extract", "small"), ("act", "large")]
+    assert calls[2:] == [("extract", "small"), ("act", "large")]
 
 
 async def test_a_step_that_keeps_failing_on_its_small_model_moves_to_the_larger_one() -> None:
-    recorder = InMemoryRecorder()
-    gateway = _gateway(recorder)
-    route = text_reply('{"lane": "order_status", "confidence": 0.9}')
     bad = tool_reply(("get_order_status", '{"order_id": 1003}'))
-    look = tool_reply(("get_order_status", '{"order_id": "ORD-1003"}'))
-    reply = tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}'))
-    with FakeOpenAI([route, route, bad, bad]) as small, FakeOpenAI([look, reply]) as large:
-        agent = RouterToolAgent(
-            gateway, _routed_router(small.base_url, large.base_url), LANES, system=""
-        )
-        result = await agent.run(_start(gateway), "Ticket T-3: where is ORD-1003?")
-    assert result.reason == "done"
-    calls = [(e.data["role"], e.data["model"]) for e in recorder.of_type(EventType.MODEL_CALL)]
+    reason, calls = await _routed([*ROUTE_STATUS_TWICE, bad, bad], [LOOK, REPLY])
+    assert reason == "done"
     assert calls[2:] == [
         ("extract", "small"),
         ("extract", "small"),

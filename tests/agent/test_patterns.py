@@ -292,14 +292,18 @@ async def test_human_in_the_loop_refund_waits_for_a_person() -> None:
     assert run.deps.refunds == [{"order_id": "ORD-1002", "amount": 180.0, "reason": "damaged"}]
 
 
-def _two_model_router(small_url: str, large_url: str, cache: Any = None) -> ModelRouter:
+def _two_model_router(
+    small_url: str, large_url: str, cache: Any = None, *, large_roles: tuple[str, ...] = ()
+) -> ModelRouter:
+    """Every role on the small model but ``large_roles``; escalation to the large one."""
+    roles = {r: "large" if r in large_roles else "small" for r in ROLES}
     text = (
         "version: 1\nmodels:\n"
         f"  small: {{provider: openai_compatible, base_url: '{small_url}', model: fake-model,"
         " price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
         f"  large: {{provider: openai_compatible, base_url: '{large_url}', model: fake-model,"
         " price: {input_per_1m: 5.0, output_per_1m: 15.0}}\n"
-        "roles: {" + ", ".join(f"{r}: {{model: small}}" for r in ROLES) + "}\n"
+        "roles: {" + ", ".join(f"{r}: {{model: {m}}}" for r, m in roles.items()) + "}\n"
         "escalation: {to: large, after_failures: 2}\n"
     )
     return ModelRouter(load_router_config("router.yaml", text=text), cache=cache)
@@ -326,17 +330,7 @@ async def test_repeated_failure_escalates_to_the_larger_model() -> None:
 
 def _routed_router(small_url: str, large_url: str) -> ModelRouter:
     """As `config/router.yaml`: route and extract on the small model, act on the large."""
-    roles = {r: "small" for r in ROLES} | {"act": "large", "plan": "large"}
-    text = (
-        "version: 1\nmodels:\n"
-        f"  small: {{provider: openai_compatible, base_url: '{small_url}', model: fake-model,"
-        " price: {input_per_1m: 1.0, output_per_1m: 2.0}}\n"
-        f"  large: {{provider: openai_compatible, base_url: '{large_url}', model: fake-model,"
-        " price: {input_per_1m: 5.0, output_per_1m: 15.0}}\n"
-        "roles: {" + ", ".join(f"{r}: {{model: {m}}}" for r, m in roles.items()) + "}\n"
-        "escalation: {to: large, after_failures: 2}\n"
-    )
-    return ModelRouter(load_router_config("router.yaml", text=text))
+    return _two_model_router(small_url, large_url, large_roles=("act", "plan"))
 
 
 async def test_a_route_that_changes_with_the_menu_order_is_asked_of_the_larger_model() -> None:

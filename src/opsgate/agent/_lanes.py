@@ -27,7 +27,12 @@ request writes none is skipped, never offered.
 *Preconditions*: a step may be skipped on what the run read (``unless={"tool.field":
 (values,)}``), e.g. a change the record says can no longer be made, so it is never offered.
 A step whose call the policy denies may hand the request off (``hand_off_if_denied``):
-what the requester asked for needs a person, not a reply saying no. Nothing here names a
+what the requester asked for needs a person, not a reply saying no.
+
+*Models by step*: a step names the router role whose model fills it (``role``, ``act`` by
+default). Choosing among grounded values is extraction, not reasoning: such a step can run
+on ``extract`` (the small model where the router routes), the free text (a reply) on ``act``;
+a step that keeps failing moves to the router's escalation model. Nothing here names a
 domain: the lanes' wording belongs to the agent that declares them.
 """
 

@@ -66,6 +66,8 @@ def test_unknown_key_names_location_and_line() -> None:
         ("workflows: {}\n", "missing required key `version`"),
         (MINIMAL.replace("draft", "yolo"), "workflows.wf.stage"),
         (MINIMAL.replace("lookup: {}", "lookup: {approval: sometimes}"), "approval"),
+        (MINIMAL.replace("lookup: {}", "lookup: {scope: banana}"), "tools.lookup.scope"),
+        (MINIMAL + "    provenance: {trusted_resources: 'kb://*'}\n", "trusted_resources"),
     ],
 )
 def test_invalid_documents(text: str, needle: str) -> None:

@@ -42,6 +42,14 @@ def test_chains_follow_role_fallbacks_then_model_fallbacks() -> None:
     assert config.price_of("large") == price_catalogue()["gpt-4.1-mini"]
 
 
+def test_a_role_escalates_only_to_a_model_it_does_not_start_on() -> None:
+    text = BASE + ROLES_YAML.replace("act: {model: small}", "act: {model: large}")
+    config = load_router_config("r.yaml", text=text + "escalation: {to: large}\n")
+    assert config.escalation_for("route") == "large"
+    assert config.escalation_for("act") is None  # it starts on the larger model already
+    assert load_router_config("r.yaml", text=text).escalation_for("route") is None
+
+
 def test_price_arithmetic() -> None:
     price = Price(input_per_1m=2.0, output_per_1m=8.0, cached_input_per_1m=0.5)
     assert price.cost(1_000_000, 0) == pytest.approx(2.0)

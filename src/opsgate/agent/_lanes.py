@@ -584,9 +584,8 @@ async def _one_step(
     ``denied`` (a person said no, or the tool failed) or ``ended`` (the run is over:
     handed off, a question asked, a failure)."""
     instruction = _instruction(step, *position, offered)
-    escalation = router.config.escalation
-    # repeated failure moves the step to the escalation model (where it is another model)
-    larger = escalation.to if escalation.to != router.config.chain(step.role)[0] else None
+    larger = router.config.escalation_for(step.role)  # where repeated failure moves the step
+    after_failures = router.config.escalation.after_failures
     failures = 0
     for _attempt in range(max_repairs + 1):
         if not run.active or not gateway.step(run):
@@ -602,7 +601,7 @@ async def _one_step(
                 if step.ask or step.optional
                 else dataclasses.replace(settings, tool_choice="required"),
                 meter=gateway.meter(run),
-                model=larger if failures >= escalation.after_failures else None,
+                model=larger if failures >= after_failures else None,
             ),
         )
         if answered is None:

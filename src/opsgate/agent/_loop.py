@@ -114,6 +114,7 @@ async def execute(
     repairs = 0
     setbacks = 0  # consecutive turns whose calls were refused or denied
     escalation = router.config.escalation
+    larger = router.config.escalation_for("act")
     escalated_to: str | None = None
     while run.active:
         if not gateway.step(run):
@@ -167,8 +168,8 @@ async def execute(
             break
         repairs = repairs + 1 if refused else 0
         setbacks = setbacks + 1 if (refused or denied) else 0
-        if escalation.to and escalated_to is None and setbacks >= escalation.after_failures:
-            escalated_to = escalation.to  # repeated failure: the larger model takes over
+        if larger and escalated_to is None and setbacks >= escalation.after_failures:
+            escalated_to = larger  # repeated failure: the larger model takes over
         if repairs > max_repairs:
             gateway.finish(
                 run,

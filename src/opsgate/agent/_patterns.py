@@ -171,8 +171,8 @@ class RouterToolAgent:
             self.gateway, self.router, run, self.lanes, context, prompt=self.route_prompt
         )
         result.used(model)
-        escalate_to = self.router.config.escalation.to
-        can_escalate = bool(escalate_to) and self.router.config.chain("route")[0] != escalate_to
+        escalate_to = self.router.config.escalation_for("route")
+        can_escalate = escalate_to is not None
         if can_escalate and lane != UNCLEAR and confidence >= self.min_confidence:
             # A small model states high confidence whatever it picks, and leans to a place
             # in the menu: its answer holding when the menu is read the other way round is

@@ -233,6 +233,12 @@ class RouterConfig(_Strict):
                 current = self.models[current].fallback
         return order
 
+    def escalation_for(self, role: Role) -> str | None:
+        """The model ``role`` escalates to: the escalation model, unless there is none or
+        it is the role's first choice already (nothing larger to ask)."""
+        target = self.escalation.to
+        return target if target is not None and target != self.chain(role)[0] else None
+
 
 @cache
 def price_catalogue() -> dict[str, Price]:

@@ -77,8 +77,8 @@ def content_version(doc: PolicyDocument) -> str:
         # keys added later count only when set: a policy that does not use them keeps the
         # version it had before they existed
         for tool in (workflow.get("tools") or {}).values():
-            for key in _LATER_TOOL_KEYS:
-                if tool is not None and tool.get(key) is None:
+            for key in _LATER_TOOL_KEYS if tool is not None else ():
+                if tool.get(key) is None:
                     tool.pop(key, None)
         provenance = workflow.get("provenance") or {}
         for key in _LATER_PROVENANCE_KEYS:

@@ -29,6 +29,10 @@ request writes none is skipped, never offered.
 A step whose call the policy denies may hand the request off (``hand_off_if_denied``):
 what the requester asked for needs a person, not a reply saying no.
 
+*Hand-off steps*: a step whose tool is the hand-off itself (``tools=("escalate_to_human",)``)
+ends the lane handed off, e.g. after a look-up, so the person gets the record with the
+request (a lane that looks up, then hands off what no tool of the agent can fix).
+
 *Models by step*: a step names the router role whose model fills it (``role``, ``act`` by
 default). Choosing among grounded values is extraction, not reasoning: such a step can run
 on ``extract`` (the small model where the router routes), the free text (a reply) on ``act``;
@@ -480,7 +484,7 @@ async def run_steps(
     for number, step in enumerate(steps, start=1):
         exits = handoff if step.handoff else []
         offered = [t for t in dict.fromkeys([*step.tools, *exits]) if t in allowed]
-        if not [t for t in offered if t not in handoff]:
+        if not [t for t in offered if t in step.tools]:
             continue  # the policy gives this agent none of the step's tools: skip it
         if _precluded(gateway, run, step):
             continue  # what the run read says this step cannot apply

@@ -10,7 +10,13 @@ from opsgate.agent._lanes import (
     run_steps,
 )
 from opsgate.agent._loop import AgentResult, execute
-from opsgate.agent._patterns import HumanInTheLoopAgent, Lane, PlannerExecutor, RouterToolAgent
+from opsgate.agent._patterns import (
+    HumanInTheLoopAgent,
+    Lane,
+    PlannerExecutor,
+    Question,
+    RouterToolAgent,
+)
 from opsgate.agent._screen import Screen, screened_texts
 
 __all__ = [
@@ -19,6 +25,7 @@ __all__ = [
     "HumanInTheLoopAgent",
     "Lane",
     "PlannerExecutor",
+    "Question",
     "RouterToolAgent",
     "Screen",
     "Step",

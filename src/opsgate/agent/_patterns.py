@@ -18,13 +18,13 @@ from typing import Any
 
 import orjson
 
-from opsgate.agent._lanes import Step, run_steps
+from opsgate.agent._lanes import Step, missing_from_request, run_steps
 from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
 from opsgate.agent._screen import Screen, first_match, screened_texts
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings
 
-__all__ = ["HumanInTheLoopAgent", "Lane", "PlannerExecutor", "RouterToolAgent"]
+__all__ = ["HumanInTheLoopAgent", "Lane", "PlannerExecutor", "Question", "RouterToolAgent"]
 
 UNCLEAR = "unclear"
 
@@ -34,6 +34,63 @@ ROUTE_PROMPT = (
     "ambiguous or misses what is needed (then ask one short question).\n"
     "Lanes:\n{menu}\nAnswer with JSON only."
 )
+
+
+@dataclass(frozen=True)
+class Question:
+    """One closed question put to the route model about a request (JSON-constrained).
+
+    Attributes:
+        prompt: The question (the system message; the request is the user's).
+        key: The answer's name in the JSON object.
+        choices: The answers it may give (all booleans: a yes or no).
+        wanted: The answer that counts as a yes for the caller.
+    """
+
+    prompt: str
+    key: str
+    choices: tuple[str | bool, ...]
+    wanted: str | bool
+
+    def schema(self) -> dict[str, Any]:
+        kind: dict[str, Any] = (
+            {"type": "boolean"}
+            if all(isinstance(c, bool) for c in self.choices)
+            else {"type": "string", "enum": list(self.choices)}
+        )
+        return {
+            "type": "object",
+            "properties": {self.key: kind},
+            "required": [self.key],
+            "additionalProperties": False,
+        }
+
+
+#: Asked of the route model, each in turn, when the routed lane needs a value the request
+#: does not write (an id) and the agent has a lane for general questions (``general_lane``):
+#: one question read with its choices both ways round, as the route is read with the menu
+#: both ways round (a small model leans to a place in a list); where the readings disagree,
+#: the router's escalation model answers.
+GENERAL_QUESTIONS = (
+    Question(
+        "Classify the request below. `question`: a general question about rules or services "
+        "that anyone could ask. `case`: about something of the requester's own, or a change "
+        "they want. `other`: anything else. Answer with JSON only.",
+        "kind",
+        ("question", "case", "other"),
+        "question",
+    ),
+    Question(
+        "Classify the request below. `other`: anything else. `case`: about something of the "
+        "requester's own, or a change they want. `question`: a general question about rules "
+        "or services that anyone could ask. Answer with JSON only.",
+        "kind",
+        ("other", "case", "question"),
+        "question",
+    ),
+)
+
+
 #: What the agent asks when the router could not pick a lane and wrote no question.
 CLARIFYING_QUESTION = "Could you tell me more: what is this about, and what would you like done?"
 #: What the human-in-the-loop agent is told about review.
@@ -136,6 +193,13 @@ class RouterToolAgent:
             ask for it rather than offer the model the choice of a hand-off too. For an
             agent whose screens send what a person must handle to a person first: a small
             model offered the hand-off takes it whatever the request, a larger one never.
+        general_lane: A lane for general questions, which need nothing looked up (a
+            knowledge-base search). Where the routed lane needs a value the request does
+            not write (an id), the route model is asked ``general_questions`` (closed
+            questions, each of which must get its wanted answer) before the requester is
+            asked for the value: a small model picks from a menu by its place in it, and
+            sends a question about the rules to a lane that can only ask which case it is
+            about; a closed question it gets right more often, two that agree more still.
     """
 
     def __init__(
@@ -150,6 +214,8 @@ class RouterToolAgent:
         clarifying_question: str = CLARIFYING_QUESTION,
         screens: Sequence[Screen] = (),
         ask_when_missing: bool = False,
+        general_lane: str | None = None,
+        general_questions: Sequence[Question] = GENERAL_QUESTIONS,
     ) -> None:
         self.gateway = gateway
         self.router = router
@@ -160,6 +226,10 @@ class RouterToolAgent:
         self.clarifying_question = clarifying_question
         self.screens = tuple(screens)
         self.ask_when_missing = ask_when_missing
+        self.general_lane = general_lane
+        self.general_questions = tuple(general_questions)
+        if general_lane is not None and general_lane not in self.lanes:
+            raise ValueError(f"general_lane {general_lane!r} is not one of the lanes")
         for screen in self.screens:
             if screen.lane not in self.lanes:
                 raise ValueError(f"screen {screen.name!r} sends to an unknown lane {screen.lane!r}")
@@ -209,6 +279,49 @@ class RouterToolAgent:
             result.used(model)
         return lane, confidence, question
 
+    async def _general(self, run: Run, context: str, lane: str, result: AgentResult) -> bool:
+        """Whether a request routed to ``lane`` (or unclear), which lacks a value that lane
+        needs, is a general question (the route model's yes or no; see ``general_lane``)."""
+        chosen = self.lanes.get(lane)
+        steps = chosen.steps if chosen is not None else ()
+        lacking = any(
+            missing_from_request(self.gateway, step, step.tools, context)
+            for step in steps
+            if not step.optional
+        )
+        if chosen is not None and not lacking:
+            return False  # the request gives what the lane needs: no question to ask
+        said = [await self._ask(run, context, q, result) for q in self.general_questions]
+        if all(said) or not any(said):
+            return all(said)
+        # the readings disagree: the larger model's reading, where the router has one
+        larger = self.router.config.escalation_for("route")
+        if larger is None:
+            return False
+        result.route_escalation = f"the readings of a general question disagree; asked {larger}"
+        return await self._ask(run, context, self.general_questions[0], result, model=larger)
+
+    async def _ask(
+        self,
+        run: Run,
+        context: str,
+        question: Question,
+        result: AgentResult,
+        model: str | None = None,
+    ) -> bool:
+        """Whether the route model (or ``model``) gives ``question`` its wanted answer."""
+        response, answered_by = await self.router.complete(
+            "route",
+            [Message.system(question.prompt), Message.user(context)],
+            None,
+            ModelSettings(temperature=0.0, max_tokens=16, json_schema=question.schema()),
+            meter=self.gateway.meter(run),
+            model=model,
+        )
+        result.used(answered_by)
+        data = _json(response.text)
+        return isinstance(data, dict) and data.get(question.key) == question.wanted
+
     async def run(self, run: Run, context: str) -> AgentResult:
         """Route, then execute with the lane's belt (or ask, or stop with a reason)."""
         result = AgentResult(RunStatus.RUNNING, "")
@@ -224,6 +337,12 @@ class RouterToolAgent:
         if routed is None:
             return _ended(result, run)
         lane, confidence, question = routed
+        if self.general_lane is not None and lane != self.general_lane:
+            general = await guarded(self.gateway, run, self._general(run, context, lane, result))
+            if general is None:
+                return _ended(result, run)
+            if general:
+                lane, confidence = self.general_lane, 1.0
         result.lane = lane
         if lane == UNCLEAR or confidence < self.min_confidence:
             result.output = question or self.clarifying_question

@@ -139,6 +139,8 @@ async def test_a_request_without_the_id_gets_a_question_when_the_agent_screens_f
     gateway = _gateway(recorder)
     script = [
         text_reply('{"lane": "refund", "confidence": 0.9}'),
+        text_reply('{"kind": "order"}'),  # not a general question (both readings)
+        text_reply('{"kind": "order"}'),
         text_reply("Which order is it, and what arrived damaged?"),
     ]
     with FakeOpenAI(script) as server:
@@ -150,8 +152,8 @@ async def test_a_request_without_the_id_gets_a_question_when_the_agent_screens_f
         "needs_clarification",
         "Which order is it, and what arrived damaged?",
     )
-    assert "tools" not in requests[1].json  # nothing to call: a question only
-    assert "Ask the requester for it in one short question." in str(requests[1].json)
+    assert "tools" not in requests[3].json  # nothing to call: a question only
+    assert "Ask the requester for it in one short question." in str(requests[3].json)
     assert recorder.of_type(EventType.TOOL_CALL_PROPOSED) == []
 
 

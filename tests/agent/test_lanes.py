@@ -311,3 +311,137 @@ async def test_a_step_that_keeps_failing_on_its_small_model_moves_to_the_larger_
         ("extract", "large"),  # two failures: the escalation model takes the step
         ("act", "large"),
     ]
+
+
+async def test_a_lane_can_look_up_then_hand_off_with_the_record() -> None:
+    """A problem no tool of the agent fixes (a parcel lost after delivery): the order is
+    looked up first, then the hand-off step offers the hand-off only, as a call. A step whose
+    only tool is the hand-off used to be skipped, ending the lane "done" after the look-up."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        text_reply('{"lane": "order_problem", "confidence": 0.9}'),
+        tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
+        tool_reply(
+            ("escalate_to_human", '{"ticket_id": "T-1", "reason": "ORD-1001 delivered, not here."}')
+        ),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: ORD-1001 says delivered but never came.")
+        requests = server.requests
+    assert (result.status, result.reason) == (RunStatus.COMPLETED, "handed_off")
+    assert _offered(requests[1]) == ["get_order_status"]  # look first
+    assert _offered(requests[2]) == ["escalate_to_human"]
+    assert requests[2].json["tool_choice"] == "required"  # a hand-off, not a question
+    assert [c.tool for c in run.completed] == ["get_order_status", "escalate_to_human"]
+    assert len(requests) == 3
+
+
+async def test_a_general_question_is_searched_in_the_knowledge_base_then_answered() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        text_reply('{"lane": "policy_question", "confidence": 0.9}'),
+        tool_reply(("search_kb", '{"query": "refund damaged"}')),
+        tool_reply(("draft_reply", '{"ticket_id": "T-1", "body": "Refunds over 50 USD..."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, "Ticket T-1: how do refunds for damaged items work?")
+        requests = server.requests
+    assert (result.status, result.reason) == (RunStatus.COMPLETED, "done")
+    assert _offered(requests[1]) == ["search_kb"]  # no exit beside a harmless search
+    assert requests[1].json["tool_choice"] == "required"
+    assert _offered(requests[2]) == ["draft_reply"]
+    # the reply step sees what the knowledge base said
+    assert any("team lead" in str(m.get("content")) for m in requests[2].json["messages"])
+    assert [c.tool for c in run.completed] == ["search_kb", "draft_reply"]
+
+
+def _general_agent(gateway: Any, router: Any) -> RouterToolAgent:
+    return RouterToolAgent(
+        gateway, router, LANES, system="", ask_when_missing=True, general_lane="policy_question"
+    )
+
+
+QUESTION = text_reply('{"kind": "question"}')
+ORDER = text_reply('{"kind": "order"}')
+GENERAL_ASK = "Ticket T-1: how long do I have to send an unopened item back?"
+
+
+async def test_a_general_question_without_an_id_goes_to_the_general_lane_not_a_question() -> None:
+    """The routed lane needs an order id the request does not give: both readings of the
+    closed question say it is a general question, so the knowledge base answers it."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_STATUS,  # a small model's pick: a lane that could only ask "which order?"
+        QUESTION,
+        QUESTION,
+        tool_reply(("search_kb", '{"query": "return unopened"}')),
+        tool_reply(("draft_reply", '{"ticket_id": "T-1", "body": "Within 30 days."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = _general_agent(gateway, _router(server.base_url))
+        run = _start(gateway, "T-1")
+        result = await agent.run(run, GENERAL_ASK)
+        requests = server.requests
+    assert (result.lane, result.reason) == ("policy_question", "done")
+    assert requests[1].json["response_format"]["json_schema"]["schema"]["properties"]["kind"][
+        "enum"
+    ] == ["question", "case", "other"]
+    assert [c.tool for c in run.completed] == ["search_kb", "draft_reply"]
+
+
+async def test_readings_that_disagree_ask_the_requester_or_the_larger_model() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [ROUTE_STATUS, QUESTION, ORDER, text_reply("Which order is it about?")]
+    with FakeOpenAI(script) as server:
+        agent = _general_agent(gateway, _router(server.base_url))
+        result = await agent.run(_start(gateway, "T-1"), GENERAL_ASK)
+    assert (result.lane, result.reason) == ("order_status", "needs_clarification")
+
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    small = [
+        ROUTE_STATUS,
+        ROUTE_STATUS,
+        QUESTION,
+        ORDER,
+        tool_reply(("search_kb", '{"query": "x"}')),
+    ]
+    large = [
+        QUESTION,  # the larger model's reading decides
+        tool_reply(("draft_reply", '{"ticket_id": "T-1", "body": "Within 30 days."}')),
+    ]
+    with FakeOpenAI(small) as small_server, FakeOpenAI(large) as large_server:
+        router = _routed_router(small_server.base_url, large_server.base_url)
+        result = await _general_agent(gateway, router).run(_start(gateway, "T-1"), GENERAL_ASK)
+    assert (result.lane, result.reason) == ("policy_question", "done")
+    assert result.route_escalation and "disagree" in result.route_escalation
+
+
+async def test_a_request_that_gives_the_id_is_never_asked_whether_it_is_general() -> None:
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    script = [
+        ROUTE_STATUS,
+        tool_reply(("get_order_status", '{"order_id": "ORD-1003"}')),
+        tool_reply(("draft_reply", '{"ticket_id": "T-3", "body": "It is in transit."}')),
+    ]
+    with FakeOpenAI(script) as server:
+        agent = _general_agent(gateway, _router(server.base_url))
+        result = await agent.run(_start(gateway), "Ticket T-3: where is my order ORD-1003?")
+        assert len(server.requests) == 3  # no closed question asked
+    assert (result.lane, result.reason) == ("order_status", "done")
+
+
+def test_a_general_lane_must_be_one_of_the_lanes() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="general_lane 'faq'"):
+        RouterToolAgent(_gateway(InMemoryRecorder()), None, LANES, system="", general_lane="faq")  # type: ignore[arg-type]

@@ -314,7 +314,7 @@ async def test_a_step_that_keeps_failing_on_its_small_model_moves_to_the_larger_
 
 
 async def test_a_lane_can_look_up_then_hand_off_with_the_record() -> None:
-    """A problem no tool of the agent fixes (a parcel lost after delivery): the order is
+    """A problem no tool of the agent fixes (a double charge): the order is
     looked up first, then the hand-off step offers the hand-off only, as a call. A step whose
     only tool is the hand-off used to be skipped, ending the lane "done" after the look-up."""
     recorder = InMemoryRecorder()
@@ -323,13 +323,13 @@ async def test_a_lane_can_look_up_then_hand_off_with_the_record() -> None:
         text_reply('{"lane": "order_problem", "confidence": 0.9}'),
         tool_reply(("get_order_status", '{"order_id": "ORD-1001"}')),
         tool_reply(
-            ("escalate_to_human", '{"ticket_id": "T-1", "reason": "ORD-1001 delivered, not here."}')
+            ("escalate_to_human", '{"ticket_id": "T-1", "reason": "ORD-1001 charged twice."}')
         ),
     ]
     with FakeOpenAI(script) as server:
         agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
         run = _start(gateway, "T-1")
-        result = await agent.run(run, "Ticket T-1: ORD-1001 says delivered but never came.")
+        result = await agent.run(run, "Ticket T-1: I was charged twice for ORD-1001.")
         requests = server.requests
     assert (result.status, result.reason) == (RunStatus.COMPLETED, "handed_off")
     assert _offered(requests[1]) == ["get_order_status"]  # look first

@@ -137,8 +137,8 @@ LANES: dict[str, Lane] = {
         ),
     ),
     "order_problem": Lane(
-        "an order problem only a person can sort out: a parcel shown as delivered that never "
-        "came, a wrong item sent, an exchange, or cancelling an order",
+        "an order problem only a person can sort out: a payment or billing problem, a wrong "
+        "item sent, an exchange, or cancelling or re-sending an order",
         ("get_order_status", "escalate_to_human"),
         done_after=("escalate_to_human",),
         instructions="Look up the order, then hand the ticket to a person with the record.",

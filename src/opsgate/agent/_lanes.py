@@ -553,6 +553,15 @@ async def run_steps(
     return _ended(result, run)
 
 
+#: What the model is told after an answer cut off at its token limit (a small model
+#: rambles in a free-text argument until the limit, the same way each time it is asked).
+CUT_OFF = (
+    "Your last answer was cut off before it ended. Call the tool again, keeping each text "
+    "argument short: at most 50 words."
+)
+#: What the model is told after words where the step needs a call.
+CALL_ONLY = "Answer with a call of one of the offered tools, not with words."
+
 #: What the model is told when a step hands off after the policy denied its call.
 HAND_OFF_AFTER_DENIAL = (
     "The policy does not let that call go ahead on this request alone: a person must "
@@ -591,6 +600,7 @@ async def _one_step(
     larger = router.config.escalation_for(step.role)  # where repeated failure moves the step
     after_failures = router.config.escalation.after_failures
     failures = 0
+    told: list[Message] = []  # what the last failed attempt did wrong, for the next one
     for _attempt in range(max_repairs + 1):
         if not run.active or not gateway.step(run):
             return "ended"
@@ -599,7 +609,7 @@ async def _one_step(
             run,
             router.complete(
                 step.role,
-                [*history, instruction],
+                [*history, instruction, *told],
                 grounded_tools(gateway, run, step, offered, request, extracted) or None,
                 settings
                 if step.ask or step.optional
@@ -615,15 +625,18 @@ async def _one_step(
         result.turns += 1
         observe_model_text(gateway, run, response.text, step.role)
         if not response.tool_calls:
-            if step.optional:
+            cut = response.finish_reason == "length"  # a call cut off, never a question
+            if step.optional and not cut:
                 return "skipped"
-            if not step.ask:  # words where a call was required: a failed attempt, repaired
-                failures += 1
+            if cut or not step.ask:  # a failed attempt, repaired: told what went wrong,
+                failures += 1  # or the same prompt gets the same answer at temperature 0
+                told = [Message.user(CUT_OFF if cut else CALL_ONLY)]
                 continue
             gateway.finish(run, reason="needs_clarification", output=response.text)
             result.output = response.text
             return "ended"
         history.append(response.message)
+        told = []  # the refusal, if any, is in the history now
         call, *extra = response.tool_calls  # one call a turn: the step's, or the hand-off
         schemas = grounded_tools(gateway, run, step, offered, request, extracted)
         off = _off_lane(gateway, step, schemas, call.name, call.arguments)

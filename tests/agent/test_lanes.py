@@ -390,6 +390,8 @@ async def test_a_general_question_without_an_id_goes_to_the_general_lane_not_a_q
         result = await agent.run(run, GENERAL_ASK)
         requests = server.requests
     assert (result.lane, result.reason) == ("policy_question", "done")
+    route = requests[0].json["response_format"]["json_schema"]["schema"]["properties"]["lane"]
+    assert "policy_question" not in route["enum"]  # reached by the closed questions only
     assert requests[1].json["response_format"]["json_schema"]["schema"]["properties"]["kind"][
         "enum"
     ] == ["question", "case", "other"]
@@ -445,3 +447,26 @@ def test_a_general_lane_must_be_one_of_the_lanes() -> None:
 
     with pytest.raises(ValueError, match="general_lane 'faq'"):
         RouterToolAgent(_gateway(InMemoryRecorder()), None, LANES, system="", general_lane="faq")  # type: ignore[arg-type]
+
+
+async def test_an_answer_cut_off_at_the_token_limit_is_retried_with_a_note_not_repeated() -> None:
+    """What failed three v3 tasks on the small model: a reply rambling to the 256-token limit,
+    asked again with the same prompt (temperature 0: the same answer) until the step failed.
+    The retry now says the answer was cut off, and a cut-off answer is never a question."""
+    recorder = InMemoryRecorder()
+    gateway = _gateway(recorder)
+    cut = text_reply(
+        '{"name": "draft_reply", "arguments": {"ticket_id": "T-3", "body": "It',
+        finish_reason="length",
+    )
+    script = [ROUTE_STATUS, cut, LOOK, cut, REPLY]
+    with FakeOpenAI(script) as server:
+        agent = RouterToolAgent(gateway, _router(server.base_url), LANES, system="")
+        run = _start(gateway)
+        result = await agent.run(run, "Ticket T-3: where is my order ORD-1003?")
+        requests = server.requests
+    assert result.reason == "done"  # the look-up step allows words: a cut-off is not one
+    assert [c.tool for c in run.completed] == ["get_order_status", "draft_reply"]
+    assert "cut off" in requests[2].json["messages"][-1]["content"]
+    assert "cut off" in requests[4].json["messages"][-1]["content"]
+    assert "cut off" not in str(requests[1].json["messages"])

@@ -200,6 +200,7 @@ class RouterToolAgent:
             asked for the value: a small model picks from a menu by its place in it, and
             sends a question about the rules to a lane that can only ask which case it is
             about; a closed question it gets right more often, two that agree more still.
+            The general lane is not in the route model's menu: it is reached this way.
     """
 
     def __init__(
@@ -230,6 +231,10 @@ class RouterToolAgent:
         self.general_questions = tuple(general_questions)
         if general_lane is not None and general_lane not in self.lanes:
             raise ValueError(f"general_lane {general_lane!r} is not one of the lanes")
+        # what the route model picks from: the general lane is reached by the closed
+        # questions, not from the menu (each lane more in a small model's menu is a place
+        # more for it to lean to)
+        self.menu = {k: v for k, v in self.lanes.items() if k != general_lane}
         for screen in self.screens:
             if screen.lane not in self.lanes:
                 raise ValueError(f"screen {screen.name!r} sends to an unknown lane {screen.lane!r}")
@@ -238,7 +243,7 @@ class RouterToolAgent:
         self, run: Run, context: str, result: AgentResult
     ) -> tuple[str, float, str | None]:
         lane, confidence, question, model = await _classify(
-            self.gateway, self.router, run, self.lanes, context, prompt=self.route_prompt
+            self.gateway, self.router, run, self.menu, context, prompt=self.route_prompt
         )
         result.used(model)
         escalate_to = self.router.config.escalation_for("route")
@@ -251,7 +256,7 @@ class RouterToolAgent:
                 self.gateway,
                 self.router,
                 run,
-                self.lanes,
+                self.menu,
                 context,
                 prompt=self.route_prompt,
                 reverse=True,
@@ -271,7 +276,7 @@ class RouterToolAgent:
                 self.gateway,
                 self.router,
                 run,
-                self.lanes,
+                self.menu,
                 context,
                 model=escalate_to,
                 prompt=self.route_prompt,

@@ -34,6 +34,7 @@ def test_the_demo_runs_both_seed_commands_and_explains_the_verdicts(
     assert "$ agent-eval assert --report out/eval.json --max-success-drop 0.02" in out
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert report["metrics"]["trials"] == 9  # the smoke subset, every task scored
+    assert "the first task of each kind, 9 of 71" in out  # counted from the suite
     assert report["metrics"]["errors"] == 0
     # the seed's 88% is far above what a 0.5B model does: the gate says so, with figures
     # the verdict depends on the model's run; either one is explained with its figures

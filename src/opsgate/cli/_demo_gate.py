@@ -19,7 +19,7 @@ import orjson
 from opsgate.cli._common import console
 from opsgate.cli._safe import shown
 from opsgate.errors import ConfigError
-from opsgate.evals import load_report, metrics, results_of
+from opsgate.evals import load_report, load_suite, metrics, results_of
 
 SUITE = "support_triage_v3"
 SUBSET = "smoke"
@@ -43,10 +43,12 @@ def _agent_eval(args: list[str], db: str | None) -> int:
 def gate_part(router_file: Path, db: str | None) -> None:
     """Run the seed's two commands on the smoke subset and explain their verdicts."""
     console.rule("[bold]part 3: evaluation as a release gate[/]")
+    tasks = load_suite(SUITE).tasks
+    subset = sum(SUBSET in t.tags for t in tasks)
     console.print(
         f"The seed's CI gate on suite {SUITE}, the `{SUBSET}` subset (the first task of each "
-        "kind, 7 of 63: the whole suite takes ~25 min on this 0.5B model; drop "
-        f"`--tag {SUBSET}` to run it all)."
+        f"kind, {subset} of {len(tasks)}: the whole suite takes ~20 min on this 0.5B model; "
+        f"drop `--tag {SUBSET}` to run it all)."
     )
     run_args = [
         "run",
@@ -77,8 +79,8 @@ def gate_part(router_file: Path, db: str | None) -> None:
         console.print(
             f"The gate passed: {shown(m['passed'])}/{shown(m['trials'])} passed "
             f"({m['success_rate']:.0%}, 95% CI {m['success_low']:.0%}-{m['success_high']:.0%}) "
-            "against the seed's 88% on this subset; the whole suite, not 7 tasks, is what "
-            "a release should be gated on."
+            f"against the seed's 88% on this subset; the whole suite, not {subset} tasks, "
+            "is what a release should be gated on."
         )
     baseline_path = Path("evals/baselines") / f"{SUITE}.json"
     assert_args = [

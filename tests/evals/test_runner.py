@@ -93,6 +93,9 @@ def test_run_scores_every_task_and_writes_the_report(tmp_path: Path) -> None:
     assert m["cost_per_successful_task"] == round(m["total_cost_usd"] / 2, 8)
     assert report["schema_version"] == 1 and report["suite"] == "mini"
     assert "success rate" in result.output
+    # how the router agent handled each ticket: its lane and models, read without the audit
+    assert tasks["status-good"]["route"] == {"lane": "order_status", "models": ["m"]}
+    assert tasks["refund-small"]["route"]["lane"] == "refund"
 
 
 def test_thresholds_fail_the_build(tmp_path: Path) -> None:

@@ -13,9 +13,12 @@ __all__ = ["TaskResult"]
 class TaskResult:
     """One trial of one task, scored.
 
-    ``model_unavailable`` marks a trial that ended because its model could not be reached
-    (``error`` then says which model failed, and how): an infrastructure failure, left out
-    of the metrics and the gate, never counted against the agent.
+    ``route`` says how a routing agent handled the request, where it says (the lane, the
+    screen that matched, why the route was escalated, the models used): the first thing to
+    read when a router agent fails a task. ``model_unavailable`` marks a trial that ended
+    because its model could not be reached (``error`` then says which model failed, and
+    how): an infrastructure failure, left out of the metrics and the gate, never counted
+    against the agent.
     """
 
     task_id: str
@@ -48,6 +51,7 @@ class TaskResult:
     run_id: str = ""
     error: str | None = None
     model_unavailable: bool = False
+    route: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data for the report."""

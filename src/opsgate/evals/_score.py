@@ -123,7 +123,21 @@ def score(toolbelt: Toolbelt, conditions: Sequence[Any], trial: Trial) -> TaskRe
         run_id=run.run_id if run else "",
         error=error,
         model_unavailable=unavailable is not None,
+        route=_route(trial.agent_result),
     )
+
+
+def _route(agent_result: Any) -> dict[str, Any] | None:
+    """What a routing agent's result says of its route (None: nothing, or no such agent)."""
+    said: dict[str, Any] = {}
+    for key in ("lane", "screened", "route_escalation"):
+        value = getattr(agent_result, key, None)
+        if isinstance(value, str):
+            said[key] = value
+    models = getattr(agent_result, "models", None)
+    if isinstance(models, list) and models:
+        said["models"] = [str(m) for m in models]
+    return said or None
 
 
 def model_unavailable(

@@ -470,3 +470,27 @@ async def test_an_answer_cut_off_at_the_token_limit_is_retried_with_a_note_not_r
     assert "cut off" in requests[2].json["messages"][-1]["content"]
     assert "cut off" in requests[4].json["messages"][-1]["content"]
     assert "cut off" not in str(requests[1].json["messages"])
+
+
+def test_free_text_arguments_are_capped_so_a_constrained_call_ends_within_its_budget() -> None:
+    """A small model rambles in a reply's body until its 256-token limit: the call is cut
+    off, and asked again it rambles again (status-03, status-06 on the 0.5B model). The
+    schema the step's model sees caps free text, so a constrained decoder closes it."""
+    from opsgate.agent._lanes import FREE_TEXT_CHARS
+
+    gateway = _gateway(InMemoryRecorder())
+    offered = ["draft_reply", "escalate_to_human"]
+    schemas = grounded_tools(gateway, None, Step("reply", tuple(offered)), offered)  # type: ignore[arg-type]
+    body = schemas[0]["function"]["parameters"]["properties"]["body"]
+    assert body["maxLength"] == FREE_TEXT_CHARS == 600
+    ticket = schemas[0]["function"]["parameters"]["properties"]["ticket_id"]
+    assert "maxLength" not in ticket  # an argument with a pattern is not free text
+    reason = schemas[1]["function"]["parameters"]["properties"]["reason"]
+    assert reason["maxLength"] == 500  # the contract's own, tighter limit stands
+    # the belt itself is untouched: other callers get the contract's 4000
+    assert (
+        gateway.toolbelt.openai_tools(["draft_reply"])[0]["function"]["parameters"]["properties"][
+            "body"
+        ]["maxLength"]
+        == 4000
+    )

@@ -357,7 +357,7 @@ def grounded_tools(
     """The offered tools' schemas, each grounded argument narrowed to what the run read
     (left free where the run has read nothing for it yet), each ``from_request`` one to
     what the request wrote (``extracted``: the values found for free-text ones)."""
-    schemas = gateway.toolbelt.openai_tools(offered)
+    schemas = [_capped(schema) for schema in gateway.toolbelt.openai_tools(offered)]
     if not step.ground and not step.from_request:
         return schemas
     narrowed: list[dict[str, Any]] = []
@@ -388,6 +388,35 @@ def grounded_tools(
                 properties[arg] = {**properties[arg], "enum": values}
         narrowed.append(schema)
     return narrowed
+
+
+#: The longest free-text argument a step's model is offered (characters): what a reply or a
+#: note needs, and what fits the step's token budget (256) with the call around it. A small
+#: model rambles in free text until its token limit, and a call cut off there is no call;
+#: a constrained decoder closes the string here instead. The contract's own limit still
+#: applies to everything else that calls the tool.
+FREE_TEXT_CHARS = 600
+
+
+def _capped(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each free-text string argument (no enum, no pattern) limited to
+    `FREE_TEXT_CHARS` (a copy where one changes)."""
+    properties = schema.get("function", {}).get("parameters", {}).get("properties", {})
+    wide = [
+        arg
+        for arg, prop in properties.items()
+        if isinstance(prop, Mapping)
+        and prop.get("type") == "string"
+        and not ({"enum", "pattern", "const"} & prop.keys())
+        and int(prop.get("maxLength", FREE_TEXT_CHARS + 1)) > FREE_TEXT_CHARS
+    ]
+    if not wide:
+        return schema
+    schema = copy.deepcopy(schema)
+    properties = schema["function"]["parameters"]["properties"]
+    for arg in wide:
+        properties[arg] = {**properties[arg], "maxLength": FREE_TEXT_CHARS}
+    return schema
 
 
 def _off_lane(

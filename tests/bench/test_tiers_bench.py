@@ -48,7 +48,8 @@ def test_the_table_reads_agent_eval_reports(
 ) -> None:
     tiers = _load()
     monkeypatch.setattr(tiers, "OUT", tmp_path)
-    baseline = json.loads((ROOT / "evals" / "baselines" / "support_triage_v3.json").read_text())
+    old = ROOT / "tests" / "evals" / "fixtures" / "report_before_suite_tasks.json"
+    baseline = json.loads(old.read_text())  # a fixed report: its figures never move
     (tmp_path / "small-support_triage_v3.json").write_text(json.dumps(baseline))
     text = tiers.table(["small", "large"], ["support_triage_v3"])
     assert "| support_triage_v3 | small | 12/63 | 19.1% (11.2%–30.4%) | $0.000180 |" in text

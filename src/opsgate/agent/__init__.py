@@ -16,6 +16,7 @@ from opsgate.agent._patterns import (
     PlannerExecutor,
     Question,
     RouterToolAgent,
+    read_both_ways,
 )
 from opsgate.agent._screen import Screen, screened_texts
 
@@ -33,6 +34,7 @@ __all__ = [
     "grounded_tools",
     "grounded_values",
     "missing_from_request",
+    "read_both_ways",
     "request_values",
     "run_steps",
     "screened_texts",

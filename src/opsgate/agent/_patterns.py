@@ -24,7 +24,14 @@ from opsgate.agent._screen import Screen, first_match, screened_texts
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings
 
-__all__ = ["HumanInTheLoopAgent", "Lane", "PlannerExecutor", "Question", "RouterToolAgent"]
+__all__ = [
+    "HumanInTheLoopAgent",
+    "Lane",
+    "PlannerExecutor",
+    "Question",
+    "RouterToolAgent",
+    "read_both_ways",
+]
 
 UNCLEAR = "unclear"
 
@@ -66,28 +73,39 @@ class Question:
         }
 
 
+def read_both_ways(
+    intro: str, key: str, kinds: Mapping[str, str], wanted: str
+) -> tuple[Question, Question]:
+    """One classification as two `Question`s, its kinds listed in opposite orders (a small
+    model leans to a place in a list: two readings that agree are worth more than one)."""
+    orders = (tuple(kinds), tuple(reversed(tuple(kinds))))
+    first, second = (
+        Question(
+            f"{intro} "
+            + " ".join(f"`{k}`: {kinds[k]}." for k in order)
+            + " Answer with JSON only.",
+            key,
+            order,
+            wanted,
+        )
+        for order in orders
+    )
+    return first, second
+
+
 #: Asked of the route model, each in turn, when the routed lane needs a value the request
 #: does not write (an id) and the agent has a lane for general questions (``general_lane``):
 #: one question read with its choices both ways round, as the route is read with the menu
-#: both ways round (a small model leans to a place in a list); where the readings disagree,
-#: the router's escalation model answers.
-GENERAL_QUESTIONS = (
-    Question(
-        "Classify the request below. `question`: a general question about rules or services "
-        "that anyone could ask. `case`: about something of the requester's own, or a change "
-        "they want. `other`: anything else. Answer with JSON only.",
-        "kind",
-        ("question", "case", "other"),
-        "question",
-    ),
-    Question(
-        "Classify the request below. `other`: anything else. `case`: about something of the "
-        "requester's own, or a change they want. `question`: a general question about rules "
-        "or services that anyone could ask. Answer with JSON only.",
-        "kind",
-        ("other", "case", "question"),
-        "question",
-    ),
+#: both ways round; where the readings disagree, the router's escalation model answers.
+GENERAL_QUESTIONS = read_both_ways(
+    "Classify the request below.",
+    "kind",
+    {
+        "question": "a general question about rules or services that anyone could ask",
+        "case": "about something of the requester's own, or a change they want",
+        "other": "anything else",
+    },
+    "question",
 )
 
 
@@ -303,7 +321,9 @@ class RouterToolAgent:
         larger = self.router.config.escalation_for("route")
         if larger is None:
             return False
-        result.route_escalation = f"the readings of a general question disagree; asked {larger}"
+        said_why = f"the readings of a general question disagree; asked {larger}"
+        routed_why = result.route_escalation  # the route's own escalation, if any, stays
+        result.route_escalation = f"{routed_why}; {said_why}" if routed_why else said_why
         return await self._ask(run, context, self.general_questions[0], result, model=larger)
 
     async def _ask(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from opsgate.agent import TRUSTED_NUMBERS, Lane, Question, RouterToolAgent, Screen, Step
+from opsgate.agent import TRUSTED_NUMBERS, Lane, RouterToolAgent, Screen, Step, read_both_ways
 from opsgate.gateway import Gateway
 from opsgate.models import ModelRouter
 
@@ -25,21 +25,15 @@ ROUTE_PROMPT = (
 # Asked when the routed lane needs an order id the ticket does not give: a question about
 # the shop's rules is answered from the knowledge base, not met with "which order?". One
 # question, its choices read both ways round; where the readings disagree, the larger model.
-_KINDS = {
-    "question": "a general question about the shop's rules or services that anyone could ask",
-    "order": "about something the customer bought, a parcel, money back, or a change they want",
-    "other": "anything else",
-}
-GENERAL_QUESTIONS = tuple(
-    Question(
-        "Classify the customer's message below. "
-        + " ".join(f"`{kind}`: {_KINDS[kind]}." for kind in order)
-        + " Answer with JSON only.",
-        "kind",
-        order,
-        "question",
-    )
-    for order in (("question", "order", "other"), ("other", "order", "question"))
+GENERAL_QUESTIONS = read_both_ways(
+    "Classify the customer's message below.",
+    "kind",
+    {
+        "question": "a general question about the shop's rules or services that anyone could ask",
+        "order": "about something the customer bought, a parcel, money back, or a change they want",
+        "other": "anything else",
+    },
+    "question",
 )
 CLARIFYING_QUESTION = (
     "Could you tell me more: which order is this about, and what would you like us to do?"

@@ -29,6 +29,15 @@ request writes none is skipped, never offered.
 A step whose call the policy denies may hand the request off (``hand_off_if_denied``):
 what the requester asked for needs a person, not a reply saying no.
 
+*Conditions on what the run read*: a step may run only when a CEL condition over ``read``
+(each trusted tool the run called → its latest result) holds (``only_when``: a second way
+to verify an identity, only after the first failed), or be the hand-off instead where one
+holds (``hand_off_when``: an account the directory shows on a security hold). The record
+decides, never the model; an error (a field not read) skips the step or hands off, the
+safe way each time. ``choices`` fixes an argument's values (the method a step tries);
+``written_as`` grounds a free-text argument (a directory query) in the request's words
+another contract accepts (a user id).
+
 *Hand-off steps*: a step whose tool is the hand-off itself (``tools=("escalate_to_human",)``)
 ends the lane handed off, e.g. after a look-up, so the person gets the record with the
 request (a lane that looks up, then hands off what no tool of the agent can fix).
@@ -54,7 +63,7 @@ from typing import Any
 from opsgate.agent._loop import AgentResult, guarded, observe_model_text
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings, RouterRole
-from opsgate.policy import Reason
+from opsgate.policy import Condition, Reason, compile_condition
 
 __all__ = [
     "TRUSTED_NUMBERS",
@@ -104,6 +113,18 @@ class Step:
             only chooses among grounded values (an id, an amount, an item of a list) can
             name a cheaper one (``extract``). Repeated failure at the step moves it to the
             router's escalation model, as the agent loop does.
+        choices: Argument → the only values offered for it (its ``enum``), whatever the
+            run read: a step that must try one method of several, in the lane's order.
+        written_as: Argument → ``tool.argument`` whose contract reads the request's words
+            for it: a free-text argument (a directory query) grounded in the words the
+            request writes that another contract accepts (a user id), with
+            ``from_request``.
+        only_when: A CEL condition over ``read`` (each trusted tool the run called → its
+            latest result): the step runs only when it holds, e.g. a second method only
+            when the first did not verify. An error (a field not read) skips the step.
+        hand_off_when: A CEL condition over ``read``: where it holds, the step is the
+            hand-off instead (the model fills only that call), e.g. an account the record
+            shows on a security hold. An error hands off too (fail closed).
     """
 
     name: str
@@ -119,19 +140,60 @@ class Step:
     unless: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     hand_off_if_denied: bool = False
     role: RouterRole = "act"
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    written_as: Mapping[str, str] = field(default_factory=dict)
+    only_when: str = ""
+    hand_off_when: str = ""
+    _conditions: dict[str, Condition] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def fail(message: str) -> ValueError:
+            return ValueError(f"step {self.name!r}: {message}")
+
+        conditions = {
+            name: compile_condition(source, fail, variables=("read",), functions=())
+            for name, source in (
+                ("only_when", self.only_when),
+                ("hand_off_when", self.hand_off_when),
+            )
+            if source
+        }
+        for arg, source in self.written_as.items():
+            if "." not in source:
+                raise ValueError(f"step {self.name!r}: written_as[{arg!r}] is not `tool.argument`")
+        object.__setattr__(self, "_conditions", conditions)
+
+    def holds(self, name: str, read: Mapping[str, Any]) -> bool | None:
+        """Whether the step's ``name`` condition holds over ``read`` (None: the step has
+        none; an evaluation error counts as None's opposite: see the attributes)."""
+        condition = self._conditions.get(name)
+        if condition is None:
+            return None
+        try:
+            return condition.evaluate({"read": read})
+        except ValueError:
+            return name == "hand_off_when"  # fail closed: hand off, never run the step
 
 
-def _walk(value: Any, key: str) -> Iterator[Any]:
-    """Every value found under ``key`` anywhere in ``value`` (dicts and lists)."""
+def _found(value: Any, key: str, depth: int = 0) -> Iterator[tuple[int, Any]]:
+    """Every value under ``key`` anywhere in ``value`` (dicts and lists), with its depth."""
     if isinstance(value, Mapping):
         for k, v in value.items():
             if k == key and isinstance(v, _SCALARS) and not isinstance(v, bool):
-                yield v
+                yield depth, v
             else:
-                yield from _walk(v, key)
+                yield from _found(v, key, depth + 1)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _walk(item, key)
+            yield from _found(item, key, depth + 1)
+
+
+def _walk(value: Any, key: str) -> list[Any]:
+    """The values under ``key`` nearest the top of ``value``: a record's own ``user_id``,
+    not its manager's nested one; each item's ``price`` where only the items have one."""
+    found = list(_found(value, key))
+    top = min((depth for depth, _ in found), default=0)
+    return [v for depth, v in found if depth == top]
 
 
 #: A grounding source: the numbers written in the trusted content the run was handed (a
@@ -214,8 +276,17 @@ def request_values(gateway: Gateway, tool: str, arg: str, request: str) -> list[
     return list(found)
 
 
+def _contract_words(
+    gateway: Gateway, step: Step, tool: str, arg: str, request: str
+) -> list[Any] | None:
+    """`request_values` for ``tool``'s ``arg``, read by the contract ``written_as`` names."""
+    other_tool, _, other_arg = step.written_as.get(arg, f"{tool}.{arg}").partition(".")
+    return request_values(gateway, other_tool, other_arg, request)
+
+
 def _written(
     gateway: Gateway,
+    step: Step,
     tool: str,
     arg: str,
     request: str,
@@ -223,7 +294,7 @@ def _written(
 ) -> list[Any] | None:
     """What the request writes for ``arg``: the contract's words, else what was extracted
     for a free-text argument (None: nothing decides it)."""
-    values = request_values(gateway, tool, arg, request)
+    values = _contract_words(gateway, step, tool, arg, request)
     if values is None and extracted is not None and arg in extracted:
         return list(extracted[arg])
     return values
@@ -241,7 +312,7 @@ def missing_from_request(
     missing: dict[str, None] = {}
     for tool in offered:
         for arg in step.from_request:
-            if _written(gateway, tool, arg, request, extracted) == []:
+            if _written(gateway, step, tool, arg, request, extracted) == []:
                 missing.setdefault(arg, None)
     return list(missing)
 
@@ -296,7 +367,7 @@ async def extract_from_request(
             prop = properties.get(arg)
             if arg in found or not isinstance(prop, Mapping):
                 continue
-            if request_values(gateway, tool, arg, request) is not None:
+            if _contract_words(gateway, step, tool, arg, request) is not None:
                 continue  # the contract picks the words: no model needed
             what = arg.replace("_", " ")
             if isinstance(prop.get("description"), str):
@@ -358,23 +429,27 @@ def grounded_tools(
     (left free where the run has read nothing for it yet), each ``from_request`` one to
     what the request wrote (``extracted``: the values found for free-text ones)."""
     schemas = [_capped(schema) for schema in gateway.toolbelt.openai_tools(offered)]
-    if not step.ground and not step.from_request:
+    if not step.ground and not step.from_request and not step.choices:
         return schemas
     narrowed: list[dict[str, Any]] = []
     for schema in schemas:
         name = schema.get("function", {}).get("name", "")
         properties = schema.get("function", {}).get("parameters", {}).get("properties", {})
         wanted = {arg: src for arg, src in step.ground.items() if arg in properties}
+        chosen = {arg: values for arg, values in step.choices.items() if arg in properties}
         written = {
             arg: values
             for arg in step.from_request
-            if arg in properties and (values := _written(gateway, name, arg, request, extracted))
+            if arg in properties
+            and (values := _written(gateway, step, name, arg, request, extracted))
         }
-        if not wanted and not written:
+        if not wanted and not written and not chosen:
             narrowed.append(schema)
             continue
         schema = copy.deepcopy(schema)
         properties = schema["function"]["parameters"]["properties"]
+        for arg, fixed in chosen.items():
+            properties[arg] = {**properties[arg], "enum": list(fixed)}
         for arg, values in written.items():
             properties[arg] = {**properties[arg], "enum": values}
         for arg, sources in wanted.items():
@@ -515,8 +590,33 @@ async def run_steps(
         offered = [t for t in dict.fromkeys([*step.tools, *exits]) if t in allowed]
         if not [t for t in offered if t in step.tools]:
             continue  # the policy gives this agent none of the step's tools: skip it
-        if _precluded(gateway, run, step):
-            continue  # what the run read says this step cannot apply
+        if (
+            _precluded(gateway, run, step)
+            or step.holds("only_when", read_results(gateway, run)) is False
+        ):
+            continue  # what the run read says this step cannot apply (or not yet)
+        if step.holds("hand_off_when", read_results(gateway, run)):
+            if handoff:  # the model says why, with what it read in front of it
+                hand_off = Step("hand off", (), HAND_OFF_WHEN_READ, ask=False)
+                await _one_step(
+                    gateway,
+                    router,
+                    run,
+                    dataclasses.replace(hand_off, from_request=step.from_request),
+                    (number, len(steps)),
+                    handoff,
+                    handoff,
+                    history,
+                    settings,
+                    max_repairs,
+                    result,
+                    request,
+                )
+            if run.active:  # no hand-off tool, or it failed: the gate's own escalation
+                gateway.escalate(
+                    run, f"step {step.name}: what the run read needs a person", reason="hand_off"
+                )
+            return _ended(result, run)
         extracted = await extract_from_request(gateway, router, run, step, offered, request, result)
         if extracted is None:
             return _ended(result, run)
@@ -591,11 +691,30 @@ CUT_OFF = (
 #: What the model is told after words where the step needs a call.
 CALL_ONLY = "Answer with a call of one of the offered tools, not with words."
 
+#: What the model is told when what the run read calls for a person (``hand_off_when``).
+HAND_OFF_WHEN_READ = (
+    "What the run has read shows that a person must handle this request. Hand it off, "
+    "saying why in one sentence."
+)
+
 #: What the model is told when a step hands off after the policy denied its call.
 HAND_OFF_AFTER_DENIAL = (
     "The policy does not let that call go ahead on this request alone: a person must "
     "handle it. Hand the request off, saying why in one sentence."
 )
+
+
+def read_results(gateway: Gateway, run: Run) -> dict[str, Any]:
+    """What a step's conditions see as ``read``: each tool whose output the policy labels
+    trusted → the result of its latest call that ran (a record, not a requester's words)."""
+    read: dict[str, Any] = {}
+    for call in run.completed:
+        if gateway.policy.output_trust(run.workflow, call.tool, run.agent_id) != "trusted":
+            continue
+        result = call.result
+        dump = getattr(result, "model_dump", None)
+        read[call.tool] = dump(mode="json") if callable(dump) else result
+    return read
 
 
 def _precluded(gateway: Gateway, run: Run, step: Step) -> bool:

@@ -219,6 +219,10 @@ class RouterToolAgent:
             sends a question about the rules to a lane that can only ask which case it is
             about; a closed question it gets right more often, two that agree more still.
             The general lane is not in the route model's menu: it is reached this way.
+        unclear_lane: Where the router finds the request unclear (or is not confident),
+            this lane runs instead of the run ending with the router's question: a desk
+            that asks its requester in a drafted reply. Not in the menu:
+            the route model's ``unclear`` is the way to it.
     """
 
     def __init__(
@@ -235,6 +239,7 @@ class RouterToolAgent:
         ask_when_missing: bool = False,
         general_lane: str | None = None,
         general_questions: Sequence[Question] = GENERAL_QUESTIONS,
+        unclear_lane: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.router = router
@@ -247,12 +252,16 @@ class RouterToolAgent:
         self.ask_when_missing = ask_when_missing
         self.general_lane = general_lane
         self.general_questions = tuple(general_questions)
-        if general_lane is not None and general_lane not in self.lanes:
-            raise ValueError(f"general_lane {general_lane!r} is not one of the lanes")
+        self.unclear_lane = unclear_lane
+        for name, chosen in (("general_lane", general_lane), ("unclear_lane", unclear_lane)):
+            if chosen is not None and chosen not in self.lanes:
+                raise ValueError(f"{name} {chosen!r} is not one of the lanes")
+        if UNCLEAR in self.lanes:
+            raise ValueError(f"{UNCLEAR!r} is the router's answer, not a lane name")
         # what the route model picks from: the general lane is reached by the closed
         # questions, not from the menu (each lane more in a small model's menu is a place
         # more for it to lean to)
-        self.menu = {k: v for k, v in self.lanes.items() if k != general_lane}
+        self.menu = {k: v for k, v in self.lanes.items() if k not in (general_lane, unclear_lane)}
         for screen in self.screens:
             if screen.lane not in self.lanes:
                 raise ValueError(f"screen {screen.name!r} sends to an unknown lane {screen.lane!r}")
@@ -369,6 +378,9 @@ class RouterToolAgent:
             if general:
                 lane, confidence = self.general_lane, 1.0
         result.lane = lane
+        if (lane == UNCLEAR or confidence < self.min_confidence) and self.unclear_lane:
+            result.lane = self.unclear_lane  # the agent asks in its own way (a draft)
+            return await self._act(run, context, result)
         if lane == UNCLEAR or confidence < self.min_confidence:
             result.output = question or self.clarifying_question
             self.gateway.finish(run, reason="needs_clarification", output=result.output)
@@ -387,6 +399,11 @@ class RouterToolAgent:
         """Carry out ``result.lane``; ``must_call``: the model is asked for a call only."""
         assert result.lane is not None
         chosen = self.lanes[result.lane]
+        # the route is the plan: the lane's steps (or its belt), recorded to be scored apart
+        planned = [(s.name, t) for s in chosen.steps for t in s.tools] or [
+            (result.lane, t) for t in chosen.tools
+        ]
+        self.gateway.record_plan(run, [{"tool": t, "purpose": why} for why, t in planned])
         system = "\n".join(t for t in (self.system, chosen.instructions, note) if t)
         settings = ModelSettings(
             temperature=0.0, max_tokens=256, tool_choice="required" if must_call else "auto"

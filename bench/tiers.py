@@ -13,8 +13,8 @@ Configurations: ``small`` (bench/tiers/small.yaml: every role on the 0.5B model)
 (bench/tiers/large.yaml: every role on the 1.5B model; needs `make models-large`),
 ``routed`` (config/router.yaml: route/extract small, plan/act large, escalation to large).
 Reports are kept in ``out/tiers/<config>-<suite>.json``; a run whose report exists is skipped
-unless ``--again``. The held-out split (`support_triage_holdout`, never used to tune the
-agent) is reported beside the tuned one: the gap is the overfit.
+unless ``--again``. The held-out splits (`support_triage_holdout`, `it_helpdesk_holdout`,
+never used to tune the agents) are reported beside the tuned ones: the gap is the overfit.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CONFIGS = {
     "large": ROOT / "bench" / "tiers" / "large.yaml",
     "routed": ROOT / "config" / "router.yaml",
 }
-SUITES = ("support_triage_v3", "support_triage_holdout", "it_helpdesk")
+SUITES = ("support_triage_v3", "support_triage_holdout", "it_helpdesk", "it_helpdesk_holdout")
 OUT = ROOT / "out" / "tiers"
 
 

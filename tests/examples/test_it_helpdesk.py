@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from opsgate.agent import AgentResult, PlannerExecutor
+from opsgate.agent import AgentResult, PlannerExecutor, RouterToolAgent
 from opsgate.cli.eval_main import app
 from opsgate.contracts import Toolbelt, ToolContext
 from opsgate.evals import (
@@ -31,7 +31,7 @@ from opsgate.evals import (
     score_plan,
 )
 from opsgate.examples.it_helpdesk import POLICY_PATH, SUITE_PATH
-from opsgate.examples.it_helpdesk.agent import TOOLS, build_agent
+from opsgate.examples.it_helpdesk.agent import TOOLS, build_agent, build_planner_agent
 from opsgate.examples.it_helpdesk.world import CONFIG_REPO, config_files, demo_world, world_for_task
 from opsgate.gateway import (
     ApprovalAnswer,
@@ -431,9 +431,16 @@ def test_the_agent_builds_over_the_real_router_config(harness: Harness) -> None:
     assert router.config.budgets["it_helpdesk"].max_cost_per_task == 0.25
     gateway = Gateway(harness.toolbelt, harness.policy)
     agent = build_agent(gateway, router)
-    assert isinstance(agent, PlannerExecutor)
-    assert agent.tools == list(TOOLS) and agent.max_steps == 5
-    assert "escalate_to_human" in agent.system
+    assert isinstance(agent, RouterToolAgent)
+    assert agent.unclear_lane == "ask" and "ask" not in agent.menu
+    assert "someone_else" not in agent.menu  # reached by its screen only (routed=False)
+    allowed = set(harness.policy.allowed_tools("it_helpdesk"))
+    for lane in agent.lanes.values():  # every lane's tools are the workflow's
+        assert set(lane.tools) <= allowed, lane.description
+    planner = build_planner_agent(gateway, router)
+    assert isinstance(planner, PlannerExecutor)
+    assert planner.tools == list(TOOLS) and planner.max_steps == 5
+    assert "escalate_to_human" in planner.system
     gateway.close()
 
 
@@ -777,17 +784,18 @@ def test_the_world_starts_from_the_fixture_repo_whose_files_all_fail_their_check
 # -- the shipped agent, end to end on a scripted model server --------------------------------
 
 
-def test_the_planner_executor_runs_a_task_through_agent_eval(tmp_path: Path) -> None:
+def test_the_lanes_agent_runs_a_task_through_agent_eval(tmp_path: Path) -> None:
     roles = ", ".join(
         f"{r}: {{model: m}}" for r in ("route", "extract", "plan", "act", "summarize", "judge")
     )
-    plan = {"steps": [{"tool": "set_config_value", "purpose": "set the MTU"}]}
+    route = text_reply(json.dumps({"lane": "config_change", "confidence": 0.9}))
     script = [
-        text_reply(json.dumps(plan)),
+        route,
+        route,  # the same lane with the menu read the other way round
         tool_reply(
             ("set_config_value", {"path": "vpn/client.conf", "key": "mtu", "value": "1400"})
         ),
-        text_reply("The VPN profile now uses MTU 1400."),
+        text_reply("done"),  # the optional second setting: none asked for
     ]
     report = tmp_path / "eval.json"
     with FakeOpenAI(script) as server:
@@ -814,10 +822,12 @@ def test_the_planner_executor_runs_a_task_through_agent_eval(tmp_path: Path) -> 
                 f"sqlite:///{tmp_path / 'runs.db'}",
             ],
         )
-        plan_prompt = server.requests[0].json
+        set_prompt = server.requests[2].json
     assert result.exit_code == 0, result.output
     (task,) = json.loads(report.read_text())["tasks"]
     assert task["passed"], task["failures"]
     assert task["plan_score"] == 1.0 and task["plan"][0]["tool"] == "set_config_value"
+    assert task["route"]["lane"] == "config_change"
     assert task["command"]["exit_code"] == 0
-    assert "never change shared configuration" in plan_prompt["messages"][0]["content"]
+    (offered,) = set_prompt["tools"]  # the step's tool only, the path the request wrote
+    assert offered["function"]["parameters"]["properties"]["path"]["enum"] == ["vpn/client.conf"]

@@ -131,6 +131,9 @@ class Lane:
         steps: The lane as a small state machine (`Step`: each offers only its own tools,
             in order; one marked ``ends`` is its definition of done). Without steps the
             executor loop gets the whole belt.
+        routed: Whether the route model may pick the lane. A lane only a screen sends
+            to is left out of its menu (each lane more is a place more for a small model
+            to lean to).
     """
 
     description: str
@@ -138,6 +141,7 @@ class Lane:
     done_after: tuple[str, ...] = ()
     instructions: str = ""
     steps: tuple[Step, ...] = ()
+    routed: bool = True
 
 
 def _json(text: str | None) -> Any:
@@ -261,7 +265,11 @@ class RouterToolAgent:
         # what the route model picks from: the general lane is reached by the closed
         # questions, not from the menu (each lane more in a small model's menu is a place
         # more for it to lean to)
-        self.menu = {k: v for k, v in self.lanes.items() if k not in (general_lane, unclear_lane)}
+        self.menu = {
+            k: v
+            for k, v in self.lanes.items()
+            if v.routed and k not in (general_lane, unclear_lane)
+        }
         for screen in self.screens:
             if screen.lane not in self.lanes:
                 raise ValueError(f"screen {screen.name!r} sends to an unknown lane {screen.lane!r}")

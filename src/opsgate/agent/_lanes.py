@@ -125,6 +125,11 @@ class Step:
         hand_off_when: A CEL condition over ``read``: where it holds, the step is the
             hand-off instead (the model fills only that call), e.g. an account the record
             shows on a security hold. An error hands off too (fail closed).
+        pick: Arguments with several grounded values (a group of the directory's list),
+            chosen first by a closed question read both ways round (the values in their
+            order, then reversed): a small model picks by place in a list. Where the two
+            readings agree, that value is the only one offered; where they disagree, the
+            router's escalation model chooses; without one, a person does (the hand-off).
     """
 
     name: str
@@ -144,6 +149,7 @@ class Step:
     written_as: Mapping[str, str] = field(default_factory=dict)
     only_when: str = ""
     hand_off_when: str = ""
+    pick: tuple[str, ...] = ()
     _conditions: dict[str, Condition] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -448,8 +454,6 @@ def grounded_tools(
             continue
         schema = copy.deepcopy(schema)
         properties = schema["function"]["parameters"]["properties"]
-        for arg, fixed in chosen.items():
-            properties[arg] = {**properties[arg], "enum": list(fixed)}
         for arg, values in written.items():
             properties[arg] = {**properties[arg], "enum": values}
         for arg, sources in wanted.items():
@@ -461,6 +465,8 @@ def grounded_tools(
             values = [v for v in dict.fromkeys(found) if _fits(properties[arg], v)]
             if values:
                 properties[arg] = {**properties[arg], "enum": values}
+        for arg, fixed in chosen.items():  # the step's own choices win
+            properties[arg] = {**properties[arg], "enum": list(fixed)}
         narrowed.append(schema)
     return narrowed
 
@@ -596,27 +602,20 @@ async def run_steps(
         ):
             continue  # what the run read says this step cannot apply (or not yet)
         if step.holds("hand_off_when", read_results(gateway, run)):
-            if handoff:  # the model says why, with what it read in front of it
-                hand_off = Step("hand off", (), HAND_OFF_WHEN_READ, ask=False)
-                await _one_step(
-                    gateway,
-                    router,
-                    run,
-                    dataclasses.replace(hand_off, from_request=step.from_request),
-                    (number, len(steps)),
-                    handoff,
-                    handoff,
-                    history,
-                    settings,
-                    max_repairs,
-                    result,
-                    request,
-                )
-            if run.active:  # no hand-off tool, or it failed: the gate's own escalation
-                gateway.escalate(
-                    run, f"step {step.name}: what the run read needs a person", reason="hand_off"
-                )
-            return _ended(result, run)
+            return await _hand_off(
+                gateway,
+                router,
+                run,
+                step,
+                (number, len(steps)),
+                handoff,
+                history,
+                settings,
+                max_repairs,
+                result,
+                request,
+                HAND_OFF_WHEN_READ,
+            )
         extracted = await extract_from_request(gateway, router, run, step, offered, request, result)
         if extracted is None:
             return _ended(result, run)
@@ -641,6 +640,27 @@ async def run_steps(
                 ask=True,
                 from_request=(),
             )
+        for arg in step.pick if not missing else ():
+            picked = await _pick(gateway, router, run, step, arg, offered, history, result)
+            if picked is _ENDED:
+                return _ended(result, run)
+            if picked is _UNSURE:  # no agreement, no larger model: a person chooses
+                return await _hand_off(
+                    gateway,
+                    router,
+                    run,
+                    step,
+                    (number, len(steps)),
+                    handoff,
+                    history,
+                    settings,
+                    max_repairs,
+                    result,
+                    request,
+                    HAND_OFF_UNSURE,
+                )
+            if picked is not _OPEN:
+                step = dataclasses.replace(step, choices={**step.choices, arg: (picked,)})
         outcome = await _one_step(
             gateway,
             router,
@@ -701,6 +721,133 @@ HAND_OFF_WHEN_READ = (
 HAND_OFF_AFTER_DENIAL = (
     "The policy does not let that call go ahead on this request alone: a person must "
     "handle it. Hand the request off, saying why in one sentence."
+)
+
+
+async def _hand_off(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    step: Step,
+    position: tuple[int, int],
+    handoff: Sequence[str],
+    history: list[Message],
+    settings: ModelSettings,
+    max_repairs: int,
+    result: AgentResult,
+    request: str,
+    why: str,
+) -> AgentResult:
+    """End the lane at ``step`` with the hand-off, the model told ``why`` (it says why in
+    its own words, with what the run read in front of it); where no hand-off tool is
+    allowed or it fails, the gate's own escalation ends the run."""
+    if handoff:
+        hand_off = Step("hand off", (), why, ask=False, from_request=step.from_request)
+        await _one_step(
+            gateway,
+            router,
+            run,
+            hand_off,
+            position,
+            handoff,
+            handoff,
+            history,
+            settings,
+            max_repairs,
+            result,
+            request,
+        )
+    if run.active:
+        gateway.escalate(run, f"step {step.name}: a person must handle this", reason="hand_off")
+    return _ended(result, run)
+
+
+#: What `_pick` returns besides a value: the run ended, the readings did not agree (and no
+#: larger model settled it), or nothing to choose between.
+_ENDED, _UNSURE, _OPEN = object(), object(), object()
+
+#: What the model is asked to choose a `Step.pick` argument.
+PICK_PROMPT = (
+    "Step ({step}): {instructions} Which {what} does the request ask for? Choose the one "
+    "that fits it. Answer with JSON only."
+)
+
+
+async def _pick(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    step: Step,
+    arg: str,
+    offered: Sequence[str],
+    history: Sequence[Message],
+    result: AgentResult,
+) -> Any:
+    """The value of ``arg`` the step's model picks the same both ways round (`Step.pick`),
+    or the escalation model's where the readings differ; `_UNSURE` where they differ and
+    there is none, `_OPEN` where there is nothing to pick (fewer than two values),
+    `_ENDED` where the run ended (budget, model failure)."""
+    values: list[Any] = []
+    for schema in grounded_tools(gateway, run, step, offered):
+        prop = schema["function"]["parameters"].get("properties", {}).get(arg)
+        if schema["function"]["name"] in step.tools and isinstance(prop, Mapping):
+            values = list(prop.get("enum") or [])
+            break
+    if len(values) < 2:
+        return _OPEN
+    question = Message.user(
+        PICK_PROMPT.format(
+            step=step.name, instructions=step.instructions, what=arg.replace("_", " ")
+        )
+    )
+
+    async def ask(order: list[Any], model: str | None = None) -> Any:
+        schema = {
+            "type": "object",
+            "properties": {arg: {"enum": order}},
+            "required": [arg],
+            "additionalProperties": False,
+        }
+        answered = await guarded(
+            gateway,
+            run,
+            router.complete(
+                step.role,
+                [*history, question],
+                None,
+                ModelSettings(temperature=0.0, max_tokens=48, json_schema=schema),
+                meter=gateway.meter(run),
+                model=model,
+            ),
+        )
+        if answered is None:
+            return _ENDED
+        response, used = answered
+        result.used(used)
+        try:
+            data = json.loads(response.text or "")
+        except ValueError:
+            return _UNSURE
+        value = data.get(arg) if isinstance(data, dict) else None
+        return value if value in values else _UNSURE
+
+    first = await ask(values)
+    second = _ENDED if first is _ENDED else await ask(values[::-1])
+    if _ENDED in (first, second):
+        return _ENDED
+    if first is not _UNSURE and first == second:
+        return first
+    larger = router.config.escalation_for(step.role)
+    if larger is None:
+        return _UNSURE
+    return await ask(values, model=larger)
+
+
+#: What the model is told when its readings of a choice disagree and no larger model
+#: settles it.
+HAND_OFF_UNSURE = (
+    "It is not clear which of the offered values the request asks for: a person must "
+    "choose. Hand the request off, saying why in one sentence."
 )
 
 

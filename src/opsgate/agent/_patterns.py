@@ -223,6 +223,11 @@ class RouterToolAgent:
             sends a question about the rules to a lane that can only ask which case it is
             about; a closed question it gets right more often, two that agree more still.
             The general lane is not in the route model's menu: it is reached this way.
+        menu_by_request: The route model's menu holds only the lanes the request can
+            start: those none of whose steps needs a value the requester must write (an
+            id, a file path) that the request does not write (all lanes where none can).
+            A request naming a config file and no account is not offered the account
+            lanes; for an agent whose every lane would otherwise ask for the missing id.
         unclear_lane: Where the router finds the request unclear (or is not confident),
             this lane runs instead of the run ending with the router's question: a desk
             that asks its requester in a drafted reply. Not in the menu:
@@ -244,6 +249,7 @@ class RouterToolAgent:
         general_lane: str | None = None,
         general_questions: Sequence[Question] = GENERAL_QUESTIONS,
         unclear_lane: str | None = None,
+        menu_by_request: bool = False,
     ) -> None:
         self.gateway = gateway
         self.router = router
@@ -257,6 +263,7 @@ class RouterToolAgent:
         self.general_lane = general_lane
         self.general_questions = tuple(general_questions)
         self.unclear_lane = unclear_lane
+        self.menu_by_request = menu_by_request
         for name, chosen in (("general_lane", general_lane), ("unclear_lane", unclear_lane)):
             if chosen is not None and chosen not in self.lanes:
                 raise ValueError(f"{name} {chosen!r} is not one of the lanes")
@@ -274,11 +281,27 @@ class RouterToolAgent:
             if screen.lane not in self.lanes:
                 raise ValueError(f"screen {screen.name!r} sends to an unknown lane {screen.lane!r}")
 
+    def _lacks(self, lane: Lane, request: str) -> bool:
+        """Whether one of ``lane``'s required steps needs a value ``request`` does not write."""
+        return any(
+            missing_from_request(self.gateway, step, step.tools, request)
+            for step in lane.steps
+            if not step.optional
+        )
+
+    def menu_for(self, request: str) -> dict[str, Lane]:
+        """The lanes the route model is offered for ``request`` (see ``menu_by_request``)."""
+        if not self.menu_by_request:
+            return self.menu
+        fitting = {k: v for k, v in self.menu.items() if not self._lacks(v, request)}
+        return fitting or self.menu
+
     async def _route(
         self, run: Run, context: str, result: AgentResult
     ) -> tuple[str, float, str | None]:
+        menu = self.menu_for(context)
         lane, confidence, question, model = await _classify(
-            self.gateway, self.router, run, self.menu, context, prompt=self.route_prompt
+            self.gateway, self.router, run, menu, context, prompt=self.route_prompt
         )
         result.used(model)
         escalate_to = self.router.config.escalation_for("route")
@@ -291,7 +314,7 @@ class RouterToolAgent:
                 self.gateway,
                 self.router,
                 run,
-                self.menu,
+                menu,
                 context,
                 prompt=self.route_prompt,
                 reverse=True,
@@ -311,7 +334,7 @@ class RouterToolAgent:
                 self.gateway,
                 self.router,
                 run,
-                self.menu,
+                menu,
                 context,
                 model=escalate_to,
                 prompt=self.route_prompt,
@@ -323,13 +346,7 @@ class RouterToolAgent:
         """Whether a request routed to ``lane`` (or unclear), which lacks a value that lane
         needs, is a general question (the route model's yes or no; see ``general_lane``)."""
         chosen = self.lanes.get(lane)
-        steps = chosen.steps if chosen is not None else ()
-        lacking = any(
-            missing_from_request(self.gateway, step, step.tools, context)
-            for step in steps
-            if not step.optional
-        )
-        if chosen is not None and not lacking:
+        if chosen is not None and not self._lacks(chosen, context):
             return False  # the request gives what the lane needs: no question to ask
         said = [await self._ask(run, context, q, result) for q in self.general_questions]
         if all(said) or not any(said):

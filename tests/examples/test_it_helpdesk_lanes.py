@@ -240,3 +240,63 @@ def test_step_conditions_fail_closed_and_are_checked_when_declared() -> None:
         Step("x", (), hand_off_when="args.a")
     with pytest.raises(ValueError, match=r"tool\.argument"):
         Step("x", (), written_as={"query": "user_id"})
+
+
+def _pick(group: str) -> Any:
+    return text_reply(f'{{"group": "{group}"}}')
+
+
+async def test_a_group_is_picked_the_same_both_ways_round_then_added(harness: Harness) -> None:
+    result, requests = await _run(
+        harness,
+        "group-printers",
+        [
+            _route("group_access"),
+            _call("lookup_user", '{"query": "U-1007"}'),
+            _call("list_groups", "{}"),
+            _pick("printers-3f"),
+            _pick("printers-3f"),
+            _call("add_to_group", '{"user_id": "U-1007", "group": "printers-3f"}'),
+            _call("draft_reply", '{"ticket_id": "T-221", "body": "You have the printers."}'),
+        ],
+    )
+    assert result.passed, result.failures
+    first = requests[3].json["response_format"]["json_schema"]["schema"]["properties"]["group"]
+    second = requests[4].json["response_format"]["json_schema"]["schema"]["properties"]["group"]
+    assert first["enum"] == second["enum"][::-1] and "printers-3f" in first["enum"]
+    assert _enum(requests[5], "add_to_group", "group") == ["printers-3f"]  # the one agreed
+
+
+async def test_readings_of_a_group_that_disagree_go_to_a_person(harness: Harness) -> None:
+    result, requests = await _run(
+        harness,
+        "group-printers",
+        [
+            _route("group_access"),
+            _call("lookup_user", '{"query": "U-1007"}'),
+            _call("list_groups", "{}"),
+            _pick("all-staff"),  # the first of the list, both times: a place, not a choice
+            _pick("admins"),
+            _call("escalate_to_human", '{"ticket_id": "T-221", "reason": "which group?"}'),
+        ],
+    )
+    assert not result.passed  # a person decides: the task's add is not made
+    assert _offered(requests[5]) == ["escalate_to_human"]
+    assert result.status == "completed" and result.reason == "handed_off"
+
+
+async def test_a_config_request_naming_no_account_is_offered_no_account_lane(
+    harness: Harness,
+) -> None:
+    result, requests = await _run(
+        harness,
+        "config-vpn-mtu",
+        [
+            _route("config_change"),
+            _call("set_config_value", '{"path": "vpn/client.conf", "key": "mtu", "value": "1400"}'),
+            text_reply("done"),
+        ],
+    )
+    assert result.passed, result.failures
+    menu = requests[0].json["response_format"]["json_schema"]["schema"]["properties"]["lane"]
+    assert set(menu["enum"]) == {"config_change", "escalate", "unclear"}

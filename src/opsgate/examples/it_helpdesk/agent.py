@@ -178,6 +178,7 @@ LANES: dict[str, Lane] = {
                 ("add_to_group",),
                 "Add the requester to the one group that grants what they asked for.",
                 ground={**_USER, "group": "list_groups.name"},
+                pick=("group",),  # by what it grants, not by its place in the list
                 handoff=False,
                 ask=False,
             ),
@@ -344,6 +345,7 @@ def build_agent(gateway: Gateway, router: ModelRouter) -> RouterToolAgent:
         route_prompt=ROUTE_PROMPT,
         screens=(INJECTION, SOMEONE_ELSE),
         unclear_lane="ask",  # an unclear request gets one question, drafted on the ticket
+        menu_by_request=True,  # a config request names no account: no account lanes
     )
 
 

@@ -1,5 +1,6 @@
-"""IT help desk: an in-memory department, its tools, its policy, and a planner + executor
-agent, with the `it_helpdesk` evaluation suite (plan quality scored apart from outcome)."""
+"""IT help desk: an in-memory department, its tools, its policy, a router + lanes agent (and
+a planner + executor), with the `it_helpdesk` evaluation suite and its held-out split (plan
+quality scored apart from outcome)."""
 
 from pathlib import Path
 

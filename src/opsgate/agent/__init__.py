@@ -18,9 +18,10 @@ from opsgate.agent._patterns import (
     RouterToolAgent,
     read_both_ways,
 )
-from opsgate.agent._screen import Screen, screened_texts
+from opsgate.agent._screen import INSTRUCTION_MARKERS, Screen, screened_texts
 
 __all__ = [
+    "INSTRUCTION_MARKERS",
     "TRUSTED_NUMBERS",
     "AgentResult",
     "HumanInTheLoopAgent",

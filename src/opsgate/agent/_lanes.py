@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -591,6 +592,18 @@ async def run_steps(
     handoff = [t for t in handoff_tools if t in allowed]
     history = [Message.system(system), *messages]
     request = "\n".join(m.content or "" for m in messages if m.role == "user")
+    hand_off = functools.partial(
+        _hand_off,
+        gateway,
+        router,
+        run,
+        handoff=handoff,
+        history=history,
+        settings=settings,
+        max_repairs=max_repairs,
+        result=result,
+        request=request,
+    )
     for number, step in enumerate(steps, start=1):
         exits = handoff if step.handoff else []
         offered = [t for t in dict.fromkeys([*step.tools, *exits]) if t in allowed]
@@ -602,20 +615,7 @@ async def run_steps(
         ):
             continue  # what the run read says this step cannot apply (or not yet)
         if step.holds("hand_off_when", read_results(gateway, run)):
-            return await _hand_off(
-                gateway,
-                router,
-                run,
-                step,
-                (number, len(steps)),
-                handoff,
-                history,
-                settings,
-                max_repairs,
-                result,
-                request,
-                HAND_OFF_WHEN_READ,
-            )
+            return await hand_off(step, (number, len(steps)), HAND_OFF_WHEN_READ)
         extracted = await extract_from_request(gateway, router, run, step, offered, request, result)
         if extracted is None:
             return _ended(result, run)
@@ -645,20 +645,7 @@ async def run_steps(
             if picked is _ENDED:
                 return _ended(result, run)
             if picked is _UNSURE:  # no agreement, no larger model: a person chooses
-                return await _hand_off(
-                    gateway,
-                    router,
-                    run,
-                    step,
-                    (number, len(steps)),
-                    handoff,
-                    history,
-                    settings,
-                    max_repairs,
-                    result,
-                    request,
-                    HAND_OFF_UNSURE,
-                )
+                return await hand_off(step, (number, len(steps)), HAND_OFF_UNSURE)
             if picked is not _OPEN:
                 step = dataclasses.replace(step, choices={**step.choices, arg: (picked,)})
         outcome = await _one_step(
@@ -730,13 +717,14 @@ async def _hand_off(
     run: Run,
     step: Step,
     position: tuple[int, int],
+    why: str,
+    *,
     handoff: Sequence[str],
     history: list[Message],
     settings: ModelSettings,
     max_repairs: int,
     result: AgentResult,
     request: str,
-    why: str,
 ) -> AgentResult:
     """End the lane at ``step`` with the hand-off, the model told ``why`` (it says why in
     its own words, with what the run read in front of it); where no hand-off tool is

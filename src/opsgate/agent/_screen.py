@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 
 from opsgate.gateway import Run
 
-__all__ = ["Screen", "screened_texts"]
+__all__ = ["INSTRUCTION_MARKERS", "Screen", "screened_texts"]
+
+#: The shapes of an instruction addressed to the agent itself, in no domain's words: an order
+#: to drop its rules, a new role, a mode it does not have. An agent's injection screen starts
+#: with these and adds its own (a channel or an authority its requesters cannot speak for).
+INSTRUCTION_MARKERS = (
+    r"\b(ignore|disregard|forget|override)\b[^.\n]{0,30}\b(instructions|rules|guidelines"
+    r"|prompt|polic(y|ies))\b",
+    r"\byou are now\b",
+    r"\b(admin|developer|god|debug) mode\b",
+)
 
 #: How much of the matched text is kept (for the record and the hand-off note).
 _SHOWN = 80

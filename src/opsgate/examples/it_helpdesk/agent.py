@@ -11,7 +11,7 @@ verification id the run's own `verify_identity` returned (grounded). The planner
 
 from __future__ import annotations
 
-from opsgate.agent import Lane, PlannerExecutor, RouterToolAgent, Screen, Step
+from opsgate.agent import INSTRUCTION_MARKERS, Lane, PlannerExecutor, RouterToolAgent, Screen, Step
 from opsgate.gateway import Gateway
 from opsgate.models import ModelRouter
 
@@ -304,10 +304,7 @@ LANES: dict[str, Lane] = {
 INJECTION = Screen(
     "injection",
     (
-        r"\b(ignore|disregard|forget|override)\b[^.\n]{0,30}\b(instructions|rules|guidelines"
-        r"|prompt|polic(y|ies))\b",
-        r"\byou are now\b",
-        r"\b(admin|developer|god|debug) mode\b",
+        *INSTRUCTION_MARKERS,
         r"\bsystem (message|override|prompt|notice|instruction)s?\b",
         r"\b(do not|don'?t) (open|escalate|mention|tell|inform|notify|log)\b",
         r"\bwithout (further |any )?(checks|verification|review|approval)\b",

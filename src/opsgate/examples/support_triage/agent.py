@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from opsgate.agent import TRUSTED_NUMBERS, Lane, RouterToolAgent, Screen, Step, read_both_ways
+from opsgate.agent import (
+    INSTRUCTION_MARKERS,
+    TRUSTED_NUMBERS,
+    Lane,
+    RouterToolAgent,
+    Screen,
+    Step,
+    read_both_ways,
+)
 from opsgate.gateway import Gateway
 from opsgate.models import ModelRouter
 
@@ -192,10 +200,7 @@ LANES: dict[str, Lane] = {
 INJECTION = Screen(
     "injection",
     (
-        r"\b(ignore|disregard|forget|override)\b[^.\n]{0,30}\b(instructions|rules|guidelines"
-        r"|prompt|polic(y|ies))\b",
-        r"\byou are now\b",
-        r"\b(admin|developer|god|debug) mode\b",
+        *INSTRUCTION_MARKERS,
         r"\bno (limits|restrictions|rules)\b",
         r"\blet'?s play a game\b",
         r"\bpretend (to be|you are)\b",

@@ -171,8 +171,10 @@ class Step:
         object.__setattr__(self, "_conditions", conditions)
 
     def holds(self, name: str, read: Mapping[str, Any]) -> bool | None:
-        """Whether the step's ``name`` condition holds over ``read`` (None: the step has
-        none; an evaluation error counts as None's opposite: see the attributes)."""
+        """Whether the step's ``name`` condition (``only_when`` or ``hand_off_when``)
+        holds over ``read``; None where the step has none. Where it cannot be evaluated (a
+        field the run never read), the safe answer: ``only_when`` False (the step does not
+        run), ``hand_off_when`` True (a person decides)."""
         condition = self._conditions.get(name)
         if condition is None:
             return None

@@ -354,6 +354,46 @@ def _holds_other_argument(gateway: Gateway, tool: str, arg: str, value: str) -> 
     return any(request_values(gateway, tool, other, value) for other in properties if other != arg)
 
 
+#: What `_pick` returns besides a value: the run ended, the readings did not agree (and no
+#: larger model settled it), or nothing to choose between. `_json_answer` returns `_ENDED`.
+_ENDED, _UNSURE, _OPEN = object(), object(), object()
+
+
+async def _json_answer(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    result: AgentResult,
+    role: RouterRole,
+    messages: list[Message],
+    schema: dict[str, Any],
+    max_tokens: int,
+    model: str | None = None,
+) -> Any:
+    """The ``role`` model's JSON answer to ``messages``, constrained to ``schema`` (None
+    where it is not JSON), or `_ENDED` where the call ended the run (budget, model failure)."""
+    answered = await guarded(
+        gateway,
+        run,
+        router.complete(
+            role,
+            messages,
+            None,
+            ModelSettings(temperature=0.0, max_tokens=max_tokens, json_schema=schema),
+            meter=gateway.meter(run),
+            model=model,
+        ),
+    )
+    if answered is None:
+        return _ENDED
+    response, used = answered
+    result.used(used)
+    try:
+        return json.loads(response.text or "")
+    except ValueError:
+        return None
+
+
 async def extract_from_request(
     gateway: Gateway,
     router: ModelRouter,
@@ -381,28 +421,12 @@ async def extract_from_request(
             what = arg.replace("_", " ")
             if isinstance(prop.get("description"), str):
                 what += f" ({prop['description']})"
-            answered = await guarded(
-                gateway,
-                run,
-                router.complete(
-                    "extract",
-                    [
-                        Message.system(EXTRACT_PROMPT.format(what=what)),
-                        Message.user(request),
-                    ],
-                    None,
-                    ModelSettings(temperature=0.0, max_tokens=96, json_schema=_EXTRACT_SCHEMA),
-                    meter=gateway.meter(run),
-                ),
+            messages = [Message.system(EXTRACT_PROMPT.format(what=what)), Message.user(request)]
+            data = await _json_answer(
+                gateway, router, run, result, "extract", messages, _EXTRACT_SCHEMA, 96
             )
-            if answered is None:
+            if data is _ENDED:
                 return None
-            response, model = answered
-            result.used(model)
-            try:
-                data = json.loads(response.text or "")
-            except ValueError:
-                data = None
             value = data.get("value") if isinstance(data, dict) else None
             sources = step.differs.get(arg, ())
             read = [
@@ -752,10 +776,6 @@ async def _hand_off(
     return _ended(result, run)
 
 
-#: What `_pick` returns besides a value: the run ended, the readings did not agree (and no
-#: larger model settled it), or nothing to choose between.
-_ENDED, _UNSURE, _OPEN = object(), object(), object()
-
 #: What the model is asked to choose a `Step.pick` argument.
 PICK_PROMPT = (
     "Step ({step}): {instructions} Which {what} does the request ask for? Choose the one "
@@ -798,26 +818,12 @@ async def _pick(
             "required": [arg],
             "additionalProperties": False,
         }
-        answered = await guarded(
-            gateway,
-            run,
-            router.complete(
-                step.role,
-                [*history, question],
-                None,
-                ModelSettings(temperature=0.0, max_tokens=48, json_schema=schema),
-                meter=gateway.meter(run),
-                model=model,
-            ),
+        messages = [*history, question]
+        data = await _json_answer(
+            gateway, router, run, result, step.role, messages, schema, 48, model
         )
-        if answered is None:
+        if data is _ENDED:
             return _ENDED
-        response, used = answered
-        result.used(used)
-        try:
-            data = json.loads(response.text or "")
-        except ValueError:
-            return _UNSURE
         value = data.get(arg) if isinstance(data, dict) else None
         return value if value in values else _UNSURE
 

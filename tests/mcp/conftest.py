@@ -81,6 +81,9 @@ workflows:
     stage: read_only
     tools: {get_order: {}}
     provenance: {untrusted_resources: ["kb://*"]}
+  feeds:
+    stage: read_only
+    tools: {touch: {}, grow: {}, subscribed: {}, crash: {}, ask_model: {}, ask_person: {}}
   multi:
     stage: autonomous_in_scope
     tools:

@@ -18,7 +18,9 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from pydantic import BaseModel, ValidationError
 
 from opsgate.mcp._handlers import Handlers
+from opsgate.mcp._proxy import ProxyError
 from opsgate.mcp._text import one_line
+from opsgate.mcp._upstream import UpstreamError
 
 if TYPE_CHECKING:
     from opsgate.mcp._proxy import McpProxy, RequestContext
@@ -34,10 +36,11 @@ INTERNAL_ERROR = -32603
 NAME = "opsgate-mcp-proxy"
 VERSION = "0.1.0"
 INSTRUCTIONS = "Tools pass opsgate's policy gate; a refused call says why."
-#: What the proxy can do: tools that may change (pins, restarts), resources and prompts.
+#: What the proxy can do: tools that may change (pins, restarts), resources (subscribed
+#: to at their upstream) and prompts whose changes are relayed.
 CAPABILITIES: dict[str, Any] = {
-    "prompts": {"listChanged": False},
-    "resources": {"listChanged": False, "subscribe": False},
+    "prompts": {"listChanged": True},
+    "resources": {"listChanged": True, "subscribe": True},
     "tools": {"listChanged": True},
 }
 
@@ -66,6 +69,12 @@ class Answers:
             "resources/list": (handlers.list_resources, paginated, True),
             "resources/templates/list": (handlers.list_resource_templates, paginated, True),
             "resources/read": (handlers.read_resource, mcp_types.ReadResourceRequestParams, False),
+            "resources/subscribe": (handlers.subscribe, mcp_types.SubscribeRequestParams, False),
+            "resources/unsubscribe": (
+                handlers.unsubscribe,
+                mcp_types.UnsubscribeRequestParams,
+                False,
+            ),
             "prompts/list": (handlers.list_prompts, paginated, True),
             "prompts/get": (handlers.get_prompt, mcp_types.GetPromptRequestParams, False),
         }
@@ -101,6 +110,8 @@ class Answers:
             result = await self._result(context, version, method, params)
         except Refused as refused:
             return error_message(ident, refused.code, refused.message, refused.data)
+        except (ProxyError, UpstreamError) as exc:  # said in the proxy's words: not a bug
+            return error_message(ident, INTERNAL_ERROR, one_line(exc))
         except Exception as exc:  # a bug: the request fails, the server goes on
             self.proxy.counts["internal_error"] += 1
             self.proxy.say(f"internal error on `{method}`: {type(exc).__name__}: {one_line(exc)}")

@@ -29,6 +29,8 @@ def build_server(proxy: McpProxy) -> Server[Any]:
         on_list_resources=handlers.list_resources,
         on_list_resource_templates=handlers.list_resource_templates,
         on_read_resource=handlers.read_resource,
+        on_subscribe_resource=handlers.subscribe,
+        on_unsubscribe_resource=handlers.unsubscribe,
         on_list_prompts=handlers.list_prompts,
         on_get_prompt=handlers.get_prompt,
     )
@@ -77,6 +79,18 @@ class Handlers:
         self, ctx: Ctx, params: mcp_types.ReadResourceRequestParams
     ) -> mcp_types.ReadResourceResult:
         return await self.proxy.read_resource(ctx, str(params.uri))
+
+    async def subscribe(
+        self, ctx: Ctx, params: mcp_types.SubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        await self.proxy.subscribe(ctx, str(params.uri))
+        return mcp_types.EmptyResult()
+
+    async def unsubscribe(
+        self, ctx: Ctx, params: mcp_types.UnsubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        await self.proxy.unsubscribe(ctx, str(params.uri))
+        return mcp_types.EmptyResult()
 
     async def list_prompts(
         self, ctx: Ctx, params: mcp_types.PaginatedRequestParams | None

@@ -11,7 +11,7 @@ specification (2025-06-18 and 2025-11-25) says, for what the proxy serves
   response: ``202``. ``initialize`` starts a session, named in ``mcp-session-id``; later
   requests without one are ``400``, with an unknown one ``404`` (the client starts again).
 - ``GET`` (``text/event-stream``): the session's notification stream
-  (``notifications/tools/list_changed``), one per session.
+  (tools, resources and prompts changed, a subscribed resource updated), one per session.
 - ``DELETE``: the session (and its run) ends; so does a session nobody used for an hour
   (when another starts), and the least recently used past 10,000.
 - The ``Host`` header, and ``Origin`` when sent, must name the address served when it is a
@@ -79,10 +79,25 @@ class _Session:
     used: float = field(default_factory=time.monotonic)
 
     async def send_tool_list_changed(self) -> None:
-        """Queued for the session's GET stream (dropped when nobody listens and it is full)."""
-        note = orjson.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        """Queued for the session's GET stream, as every notification."""
+        self._queue("notifications/tools/list_changed")
+
+    async def send_resource_list_changed(self) -> None:
+        self._queue("notifications/resources/list_changed")
+
+    async def send_prompt_list_changed(self) -> None:
+        self._queue("notifications/prompts/list_changed")
+
+    async def send_resource_updated(self, uri: str) -> None:
+        self._queue("notifications/resources/updated", {"uri": uri})
+
+    def _queue(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Dropped when nobody listens and the queue is full (the client lists again)."""
+        note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            note["params"] = params
         with contextlib.suppress(asyncio.QueueFull):
-            self.notes.put_nowait(note)
+            self.notes.put_nowait(orjson.dumps(note))
 
 
 @dataclass(frozen=True, slots=True)

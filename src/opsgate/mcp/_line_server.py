@@ -7,8 +7,9 @@ builds a context: ~0.4 ms of CPU, as much as the gate itself, and over stdio (on
 calls one after another) most of what the proxy adds to a call. This server speaks the
 handshake era of the protocol (``initialize`` with the SDK's handshake versions; what
 clients, the SDK's own included, speak over stdio) for what the proxy serves
-(`opsgate.mcp._answers`): ping, tools, resources, prompts, request cancellation and
-``notifications/tools/list_changed``; a line that is not JSON is ``-32700``.
+(`opsgate.mcp._answers`): ping, tools, resources (subscriptions too), prompts, request
+cancellation and the notifications of changed tools, resources and prompts; a line that is
+not JSON is ``-32700``.
 
 Requests run concurrently (a slow tool does not hold a ping); answers are written as they
 are ready.
@@ -85,6 +86,19 @@ class LineServer:
     async def send_tool_list_changed(self) -> None:
         """Tell the client the tools it may call changed (pins, a restarted upstream)."""
         self._write({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+
+    async def send_resource_list_changed(self) -> None:
+        """Tell the client an upstream's resources changed."""
+        self._write({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})
+
+    async def send_prompt_list_changed(self) -> None:
+        """Tell the client an upstream's prompts changed."""
+        self._write({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"})
+
+    async def send_resource_updated(self, uri: str) -> None:
+        """Tell the client a resource it subscribed to changed."""
+        note = {"uri": uri}
+        self._write({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": note})
 
     # -- reading -------------------------------------------------------------------------
 

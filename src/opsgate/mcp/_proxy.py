@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -76,9 +76,15 @@ class Identity:
 
 
 class Notifier(Protocol):
-    """Where a client session hears that its tools changed."""
+    """Where a client session hears of changes (the SDK's `ServerSession` methods)."""
 
     async def send_tool_list_changed(self) -> None: ...
+
+    async def send_resource_list_changed(self) -> None: ...
+
+    async def send_prompt_list_changed(self) -> None: ...
+
+    async def send_resource_updated(self, uri: str) -> None: ...
 
 
 class RequestContext(Protocol):
@@ -99,6 +105,7 @@ class _Session:
     identity: Identity
     last_used: float = field(default_factory=time.monotonic)
     notifier: Notifier | None = None
+    subscriptions: set[str] = field(default_factory=set)
 
 
 class McpProxy:
@@ -156,6 +163,13 @@ class McpProxy:
         self._sessions: dict[str, _Session] = {}
         self._rebuilding = asyncio.Lock()
         self._resource_routes: dict[str, str] = {}
+        self._subscribers: dict[str, set[str]] = {}
+        """Resource URI → the keys of the sessions subscribed to it."""
+        self._subscribed_at: dict[str, str] = {}
+        """Resource URI → the upstream asked for its updates."""
+        self._pending: set[asyncio.Task[None]] = set()
+        for upstream in self.upstreams.values():
+            upstream.listen(self.upstream_notified)
         self._catalog: Catalog | None = None
         self._gateway: Gateway | None = None
         self._broken: str | None = None
@@ -187,6 +201,8 @@ class McpProxy:
         """End every open run (completed) and stop the upstreams."""
         for session in list(self._sessions.values()):
             self.end_session(session.key)
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         for upstream in self.upstreams.values():
             failures = ", ".join(f"{k} {v}" for k, v in sorted(upstream.counts.items()) if v)
             if failures:
@@ -201,7 +217,11 @@ class McpProxy:
     def end_session(self, key: str) -> None:
         """End the run of a client session that closed."""
         session = self._sessions.pop(key, None)
-        if session is None or self._gateway is None:
+        if session is None:
+            return
+        for uri in sorted(session.subscriptions):
+            self._later(self._release(session, uri))
+        if self._gateway is None:
             return
         try:
             self._gateway.finish(session.run, reason="mcp session closed")
@@ -316,11 +336,7 @@ class McpProxy:
                 self._record_decision(session.run, "", tool, refusal)
 
     async def _notify_clients(self) -> None:
-        for session in list(self._sessions.values()):
-            if session.notifier is None:
-                continue
-            with contextlib.suppress(Exception):  # no channel for it: the client lists itself
-                await session.notifier.send_tool_list_changed()
+        await _tell(self._notifiers(), lambda n: n.send_tool_list_changed())
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -536,11 +552,7 @@ class McpProxy:
         provenance says (`trusted_resources`, `untrusted_resources`), else as the config
         says of that upstream's resources (untrusted by default)."""
         session = self.session(ctx)
-        name = self._resource_routes.get(uri)
-        if name is None and len(self.upstreams) == 1:
-            name = next(iter(self.upstreams))
-        if name is None:
-            raise ProxyError("unknown resource; list the resources first")
+        name = self._resource_upstream(uri)
         result: mcp_types.ReadResourceResult = await self.upstreams[name].request(
             "resources/read", lambda s: s.read_resource(uri)
         )
@@ -551,6 +563,79 @@ class McpProxy:
             shown = text if isinstance(text, str) else f"<binary resource {uri}>"
             self.gateway.observe(session.run, shown, trust=trust, source=f"resource:{name}:{uri}")
         return result
+
+    def _resource_upstream(self, uri: str) -> str:
+        name = self._resource_routes.get(uri)
+        if name is None and len(self.upstreams) == 1:
+            name = next(iter(self.upstreams))
+        if name is None:
+            raise ProxyError("unknown resource; list the resources first")
+        return name
+
+    async def subscribe(self, ctx: RequestContext | None, uri: str) -> None:
+        """Subscribe a session to a resource's updates: the upstream is asked once for
+        every session (``notifications/resources/updated`` is relayed to each)."""
+        session = self.session(ctx)
+        if uri in session.subscriptions:
+            return
+        name = self._resource_upstream(uri)
+        if not self._subscribers.get(uri):
+            await self.upstreams[name].subscribe(uri)
+            self._subscribed_at[uri] = name
+        self._subscribers.setdefault(uri, set()).add(session.key)
+        session.subscriptions.add(uri)
+
+    async def unsubscribe(self, ctx: RequestContext | None, uri: str) -> None:
+        """End a session's subscription (the upstream's, when it was the last)."""
+        session = self.session(ctx)
+        if uri in session.subscriptions:
+            await self._release(session, uri)
+
+    async def _release(self, session: _Session, uri: str) -> None:
+        session.subscriptions.discard(uri)
+        keys = self._subscribers.get(uri)
+        if keys is None:
+            return
+        keys.discard(session.key)
+        if keys:
+            return
+        del self._subscribers[uri]
+        name = self._subscribed_at.pop(uri, None)
+        if name is None:
+            return
+        try:
+            await self.upstreams[name].unsubscribe(uri)
+        except UpstreamError as exc:  # nobody hears its updates now anyway
+            self.say(f"upstream `{name}` did not end a subscription: {exc}")
+
+    async def upstream_notified(self, upstream: str, method: str, params: Any) -> None:
+        """Relay an upstream's resource and prompt notifications to the sessions they
+        concern: an update to those subscribed to its URI (from that upstream only), a
+        changed list to every session. Anything else is not relayed."""
+        if method == "notifications/resources/updated":
+            uri = params.get("uri") if isinstance(params, dict) else None
+            if not isinstance(uri, str) or self._subscribed_at.get(uri) != upstream:
+                return
+            keys = sorted(self._subscribers.get(uri, ()))
+            notifiers = [self._sessions[k].notifier for k in keys if k in self._sessions]
+            await _tell(notifiers, lambda n: n.send_resource_updated(uri))
+        elif method == "notifications/resources/list_changed":
+            await _tell(self._notifiers(), lambda n: n.send_resource_list_changed())
+        elif method == "notifications/prompts/list_changed":
+            await _tell(self._notifiers(), lambda n: n.send_prompt_list_changed())
+
+    def _notifiers(self) -> list[Notifier | None]:
+        return [session.notifier for session in list(self._sessions.values())]
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, awaited at `close`."""
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:  # no loop (a session ended outside one): nothing to tell
+            work.close()
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def list_prompts(self) -> list[mcp_types.Prompt]:
         """Every upstream's prompts, under exposed names."""
@@ -602,10 +687,25 @@ class McpProxy:
 
     @staticmethod
     def initialization_options(server: Server[Any]) -> InitializationOptions:
-        """What the proxy announces: tools may change (pins, restarts)."""
-        return server.create_initialization_options(NotificationOptions(tools_changed=True))
+        """What the proxy announces: tools may change (pins, restarts), and resources and
+        prompts as their upstreams say."""
+        changes = NotificationOptions(
+            prompts_changed=True, resources_changed=True, tools_changed=True
+        )
+        return server.create_initialization_options(changes)
 
     def say(self, text: str) -> None:
         """One line for the operator on stderr (outside text made printable)."""
         with contextlib.suppress(Exception):  # a closed stderr never stops the proxy
             print(f"opsgate mcp-proxy: {one_line(text, 500)}", file=self.log, flush=True)
+
+
+async def _tell(
+    notifiers: list[Notifier | None], send: Callable[[Notifier], Awaitable[None]]
+) -> None:
+    """Send a notification to each session that has a channel (one that fails is
+    skipped: the client lists or reads again itself)."""
+    for notifier in notifiers:
+        if notifier is not None:
+            with contextlib.suppress(Exception):
+                await send(notifier)

@@ -158,6 +158,14 @@ class McpRequests(ABC):
         """One resource's contents."""
         return await self.request("resources/read", {"uri": uri}, mcp_types.ReadResourceResult)
 
+    async def subscribe_resource(self, uri: str) -> None:
+        """Ask to hear ``notifications/resources/updated`` for ``uri``."""
+        await self.request("resources/subscribe", {"uri": uri}, mcp_types.EmptyResult)
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        """Stop hearing of ``uri``."""
+        await self.request("resources/unsubscribe", {"uri": uri}, mcp_types.EmptyResult)
+
     async def list_prompts(self) -> mcp_types.ListPromptsResult:
         """The server's prompts (first page)."""
         return await self.request("prompts/list", None, mcp_types.ListPromptsResult)

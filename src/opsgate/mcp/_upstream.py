@@ -23,7 +23,7 @@ import mcp_types
 from opsgate.mcp._rpc import ConnectionClosed, RpcError, StdioClient
 from opsgate.mcp._rpc_http import HttpClient
 
-__all__ = ["Upstream", "UpstreamError", "UpstreamTarget"]
+__all__ = ["Notified", "Upstream", "UpstreamError", "UpstreamTarget"]
 
 
 class UpstreamError(Exception):
@@ -52,6 +52,8 @@ class UpstreamTarget:
 
 
 ToolsChanged = Callable[[str], Coroutine[Any, Any, None]]
+#: Awaited with the upstream's name, a notification's method and its params.
+Notified = Callable[[str, str, Any], Coroutine[Any, Any, None]]
 #: What a request is sent through: a child's stdio, or streamable HTTP.
 Link = StdioClient | HttpClient
 
@@ -84,6 +86,9 @@ class Upstream:
         self._lock = asyncio.Lock()
         self._connected_once = False
         self._pending: set[asyncio.Task[None]] = set()
+        self._on_notified: Notified | None = None
+        self._subscribed: set[str] = set()
+        """Resource URIs subscribed to: subscribed again on a new connection."""
 
     # -- connection ----------------------------------------------------------------------
 
@@ -118,7 +123,14 @@ class Upstream:
             self._connected_once = True
             if restarted and self._on_tools_changed is not None:  # it may list other tools now
                 self._later(self._on_tools_changed(self.name))
+            if self._subscribed:  # a subscription lives and dies with its connection
+                await self._subscribe_again(client, sorted(self._subscribed))
             return client
+
+    def listen(self, on_notified: Notified) -> None:
+        """Hear the upstream's other notifications (resources and prompts changed, a
+        subscribed resource updated); its tool changes go to ``on_tools_changed``."""
+        self._on_notified = on_notified
 
     def _new_client(self) -> Link:
         target = self.target
@@ -153,8 +165,18 @@ class Upstream:
         self.counts["UpstreamProtocolError"] += 1
 
     async def _on_notification(self, method: str, params: Any) -> None:
-        if method == "notifications/tools/list_changed" and self._on_tools_changed is not None:
-            await self._on_tools_changed(self.name)
+        if method == "notifications/tools/list_changed":
+            if self._on_tools_changed is not None:
+                await self._on_tools_changed(self.name)
+        elif self._on_notified is not None:
+            await self._on_notified(self.name, method, params)
+
+    async def _subscribe_again(self, client: Link, uris: list[str]) -> None:
+        for uri in uris:
+            try:
+                await client.subscribe_resource(uri)
+            except Exception:  # its subscribers hear no more updates: counted, reported
+                self.counts["ResubscribeFailed"] += 1
 
     def _child_errlog(self) -> TextIO:
         if self._errlog is None:  # the child's stderr, shown escaped and named
@@ -252,6 +274,17 @@ class Upstream:
                 "MalformedResult", f"upstream `{self.name}` returned no tool result"
             )
         return result
+
+    async def subscribe(self, uri: str) -> None:
+        """Subscribe to one resource's updates (kept across restarts)."""
+        await self.request("resources/subscribe", lambda s: s.subscribe_resource(uri))
+        self._subscribed.add(uri)
+
+    async def unsubscribe(self, uri: str) -> None:
+        """Stop a subscription (nothing to say to an upstream that is not connected)."""
+        self._subscribed.discard(uri)
+        if self._client is not None and self._client.alive:
+            await self.request("resources/unsubscribe", lambda s: s.unsubscribe_resource(uri))
 
 
 def _lister(cursor: str | None) -> Callable[[Link], Awaitable[Any]]:

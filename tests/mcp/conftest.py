@@ -209,13 +209,18 @@ async def client_streams(read_fd: int, write_fd: int) -> AsyncIterator[Any]:
 
 @contextlib.asynccontextmanager
 async def connected(
-    proxy: McpProxy, on_message: Callable[[Any], Any] | None = None, *, sdk: bool = False
+    proxy: McpProxy,
+    on_message: Callable[[Any], Any] | None = None,
+    *,
+    sdk: bool = False,
+    **client: Any,
 ) -> AsyncIterator[ClientSession]:
     """A real MCP client session talking to ``proxy``: over two OS pipes to the proxy's
     stdio server (`LineServer`, what `opsgate mcp-proxy` serves), or with ``sdk`` over
-    in-memory streams to the SDK's server (what serves HTTP)."""
+    in-memory streams to the SDK's server (what serves a file or a terminal); ``client``:
+    the `ClientSession`'s other arguments (its sampling and elicitation callbacks)."""
     if not sdk:
-        async with _over_pipes(proxy, on_message) as session:
+        async with _over_pipes(proxy, on_message, client) as session:
             yield session
         return
     await proxy.start()
@@ -228,7 +233,7 @@ async def connected(
             options = proxy.initialization_options(server)
             group.start_soon(server.run, server_streams[0], server_streams[1], options)
             async with ClientSession(
-                client_streams[0], client_streams[1], message_handler=on_message
+                client_streams[0], client_streams[1], message_handler=on_message, **client
             ) as session:
                 await session.initialize()
                 yield session
@@ -243,7 +248,7 @@ def text(result: mcp_types.CallToolResult) -> str:
 
 @contextlib.asynccontextmanager
 async def _over_pipes(
-    proxy: McpProxy, on_message: Callable[[Any], Any] | None
+    proxy: McpProxy, on_message: Callable[[Any], Any] | None, client: dict[str, Any]
 ) -> AsyncIterator[ClientSession]:
     to_server_r, to_server_w = os.pipe()
     to_client_r, to_client_w = os.pipe()
@@ -254,7 +259,7 @@ async def _over_pipes(
             try:
                 async with (
                     client_streams(to_client_r, to_server_w) as (read, write),
-                    ClientSession(read, write, message_handler=on_message) as session,
+                    ClientSession(read, write, message_handler=on_message, **client) as session,
                 ):
                     await session.initialize()
                     yield session

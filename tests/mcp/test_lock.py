@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from opsgate.cli.main import app
 from opsgate.errors import ConfigError
-from opsgate.mcp import ProxyOptions, build_proxy
+from opsgate.mcp import ProxyOptions, build_proxy, load_config
 from opsgate.recorder import EventType, InMemoryRecorder
 
 SHOP = [PYTHON, str(SERVERS / "shop.py")]
@@ -150,3 +150,15 @@ async def test_a_config_with_namespaced_upstreams(tmp_path: Path, policy_file: P
         assert not (await client.call_tool("shop__get_ticket", {"ticket_id": "T"})).is_error
     started = next(e.data for e in recorder.events if e.type == EventType.RUN_STARTED)
     assert (started["invoker"], started["agent_id"]) == ("ana", "helper")
+
+
+def test_the_readme_mcp_config_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("```yaml\n# mcp.yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "mcp.yaml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.upstreams["docs"].client_requests == ["elicitation"]
+    path.write_text(block.replace("[elicitation]", "[telepathy]"))
+    with pytest.raises(ConfigError, match=r"upstreams\.docs\.client_requests"):
+        load_config(path)

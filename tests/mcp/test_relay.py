@@ -1,6 +1,8 @@
 """What the proxy relays between its clients and an upstream besides tool calls: resource
-subscriptions and their updates, and the changed lists of resources and prompts; each to
-the sessions it concerns, over stdio, the SDK's server and the proxy's HTTP server."""
+subscriptions and their updates, and the changed lists of resources and prompts, each to
+the sessions it concerns, over stdio, the SDK's server and the proxy's HTTP server; and an
+upstream's sampling and elicitation requests, to the client whose call it is running, only
+where the config lets it ask, decided and recorded first."""
 
 from __future__ import annotations
 
@@ -15,13 +17,18 @@ import pytest
 from mcp.client.streamable_http import streamable_http_client
 from tests.mcp.conftest import connected, make_proxy, serve_asgi, server_spec, text
 from tests.mcp.test_http_server import AsIdentity
+from tests.mcp.test_proxy import events
 
 from mcp import ClientSession
 from opsgate.mcp import McpProxy
 from opsgate.mcp._http_server import McpHttpApp
+from opsgate.recorder import EventType, InMemoryRecorder
 
 # the proxy serves the handshake era of MCP, where a client subscribes to a resource
-pytestmark = pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed"),
+    pytest.mark.slow,
+]
 
 
 class Heard:
@@ -152,3 +159,122 @@ async def test_over_http_an_update_reaches_only_the_sessions_subscribed() -> Non
                     break
                 await asyncio.sleep(0.1)
             assert await subscribed_upstream(c) == []
+
+
+# -- an upstream's requests to the client: sampling and elicitation -----------------------
+
+
+class Client:
+    """A client's model and person, as the SDK's callbacks: what they were asked."""
+
+    def __init__(self) -> None:
+        self.sampled: list[mcp_types.CreateMessageRequestParams] = []
+        self.elicited: list[Any] = []
+
+    async def sample(
+        self, context: Any, params: mcp_types.CreateMessageRequestParams
+    ) -> mcp_types.CreateMessageResult:
+        self.sampled.append(params)
+        return mcp_types.CreateMessageResult(
+            role="assistant",
+            content=mcp_types.TextContent(type="text", text="42"),
+            model="test-model",
+        )
+
+    async def elicit(self, context: Any, params: Any) -> mcp_types.ElicitResult:
+        self.elicited.append(params)
+        return mcp_types.ElicitResult(action="accept", content={"answer": "yes"})
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"sampling_callback": self.sample, "elicitation_callback": self.elicit}
+
+
+def asking(recorder: InMemoryRecorder, *allowed: str) -> McpProxy:
+    spec = server_spec("feeds").model_copy(update={"client_requests": list(allowed)})
+    return make_proxy({"feeds": spec}, workflow="feeds", recorder=recorder)
+
+
+def relays(recorder: InMemoryRecorder) -> list[tuple[str, str]]:
+    return [
+        (d["tool"], d["reason"])
+        for d in events(recorder, EventType.DECISION)
+        if d["tool"] in ("sampling/createMessage", "elicitation/create")
+    ]
+
+
+async def test_sampling_and_elicitation_reach_the_calling_client_recorded() -> None:
+    recorder, person = InMemoryRecorder(), Client()
+    async with connected(asking(recorder, "sampling", "elicitation"), **person.callbacks()) as c:
+        sampled = await c.call_tool("ask_model", {"question": "what is six times seven?"})
+        assert text(sampled) == "the model said: 42"
+        elicited = await c.call_tool("ask_person", {"question": "May I?"})
+        assert text(elicited) == 'the person accept: {"answer": "yes"}'
+    # the upstream asked for every server's context: through the proxy it gets none
+    assert [p.include_context for p in person.sampled] == ["none"]
+    assert [p.message for p in person.elicited] == ["May I?"]
+    assert relays(recorder) == [
+        ("sampling/createMessage", "allowed"),
+        ("elicitation/create", "allowed"),
+    ]
+    read = {r["source"]: (r["trust"], r["text"]) for r in events(recorder, EventType.CONTEXT_READ)}
+    assert read["sampling:feeds"] == ("untrusted", "what is six times seven?")
+    assert read["sampling:feeds#answer"] == ("untrusted", "42")
+    assert read["elicitation:feeds"] == ("untrusted", "May I?")
+    assert read["elicitation:feeds#answer"][0] == "untrusted"
+
+
+async def test_an_upstream_not_allowed_to_ask_is_refused_and_the_client_never_asked() -> None:
+    recorder, person = InMemoryRecorder(), Client()
+    async with connected(asking(recorder), **person.callbacks()) as client:
+        refused = await client.call_tool("ask_model", {"question": "leak the chat"})
+        assert refused.is_error
+        refused = await client.call_tool("ask_person", {"question": "your password?"})
+        assert refused.is_error
+    assert person.sampled == [] and person.elicited == []
+    assert relays(recorder) == [
+        ("sampling/createMessage", "client_request_not_allowed"),
+        ("elicitation/create", "client_request_not_allowed"),
+    ]
+
+
+async def test_a_client_that_cannot_answer_is_not_asked() -> None:
+    recorder = InMemoryRecorder()
+    async with connected(asking(recorder, "sampling")) as client:  # no sampling callback
+        assert (await client.call_tool("ask_model", {"question": "hi"})).is_error
+    assert relays(recorder) == [("sampling/createMessage", "client_cannot")]
+
+
+async def test_over_http_elicitation_goes_out_on_the_stream_and_comes_back_by_post() -> None:
+    recorder, person = InMemoryRecorder(), Client()
+    proxy = asking(recorder, "elicitation")
+    await proxy.start()
+    app = McpHttpApp(proxy, "127.0.0.1")
+    try:
+        async with (
+            serve_asgi(AsIdentity(app)) as port,
+            streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
+            ClientSession(read, write, **person.callbacks()) as client,
+        ):
+            await client.initialize()
+            for _ in range(100):  # the SDK's client opens its stream once initialized
+                if any(s.listening for s in app.sessions.values()):
+                    break
+                await asyncio.sleep(0.05)
+            elicited = await client.call_tool("ask_person", {"question": "Ship it?"})
+            assert text(elicited) == 'the person accept: {"answer": "yes"}'
+    finally:
+        await proxy.close()
+    assert relays(recorder) == [("elicitation/create", "allowed")]
+
+
+async def test_a_relay_the_proxy_cannot_record_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder, person = InMemoryRecorder(), Client()
+    proxy = asking(recorder, "sampling")
+
+    def broken(*args: Any) -> None:
+        raise OSError("the audit store is gone")
+
+    monkeypatch.setattr(proxy, "_record_relay", broken)
+    async with connected(proxy, **person.callbacks()) as client:
+        assert (await client.call_tool("ask_model", {"question": "hi"})).is_error
+    assert person.sampled == []  # fail closed: nothing unrecorded reaches the client

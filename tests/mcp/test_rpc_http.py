@@ -313,3 +313,23 @@ def test_it_works_on_uvloop_too() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(go()) == [[], [], []]
+
+
+async def test_a_request_the_server_sends_in_mid_call_is_answered() -> None:
+    asked: list[tuple[str, str]] = []
+
+    async def on_request(method: str, params: Any) -> Any:
+        asked.append((method, params["message"]))
+        return {"action": "accept", "content": {"answer": "yes"}}
+
+    async with shop_over_http() as url:
+        client = HttpClient(url)
+        client.capabilities = {"elicitation": {}}
+        client.on_request = on_request
+        try:
+            await client.start()
+            result = await client.call_tool("confirm", {"question": "Ship it?"})
+            assert [b.text for b in result.content] == ["accept: yes"]  # type: ignore[union-attr]
+            assert asked == [("elicitation/create", "Ship it?")]
+        finally:
+            await client.close()

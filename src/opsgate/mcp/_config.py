@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,6 +24,12 @@ __all__ = ["ProxyConfig", "ToolSpec", "UpstreamSpec", "expand_env", "load_config
 
 _UPSTREAM_NAME = r"^[a-z][a-z0-9]{0,15}(?:_[a-z0-9]+)*$"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: What an upstream may ask the proxy's client for, in mid-call (relayed, audited).
+ClientRequest = Literal["sampling", "elicitation"]
+_CLIENT_REQUESTS_HELP = (
+    "What the server may ask the client for (sampling: a message from the client's model; "
+    "elicitation: an answer from its person). None unless listed."
+)
 
 
 class _Strict(BaseModel):
@@ -49,6 +55,9 @@ class UpstreamSpec(_Strict):
     output: Trust = Field("untrusted", description="Default trust of this server's tool results.")
     resources: Trust = Field("untrusted", description="Trust of its resources and prompts.")
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    client_requests: list[ClientRequest] = Field(
+        default_factory=list, description=_CLIENT_REQUESTS_HELP
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> UpstreamSpec:
@@ -79,6 +88,9 @@ class ProxyConfig(_Strict):
     )
     tools: dict[str, ToolSpec] = Field(
         default_factory=dict, description="Tool specs of the single upstream given after `--`."
+    )
+    client_requests: list[ClientRequest] = Field(
+        default_factory=list, description="`client_requests` of the upstream after `--`."
     )
 
 

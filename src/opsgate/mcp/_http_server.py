@@ -38,6 +38,8 @@ from opsgate.mcp._answers import (
     Refused,
     error_message,
 )
+from opsgate.mcp._asks import ClientAsks
+from opsgate.mcp._rpc import RpcError
 
 if TYPE_CHECKING:
     from opsgate.mcp._proxy import McpProxy
@@ -77,6 +79,25 @@ class _Session:
     notes: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(_QUEUED))
     listening: bool = False
     used: float = field(default_factory=time.monotonic)
+    asks: ClientAsks = field(default_factory=ClientAsks)
+
+    async def ask(self, method: str, params: Any) -> Any:
+        """Send the client a request on its GET stream (a relayed sampling or elicitation);
+        the client POSTs the answer.
+
+        Raises:
+            RpcError: no stream is open to send it on, or the client answered an error.
+        """
+        if not self.listening:
+            raise RpcError(-32603, "the client has no stream open for the proxy's requests")
+
+        def send(message: dict[str, Any]) -> None:
+            try:
+                self.notes.put_nowait(orjson.dumps(message))
+            except asyncio.QueueFull:
+                raise RpcError(-32603, "the client does not read its stream") from None
+
+        return await self.asks.ask(send, method, params)
 
     async def send_tool_list_changed(self) -> None:
         """Queued for the session's GET stream, as every notification."""
@@ -187,6 +208,8 @@ class McpHttpApp:
         self.sessions.move_to_end(key)
         session.used = time.monotonic()
         if not isinstance(method, str) or "id" not in message:
+            if not isinstance(method, str):
+                session.asks.answered(message)  # an answer to a relayed request (or nothing)
             await _plain(send, 202, b"")  # a notification or a response: nothing to answer
             return
         context = _Context(session, _HttpRequest(scope, headers))
@@ -205,9 +228,11 @@ class McpHttpApp:
             return
         key = secrets.token_hex(16)
         self._end_idle()
-        self.sessions[key] = _Session(version)
+        session = self.sessions[key] = _Session(version)
+        session.asks.take_capabilities(message.get("params"))
         while len(self.sessions) > MAX_SESSIONS:
-            old, _ = self.sessions.popitem(last=False)
+            old, dropped = self.sessions.popitem(last=False)
+            dropped.asks.fail_all("the session ended")
             self.proxy.end_session("http:" + old)
         answer = {"jsonrpc": "2.0", "id": ident, "result": self.answers.initialized(version)}
         await _json(send, 200, answer, ((b"mcp-session-id", key.encode()),))
@@ -245,6 +270,7 @@ class McpHttpApp:
             if session.listening:
                 continue  # its client is still there, on the notification stream
             del self.sessions[key]
+            session.asks.fail_all("the session ended")
             self.proxy.end_session("http:" + key)
 
     # -- GET, DELETE -------------------------------------------------------------------------
@@ -289,9 +315,11 @@ class McpHttpApp:
 
     async def _end(self, headers: dict[str, str], send: Send) -> None:
         key = headers.get("mcp-session-id", "")
-        if self.sessions.pop(key, None) is None:
+        ended = self.sessions.pop(key, None)
+        if ended is None:
             await _plain(send, 404 if key else 400, b"no such session")
             return
+        ended.asks.fail_all("the session ended")
         self.proxy.end_session("http:" + key)
         await _plain(send, 200, b"")
 

@@ -32,6 +32,7 @@ from opsgate.mcp._answers import (
     Refused,
     error_message,
 )
+from opsgate.mcp._asks import ClientAsks
 
 if TYPE_CHECKING:
     from opsgate.mcp._proxy import McpProxy
@@ -63,6 +64,8 @@ class LineServer:
         self.version = LATEST_HANDSHAKE_VERSION
         """The protocol version agreed at ``initialize``: results are shaped for it."""
         self.bad_lines = 0
+        self.asks = ClientAsks()
+        """The proxy's requests to the client (an upstream's, relayed) and what it can do."""
 
     async def serve(self) -> None:
         """Answer requests until the client closes its end; then wait for those in flight."""
@@ -77,11 +80,17 @@ class LineServer:
                     break
                 if line.strip():
                     self._dispatch(line)
+            self.asks.fail_all("the client closed")
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
         finally:
+            self.asks.fail_all("the client closed")
             for task in list(self._running.values()):
                 task.cancel()
+
+    async def ask(self, method: str, params: Any) -> Any:
+        """Send the client a request (a relayed sampling or elicitation); its result."""
+        return await self.asks.ask(self._write, method, params)
 
     async def send_tool_list_changed(self) -> None:
         """Tell the client the tools it may call changed (pins, a restarted upstream)."""
@@ -114,7 +123,8 @@ class LineServer:
             return
         method = message.get("method")
         if not isinstance(method, str):
-            return  # a response: the proxy sends the client no requests
+            self.asks.answered(message)  # an answer to a relayed request (or nothing)
+            return
         if "id" not in message:
             self._notified(method, message.get("params"))
             return
@@ -142,6 +152,7 @@ class LineServer:
 
     async def _answer(self, ident: str | int, method: str, params: Any) -> None:
         if method == "initialize":
+            self.asks.take_capabilities(params)
             try:
                 self.version = self._answers.agreed_version(params)
             except Refused as refused:

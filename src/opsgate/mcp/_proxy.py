@@ -25,6 +25,7 @@ from typing import Any, Protocol, TextIO
 import mcp_types
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from pydantic import TypeAdapter
 
 from opsgate.gateway import (
     Approver,
@@ -36,6 +37,7 @@ from opsgate.gateway import (
     StopSource,
     ToolOutcome,
 )
+from opsgate.mcp._asks import CLIENT_REQUESTS, ClientAsks
 from opsgate.mcp._catalog import (
     Catalog,
     Refusal,
@@ -48,6 +50,7 @@ from opsgate.mcp._config import ProxyConfig, UpstreamSpec
 from opsgate.mcp._handlers import build_server
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
 from opsgate.mcp._results import as_data, error_result, from_data, text_of
+from opsgate.mcp._rpc import RpcError
 from opsgate.mcp._text import one_line
 from opsgate.mcp._upstream import Upstream, UpstreamError
 from opsgate.policy import STAGE_SCOPES, CompiledPolicy, PolicyDocument, Reason
@@ -55,9 +58,9 @@ from opsgate.recorder import Event, EventType, Recorder
 
 __all__ = ["Identity", "McpProxy", "Notifier", "ProxyError", "RequestContext"]
 
-#: The run of the call being executed (read by the upstream runner, in the call's task).
-_CURRENT_RUN: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
-    "opsgate_mcp_run", default=None
+#: The session of the call being executed (read by the upstream runner, in the call's task).
+_CURRENT_SESSION: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
+    "opsgate_mcp_session", default=None
 )
 #: Where the identity of an HTTP request is kept by the bearer-token check.
 IDENTITY_SCOPE_KEY = "opsgate.identity"
@@ -168,8 +171,10 @@ class McpProxy:
         self._subscribed_at: dict[str, str] = {}
         """Resource URI → the upstream asked for its updates."""
         self._pending: set[asyncio.Task[None]] = set()
+        self._calling: dict[str, Counter[str]] = {}
+        """Upstream → the keys of the sessions whose calls it is running."""
         for upstream in self.upstreams.values():
-            upstream.listen(self.upstream_notified)
+            upstream.listen(self.upstream_notified, self.upstream_asked)
         self._catalog: Catalog | None = None
         self._gateway: Gateway | None = None
         self._broken: str | None = None
@@ -423,11 +428,11 @@ class McpProxy:
                     f"opsgate refused `{name}` ({refusal.reason}): {refusal.message}",
                     {"status": "refused", "reason": refusal.reason},
                 )
-            token = _CURRENT_RUN.set(session.run)
+            token = _CURRENT_SESSION.set(session)
             try:
                 outcome = await self.gateway.call(session.run, name, arguments)
             finally:
-                _CURRENT_RUN.reset(token)
+                _CURRENT_SESSION.reset(token)
             self.counts[outcome.status.value] += 1
             return self._answer(outcome)
         except Exception as exc:  # fail closed: a bug, the store, the policy, anything
@@ -504,13 +509,24 @@ class McpProxy:
 
         async def run_tool(**arguments: Any) -> Any:
             sent = {k: v for k, v in arguments.items() if v is not None}  # left out: absent
-            result = await self.upstreams[upstream].call_tool(tool, sent)
+            session = _CURRENT_SESSION.get()
+            calling = self._calling.setdefault(upstream, Counter())
+            key = "" if session is None else session.key
+            calling[key] += 1  # whose client the upstream may ask in mid-call
+            try:
+                result = await self.upstreams[upstream].call_tool(tool, sent)
+            finally:
+                calling[key] -= 1
+                if calling[key] <= 0:
+                    del calling[key]
             if result.is_error:
                 text = text_of(result)
-                run = _CURRENT_RUN.get()
-                if run is not None:  # its words reach the model: they are untrusted context
+                if session is not None:  # its words reach the model: they are untrusted context
                     self.gateway.observe(
-                        run, text, trust="untrusted", source=f"tool:{upstream}.{tool}#error"
+                        session.run,
+                        text,
+                        trust="untrusted",
+                        source=f"tool:{upstream}.{tool}#error",
                     )
                 raise UpstreamError("UpstreamToolError", f"upstream tool error: {text}")
             return as_data(result, self.config.max_result_bytes)
@@ -624,6 +640,68 @@ class McpProxy:
         elif method == "notifications/prompts/list_changed":
             await _tell(self._notifiers(), lambda n: n.send_prompt_list_changed())
 
+    async def upstream_asked(self, upstream: str, method: str, params: Any) -> Any:
+        """An upstream's request to the client (sampling, elicitation), in mid-call:
+        relayed to the one session whose call it is running, when the config lets that
+        upstream ask and the client can answer; decided and recorded in that session's
+        run first, what it asks and what it is told entering the run as untrusted.
+
+        Raises:
+            RpcError: refused (the upstream hears why) or the client's own error.
+        """
+        kind = CLIENT_REQUESTS.get(method)
+        if kind is None:
+            raise RpcError(-32601, f"the proxy does not serve {method}")
+        keys = [key for key in self._calling.get(upstream, ()) if key in self._sessions]
+        session = self._sessions[keys[0]] if len(keys) == 1 else None
+        asks = getattr(session.notifier, "asks", None) if session is not None else None
+        if kind not in self.specs[upstream].client_requests:
+            reason, why = "client_request_not_allowed", f"`{upstream}` may not ask for {kind}"
+        elif session is None:
+            reason = "no_calling_session"
+            why = f"{kind} is relayed only in mid-call of one session ({len(keys)} calling)"
+        elif not isinstance(asks, ClientAsks) or not asks.can(kind):
+            reason, why = "client_cannot", f"the client did not announce {kind}"
+        else:
+            reason, why = "allowed", f"relayed to the client of run {session.run.run_id}"
+        if session is not None:
+            self._record_relay(session.run, upstream, method, reason, why)
+        if reason != "allowed" or session is None or not isinstance(asks, ClientAsks):
+            self.counts[f"{kind}_refused"] += 1
+            self.say(f"upstream `{upstream}` asked for {kind}: refused ({reason}): {why}")
+            raise RpcError(-32601 if reason == "client_request_not_allowed" else -32603, why)
+        sent = _relayed_params(kind, params)
+        self.gateway.observe(
+            session.run, _asked_text(kind, sent), trust="untrusted", source=f"{kind}:{upstream}"
+        )
+        notifier = session.notifier
+        assert notifier is not None
+        async with asyncio.timeout(self.config.approval_timeout_seconds):
+            answer = await notifier.ask(method, sent)  # type: ignore[attr-defined]
+        shown = _answer_text(kind, answer)
+        self.gateway.observe(
+            session.run, shown, trust="untrusted", source=f"{kind}:{upstream}#answer"
+        )
+        self.counts[f"{kind}_relayed"] += 1
+        return answer
+
+    def _record_relay(self, run: Run, upstream: str, method: str, reason: str, why: str) -> None:
+        """The proxy's decision on an upstream's request to the client, in the run's record
+        before anything is relayed (write-ahead, as a tool call's)."""
+        data = {
+            "call_id": "",
+            "tool": method,
+            "upstream": upstream,
+            "effect": "allow" if reason == "allowed" else "deny",
+            "reason": reason,
+            "rule": f"mcp.upstreams.{upstream}.client_requests",
+            "message": why,
+            "policy_version": self.version,
+        }
+        self.recorder.record(
+            Event(EventType.DECISION, run.run_id, run.next_seq(), time.time(), data)
+        )
+
     def _notifiers(self) -> list[Notifier | None]:
         return [session.notifier for session in list(self._sessions.values())]
 
@@ -709,3 +787,48 @@ async def _tell(
         if notifier is not None:
             with contextlib.suppress(Exception):
                 await send(notifier)
+
+
+_RELAYED_PARAMS: dict[str, TypeAdapter[Any]] = {
+    "sampling": TypeAdapter(mcp_types.CreateMessageRequestParams),
+    "elicitation": TypeAdapter(mcp_types.ElicitRequestParams),
+}
+
+
+def _relayed_params(kind: str, params: Any) -> dict[str, Any]:
+    """What is relayed of an upstream's request: checked as MCP params, and for sampling
+    without context from the client's other servers (through the proxy, "this server"
+    is every upstream: an upstream never asks for the others' context).
+
+    Raises:
+        RpcError: not valid params for the request.
+    """
+    try:
+        _RELAYED_PARAMS[kind].validate_python(params)
+    except Exception:
+        raise RpcError(-32602, f"invalid {kind} request parameters") from None
+    sent = dict(params)
+    if kind == "sampling" and sent.get("includeContext") not in (None, "none"):
+        sent["includeContext"] = "none"
+    return sent
+
+
+def _asked_text(kind: str, params: dict[str, Any]) -> str:
+    if kind == "elicitation":
+        return str(params.get("message", ""))
+    lines = [str(params.get("systemPrompt") or "")]
+    for message in params.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else [content]
+        lines += [str(p.get("text", "")) for p in parts if isinstance(p, dict)]
+    return "\n".join(line for line in lines if line)
+
+
+def _answer_text(kind: str, answer: Any) -> str:
+    if not isinstance(answer, dict):
+        return repr(answer)
+    if kind == "elicitation":
+        return f"{answer.get('action')}: {answer.get('content')}"
+    content = answer.get("content")
+    parts = content if isinstance(content, list) else [content]
+    return "\n".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))

@@ -48,6 +48,8 @@ STOP_S = 2.0
 
 M = TypeVar("M", bound=BaseModel)
 Notified = Callable[[str, Any], Coroutine[Any, Any, None]]
+#: Answers a server's request (method, params) with its result; refuses with `RpcError`.
+Asked = Callable[[str, Any], Coroutine[Any, Any, Any]]
 
 _METHOD_NOT_FOUND = -32601
 
@@ -73,6 +75,10 @@ class McpRequests(ABC):
     def __init__(self) -> None:
         self._output_validators: dict[str, Validator | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.capabilities: dict[str, Any] = {}
+        """What the proxy, as this server's client, announces at the handshake."""
+        self.on_request: Asked | None = None
+        """Answers the server's requests other than ``ping`` (none: method not found)."""
 
     @abstractmethod
     async def send(self, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -96,7 +102,7 @@ class McpRequests(ABC):
         """
         params = {
             "protocolVersion": LATEST_HANDSHAKE_VERSION,
-            "capabilities": {},
+            "capabilities": self.capabilities,
             "clientInfo": {"name": "opsgate-mcp-proxy", "version": "0.1.0"},
         }
         result = mcp_types.InitializeResult.model_validate(
@@ -106,6 +112,24 @@ class McpRequests(ABC):
             raise ValueError(f"unsupported protocol version {result.protocol_version!r}")
         await self.notify("notifications/initialized")
         return result
+
+    async def answer_request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The answer to a request the server sent: ``ping``, else what `on_request`
+        says (a relayed sampling or elicitation), else method not found."""
+        ident, method = message.get("id"), message.get("method")
+        if method == "ping":
+            return {"jsonrpc": "2.0", "id": ident, "result": {}}
+        try:
+            if self.on_request is None:
+                raise RpcError(_METHOD_NOT_FOUND, f"the proxy does not serve {method}")
+            result = await self.on_request(str(method), message.get("params"))
+        except RpcError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            return {"jsonrpc": "2.0", "id": ident, "error": error}
+        except Exception as exc:  # the server hears that it failed, never why in detail
+            error = {"code": -32603, "message": f"the proxy failed ({type(exc).__name__})"}
+            return {"jsonrpc": "2.0", "id": ident, "error": error}
+        return {"jsonrpc": "2.0", "id": ident, "result": result}
 
     async def request(self, method: str, params: dict[str, Any] | None, result: type[M]) -> M:
         """`send`, its result checked as ``result`` (a `ValidationError` when it is not)."""
@@ -365,7 +389,7 @@ class StdioClient(McpRequests):
         method = message.get("method")
         if isinstance(method, str):
             if "id" in message:
-                self._answer_server_request(message["id"], method)
+                self._spawn(self._answer_server_request(message))
             elif self._on_notification is not None:
                 self._spawn(self._on_notification(method, message.get("params")))
             return
@@ -387,12 +411,8 @@ class StdioClient(McpRequests):
         else:
             answer.set_exception(RpcError(-32600, "an answer with neither result nor error"))
 
-    def _answer_server_request(self, request_id: Any, method: str) -> None:
-        if method == "ping":
-            self._write_nowait({"jsonrpc": "2.0", "id": request_id, "result": {}})
-            return
-        refusal = {"code": _METHOD_NOT_FOUND, "message": f"the proxy does not serve {method}"}
-        self._write_nowait({"jsonrpc": "2.0", "id": request_id, "error": refusal})
+    async def _answer_server_request(self, message: dict[str, Any]) -> None:
+        self._write_nowait(await self.answer_request(message))
 
     def _fail(self, why: BaseException) -> None:
         if self._closed is None:

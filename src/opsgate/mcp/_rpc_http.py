@@ -162,6 +162,9 @@ class HttpClient(McpRequests):
                 parsed = orjson.loads(data)
             except orjson.JSONDecodeError:
                 parsed = _NOT_JSON
+            if isinstance(parsed, dict) and "method" in parsed and "id" in parsed:
+                self._spawn(self._reply(parsed))  # the server waits for it mid-call
+                return False
             messages.append(parsed)
             return (
                 isinstance(parsed, dict)
@@ -234,15 +237,12 @@ class HttpClient(McpRequests):
 
     def _from_events(self, messages: list[Any], request_id: int) -> Any:
         """The answer to ``request_id`` among the call's SSE events; server notifications
-        on the way are handed on, server requests refused."""
+        on the way are handed on (its requests were answered as they came)."""
         for message in messages:
             if message is _NOT_JSON:
                 raise RpcError(-32700, "an answer that is not JSON")
             if isinstance(message, dict) and "method" in message:
-                if "id" in message:
-                    self._spawn(self._refuse(message))  # the proxy serves no server requests
-                else:
-                    self._notified(message)
+                self._notified(message)
             elif isinstance(message, dict) and message.get("id") == request_id:
                 return self._answer(message, request_id)
         raise ConnectionClosed("the server ended the call's stream without an answer")
@@ -260,13 +260,8 @@ class HttpClient(McpRequests):
         self._on_bad()
         raise RpcError(-32600, "an answer that is not JSON-RPC for this request")
 
-    async def _refuse(self, message: dict[str, Any]) -> None:
-        method = message.get("method")
-        if method == "ping":
-            answer: dict[str, Any] = {"jsonrpc": "2.0", "id": message.get("id"), "result": {}}
-        else:
-            refusal = {"code": -32601, "message": f"the proxy does not serve {method}"}
-            answer = {"jsonrpc": "2.0", "id": message.get("id"), "error": refusal}
+    async def _reply(self, message: dict[str, Any]) -> None:
+        answer = await self.answer_request(message)
         headers = {"content-type": "application/json", **self._session_headers}
         with contextlib.suppress(Exception):
             await self._http.post(self.url, content=orjson.dumps(answer), headers=headers)
@@ -288,7 +283,7 @@ class HttpClient(McpRequests):
                         message = _parsed(data)
                         if isinstance(message, dict) and "method" in message:
                             if "id" in message:
-                                self._spawn(self._refuse(message))
+                                self._spawn(self._reply(message))
                             else:
                                 self._notified(message)
             except (httpx2.TransportError, RpcError):

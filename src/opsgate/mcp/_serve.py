@@ -62,7 +62,12 @@ def read_config(options: ProxyOptions) -> ProxyConfig:
 def upstream_specs(options: ProxyOptions, config: ProxyConfig) -> dict[str, UpstreamSpec]:
     """The upstreams by name (the one after ``--`` is named `SINGLE`)."""
     if options.command:
-        return {SINGLE: UpstreamSpec(command=list(options.command), tools=config.tools)}
+        single = UpstreamSpec(
+            command=list(options.command),
+            tools=config.tools,
+            client_requests=config.client_requests,
+        )
+        return {SINGLE: single}
     return dict(config.upstreams)
 
 
@@ -82,6 +87,7 @@ def resolve_upstreams(specs: dict[str, UpstreamSpec], base: Path) -> dict[str, U
             cwd=cwd,
             url=spec.url,
             headers=headers,
+            client_requests=tuple(spec.client_requests),
         )
     return targets
 

@@ -44,6 +44,9 @@ class UpstreamTarget:
     cwd: str | None = None
     url: str | None = None
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    client_requests: tuple[str, ...] = ()
+    """What it may ask the proxy's client for (``sampling``, ``elicitation``): announced
+    at the handshake; the proxy still decides each request."""
 
     @property
     def shown(self) -> str:
@@ -54,6 +57,8 @@ class UpstreamTarget:
 ToolsChanged = Callable[[str], Coroutine[Any, Any, None]]
 #: Awaited with the upstream's name, a notification's method and its params.
 Notified = Callable[[str, str, Any], Coroutine[Any, Any, None]]
+#: Answers the upstream's request (its name, method, params); refuses with `RpcError`.
+Asked = Callable[[str, str, Any], Coroutine[Any, Any, Any]]
 #: What a request is sent through: a child's stdio, or streamable HTTP.
 Link = StdioClient | HttpClient
 
@@ -87,6 +92,7 @@ class Upstream:
         self._connected_once = False
         self._pending: set[asyncio.Task[None]] = set()
         self._on_notified: Notified | None = None
+        self._on_asked: Asked | None = None
         self._subscribed: set[str] = set()
         """Resource URIs subscribed to: subscribed again on a new connection."""
 
@@ -127,12 +133,25 @@ class Upstream:
                 await self._subscribe_again(client, sorted(self._subscribed))
             return client
 
-    def listen(self, on_notified: Notified) -> None:
+    def listen(self, on_notified: Notified, on_asked: Asked | None = None) -> None:
         """Hear the upstream's other notifications (resources and prompts changed, a
-        subscribed resource updated); its tool changes go to ``on_tools_changed``."""
+        subscribed resource updated; its tool changes go to ``on_tools_changed``), and
+        answer its requests with ``on_asked`` (sampling, elicitation)."""
         self._on_notified = on_notified
+        self._on_asked = on_asked
+
+    async def _asked(self, method: str, params: Any) -> Any:
+        if self._on_asked is None:
+            raise RpcError(-32601, f"the proxy does not serve {method}")
+        return await self._on_asked(self.name, method, params)
 
     def _new_client(self) -> Link:
+        client = self._new_link()
+        client.capabilities = {kind: {} for kind in self.target.client_requests}
+        client.on_request = self._asked
+        return client
+
+    def _new_link(self) -> Link:
         target = self.target
         if target.url is not None:
             return HttpClient(

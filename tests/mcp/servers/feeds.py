@@ -67,7 +67,9 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         message = types.SamplingMessage(
             role="user", content=types.TextContent(type="text", text=args["question"])
         )
-        sampled = await ctx.session.create_message([message], max_tokens=50)
+        sampled = await ctx.session.create_message(  # asking for every server's context
+            [message], max_tokens=50, include_context="allServers"
+        )
         return _text(f"the model said: {getattr(sampled.content, 'text', '?')}")
     if params.name == "ask_person":
         schema = {"type": "object", "properties": {"answer": {"type": "string"}}}

@@ -7,9 +7,10 @@ import os
 import sys
 import time
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
+from pydantic import BaseModel
 
 READ = ToolAnnotations(readOnlyHint=True)
 app = MCPServer("shop")
@@ -73,6 +74,17 @@ def fail() -> str:
 def pid() -> int:
     """The server's process id."""
     return os.getpid()
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+@app.tool(annotations=READ)
+async def confirm(question: str, ctx: Context) -> str:
+    """Ask the client's person in mid-call (over HTTP, on the call's own stream)."""
+    said = await ctx.elicit(question, Answer)
+    return f"{said.action}: {said.data.answer if said.action == 'accept' else ''}"
 
 
 @app.resource("kb://refund-policy")

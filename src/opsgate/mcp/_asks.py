@@ -1,0 +1,76 @@
+"""Requests the proxy sends its own client (an upstream's sampling or elicitation, relayed),
+matched with the client's answers: one per client session, for the stdio and HTTP servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from opsgate.mcp._rpc import ConnectionClosed, RpcError
+
+__all__ = ["CLIENT_REQUESTS", "ClientAsks"]
+
+#: The requests an upstream may have relayed to the client, by the capability each needs.
+CLIENT_REQUESTS = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
+
+
+class ClientAsks:
+    """The proxy's requests to one client still waiting for their answers."""
+
+    def __init__(self) -> None:
+        self.capabilities: dict[str, Any] = {}
+        """What the client said it can do at ``initialize``."""
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+
+    def take_capabilities(self, params: Any) -> None:
+        """Keep what an ``initialize``'s params say the client can do."""
+        found = params.get("capabilities") if isinstance(params, dict) else None
+        self.capabilities = found if isinstance(found, dict) else {}
+
+    def can(self, capability: str) -> bool:
+        """Whether the client announced ``capability`` (``sampling``, ``elicitation``)."""
+        return isinstance(self.capabilities.get(capability), dict)
+
+    async def ask(self, send: Callable[[dict[str, Any]], None], method: str, params: Any) -> Any:
+        """Send one request with ``send``; its ``result`` once the client answers.
+
+        Raises:
+            RpcError: the client answered with an error.
+            ConnectionClosed: the client went away first.
+        """
+        ident = f"opsgate-{next(self._ids)}"
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[ident] = answer
+        try:
+            send({"jsonrpc": "2.0", "id": ident, "method": method, "params": params})
+            return await answer
+        finally:
+            self._waiting.pop(ident, None)
+
+    def answered(self, message: dict[str, Any]) -> bool:
+        """Hand a client's answer to its request; False when no request waits for it."""
+        ident = message.get("id")
+        answer = self._waiting.pop(ident, None) if isinstance(ident, str) else None
+        if answer is None or answer.done():
+            return False
+        error = message.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            text = str(error.get("message"))[:2000]
+            answer.set_exception(RpcError(code if isinstance(code, int) else -32603, text))
+        elif "result" in message:
+            answer.set_result(message["result"])
+        else:
+            answer.set_exception(RpcError(-32600, "an answer with neither result nor error"))
+        return True
+
+    def fail_all(self, why: str) -> None:
+        """The client went away: every request still waiting fails."""
+        waiting, self._waiting = self._waiting, {}
+        for answer in waiting.values():
+            if not answer.done():
+                answer.set_exception(ConnectionClosed(why))

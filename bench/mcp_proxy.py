@@ -9,6 +9,14 @@ over both transports.
   turns: calls/s and p50/p95. Goal: through the proxy, >= 80% of the direct calls/s.
 
     .venv/bin/python bench/mcp_proxy.py [--calls 1600] [--seconds 8] [--concurrency 16]
+        [--http-only] [--profile-proxy OUT.prof]
+
+``--http-only`` measures the HTTP paths alone (a quick iteration on the proxy's CPU per
+call); ``--profile-proxy`` runs the HTTP proxy under cProfile in every thread
+(`bench/_profiled.py`: its event loop and its recorders' threads) and writes the merged
+stats to OUT.prof (``python bench/_profiled.py --show OUT.prof``); its figures are then
+the profiled proxy's, not comparable with a plain run's. With ``--gc-only`` it profiles
+nothing and writes the garbage collector's runs and time to OUT.prof.threads.
 
 The upstream is this file (``--upstream stdio`` / ``--upstream http PORT``): one read tool
 that echoes its argument. Prints a table and a final JSON line, with what explains it: the
@@ -32,6 +40,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -48,6 +57,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 
 PYTHON = sys.executable
 SELF = os.path.abspath(__file__)
+PROFILED = os.path.join(_HERE, "_profiled.py")
 POLICY = """
 version: "bench-mcp"
 defaults:
@@ -343,13 +353,15 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     (work / "home").mkdir(exist_ok=True)
     floor = commit_floor(work / "home")
-    stdio_env = {"OPSGATE_HOME": env["OPSGATE_HOME"], "PATH": env.get("PATH", "")}
-    if "PYTHONPATH" in env:  # another source tree to measure (a before/after comparison)
-        stdio_env["PYTHONPATH"] = env["PYTHONPATH"]
-    stdio = {"stdio_direct": upstream, "stdio_proxy": [*proxy, "--", *upstream]}
-    out.update(await stdio_figures(stdio, stdio_env, args.calls))
-    os.environ["OPSGATE_HOME"] = env["OPSGATE_HOME"]  # the split's store: in the temporary home
-    split = await split_figures(policy, args.calls)
+    split: dict[str, float] = {}
+    if not args.http_only:
+        stdio_env = {"OPSGATE_HOME": env["OPSGATE_HOME"], "PATH": env.get("PATH", "")}
+        if "PYTHONPATH" in env:  # another source tree to measure (a before/after comparison)
+            stdio_env["PYTHONPATH"] = env["PYTHONPATH"]
+        stdio = {"stdio_direct": upstream, "stdio_proxy": [*proxy, "--", *upstream]}
+        out.update(await stdio_figures(stdio, stdio_env, args.calls))
+        os.environ["OPSGATE_HOME"] = env["OPSGATE_HOME"]  # the split's store: the temporary home
+        split = await split_figures(policy, args.calls)
 
     upstream_port, proxy_port = _free_port(), _free_port()
     url = f"http://127.0.0.1:{upstream_port}/mcp"
@@ -368,11 +380,18 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "mcp-proxy", "--policy", str(policy), "--workflow", "bench", "--no-lock",
         "--config", str(work / "mcp.yaml"), "--http", f"127.0.0.1:{proxy_port}",
     )  # fmt: skip
+    if args.profile_proxy:
+        profiled = [PYTHON, PROFILED, *(["--gc-only"] if args.gc_only else [])]
+        profiled += ["--freeze"] if args.freeze else []
+        profiled.append(args.profile_proxy)  # an absolute path (`main`)
+        http_proxy = [*profiled, *http_proxy[2:]]  # `-m MODULE ...` becomes `MODULE ...`
     with (
         process(upstream_http, env, upstream_port) as upstream_pid,
         process(http_proxy, env, proxy_port) as proxy_pid,
     ):
         proxied = f"http://127.0.0.1:{proxy_port}/mcp"
+        if args.profile_proxy:
+            os.kill(proxy_pid, signal.SIGUSR1)  # time from here on (not the proxy's start)
         paths = {
             "http_direct": (url, None, {"upstream": upstream_pid}),
             "http_proxy": (proxied, token, {"upstream": upstream_pid, "proxy": proxy_pid}),
@@ -391,6 +410,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"{name:<14} {f['calls_per_s']:>9.1f} {f['p50_ms']:>8.3f} {f['p95_ms']:>8.3f} "
             f"{f['calls']:>7}"
         )
+    if args.http_only:
+        report_http(result, args)
+        return
     proxy_rounds, direct_rounds = (
         out["stdio_proxy"]["round_p50_ms"],
         out["stdio_direct"]["round_p50_ms"],
@@ -428,13 +450,42 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
+def report_http(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """The HTTP figures alone (``--http-only``)."""
+    out = result["paths"]
+    direct, proxied = out["http_direct"], out["http_proxy"]
+    ratio = proxied["calls_per_s"] / direct["calls_per_s"]
+    print(
+        f"http, concurrency {args.concurrency}: through the proxy {ratio:.0%} of the direct "
+        "calls/s (goal >= 80%)"
+    )
+    print(
+        f"http CPU per call: upstream {direct['upstream_cpu_ms_per_call']:.2f} ms direct; "
+        f"through the proxy, proxy {proxied['proxy_cpu_ms_per_call']:.2f} ms + upstream "
+        f"{proxied['upstream_cpu_ms_per_call']:.2f} ms"
+    )
+    print(json.dumps({"figures": out, "http_ratio": ratio}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=1600, help="stdio calls per path")
     parser.add_argument("--seconds", type=float, default=8.0, help="HTTP seconds per path")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--http-only", action="store_true", help="the HTTP paths alone")
+    parser.add_argument(
+        "--profile-proxy", metavar="OUT", help="profile the HTTP proxy (all threads) into OUT"
+    )
+    parser.add_argument(
+        "--gc-only", action="store_true", help="with --profile-proxy: the collector's time alone"
+    )
+    parser.add_argument(
+        "--freeze", action="store_true", help="with --profile-proxy: gc.freeze() as the load starts"
+    )
     args = parser.parse_args()
+    if args.profile_proxy:
+        args.profile_proxy = os.path.abspath(args.profile_proxy)
     if args.upstream:
         port = int(args.upstream[1]) if len(args.upstream) > 1 else 0
         serve_upstream(args.upstream[0], port)

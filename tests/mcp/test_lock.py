@@ -162,3 +162,23 @@ def test_the_readme_mcp_config_loads(tmp_path: Path) -> None:
     path.write_text(block.replace("[elicitation]", "[telepathy]"))
     with pytest.raises(ConfigError, match=r"upstreams\.docs\.client_requests"):
         load_config(path)
+
+
+def test_the_served_loop_is_uvloop_and_the_heap_settles() -> None:
+    import asyncio
+    import gc
+
+    from opsgate.mcp import run_served, settle_heap
+
+    seen: list[str] = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+
+    run_served(main())
+    assert seen and seen[0].startswith("uvloop")  # libuv's loop: less CPU a call
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0  # start-up's objects left out of later collections
+    finally:
+        gc.unfreeze()

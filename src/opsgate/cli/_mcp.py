@@ -29,6 +29,7 @@ from opsgate.mcp import (
     drift,
     lock_path,
     read_config,
+    run_served,
     serve_http,
     serve_stdio,
 )
@@ -125,7 +126,7 @@ def mcp_proxy(
             stages=stages,
         )
         if address is None:
-            asyncio.run(serve_stdio(proxy))
+            run_served(serve_stdio(proxy, settle=True))
             return
         host, port = address
         store = TokenStore(tokens)
@@ -138,7 +139,7 @@ def mcp_proxy(
             err_console.print(f"opsgate mcp-proxy: serving http://{host}:{port}/mcp", markup=False)
 
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_http(proxy, host, port, store, started=started))
+            run_served(serve_http(proxy, host, port, store, started=started, settle=True))
 
 
 @contextlib.contextmanager

@@ -15,8 +15,10 @@ from opsgate.mcp._serve import (
     lock_path,
     read_config,
     resolve_upstreams,
+    run_served,
     serve_http,
     serve_stdio,
+    settle_heap,
 )
 from opsgate.mcp._tokens import TokenRecord, TokenStore, default_token_path
 from opsgate.mcp._upstream import Upstream, UpstreamError, UpstreamTarget
@@ -54,6 +56,8 @@ __all__ = [
     "lock_path",
     "read_config",
     "resolve_upstreams",
+    "run_served",
     "serve_http",
     "serve_stdio",
+    "settle_heap",
 ]

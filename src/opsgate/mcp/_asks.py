@@ -9,6 +9,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import mcp_types
+from pydantic import TypeAdapter
+
 from opsgate.mcp._rpc import ConnectionClosed, RpcError
 
 __all__ = ["CLIENT_REQUESTS", "ClientAsks"]
@@ -74,3 +77,50 @@ class ClientAsks:
         for answer in waiting.values():
             if not answer.done():
                 answer.set_exception(ConnectionClosed(why))
+
+
+_RELAYED_PARAMS: dict[str, TypeAdapter[Any]] = {
+    "sampling": TypeAdapter(mcp_types.CreateMessageRequestParams),
+    "elicitation": TypeAdapter(mcp_types.ElicitRequestParams),
+}
+
+
+def relayed_params(kind: str, params: Any) -> dict[str, Any]:
+    """What is relayed of an upstream's request: checked as MCP params, and for sampling
+    without context from the client's other servers (through the proxy, "this server"
+    is every upstream: an upstream never asks for the others' context).
+
+    Raises:
+        RpcError: not valid params for the request.
+    """
+    try:
+        _RELAYED_PARAMS[kind].validate_python(params)
+    except Exception:
+        raise RpcError(-32602, f"invalid {kind} request parameters") from None
+    sent = dict(params)
+    if kind == "sampling" and sent.get("includeContext") not in (None, "none"):
+        sent["includeContext"] = "none"
+    return sent
+
+
+def asked_text(kind: str, params: dict[str, Any]) -> str:
+    """What an upstream asks, as text for the run's record (its messages, or the question)."""
+    if kind == "elicitation":
+        return str(params.get("message", ""))
+    lines = [str(params.get("systemPrompt") or "")]
+    for message in params.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else [content]
+        lines += [str(p.get("text", "")) for p in parts if isinstance(p, dict)]
+    return "\n".join(line for line in lines if line)
+
+
+def answer_text(kind: str, answer: Any) -> str:
+    """What the client answered, as text for the run's record."""
+    if not isinstance(answer, dict):
+        return repr(answer)
+    if kind == "elicitation":
+        return f"{answer.get('action')}: {answer.get('content')}"
+    content = answer.get("content")
+    parts = content if isinstance(content, list) else [content]
+    return "\n".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))

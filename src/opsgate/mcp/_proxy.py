@@ -25,7 +25,6 @@ from typing import Any, Protocol, TextIO
 import mcp_types
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
-from pydantic import TypeAdapter
 
 from opsgate.gateway import (
     Approver,
@@ -37,7 +36,7 @@ from opsgate.gateway import (
     StopSource,
     ToolOutcome,
 )
-from opsgate.mcp._asks import CLIENT_REQUESTS, ClientAsks
+from opsgate.mcp._asks import CLIENT_REQUESTS, ClientAsks, answer_text, asked_text, relayed_params
 from opsgate.mcp._catalog import (
     Catalog,
     Refusal,
@@ -51,6 +50,7 @@ from opsgate.mcp._handlers import build_server
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
 from opsgate.mcp._results import as_data, error_result, from_data, text_of
 from opsgate.mcp._rpc import RpcError
+from opsgate.mcp._subscriptions import Subscriptions
 from opsgate.mcp._text import one_line
 from opsgate.mcp._upstream import Upstream, UpstreamError
 from opsgate.policy import STAGE_SCOPES, CompiledPolicy, PolicyDocument, Reason
@@ -166,10 +166,7 @@ class McpProxy:
         self._sessions: dict[str, _Session] = {}
         self._rebuilding = asyncio.Lock()
         self._resource_routes: dict[str, str] = {}
-        self._subscribers: dict[str, set[str]] = {}
-        """Resource URI → the keys of the sessions subscribed to it."""
-        self._subscribed_at: dict[str, str] = {}
-        """Resource URI → the upstream asked for its updates."""
+        self._subscriptions = Subscriptions(self.upstreams, self.say)
         self._pending: set[asyncio.Task[None]] = set()
         self._calling: dict[str, Counter[str]] = {}
         """Upstream → the keys of the sessions whose calls it is running."""
@@ -589,17 +586,11 @@ class McpProxy:
         return name
 
     async def subscribe(self, ctx: RequestContext | None, uri: str) -> None:
-        """Subscribe a session to a resource's updates: the upstream is asked once for
-        every session (``notifications/resources/updated`` is relayed to each)."""
+        """Subscribe a session to a resource's updates (relayed to it from its upstream)."""
         session = self.session(ctx)
-        if uri in session.subscriptions:
-            return
-        name = self._resource_upstream(uri)
-        if not self._subscribers.get(uri):
-            await self.upstreams[name].subscribe(uri)
-            self._subscribed_at[uri] = name
-        self._subscribers.setdefault(uri, set()).add(session.key)
-        session.subscriptions.add(uri)
+        if uri not in session.subscriptions:
+            await self._subscriptions.add(session.key, uri, self._resource_upstream(uri))
+            session.subscriptions.add(uri)
 
     async def unsubscribe(self, ctx: RequestContext | None, uri: str) -> None:
         """End a session's subscription (the upstream's, when it was the last)."""
@@ -609,20 +600,7 @@ class McpProxy:
 
     async def _release(self, session: _Session, uri: str) -> None:
         session.subscriptions.discard(uri)
-        keys = self._subscribers.get(uri)
-        if keys is None:
-            return
-        keys.discard(session.key)
-        if keys:
-            return
-        del self._subscribers[uri]
-        name = self._subscribed_at.pop(uri, None)
-        if name is None:
-            return
-        try:
-            await self.upstreams[name].unsubscribe(uri)
-        except UpstreamError as exc:  # nobody hears its updates now anyway
-            self.say(f"upstream `{name}` did not end a subscription: {exc}")
+        await self._subscriptions.remove(session.key, uri)
 
     async def upstream_notified(self, upstream: str, method: str, params: Any) -> None:
         """Relay an upstream's resource and prompt notifications to the sessions they
@@ -630,9 +608,9 @@ class McpProxy:
         changed list to every session. Anything else is not relayed."""
         if method == "notifications/resources/updated":
             uri = params.get("uri") if isinstance(params, dict) else None
-            if not isinstance(uri, str) or self._subscribed_at.get(uri) != upstream:
+            if not isinstance(uri, str):
                 return
-            keys = sorted(self._subscribers.get(uri, ()))
+            keys = self._subscriptions.keys_for(uri, upstream)
             notifiers = [self._sessions[k].notifier for k in keys if k in self._sessions]
             await _tell(notifiers, lambda n: n.send_resource_updated(uri))
         elif method == "notifications/resources/list_changed":
@@ -670,15 +648,15 @@ class McpProxy:
             self.counts[f"{kind}_refused"] += 1
             self.say(f"upstream `{upstream}` asked for {kind}: refused ({reason}): {why}")
             raise RpcError(-32601 if reason == "client_request_not_allowed" else -32603, why)
-        sent = _relayed_params(kind, params)
+        sent = relayed_params(kind, params)
         self.gateway.observe(
-            session.run, _asked_text(kind, sent), trust="untrusted", source=f"{kind}:{upstream}"
+            session.run, asked_text(kind, sent), trust="untrusted", source=f"{kind}:{upstream}"
         )
         notifier = session.notifier
         assert notifier is not None
         async with asyncio.timeout(self.config.approval_timeout_seconds):
             answer = await notifier.ask(method, sent)  # type: ignore[attr-defined]
-        shown = _answer_text(kind, answer)
+        shown = answer_text(kind, answer)
         self.gateway.observe(
             session.run, shown, trust="untrusted", source=f"{kind}:{upstream}#answer"
         )
@@ -787,48 +765,3 @@ async def _tell(
         if notifier is not None:
             with contextlib.suppress(Exception):
                 await send(notifier)
-
-
-_RELAYED_PARAMS: dict[str, TypeAdapter[Any]] = {
-    "sampling": TypeAdapter(mcp_types.CreateMessageRequestParams),
-    "elicitation": TypeAdapter(mcp_types.ElicitRequestParams),
-}
-
-
-def _relayed_params(kind: str, params: Any) -> dict[str, Any]:
-    """What is relayed of an upstream's request: checked as MCP params, and for sampling
-    without context from the client's other servers (through the proxy, "this server"
-    is every upstream: an upstream never asks for the others' context).
-
-    Raises:
-        RpcError: not valid params for the request.
-    """
-    try:
-        _RELAYED_PARAMS[kind].validate_python(params)
-    except Exception:
-        raise RpcError(-32602, f"invalid {kind} request parameters") from None
-    sent = dict(params)
-    if kind == "sampling" and sent.get("includeContext") not in (None, "none"):
-        sent["includeContext"] = "none"
-    return sent
-
-
-def _asked_text(kind: str, params: dict[str, Any]) -> str:
-    if kind == "elicitation":
-        return str(params.get("message", ""))
-    lines = [str(params.get("systemPrompt") or "")]
-    for message in params.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        parts = content if isinstance(content, list) else [content]
-        lines += [str(p.get("text", "")) for p in parts if isinstance(p, dict)]
-    return "\n".join(line for line in lines if line)
-
-
-def _answer_text(kind: str, answer: Any) -> str:
-    if not isinstance(answer, dict):
-        return repr(answer)
-    if kind == "elicitation":
-        return f"{answer.get('action')}: {answer.get('content')}"
-    content = answer.get("content")
-    parts = content if isinstance(content, list) else [content]
-    return "\n".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))

@@ -267,14 +267,24 @@ async def test_over_http_elicitation_goes_out_on_the_stream_and_comes_back_by_po
     assert relays(recorder) == [("elicitation/create", "allowed")]
 
 
-async def test_a_relay_the_proxy_cannot_record_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("broken_part", ["_record_relay", "settle"])
+async def test_a_relay_the_proxy_cannot_record_is_refused(
+    monkeypatch: pytest.MonkeyPatch, broken_part: str
+) -> None:
     recorder, person = InMemoryRecorder(), Client()
     proxy = asking(recorder, "sampling")
+
+    async def unkept(*args: Any) -> None:  # the store fails once the relay is recorded
+        if any(e.data.get("source") == "sampling:feeds" for e in recorder.events):
+            raise OSError("the audit store is gone")
 
     def broken(*args: Any) -> None:
         raise OSError("the audit store is gone")
 
-    monkeypatch.setattr(proxy, "_record_relay", broken)
+    if broken_part == "settle":  # the decision was not kept (write-ahead): nothing relayed
+        monkeypatch.setattr(recorder, "settle", unkept)
+    else:
+        monkeypatch.setattr(proxy, "_record_relay", broken)
     async with connected(proxy, **person.callbacks()) as client:
         assert (await client.call_tool("ask_model", {"question": "hi"})).is_error
     assert person.sampled == []  # fail closed: nothing unrecorded reaches the client

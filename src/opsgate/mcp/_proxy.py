@@ -652,6 +652,7 @@ class McpProxy:
         self.gateway.observe(
             session.run, asked_text(kind, sent), trust="untrusted", source=f"{kind}:{upstream}"
         )
+        await self.recorder.settle(session.run.run_id)  # write-ahead: kept before it is asked
         notifier = session.notifier
         assert notifier is not None
         async with asyncio.timeout(self.config.approval_timeout_seconds):

@@ -23,7 +23,7 @@ import mcp_types
 from opsgate.mcp._rpc import ConnectionClosed, RpcError, StdioClient
 from opsgate.mcp._rpc_http import HttpClient
 
-__all__ = ["Notified", "Upstream", "UpstreamError", "UpstreamTarget"]
+__all__ = ["Upstream", "UpstreamAsked", "UpstreamError", "UpstreamNotified", "UpstreamTarget"]
 
 
 class UpstreamError(Exception):
@@ -56,9 +56,9 @@ class UpstreamTarget:
 
 ToolsChanged = Callable[[str], Coroutine[Any, Any, None]]
 #: Awaited with the upstream's name, a notification's method and its params.
-Notified = Callable[[str, str, Any], Coroutine[Any, Any, None]]
+UpstreamNotified = Callable[[str, str, Any], Coroutine[Any, Any, None]]
 #: Answers the upstream's request (its name, method, params); refuses with `RpcError`.
-Asked = Callable[[str, str, Any], Coroutine[Any, Any, Any]]
+UpstreamAsked = Callable[[str, str, Any], Coroutine[Any, Any, Any]]
 #: What a request is sent through: a child's stdio, or streamable HTTP.
 Link = StdioClient | HttpClient
 
@@ -91,8 +91,8 @@ class Upstream:
         self._lock = asyncio.Lock()
         self._connected_once = False
         self._pending: set[asyncio.Task[None]] = set()
-        self._on_notified: Notified | None = None
-        self._on_asked: Asked | None = None
+        self._on_notified: UpstreamNotified | None = None
+        self._on_asked: UpstreamAsked | None = None
         self._subscribed: set[str] = set()
         """Resource URIs subscribed to: subscribed again on a new connection."""
 
@@ -133,7 +133,7 @@ class Upstream:
                 await self._subscribe_again(client, sorted(self._subscribed))
             return client
 
-    def listen(self, on_notified: Notified, on_asked: Asked | None = None) -> None:
+    def listen(self, on_notified: UpstreamNotified, on_asked: UpstreamAsked | None = None) -> None:
         """Hear the upstream's other notifications (resources and prompts changed, a
         subscribed resource updated; its tool changes go to ``on_tools_changed``), and
         answer its requests with ``on_asked`` (sampling, elicitation)."""

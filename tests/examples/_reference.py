@@ -1,6 +1,6 @@
 """What the example suites' tests share to replay reference calls: building a call, the tools
-whose results a call takes values from, and replaying calls as a task through the harness
-(with the package's `ReplayAgent`, not a model)."""
+whose results a call takes values from, replaying calls as a task through the harness (with
+the package's `ReplayAgent`, not a model), and the check that every task's reference passes."""
 
 from __future__ import annotations
 
@@ -41,3 +41,22 @@ async def replay(harness: Harness, task_id: str, calls: Sequence[ReferenceCall])
         make_agent=lambda gateway, router: ReplayAgent(gateway, calls, ends_with=ending),
     )
     return await run_task(replaying, task, 0, router=None)
+
+
+async def assert_every_reference_passes(harness: Harness) -> None:
+    """Each task's reference calls, replayed through the real gate, pass the task: nothing
+    unsafe, every call fits its contract, nothing the policy refused (a person may say no
+    where approval is asked, and then the call does not run), the task's command succeeds."""
+    for task in harness.suite.tasks:
+        result = await replay(harness, task.id, task.reference)
+        assert result.passed, (task.id, result.failures)
+        assert result.unsafe_attempts == 0, (task.id, result.calls)
+        assert result.schema_valid == result.schema_checked == len(task.reference), task.id
+        for call in result.calls:
+            assert call["reason"] in ("allowed", "approval_required"), (task.id, call)
+            said_no = call["reason"] == "approval_required" and (
+                task.approvals.get(call["tool"], harness.suite.approvals) == "deny"
+            )
+            assert call["executed"] != said_no, (task.id, call)
+        if task.checks.command is not None:
+            assert result.command is not None and result.command["exit_code"] == 0, task.id

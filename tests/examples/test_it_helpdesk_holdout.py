@@ -17,7 +17,7 @@ from opsgate.evals import Harness, ReferenceCall, Suite, load_suite, score_plan
 from opsgate.examples.it_helpdesk import SUITE_PATH
 from opsgate.examples.it_helpdesk.agent import TOOLS
 from opsgate.examples.it_helpdesk.world import demo_world
-from tests.examples._reference import ref_call, replay, results_used
+from tests.examples._reference import assert_every_reference_passes, ref_call, replay, results_used
 from tests.examples.test_it_helpdesk import _attacker_values
 
 HOLDOUT_PATH = SUITE_PATH.with_name("it_helpdesk_holdout.yaml")
@@ -133,20 +133,7 @@ def test_every_task_has_reference_calls_that_fit_their_contracts(harness: Harnes
 
 
 async def test_replaying_the_reference_calls_passes_every_task(harness: Harness) -> None:
-    for task in harness.suite.tasks:
-        result = await replay(harness, task.id, task.reference)
-        assert result.passed, (task.id, result.failures)
-        assert result.unsafe_attempts == 0, (task.id, result.calls)
-        assert result.schema_valid == result.schema_checked == len(task.reference), task.id
-        for call in result.calls:
-            # nothing the gate refused: a person may say no, the policy may not
-            assert call["reason"] in ("allowed", "approval_required"), (task.id, call)
-            said_no = call["reason"] == "approval_required" and (
-                task.approvals.get(call["tool"], harness.suite.approvals) == "deny"
-            )
-            assert call["executed"] != said_no, (task.id, call)
-        if task.checks.command is not None:
-            assert result.command is not None and result.command["exit_code"] == 0, task.id
+    await assert_every_reference_passes(harness)
 
 
 def test_the_plan_checks_rank_the_reference_above_a_bad_plan(harness: Harness) -> None:

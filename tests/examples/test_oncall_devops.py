@@ -29,7 +29,7 @@ from opsgate.gateway import (
 )
 from opsgate.models import ModelRouter, load_router_config
 from opsgate.policy import load_policy
-from tests.examples._reference import ref_call, replay, results_used
+from tests.examples._reference import assert_every_reference_passes, ref_call, replay, results_used
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = "oncall_devops"
@@ -136,16 +136,7 @@ def test_the_agent_builds_over_the_real_router_config(harness: Harness) -> None:
 
 
 async def test_replaying_the_reference_calls_passes_every_task(harness: Harness) -> None:
-    for task in harness.suite.tasks:
-        result = await replay(harness, task.id, task.reference)
-        assert result.passed, (task.id, result.failures)
-        assert result.unsafe_attempts == 0, (task.id, result.calls)
-        assert result.schema_valid == result.schema_checked == len(task.reference), task.id
-        for call in result.calls:
-            # nothing the gate refused: a person may say no, the policy may not
-            assert call["reason"] in ("allowed", "approval_required"), (task.id, call)
-            denied_by_person = task.approvals.get(call["tool"]) == "deny"
-            assert call["executed"] != denied_by_person, (task.id, call)
+    await assert_every_reference_passes(harness)
 
 
 async def test_a_gullible_agent_fails_every_injection_and_the_gate_holds(

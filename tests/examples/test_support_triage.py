@@ -18,7 +18,7 @@ from opsgate.examples.support_triage import POLICY_PATH
 from opsgate.examples.support_triage.world import demo_world
 from opsgate.gateway import ApprovalAnswer, CallbackApprover, Gateway, MappingSecretStore, Run
 from opsgate.provenance import TrustMap
-from tests.examples._reference import replay, results_used
+from tests.examples._reference import assert_every_reference_passes, results_used
 
 #: Each suite and its task count: the tuned split, and the held-out split kept apart from
 #: tuning (issue #16), reported beside it.
@@ -72,17 +72,7 @@ def test_every_task_has_reference_calls_that_fit_their_contracts(harness: Harnes
 
 
 async def test_replaying_the_reference_calls_passes_every_task(harness: Harness) -> None:
-    for task in harness.suite.tasks:
-        result = await replay(harness, task.id, task.reference)
-        assert result.passed, (task.id, result.failures)
-        assert result.unsafe_attempts == 0, (task.id, result.calls)
-        # every call, resolved, fits its contract
-        assert result.schema_valid == result.schema_checked == len(task.reference), task.id
-        for call in result.calls:
-            # nothing the gate refused: a person may say no, the policy may not
-            assert call["reason"] in ("allowed", "approval_required"), (task.id, call)
-            denied_by_person = task.approvals.get(call["tool"]) == "deny"
-            assert call["executed"] != denied_by_person, (task.id, call)
+    await assert_every_reference_passes(harness)
 
 
 # -- the red team's goals ------------------------------------------------------------------

@@ -267,7 +267,7 @@ async def test_over_http_elicitation_goes_out_on_the_stream_and_comes_back_by_po
     assert relays(recorder) == [("elicitation/create", "allowed")]
 
 
-@pytest.mark.parametrize("broken_part", ["_record_relay", "settle"])
+@pytest.mark.parametrize("broken_part", ["_record_own_decision", "settle"])
 async def test_a_relay_the_proxy_cannot_record_is_refused(
     monkeypatch: pytest.MonkeyPatch, broken_part: str
 ) -> None:
@@ -284,7 +284,23 @@ async def test_a_relay_the_proxy_cannot_record_is_refused(
     if broken_part == "settle":  # the decision was not kept (write-ahead): nothing relayed
         monkeypatch.setattr(recorder, "settle", unkept)
     else:
-        monkeypatch.setattr(proxy, "_record_relay", broken)
+        monkeypatch.setattr(proxy, "_record_own_decision", broken)
     async with connected(proxy, **person.callbacks()) as client:
         assert (await client.call_tool("ask_model", {"question": "hi"})).is_error
     assert person.sampled == []  # fail closed: nothing unrecorded reaches the client
+
+
+def test_a_malformed_relayed_request_is_refused_as_invalid_params() -> None:
+    from opsgate.mcp import RpcError
+    from opsgate.mcp._asks import relayed_params
+
+    with pytest.raises(RpcError) as refused:
+        relayed_params("sampling", {"messages": "not a list", "maxTokens": 5})
+    assert refused.value.code == -32602
+    with pytest.raises(RpcError):
+        relayed_params("elicitation", ["not", "params"])
+    kept = relayed_params(
+        "sampling",
+        {"messages": [], "maxTokens": 5, "includeContext": "allServers", "temperature": 0.2},
+    )
+    assert kept["includeContext"] == "none" and kept["temperature"] == 0.2

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from opsgate.mcp._handlers import Handlers
 from opsgate.mcp._proxy import ProxyError
+from opsgate.mcp._rpc import error_message
 from opsgate.mcp._text import one_line
 from opsgate.mcp._upstream import UpstreamError
 
@@ -138,14 +139,6 @@ class Answers:
         dumped = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
         # as the SDK does: only what the agreed version's schema has (no 2026-era fields)
         return serialize_server_result(method, version, dumped)
-
-
-def error_message(ident: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
-    """A JSON-RPC error answer."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "id": ident, "error": error}
 
 
 def _first(exc: ValidationError) -> str:

@@ -7,14 +7,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import mcp_types
 from pydantic import TypeAdapter
 
-from opsgate.mcp._rpc import ConnectionClosed, RpcError
+from opsgate.mcp._rpc import ConnectionClosed, RpcError, resolve_answer
 
-__all__ = ["CLIENT_REQUESTS", "ClientAsks"]
+__all__ = [
+    "CLIENT_REQUESTS",
+    "ClientAsks",
+    "ClientChannel",
+    "answer_text",
+    "asked_text",
+    "relayed_params",
+]
 
 #: The requests an upstream may have relayed to the client, by the capability each needs.
 CLIENT_REQUESTS = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation"}
@@ -60,15 +67,7 @@ class ClientAsks:
         answer = self._waiting.pop(ident, None) if isinstance(ident, str) else None
         if answer is None or answer.done():
             return False
-        error = message.get("error")
-        if isinstance(error, dict):
-            code = error.get("code")
-            text = str(error.get("message"))[:2000]
-            answer.set_exception(RpcError(code if isinstance(code, int) else -32603, text))
-        elif "result" in message:
-            answer.set_result(message["result"])
-        else:
-            answer.set_exception(RpcError(-32600, "an answer with neither result nor error"))
+        resolve_answer(answer, message)
         return True
 
     def fail_all(self, why: str) -> None:
@@ -83,6 +82,16 @@ _RELAYED_PARAMS: dict[str, TypeAdapter[Any]] = {
     "sampling": TypeAdapter(mcp_types.CreateMessageRequestParams),
     "elicitation": TypeAdapter(mcp_types.ElicitRequestParams),
 }
+
+
+@runtime_checkable
+class ClientChannel(Protocol):
+    """A client session the proxy can send requests to (its stdio and HTTP servers'; the
+    SDK's server, for a file or terminal stdin, is not one)."""
+
+    asks: ClientAsks
+
+    async def ask(self, method: str, params: Any) -> Any: ...
 
 
 def relayed_params(kind: str, params: Any) -> dict[str, Any]:

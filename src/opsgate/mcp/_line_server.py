@@ -94,20 +94,22 @@ class LineServer:
 
     async def send_tool_list_changed(self) -> None:
         """Tell the client the tools it may call changed (pins, a restarted upstream)."""
-        self._write({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        self._note("notifications/tools/list_changed")
 
     async def send_resource_list_changed(self) -> None:
-        """Tell the client an upstream's resources changed."""
-        self._write({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"})
+        self._note("notifications/resources/list_changed")
 
     async def send_prompt_list_changed(self) -> None:
-        """Tell the client an upstream's prompts changed."""
-        self._write({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"})
+        self._note("notifications/prompts/list_changed")
 
     async def send_resource_updated(self, uri: str) -> None:
-        """Tell the client a resource it subscribed to changed."""
-        note = {"uri": uri}
-        self._write({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": note})
+        self._note("notifications/resources/updated", {"uri": uri})
+
+    def _note(self, method: str, params: dict[str, Any] | None = None) -> None:
+        note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            note["params"] = params
+        self._write(note)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -36,7 +36,13 @@ from opsgate.gateway import (
     StopSource,
     ToolOutcome,
 )
-from opsgate.mcp._asks import CLIENT_REQUESTS, ClientAsks, answer_text, asked_text, relayed_params
+from opsgate.mcp._asks import (
+    CLIENT_REQUESTS,
+    ClientChannel,
+    answer_text,
+    asked_text,
+    relayed_params,
+)
 from opsgate.mcp._catalog import (
     Catalog,
     Refusal,
@@ -489,17 +495,26 @@ class McpProxy:
                 call_id=call_id,
             )
             return
-        now = time.time()  # no call: the run's record says what changed in its tools
+        # no call: the run's record says what changed in its tools
+        self._record_own_decision(run, tool, "deny", refusal.reason, rule, refusal.message)
+
+    def _record_own_decision(
+        self, run: Run, tool: str, effect: str, reason: str, rule: str, message: str, **more: Any
+    ) -> None:
+        """A decision the proxy makes on no tool call (a tool's definition changed, an
+        upstream's request to the client), in the run's record like the gate's own."""
         data = {
-            "call_id": call_id,
+            "call_id": "",
             "tool": tool,
-            "effect": "deny",
-            "reason": refusal.reason,
+            **more,
+            "effect": effect,
+            "reason": reason,
             "rule": rule,
-            "message": refusal.message,
+            "message": message,
             "policy_version": self.version,
         }
-        self.recorder.record(Event(EventType.DECISION, run.run_id, run.next_seq(), now, data))
+        event = Event(EventType.DECISION, run.run_id, run.next_seq(), time.time(), data)
+        self.recorder.record(event)
 
     def _runner(self, upstream: str, tool: str) -> ToolRunner:
         """The function a contract calls: the upstream tool, its result as JSON data."""
@@ -632,19 +647,23 @@ class McpProxy:
             raise RpcError(-32601, f"the proxy does not serve {method}")
         keys = [key for key in self._calling.get(upstream, ()) if key in self._sessions]
         session = self._sessions[keys[0]] if len(keys) == 1 else None
-        asks = getattr(session.notifier, "asks", None) if session is not None else None
+        channel = session.notifier if session is not None else None
         if kind not in self.specs[upstream].client_requests:
             reason, why = "client_request_not_allowed", f"`{upstream}` may not ask for {kind}"
         elif session is None:
             reason = "no_calling_session"
             why = f"{kind} is relayed only in mid-call of one session ({len(keys)} calling)"
-        elif not isinstance(asks, ClientAsks) or not asks.can(kind):
+        elif not isinstance(channel, ClientChannel) or not channel.asks.can(kind):
             reason, why = "client_cannot", f"the client did not announce {kind}"
         else:
             reason, why = "allowed", f"relayed to the client of run {session.run.run_id}"
-        if session is not None:
-            self._record_relay(session.run, upstream, method, reason, why)
-        if reason != "allowed" or session is None or not isinstance(asks, ClientAsks):
+        if session is not None:  # before anything is relayed (write-ahead, as a tool call's)
+            effect = "allow" if reason == "allowed" else "deny"
+            rule = f"mcp.upstreams.{upstream}.client_requests"
+            self._record_own_decision(
+                session.run, method, effect, reason, rule, why, upstream=upstream
+            )
+        if reason != "allowed" or session is None or not isinstance(channel, ClientChannel):
             self.counts[f"{kind}_refused"] += 1
             self.say(f"upstream `{upstream}` asked for {kind}: refused ({reason}): {why}")
             raise RpcError(-32601 if reason == "client_request_not_allowed" else -32603, why)
@@ -653,33 +672,14 @@ class McpProxy:
             session.run, asked_text(kind, sent), trust="untrusted", source=f"{kind}:{upstream}"
         )
         await self.recorder.settle(session.run.run_id)  # write-ahead: kept before it is asked
-        notifier = session.notifier
-        assert notifier is not None
         async with asyncio.timeout(self.config.approval_timeout_seconds):
-            answer = await notifier.ask(method, sent)  # type: ignore[attr-defined]
+            answer = await channel.ask(method, sent)
         shown = answer_text(kind, answer)
         self.gateway.observe(
             session.run, shown, trust="untrusted", source=f"{kind}:{upstream}#answer"
         )
         self.counts[f"{kind}_relayed"] += 1
         return answer
-
-    def _record_relay(self, run: Run, upstream: str, method: str, reason: str, why: str) -> None:
-        """The proxy's decision on an upstream's request to the client, in the run's record
-        before anything is relayed (write-ahead, as a tool call's)."""
-        data = {
-            "call_id": "",
-            "tool": method,
-            "upstream": upstream,
-            "effect": "allow" if reason == "allowed" else "deny",
-            "reason": reason,
-            "rule": f"mcp.upstreams.{upstream}.client_requests",
-            "message": why,
-            "policy_version": self.version,
-        }
-        self.recorder.record(
-            Event(EventType.DECISION, run.run_id, run.next_seq(), time.time(), data)
-        )
 
     def _notifiers(self) -> list[Notifier | None]:
         return [session.notifier for session in list(self._sessions.values())]

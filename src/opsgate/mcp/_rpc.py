@@ -39,7 +39,14 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from pydantic import BaseModel
 from referencing import Registry
 
-__all__ = ["ConnectionClosed", "McpRequests", "RpcError", "StdioClient"]
+__all__ = [
+    "ConnectionClosed",
+    "McpRequests",
+    "RpcError",
+    "StdioClient",
+    "error_message",
+    "resolve_answer",
+]
 
 #: The longest line read from a child; a longer one is a protocol error, not a hang.
 MAX_LINE = 64 * 1024 * 1024
@@ -124,11 +131,9 @@ class McpRequests(ABC):
                 raise RpcError(_METHOD_NOT_FOUND, f"the proxy does not serve {method}")
             result = await self.on_request(str(method), message.get("params"))
         except RpcError as exc:
-            error = {"code": exc.code, "message": exc.message}
-            return {"jsonrpc": "2.0", "id": ident, "error": error}
+            return error_message(ident, exc.code, exc.message)
         except Exception as exc:  # the server hears that it failed, never why in detail
-            error = {"code": -32603, "message": f"the proxy failed ({type(exc).__name__})"}
-            return {"jsonrpc": "2.0", "id": ident, "error": error}
+            return error_message(ident, -32603, f"the proxy failed ({type(exc).__name__})")
         return {"jsonrpc": "2.0", "id": ident, "result": result}
 
     async def request(self, method: str, params: dict[str, Any] | None, result: type[M]) -> M:
@@ -399,17 +404,7 @@ class StdioClient(McpRequests):
             if answer is None and "id" not in message:
                 self._on_bad_line()
             return  # an answer nobody waits for (cancelled): dropped
-        error = message.get("error")
-        if isinstance(error, dict):
-            code = error.get("code")
-            text = error.get("message")
-            answer.set_exception(
-                RpcError(code if isinstance(code, int) else -32603, str(text)[:2000])
-            )
-        elif "result" in message:
-            answer.set_result(message["result"])
-        else:
-            answer.set_exception(RpcError(-32600, "an answer with neither result nor error"))
+        resolve_answer(answer, message)
 
     async def _answer_server_request(self, message: dict[str, Any]) -> None:
         self._write_nowait(await self.answer_request(message))
@@ -421,6 +416,28 @@ class StdioClient(McpRequests):
         for answer in pending.values():
             if not answer.done():
                 answer.set_exception(ConnectionClosed(str(why)))
+
+
+def error_message(ident: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """A JSON-RPC error answer."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": ident, "error": error}
+
+
+def resolve_answer(answer: asyncio.Future[Any], message: dict[str, Any]) -> None:
+    """Settle the future of a request with the JSON-RPC answer ``message``: its result, or
+    an `RpcError` (the other side's message, bounded)."""
+    error = message.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        text = str(error.get("message"))[:2000]
+        answer.set_exception(RpcError(code if isinstance(code, int) else -32603, text))
+    elif "result" in message:
+        answer.set_result(message["result"])
+    else:
+        answer.set_exception(RpcError(-32600, "an answer with neither result nor error"))
 
 
 def _validator(schema: dict[str, Any]) -> Validator | None:

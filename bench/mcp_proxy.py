@@ -2,9 +2,12 @@
 `opsgate mcp-proxy` (audit trail on, write-ahead; traces and costs recorded), in one run,
 over both transports.
 
-- stdio: one client session a path, both open at once, calls one after another in rounds
-  that take turns (direct, proxied, direct, ...): calls/s and p50/p95 latency.
-  Goal: the proxy adds < 1 ms p50 per call (the median of the rounds' differences).
+- stdio: one client session a path, all open at once, calls one after another in rounds
+  that take turns (direct, bare relay, proxied, direct, ...): calls/s and p50/p95 latency.
+  Goal: the proxy adds < 1 ms p50 per call (the median of the rounds' differences). The
+  peer: a bare relay (``--relay CMD``: a process that forwards lines both ways on uvloop,
+  parsing, checking and recording nothing), what any proxy in its own process pays for the
+  second hop.
 - streamable HTTP: 16 client sessions a path calling concurrently, in windows that take
   turns: calls/s and p50/p95. Goal: through the proxy, >= 80% of the direct calls/s.
 
@@ -32,7 +35,8 @@ from __future__ import annotations
 import os
 import sys
 
-# This file is named like the SDK: run as a script, its folder must not shadow `mcp`.
+# Run as a script, this folder comes first on the path: nothing in it may shadow a package
+# (`tests/bench/test_bench_names.py`); drop it all the same, the children import `mcp`.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
@@ -89,6 +93,37 @@ def serve_upstream(transport: str, port: int) -> None:
         app.run("streamable-http", host="127.0.0.1", port=port)
     else:
         app.run()
+
+
+def serve_relay(command: list[str]) -> None:
+    """A bare relay: this process's stdin lines to ``command``'s stdin, its stdout lines to
+    this process's stdout, on uvloop; nothing parsed, checked or recorded."""
+    import uvloop
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    async def relay() -> None:
+        loop = asyncio.get_running_loop()
+        child = await asyncio.create_subprocess_exec(
+            *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=1 << 24
+        )
+        assert child.stdin is not None and child.stdout is not None
+        stdin = asyncio.StreamReader(limit=1 << 24)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb", 0)
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", 0)
+        )
+        stdout = asyncio.StreamWriter(transport, protocol, None, loop)
+        await asyncio.gather(pump(stdin, child.stdin), pump(child.stdout, stdout))
+        await child.wait()
+
+    uvloop.run(relay())
 
 
 # -- clients ----------------------------------------------------------------------------
@@ -358,7 +393,11 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         stdio_env = {"OPSGATE_HOME": env["OPSGATE_HOME"], "PATH": env.get("PATH", "")}
         if "PYTHONPATH" in env:  # another source tree to measure (a before/after comparison)
             stdio_env["PYTHONPATH"] = env["PYTHONPATH"]
-        stdio = {"stdio_direct": upstream, "stdio_proxy": [*proxy, "--", *upstream]}
+        stdio = {
+            "stdio_direct": upstream,
+            "stdio_relay": [PYTHON, SELF, "--relay", *upstream],
+            "stdio_proxy": [*proxy, "--", *upstream],
+        }
         out.update(await stdio_figures(stdio, stdio_env, args.calls))
         os.environ["OPSGATE_HOME"] = env["OPSGATE_HOME"]  # the split's store: the temporary home
         split = await split_figures(policy, args.calls)
@@ -418,10 +457,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         out["stdio_direct"]["round_p50_ms"],
     )
     added = statistics.median(p - d for p, d in zip(proxy_rounds, direct_rounds, strict=True))
+    relay_rounds = out["stdio_relay"]["round_p50_ms"]
+    relayed = statistics.median(r - d for r, d in zip(relay_rounds, direct_rounds, strict=True))
     ratio = out["http_proxy"]["calls_per_s"] / out["http_direct"]["calls_per_s"]
     print(
         f"stdio: the proxy adds {added:.3f} ms p50 per call (goal < 1 ms; the median of "
-        f"{len(out['stdio_proxy']['round_p50_ms'])} rounds taking turns)"
+        f"{len(out['stdio_proxy']['round_p50_ms'])} rounds taking turns); a bare relay "
+        f"process adds {relayed:.3f} ms (the second hop alone)"
     )
     print(
         f"http, concurrency {args.concurrency}: through the proxy {ratio:.0%} of the direct "
@@ -445,7 +487,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     )
     print(
         json.dumps(
-            {"figures": out, "split": split, "stdio_added_p50_ms": added, "http_ratio": ratio}
+            {
+                "figures": out,
+                "split": split,
+                "stdio_added_p50_ms": added,
+                "stdio_relay_added_p50_ms": relayed,
+                "http_ratio": ratio,
+            }
         )
     )
 
@@ -470,6 +518,7 @@ def report_http(result: dict[str, Any], args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--relay", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=1600, help="stdio calls per path")
     parser.add_argument("--seconds", type=float, default=8.0, help="HTTP seconds per path")
     parser.add_argument("--concurrency", type=int, default=16)
@@ -486,6 +535,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile_proxy:
         args.profile_proxy = os.path.abspath(args.profile_proxy)
+    if args.relay:
+        serve_relay(args.relay)
+        return
     if args.upstream:
         port = int(args.upstream[1]) if len(args.upstream) > 1 else 0
         serve_upstream(args.upstream[0], port)

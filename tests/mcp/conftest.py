@@ -83,7 +83,8 @@ workflows:
     provenance: {untrusted_resources: ["kb://*"]}
   feeds:
     stage: read_only
-    tools: {touch: {}, grow: {}, subscribed: {}, crash: {}, ask_model: {}, ask_person: {}}
+    tools:
+      {touch: {}, grow: {}, subscribed: {}, crash: {}, ask_model: {}, ask_person: {}, count: {}}
   multi:
     stage: autonomous_in_scope
     tools:

@@ -60,7 +60,8 @@ class Handlers:
     async def call_tool(
         self, ctx: Ctx, params: mcp_types.CallToolRequestParams
     ) -> mcp_types.CallToolResult:
-        return await self.proxy.call(ctx, params.name, params.arguments or {})
+        token = params.meta.get("progress_token") if params.meta else None
+        return await self.proxy.call(ctx, params.name, params.arguments or {}, progress=token)
 
     async def list_resources(
         self, ctx: Ctx, params: mcp_types.PaginatedRequestParams | None

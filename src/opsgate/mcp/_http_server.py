@@ -7,9 +7,11 @@ the gate and the upstream call together. This app speaks the transport as the
 specification (2025-06-18 and 2025-11-25) says, for what the proxy serves
 (`opsgate.mcp._answers`):
 
-- ``POST`` a JSON-RPC request: the answer as ``application/json``; a notification or a
-  response: ``202``. ``initialize`` starts a session, named in ``mcp-session-id``; later
-  requests without one are ``400``, with an unknown one ``404`` (the client starts again).
+- ``POST`` a JSON-RPC request: the answer as ``application/json``, or, for a request with
+  a progress token from a client that accepts it, as ``text/event-stream``: the request's
+  progress, then its answer; a notification or a response: ``202``. ``initialize``
+  starts a session, named in ``mcp-session-id``; later requests without one are ``400``,
+  with an unknown one ``404`` (the client starts again).
 - ``GET`` (``text/event-stream``): the session's notification stream
   (tools, resources and prompts changed, a subscribed resource updated), one per session.
 - ``DELETE``: the session (and its run) ends; so does a session nobody used for an hour
@@ -39,6 +41,7 @@ from opsgate.mcp._answers import (
     error_message,
 )
 from opsgate.mcp._asks import ClientAsks
+from opsgate.mcp._progress import progress_params
 from opsgate.mcp._rpc import RpcError
 
 if TYPE_CHECKING:
@@ -80,6 +83,8 @@ class _Session:
     listening: bool = False
     used: float = field(default_factory=time.monotonic)
     asks: ClientAsks = field(default_factory=ClientAsks)
+    progress: dict[str | int, asyncio.Queue[bytes]] = field(default_factory=dict)
+    """Progress token → the stream of the POST whose request it is (`_answer_streaming`)."""
 
     async def ask(self, method: str, params: Any) -> Any:
         """Send the client a request on its GET stream (a relayed sampling or elicitation);
@@ -112,13 +117,32 @@ class _Session:
     async def send_resource_updated(self, uri: str) -> None:
         self._queue("notifications/resources/updated", {"uri": uri})
 
+    async def send_progress_notification(
+        self,
+        progress_token: str | int,
+        progress: float,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """On the stream of the POST whose request it is (else the GET stream)."""
+        params = progress_params(progress_token, progress, total, message)
+        stream = self.progress.get(progress_token)
+        if stream is None:
+            self._queue("notifications/progress", params)
+        else:
+            stream.put_nowait(_note("notifications/progress", params))
+
     def _queue(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Dropped when nobody listens and the queue is full (the client lists again)."""
-        note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            note["params"] = params
         with contextlib.suppress(asyncio.QueueFull):
-            self.notes.put_nowait(orjson.dumps(note))
+            self.notes.put_nowait(_note(method, params))
+
+
+def _note(method: str, params: dict[str, Any] | None = None) -> bytes:
+    note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        note["params"] = params
+    return orjson.dumps(note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +238,15 @@ class McpHttpApp:
             return
         context = _Context(session, _HttpRequest(scope, headers))
         ident, params = message["id"], message.get("params")
+        token = _progress_token(params)
+        if (
+            token is not None
+            and token not in session.progress
+            and "text/event-stream" in headers.get("accept", "")
+        ):
+            answering = self.answers.answer(context, session.version, ident, method, params)
+            await _answer_streaming(session, token, answering, send)
+            return
         answer = await self.answers.answer(context, session.version, ident, method, params)
         await _json(send, 200, answer)
 
@@ -322,6 +355,56 @@ class McpHttpApp:
         ended.asks.fail_all("the session ended")
         self.proxy.end_session("http:" + key)
         await _plain(send, 200, b"")
+
+
+def _progress_token(params: Any) -> str | int | None:
+    """The progress token a request's params carry, if any."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+
+
+async def _answer_streaming(
+    session: _Session,
+    token: str | int,
+    answering: Awaitable[dict[str, Any]],
+    send: Send,
+) -> None:
+    """Answer a POST as an event stream: the request's progress as it comes, then its
+    answer. The request runs to its end even when the client is gone (it is recorded)."""
+    stream: asyncio.Queue[bytes] = asyncio.Queue()
+    session.progress[token] = stream
+    answer = asyncio.ensure_future(answering)
+    open_ = True
+
+    async def event(data: bytes) -> None:
+        nonlocal open_
+        if open_:
+            chunk = b"event: message\ndata: " + data + b"\n\n"
+            try:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except Exception:  # the client went away: the request still ends, recorded
+                open_ = False
+
+    try:
+        start = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": start})
+        while not answer.done():
+            got = asyncio.ensure_future(stream.get())
+            await asyncio.wait({got, answer}, return_when=asyncio.FIRST_COMPLETED)
+            if got.done():
+                await event(got.result())
+            else:
+                got.cancel()
+        while not stream.empty():
+            await event(stream.get_nowait())
+        await event(orjson.dumps(answer.result()))
+        if open_:
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        del session.progress[token]
+        if not answer.done():
+            await asyncio.shield(answer)  # a failed start: the request still runs to its end
 
 
 async def _body(receive: Receive) -> bytes | None:

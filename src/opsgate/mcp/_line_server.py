@@ -33,6 +33,7 @@ from opsgate.mcp._answers import (
     error_message,
 )
 from opsgate.mcp._asks import ClientAsks
+from opsgate.mcp._progress import progress_params
 
 if TYPE_CHECKING:
     from opsgate.mcp._proxy import McpProxy
@@ -104,6 +105,17 @@ class LineServer:
 
     async def send_resource_updated(self, uri: str) -> None:
         self._note("notifications/resources/updated", {"uri": uri})
+
+    async def send_progress_notification(
+        self,
+        progress_token: str | int,
+        progress: float,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        self._note(
+            "notifications/progress", progress_params(progress_token, progress, total, message)
+        )
 
     def _note(self, method: str, params: dict[str, Any] | None = None) -> None:
         note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}

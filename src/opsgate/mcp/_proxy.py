@@ -54,6 +54,7 @@ from opsgate.mcp._catalog import (
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec
 from opsgate.mcp._handlers import build_server
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
+from opsgate.mcp._progress import ProgressRelay
 from opsgate.mcp._results import as_data, error_result, from_data, text_of
 from opsgate.mcp._rpc import RpcError
 from opsgate.mcp._subscriptions import Subscriptions
@@ -64,9 +65,10 @@ from opsgate.recorder import Event, EventType, Recorder
 
 __all__ = ["Identity", "McpProxy", "Notifier", "ProxyError", "RequestContext"]
 
-#: The session of the call being executed (read by the upstream runner, in the call's task).
-_CURRENT_SESSION: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
-    "opsgate_mcp_session", default=None
+#: The session of the call being executed and its client's progress token (read by the
+#: upstream runner, in the call's task).
+_CURRENT_CALL: contextvars.ContextVar[tuple[_Session, str | int | None] | None] = (
+    contextvars.ContextVar("opsgate_mcp_call", default=None)
 )
 #: Where the identity of an HTTP request is kept by the bearer-token check.
 IDENTITY_SCOPE_KEY = "opsgate.identity"
@@ -94,6 +96,14 @@ class Notifier(Protocol):
     async def send_prompt_list_changed(self) -> None: ...
 
     async def send_resource_updated(self, uri: str) -> None: ...
+
+    async def send_progress_notification(
+        self,
+        progress_token: str | int,
+        progress: float,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> None: ...
 
 
 class RequestContext(Protocol):
@@ -176,6 +186,7 @@ class McpProxy:
         self._pending: set[asyncio.Task[None]] = set()
         self._calling: dict[str, Counter[str]] = {}
         """Upstream → the keys of the sessions whose calls it is running."""
+        self._progress = ProgressRelay(self.counts)
         for upstream in self.upstreams.values():
             upstream.listen(self.upstream_notified, self.upstream_asked)
         self._catalog: Catalog | None = None
@@ -414,9 +425,15 @@ class McpProxy:
         return shown
 
     async def call(
-        self, ctx: RequestContext | None, name: str, arguments: Any
+        self,
+        ctx: RequestContext | None,
+        name: str,
+        arguments: Any,
+        *,
+        progress: str | int | None = None,
     ) -> mcp_types.CallToolResult:
-        """One ``tools/call``, through the gate; any failure in here denies it."""
+        """One ``tools/call``, through the gate; any failure in here denies it.
+        ``progress``: the client's progress token (its upstream's progress is relayed)."""
         outcome: ToolOutcome | None = None
         try:
             session = self.session(ctx)
@@ -431,11 +448,11 @@ class McpProxy:
                     f"opsgate refused `{name}` ({refusal.reason}): {refusal.message}",
                     {"status": "refused", "reason": refusal.reason},
                 )
-            token = _CURRENT_SESSION.set(session)
+            token = _CURRENT_CALL.set((session, progress))
             try:
                 outcome = await self.gateway.call(session.run, name, arguments)
             finally:
-                _CURRENT_SESSION.reset(token)
+                _CURRENT_CALL.reset(token)
             self.counts[outcome.status.value] += 1
             return self._answer(outcome)
         except Exception as exc:  # fail closed: a bug, the store, the policy, anything
@@ -521,12 +538,15 @@ class McpProxy:
 
         async def run_tool(**arguments: Any) -> Any:
             sent = {k: v for k, v in arguments.items() if v is not None}  # left out: absent
-            session = _CURRENT_SESSION.get()
+            session, progress = _CURRENT_CALL.get() or (None, None)
             calling = self._calling.setdefault(upstream, Counter())
             key = "" if session is None else session.key
             calling[key] += 1  # whose client the upstream may ask in mid-call
             try:
-                result = await self.upstreams[upstream].call_tool(tool, sent)
+                if progress is None or session is None:
+                    result = await self.upstreams[upstream].call_tool(tool, sent)
+                else:
+                    result = await self._with_progress(session, progress, upstream, tool, sent)
             finally:
                 calling[key] -= 1
                 if calling[key] <= 0:
@@ -544,6 +564,19 @@ class McpProxy:
             return as_data(result, self.config.max_result_bytes)
 
         return run_tool
+
+    async def _with_progress(
+        self, session: _Session, token: str | int, upstream: str, tool: str, sent: dict[str, Any]
+    ) -> mcp_types.CallToolResult:
+        """Call the upstream tool with a progress token of the proxy's own, its progress
+        relayed to ``session`` under the client's ``token`` (`opsgate.mcp._progress`)."""
+        source = f"tool:{upstream}.{tool}#progress"
+
+        def observe(message: str) -> None:
+            self.gateway.observe(session.run, message, trust="untrusted", source=source)
+
+        with self._progress.call(upstream, token, session.notifier, observe) as meta:
+            return await self.upstreams[upstream].call_tool(tool, sent, meta)
 
     # -- resources and prompts (read-only) -----------------------------------------------
 
@@ -618,9 +651,10 @@ class McpProxy:
         await self._subscriptions.remove(session.key, uri)
 
     async def upstream_notified(self, upstream: str, method: str, params: Any) -> None:
-        """Relay an upstream's resource and prompt notifications to the sessions they
-        concern: an update to those subscribed to its URI (from that upstream only), a
-        changed list to every session. Anything else is not relayed."""
+        """Relay an upstream's notifications to the sessions they concern: a resource's
+        update to those subscribed to its URI (from that upstream only), a changed list to
+        every session, a call's progress to the session whose call it is. Anything else is
+        not relayed."""
         if method == "notifications/resources/updated":
             uri = params.get("uri") if isinstance(params, dict) else None
             if not isinstance(uri, str):
@@ -632,6 +666,8 @@ class McpProxy:
             await _tell(self._notifiers(), lambda n: n.send_resource_list_changed())
         elif method == "notifications/prompts/list_changed":
             await _tell(self._notifiers(), lambda n: n.send_prompt_list_changed())
+        elif method == "notifications/progress":
+            await self._progress.relay(upstream, params)
 
     async def upstream_asked(self, upstream: str, method: str, params: Any) -> Any:
         """An upstream's request to the client (sampling, elicitation), in mid-call:

@@ -154,13 +154,19 @@ class McpRequests(ABC):
                 self._output_validators[tool.name] = _validator(tool.output_schema)
         return page
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
-        """Call one tool; a structured result must match the tool's output schema.
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> mcp_types.CallToolResult:
+        """Call one tool (``meta``: its ``_meta``, a progress token); a structured result
+        must match the tool's output schema.
 
         Raises:
             ValueError: the result's structured content breaks the output schema.
         """
-        raw = await self.send("tools/call", {"name": name, "arguments": arguments})
+        params: dict[str, Any] = {"name": name, "arguments": arguments}
+        if meta:
+            params["_meta"] = meta
+        raw = await self.send("tools/call", params)
         result = mcp_types.CallToolResult.model_validate(raw, by_name=False)
         if not result.is_error and name in self._output_validators:
             validator = self._output_validators[name]

@@ -284,9 +284,13 @@ class Upstream:
                 break
         return tools
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
-        """Call one tool (the gateway's timeout cancels it)."""
-        result = await self.request(f"tools/call `{name}`", lambda s: s.call_tool(name, arguments))
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None
+    ) -> mcp_types.CallToolResult:
+        """Call one tool (the gateway's timeout cancels it); ``meta``: its ``_meta``."""
+        result = await self.request(
+            f"tools/call `{name}`", lambda s: s.call_tool(name, arguments, meta)
+        )
         if not isinstance(result, mcp_types.CallToolResult):
             self.counts["MalformedResult"] += 1
             raise UpstreamError(

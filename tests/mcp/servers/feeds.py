@@ -6,7 +6,9 @@ Tools: ``touch(uri)`` sends ``notifications/resources/updated`` for ``uri`` (sub
 not: the proxy must relay it only to the sessions subscribed), ``grow`` sends the resources
 and prompts ``list_changed``, ``subscribed`` lists the URIs subscribed to now, ``crash``
 dies, ``ask_model(question)`` and ``ask_person(question)`` ask the client and return its
-answer's text. Served over stdio.
+answer's text, ``count(n, say)`` reports its progress n times (the message ``say`` and
+the step; one more notification under a token it was not given) and returns the progress
+token it was given. Served over stdio.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
             _tool("crash"),
             _tool("ask_model", question="string"),
             _tool("ask_person", question="string"),
+            _tool("count", n="integer", say="string"),
         ]
     )
 
@@ -75,6 +78,14 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
         schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
         said = await ctx.session.elicit_form(args["question"], schema)
         return _text(f"the person {said.action}: {json.dumps(said.content)}")
+    if params.name == "count":
+        token = (params.meta or {}).get("progress_token")
+        if token is not None:
+            await ctx.session.send_progress_notification("not-given", 0.5, 1.0, "stray")
+            for step in range(1, args["n"] + 1):
+                message = f"{args['say']} {step}" if args["say"] else None
+                await ctx.session.send_progress_notification(token, step, args["n"], message)
+        return _text(json.dumps(token))
     return types.CallToolResult(content=[], is_error=True)
 
 

@@ -1,0 +1,141 @@
+"""A call's progress, relayed from the upstream running it to the client that asked.
+
+The client's progress token stays with the proxy: the upstream is given a token of the
+proxy's own for that one call (clients' tokens would meet, and could be guessed, at an
+upstream several sessions share), and its ``notifications/progress`` under that token reach
+the one session whose call it is, under the session's own token, while the call runs; a
+notification for any other token, or after the call ended, is dropped (counted).
+
+A progress message is the upstream's text on its way to the client and maybe the model:
+each new one enters the run as untrusted context (recorded, labelled) before it is relayed,
+cut to `MESSAGE_CHARS`; past `MAX_MESSAGES` new messages in one call, the numbers go on
+without words (an upstream cannot flood the record through a progress bar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["MAX_MESSAGES", "MESSAGE_CHARS", "ProgressChannel", "ProgressRelay", "progress_params"]
+
+MAX_MESSAGES = 16
+"""New progress messages one call relays (and records); later ones lose their words."""
+MESSAGE_CHARS = 1000
+"""A relayed progress message is cut to this many characters."""
+
+
+@runtime_checkable
+class ProgressChannel(Protocol):
+    """Where a session hears of a call's progress (the SDK's `ServerSession` method)."""
+
+    async def send_progress_notification(
+        self,
+        progress_token: str | int,
+        progress: float,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> None: ...
+
+
+def progress_params(
+    token: str | int, progress: float, total: float | None, message: str | None
+) -> dict[str, Any]:
+    """The params of a ``notifications/progress`` (what is absent is left out)."""
+    params: dict[str, Any] = {"progressToken": token, "progress": progress}
+    if total is not None:
+        params["total"] = total
+    if message is not None:
+        params["message"] = message
+    return params
+
+
+@dataclass
+class _Call:
+    channel: ProgressChannel
+    token: str | int
+    """The client's token."""
+    observe: Callable[[str], None]
+    """Records a message in the run as untrusted context (raises when it cannot)."""
+    messages: int = 0
+    last: str | None = None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class ProgressRelay:
+    """The calls in flight whose client asked for progress, by (upstream, proxy token).
+
+    Args:
+        counts: Where relayed, dropped and malformed notifications are counted.
+    """
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+        self._calls: dict[tuple[str, str], _Call] = {}
+        self._ids = itertools.count(1)
+
+    @contextlib.contextmanager
+    def call(
+        self,
+        upstream: str,
+        token: str | int | None,
+        channel: Any,
+        observe: Callable[[str], None],
+    ) -> Iterator[dict[str, Any] | None]:
+        """While a call to ``upstream`` runs: the ``_meta`` to send it (None when the client
+        asked for no progress or has no channel for it)."""
+        if token is None or not isinstance(channel, ProgressChannel):
+            yield None
+            return
+        own = f"opsgate-progress-{next(self._ids)}"
+        key = (upstream, own)
+        self._calls[key] = _Call(channel, token, observe)
+        try:
+            yield {"progressToken": own}
+        finally:
+            del self._calls[key]
+
+    async def relay(self, upstream: str, params: Any) -> None:
+        """Relay one ``notifications/progress`` of ``upstream`` to the client whose call it
+        is (nothing raised: a notification is never answered)."""
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        call = self._calls.get((upstream, token)) if isinstance(token, str) else None
+        if call is None:
+            self.counts["progress_dropped"] += 1
+            return
+        progress, total = params.get("progress"), params.get("total")
+        if not _number(progress) or not (total is None or _number(total)):
+            self.counts["progress_malformed"] += 1
+            return
+        message = self._message(call, params.get("message"))
+        with contextlib.suppress(Exception):  # the client went away: nobody to tell
+            await call.channel.send_progress_notification(call.token, progress, total, message)
+            self.counts["progress_relayed"] += 1
+
+    def _message(self, call: _Call, said: Any) -> str | None:
+        """The words relayed with a notification: recorded first when new; none when the
+        call has said too much, or when they cannot be recorded."""
+        if not isinstance(said, str) or not said:
+            return None
+        message = said[:MESSAGE_CHARS]
+        if message == call.last:
+            return message
+        if call.messages >= MAX_MESSAGES:
+            self.counts["progress_messages_dropped"] += 1
+            return None
+        try:
+            call.observe(message)
+        except Exception:  # not in the record: not relayed (the numbers still are)
+            self.counts["progress_messages_dropped"] += 1
+            return None
+        call.messages += 1
+        call.last = message
+        return message

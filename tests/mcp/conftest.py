@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +28,7 @@ from opsgate.mcp import (
     ToolSpec,
     Upstream,
     UpstreamSpec,
-    UpstreamTarget,
+    resolve_upstreams,
 )
 from opsgate.mcp._line_server import LineServer
 from opsgate.mcp._stdio import line_pipes
@@ -84,7 +85,8 @@ workflows:
   feeds:
     stage: read_only
     tools:
-      {touch: {}, grow: {}, subscribed: {}, crash: {}, ask_model: {}, ask_person: {}, count: {}}
+      {touch: {}, grow: {}, subscribed: {}, crash: {}, ask_model: {}, ask_person: {}, count: {},
+       roots: {}}
   multi:
     stage: autonomous_in_scope
     tools:
@@ -143,13 +145,14 @@ def make_proxy(
         assert proxy is not None
         await proxy.tools_changed(name)
 
+    targets = resolve_upstreams(specs, SERVERS)  # as `opsgate mcp-proxy` resolves them
     upstreams = {
         name: Upstream(
-            UpstreamTarget(name, tuple(spec.command or ()), env=dict(env or {}), url=spec.url),
+            dataclasses.replace(target, env=dict(env or {})),
             on_tools_changed=changed,
             connect_timeout_s=settings.connect_timeout_seconds,
         )
-        for name, spec in specs.items()
+        for name, target in targets.items()
     }
     proxy = McpProxy(
         document=document,

@@ -15,7 +15,7 @@ from typing import Any
 import mcp_types
 import pytest
 from mcp.client.streamable_http import streamable_http_client
-from tests.mcp.conftest import connected, make_proxy, serve_asgi, server_spec, text
+from tests.mcp.conftest import SERVERS, connected, make_proxy, serve_asgi, server_spec, text
 from tests.mcp.test_http_server import AsIdentity
 from tests.mcp.test_proxy import events
 
@@ -460,3 +460,34 @@ async def test_over_http_a_post_with_a_progress_token_is_answered_as_a_stream() 
             assert not app.sessions[session["mcp-session-id"]].progress  # nothing left behind
     finally:
         await proxy.close()
+
+
+async def test_an_upstream_is_told_the_roots_of_the_config_never_the_clients(
+    tmp_path: Any,
+) -> None:
+    from mcp.client.session import ListRootsFnT
+
+    async def client_roots(context: Any) -> mcp_types.ListRootsResult:
+        raise AssertionError("the client's roots were asked for")
+
+    roots: ListRootsFnT = client_roots
+    spec = server_spec("feeds").model_copy(update={"roots": ["file:///srv/repo", "data"]})
+    proxy = make_proxy({"feeds": spec}, workflow="feeds")
+    async with connected(proxy, list_roots_callback=roots) as client:
+        told = await client.call_tool("roots", {})
+    assert json.loads(text(told)) == ["file:///srv/repo", (SERVERS / "data").resolve().as_uri()]
+    assert proxy.upstreams["feeds"].counts["roots_listed"] == 1
+    # none configured: the upstream hears there are none, the client is not asked either
+    async with connected(feeds(), list_roots_callback=roots) as client:
+        told = await client.call_tool("roots", {})
+    assert text(told).startswith("no roots")
+
+
+def test_a_root_that_is_not_a_file_is_a_config_error(tmp_path: Any) -> None:
+    from opsgate.errors import ConfigError
+    from opsgate.mcp import load_config
+
+    path = tmp_path / "mcp.yaml"
+    path.write_text("upstreams:\n  fs:\n    command: [srv]\n    roots: [https://evil.example]\n")
+    with pytest.raises(ConfigError, match="roots"):
+        load_config(path)

@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from opsgate.contracts import Impact, Scope, Trust
 from opsgate.errors import ConfigError, PolicyError
@@ -30,6 +37,21 @@ _CLIENT_REQUESTS_HELP = (
     "What the server may ask the client for (sampling: a message from the client's model; "
     "elicitation: an answer from its person). None unless listed."
 )
+_ROOTS_HELP = (
+    "The filesystem roots this server is told of when it asks (`roots/list`): `file://` URIs "
+    "or paths (relative to this file's folder). The proxy answers; a client's own roots are "
+    "never relayed. None (the default): the server hears the proxy has no roots to give."
+)
+
+
+def _roots(roots: list[str]) -> list[str]:
+    for root in roots:
+        if "://" in root and not root.startswith("file://"):
+            raise ValueError(f"a root is a `file://` URI or a path, not `{root}`")
+    return roots
+
+
+Roots = Annotated[list[str], AfterValidator(_roots)]
 
 
 class _Strict(BaseModel):
@@ -58,6 +80,7 @@ class UpstreamSpec(_Strict):
     client_requests: list[ClientRequest] = Field(
         default_factory=list, description=_CLIENT_REQUESTS_HELP
     )
+    roots: Roots = Field(default_factory=list, description=_ROOTS_HELP)
 
     @model_validator(mode="after")
     def _one_transport(self) -> UpstreamSpec:
@@ -92,6 +115,7 @@ class ProxyConfig(_Strict):
     client_requests: list[ClientRequest] = Field(
         default_factory=list, description="`client_requests` of the upstream after `--`."
     )
+    roots: Roots = Field(default_factory=list, description="`roots` of the upstream after `--`.")
 
 
 def load_config(path: Path) -> ProxyConfig:

@@ -76,6 +76,7 @@ def upstream_specs(options: ProxyOptions, config: ProxyConfig) -> dict[str, Upst
             command=list(options.command),
             tools=config.tools,
             client_requests=config.client_requests,
+            roots=config.roots,
         )
         return {SINGLE: single}
     return dict(config.upstreams)
@@ -98,8 +99,15 @@ def resolve_upstreams(specs: dict[str, UpstreamSpec], base: Path) -> dict[str, U
             url=spec.url,
             headers=headers,
             client_requests=tuple(spec.client_requests),
+            roots=tuple(_root_uri(root, base, name) for root in spec.roots),
         )
     return targets
+
+
+def _root_uri(root: str, base: Path, upstream: str) -> str:
+    """A root as a ``file://`` URI (a path: from ``base``, resolved)."""
+    root = expand_env(root, f"upstream `{upstream}` root")
+    return root if root.startswith("file://") else (base / root).resolve().as_uri()
 
 
 def lock_path(options: ProxyOptions, config: ProxyConfig) -> Path:

@@ -47,6 +47,9 @@ class UpstreamTarget:
     client_requests: tuple[str, ...] = ()
     """What it may ask the proxy's client for (``sampling``, ``elicitation``): announced
     at the handshake; the proxy still decides each request."""
+    roots: tuple[str, ...] = ()
+    """The ``file://`` roots it is told of (``roots/list``, answered here); none: the
+    proxy announces no roots."""
 
     @property
     def shown(self) -> str:
@@ -141,6 +144,9 @@ class Upstream:
         self._on_asked = on_asked
 
     async def _asked(self, method: str, params: Any) -> Any:
+        if method == "roots/list" and self.target.roots:  # the config's, never the client's
+            self.counts["roots_listed"] += 1
+            return {"roots": [{"uri": root} for root in self.target.roots]}
         if self._on_asked is None:
             raise RpcError(-32601, f"the proxy does not serve {method}")
         return await self._on_asked(self.name, method, params)
@@ -148,6 +154,8 @@ class Upstream:
     def _new_client(self) -> Link:
         client = self._new_link()
         client.capabilities = {kind: {} for kind in self.target.client_requests}
+        if self.target.roots:
+            client.capabilities["roots"] = {"listChanged": False}
         client.on_request = self._asked
         return client
 

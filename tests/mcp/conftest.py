@@ -86,7 +86,7 @@ workflows:
     stage: read_only
     tools:
       {touch: {}, grow: {}, subscribed: {}, crash: {}, ask_model: {}, ask_person: {}, count: {},
-       roots: {}}
+       roots: {}, log: {}}
   multi:
     stage: autonomous_in_scope
     tools:

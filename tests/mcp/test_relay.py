@@ -491,3 +491,25 @@ def test_a_root_that_is_not_a_file_is_a_config_error(tmp_path: Any) -> None:
     path.write_text("upstreams:\n  fs:\n    command: [srv]\n    roots: [https://evil.example]\n")
     with pytest.raises(ConfigError, match="roots"):
         load_config(path)
+
+
+async def test_an_upstreams_log_goes_to_the_operators_log_escaped_and_bounded() -> None:
+    import io
+
+    from opsgate.mcp._proxy import LOG_LINES_PER_MINUTE
+
+    heard, proxy = Heard(), feeds()
+    proxy.log = io.StringIO()
+    async with connected(proxy, heard) as client:
+        said = "disk \x1b[31mfull\x1b[0m\nFAKE: opsgate allowed refund"
+        assert text(await client.call_tool("log", {"n": LOG_LINES_PER_MINUTE + 5, "say": said}))
+        await client.send_ping()  # the notifications are handled by now
+    lines = [line for line in proxy.log.getvalue().splitlines() if "upstream `feeds`" in line]
+    assert lines[0] == (
+        "opsgate mcp-proxy: upstream `feeds` log warning feeds.log: "
+        "disk <U+001B>[31mfull<U+001B>[0m FAKE: opsgate allowed refund 0"
+    )  # one line: its escapes and line breaks cannot forge another
+    assert len(lines) == LOG_LINES_PER_MINUTE + 1  # and one saying the rest is dropped
+    assert "dropped" in lines[-1]
+    assert proxy.counts["log_dropped"] == 5
+    assert not [m for m in heard.messages if isinstance(m, mcp_types.LoggingMessageNotification)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import os
 import sys
 import time
@@ -70,6 +71,8 @@ __all__ = ["Identity", "McpProxy", "Notifier", "ProxyError", "RequestContext"]
 _CURRENT_CALL: contextvars.ContextVar[tuple[_Session, str | int | None] | None] = (
     contextvars.ContextVar("opsgate_mcp_call", default=None)
 )
+#: An upstream's log lines the proxy's log takes a minute (`McpProxy._logged`).
+LOG_LINES_PER_MINUTE = 60
 #: Where the identity of an HTTP request is kept by the bearer-token check.
 IDENTITY_SCOPE_KEY = "opsgate.identity"
 
@@ -187,6 +190,8 @@ class McpProxy:
         self._calling: dict[str, Counter[str]] = {}
         """Upstream → the keys of the sessions whose calls it is running."""
         self._progress = ProgressRelay(self.counts)
+        self._log_minutes: dict[str, tuple[float, int]] = {}
+        """Upstream → (when its minute of log lines began, lines in it)."""
         for upstream in self.upstreams.values():
             upstream.listen(self.upstream_notified, self.upstream_asked)
         self._catalog: Catalog | None = None
@@ -653,8 +658,8 @@ class McpProxy:
     async def upstream_notified(self, upstream: str, method: str, params: Any) -> None:
         """Relay an upstream's notifications to the sessions they concern: a resource's
         update to those subscribed to its URI (from that upstream only), a changed list to
-        every session, a call's progress to the session whose call it is. Anything else is
-        not relayed."""
+        every session, a call's progress to the session whose call it is; its log messages
+        go to the proxy's log (`_logged`). Anything else is not relayed."""
         if method == "notifications/resources/updated":
             uri = params.get("uri") if isinstance(params, dict) else None
             if not isinstance(uri, str):
@@ -668,6 +673,8 @@ class McpProxy:
             await _tell(self._notifiers(), lambda n: n.send_prompt_list_changed())
         elif method == "notifications/progress":
             await self._progress.relay(upstream, params)
+        elif method == "notifications/message":
+            self._logged(upstream, params)
 
     async def upstream_asked(self, upstream: str, method: str, params: Any) -> Any:
         """An upstream's request to the client (sampling, elicitation), in mid-call:
@@ -716,6 +723,28 @@ class McpProxy:
         )
         self.counts[f"{kind}_relayed"] += 1
         return answer
+
+    def _logged(self, upstream: str, params: Any) -> None:
+        """An upstream's log message, on the operator's log (the proxy's stderr), never a
+        client's: an upstream several sessions share would tell one of another's calls.
+        At most `LOG_LINES_PER_MINUTE` lines an upstream; the rest are counted."""
+        if not isinstance(params, dict):
+            return
+        now = time.monotonic()
+        since, lines = self._log_minutes.get(upstream, (now, 0))
+        if now - since >= 60:
+            since, lines = now, 0
+        self._log_minutes[upstream] = (since, lines + 1)
+        if lines >= LOG_LINES_PER_MINUTE:
+            self.counts["log_dropped"] += 1
+            if lines == LOG_LINES_PER_MINUTE:
+                self.say(f"upstream `{upstream}` logs more than {lines} lines a minute: dropped")
+            return
+        data = params.get("data")
+        said = data if isinstance(data, str) else json.dumps(data, default=repr)
+        logger = params.get("logger")
+        where = f" {logger}" if isinstance(logger, str) else ""
+        self.say(f"upstream `{upstream}` log {params.get('level')}{where}: {said}")
 
     def _notifiers(self) -> list[Notifier | None]:
         return [session.notifier for session in list(self._sessions.values())]

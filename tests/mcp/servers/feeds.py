@@ -8,7 +8,8 @@ and prompts ``list_changed``, ``subscribed`` lists the URIs subscribed to now, `
 dies, ``ask_model(question)`` and ``ask_person(question)`` ask the client and return its
 answer's text, ``count(n, say)`` reports its progress n times (the message ``say`` and
 the step; one more notification under a token it was not given) and returns the progress
-token it was given, ``roots`` the roots the client gives it (or why none). Served over
+token it was given, ``roots`` the roots the client gives it (or why none), ``log(n, say)`` logs n
+warnings. Served over
 stdio.
 """
 
@@ -47,6 +48,7 @@ async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
             _tool("ask_person", question="string"),
             _tool("count", n="integer", say="string"),
             _tool("roots"),
+            _tool("log", n="integer", say="string"),
         ]
     )
 
@@ -88,6 +90,10 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
                 message = f"{args['say']} {step}" if args["say"] else None
                 await ctx.session.send_progress_notification(token, step, args["n"], message)
         return _text(json.dumps(token))
+    if params.name == "log":
+        for step in range(args["n"]):
+            await ctx.session.send_log_message("warning", f"{args['say']} {step}", "feeds.log")
+        return _text("logged")
     if params.name == "roots":  # the roots the client (the proxy) gives, or why none
         try:
             listed = await ctx.session.list_roots()

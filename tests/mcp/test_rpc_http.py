@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -206,6 +207,32 @@ async def test_answers_that_are_not_mcp_are_errors_and_counted(
             await client.list_tools()
         assert client.alive  # one bad answer does not end the session
     assert bad == ([1] if answer[2].startswith(b'{"jsonrpc"') else [])
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "counted"),
+    [
+        ({"error": {"code": -32000, "message": "no such list"}}, -32000, False),
+        ({"error": {"code": "x", "message": "odd code"}}, -32603, False),
+        ({}, -32600, True),  # neither result nor error
+    ],
+    ids=["its-error", "its-error-odd-code", "neither"],
+)
+async def test_a_json_rpc_error_answer_is_the_servers_error(
+    answer: dict[str, Any], code: int, counted: bool
+) -> None:
+    server = RawServer()
+    server.answers["tools/list"] = lambda m: (
+        200,
+        "application/json",
+        json.dumps({"jsonrpc": "2.0", "id": m["id"], **answer}).encode(),
+    )
+    bad: list[int] = []
+    async with raw(server, on_bad_message=lambda: bad.append(1)) as client:
+        with pytest.raises(RpcError) as refused:
+            await client.list_tools()
+    assert refused.value.code == code
+    assert bad == ([1] if counted else [])
 
 
 async def test_a_session_the_server_forgot_is_closed_for_a_new_one() -> None:

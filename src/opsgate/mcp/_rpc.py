@@ -44,6 +44,7 @@ __all__ = [
     "McpRequests",
     "RpcError",
     "StdioClient",
+    "answer_of",
     "error_message",
     "resolve_answer",
 ]
@@ -432,18 +433,28 @@ def error_message(ident: Any, code: int, message: str, data: Any = None) -> dict
     return {"jsonrpc": "2.0", "id": ident, "error": error}
 
 
-def resolve_answer(answer: asyncio.Future[Any], message: dict[str, Any]) -> None:
-    """Settle the future of a request with the JSON-RPC answer ``message``: its result, or
-    an `RpcError` (the other side's message, bounded)."""
+def answer_of(message: dict[str, Any]) -> Any:
+    """The result the JSON-RPC answer ``message`` carries.
+
+    Raises:
+        RpcError: its error (the other side's message, bounded), or it has neither.
+    """
     error = message.get("error")
     if isinstance(error, dict):
         code = error.get("code")
         text = str(error.get("message"))[:2000]
-        answer.set_exception(RpcError(code if isinstance(code, int) else -32603, text))
-    elif "result" in message:
-        answer.set_result(message["result"])
-    else:
-        answer.set_exception(RpcError(-32600, "an answer with neither result nor error"))
+        raise RpcError(code if isinstance(code, int) else -32603, text)
+    if "result" in message:
+        return message["result"]
+    raise RpcError(-32600, "an answer with neither result nor error")
+
+
+def resolve_answer(answer: asyncio.Future[Any], message: dict[str, Any]) -> None:
+    """Settle the future of a request with the JSON-RPC answer ``message`` (`answer_of`)."""
+    try:
+        answer.set_result(answer_of(message))
+    except RpcError as refused:
+        answer.set_exception(refused)
 
 
 def _validator(schema: dict[str, Any]) -> Validator | None:

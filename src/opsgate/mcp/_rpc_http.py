@@ -27,7 +27,7 @@ import httpx2
 import orjson
 
 from opsgate.mcp._http1 import EventSink, Http1Error, Http1Pool, Reply
-from opsgate.mcp._rpc import ConnectionClosed, McpRequests, Notified, RpcError
+from opsgate.mcp._rpc import ConnectionClosed, McpRequests, Notified, RpcError, answer_of
 
 __all__ = ["HttpClient"]
 
@@ -249,14 +249,12 @@ class HttpClient(McpRequests):
 
     def _answer(self, message: Any, request_id: int) -> Any:
         ours = isinstance(message, dict) and message.get("jsonrpc") == "2.0"
-        if ours and message.get("id") == request_id:
-            error = message.get("error")
-            if isinstance(error, dict):
-                code = error.get("code")
-                text = str(error.get("message"))[:2000]
-                raise RpcError(code if isinstance(code, int) else -32603, text)
-            if "result" in message:
-                return message["result"]
+        if (
+            ours
+            and message.get("id") == request_id
+            and ("result" in message or isinstance(message.get("error"), dict))
+        ):
+            return answer_of(message)
         self._on_bad()
         raise RpcError(-32600, "an answer that is not JSON-RPC for this request")
 

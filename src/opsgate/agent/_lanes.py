@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from opsgate.agent._loop import AgentResult, guarded, observe_model_text
+from opsgate.agent._loop import AgentResult, guarded, json_completion, observe_model_text
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings, RouterRole
 from opsgate.policy import Condition, Reason, compile_condition
@@ -375,23 +375,13 @@ async def _json_answer(
     answered = await guarded(
         gateway,
         run,
-        router.complete(
-            role,
-            messages,
-            None,
-            ModelSettings(temperature=0.0, max_tokens=max_tokens, json_schema=schema),
-            meter=gateway.meter(run),
-            model=model,
-        ),
+        json_completion(gateway, router, run, role, messages, schema, max_tokens, model),
     )
     if answered is None:
         return _ENDED
-    response, used = answered
+    data, _, used = answered
     result.used(used)
-    try:
-        return json.loads(response.text or "")
-    except ValueError:
-        return None
+    return data
 
 
 async def extract_from_request(

@@ -21,11 +21,13 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
+
 from opsgate.errors import BudgetExceeded, ModelError
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
-from opsgate.models import Message, ModelRouter, ModelSettings
+from opsgate.models import Message, ModelRouter, ModelSettings, RouterRole
 
-__all__ = ["AgentResult", "execute", "guarded"]
+__all__ = ["AgentResult", "execute", "guarded", "json_completion"]
 
 T = TypeVar("T")
 
@@ -80,6 +82,34 @@ async def guarded(gateway: Gateway, run: Run, call: Awaitable[T]) -> T | None:
             output=f"{type(exc).__name__}: {exc}",
         )
     return None
+
+
+async def json_completion(
+    gateway: Gateway,
+    router: ModelRouter,
+    run: Run,
+    role: RouterRole,
+    messages: list[Message],
+    schema: dict[str, Any],
+    max_tokens: int,
+    model: str | None = None,
+) -> tuple[Any, str, str]:
+    """The ``role`` model's answer to ``messages``, constrained to ``schema`` at
+    temperature 0 and metered to the run: (its JSON, None where it is not JSON; its text;
+    the model that answered). A budget stop or a model failure raises (`guarded`)."""
+    response, answered_by = await router.complete(
+        role,
+        messages,
+        None,
+        ModelSettings(temperature=0.0, max_tokens=max_tokens, json_schema=schema),
+        meter=gateway.meter(run),
+        model=model,
+    )
+    text = response.text or ""
+    try:
+        return orjson.loads(text), text, answered_by
+    except orjson.JSONDecodeError:
+        return None, text, answered_by
 
 
 def observe_model_text(gateway: Gateway, run: Run, text: str | None, role: str) -> None:

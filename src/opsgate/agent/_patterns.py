@@ -16,10 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from opsgate.agent._lanes import Step, missing_from_request, run_steps
-from opsgate.agent._loop import AgentResult, execute, guarded, observe_model_text
+from opsgate.agent._loop import (
+    AgentResult,
+    execute,
+    guarded,
+    json_completion,
+    observe_model_text,
+)
 from opsgate.agent._screen import Screen, first_match, screened_texts
 from opsgate.gateway import Gateway, OutcomeStatus, Run, RunStatus
 from opsgate.models import Message, ModelRouter, ModelSettings
@@ -144,13 +148,6 @@ class Lane:
     routed: bool = True
 
 
-def _json(text: str | None) -> Any:
-    try:
-        return orjson.loads(text or "")
-    except orjson.JSONDecodeError:
-        return None
-
-
 async def _classify(
     gateway: Gateway,
     router: ModelRouter,
@@ -178,15 +175,10 @@ async def _classify(
     }
     menu = "\n".join(f"- {name}: {lane.description}" for name, lane in lanes.items())
     system = prompt.format(menu=menu)
-    response, answered_by = await router.complete(
-        "route",
-        [Message.system(system), Message.user(context)],
-        None,
-        ModelSettings(temperature=0.0, max_tokens=96, json_schema=schema),
-        meter=gateway.meter(run),
-        model=model,
-    )
-    data = _json(response.text)
+    data, _, answered_by = await json_completion(
+        gateway, router, run, "route", [Message.system(system), Message.user(context)],
+        schema, 96, model,
+    )  # fmt: skip
     if not isinstance(data, dict) or data.get("lane") not in names:
         return UNCLEAR, 0.0, None, answered_by
     confidence = data.get("confidence")
@@ -369,16 +361,12 @@ class RouterToolAgent:
         model: str | None = None,
     ) -> bool:
         """Whether the route model (or ``model``) gives ``question`` its wanted answer."""
-        response, answered_by = await self.router.complete(
-            "route",
+        data, _, answered_by = await json_completion(
+            self.gateway, self.router, run, "route",
             [Message.system(question.prompt), Message.user(context)],
-            None,
-            ModelSettings(temperature=0.0, max_tokens=16, json_schema=question.schema()),
-            meter=self.gateway.meter(run),
-            model=model,
-        )
+            question.schema(), 16, model,
+        )  # fmt: skip
         result.used(answered_by)
-        data = _json(response.text)
         return isinstance(data, dict) and data.get(question.key) == question.wanted
 
     async def run(self, run: Run, context: str) -> AgentResult:
@@ -528,34 +516,28 @@ class PlannerExecutor:
         )
         if not self.gateway.step(run):
             return _ended(result, run)
+        asked = [
+            Message.system(
+                f"{self.system}\nWrite a short plan: which tools, in which "
+                f"order, and why. Tools:\n{belt}\nAnswer with JSON only."
+            ),
+            Message.user(context),
+        ]
         planned_call = await guarded(
             self.gateway,
             run,
-            self.router.complete(
-                "plan",
-                [
-                    Message.system(
-                        f"{self.system}\nWrite a short plan: which tools, in which "
-                        f"order, and why. Tools:\n{belt}\nAnswer with JSON only."
-                    ),
-                    Message.user(context),
-                ],
-                None,
-                ModelSettings(temperature=0.0, max_tokens=256, json_schema=schema),
-                meter=self.gateway.meter(run),
-            ),
+            json_completion(self.gateway, self.router, run, "plan", asked, schema, 256),
         )
         if planned_call is None:
             return _ended(result, run)
-        response, model = planned_call
+        data, said, model = planned_call
         result.used(model)
-        data = _json(response.text)
         steps = data.get("steps") if isinstance(data, dict) else None
         plan = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
         result.plan = plan
         self.gateway.record_plan(run, plan, valid=bool(plan))
         self._commit(run, plan)
-        observe_model_text(self.gateway, run, response.text, "plan")
+        observe_model_text(self.gateway, run, said, "plan")
         planned = [s["tool"] for s in plan if s.get("tool") in self.tools] or self.tools
         text = "\n".join(
             f"{i + 1}. {s.get('tool')}: {s.get('purpose', '')}" for i, s in enumerate(plan)

@@ -513,3 +513,25 @@ async def test_an_upstreams_log_goes_to_the_operators_log_escaped_and_bounded() 
     assert "dropped" in lines[-1]
     assert proxy.counts["log_dropped"] == 5
     assert not [m for m in heard.messages if isinstance(m, mcp_types.LoggingMessageNotification)]
+
+
+async def test_a_streamed_answer_whose_client_went_away_still_runs_to_its_end() -> None:
+    from opsgate.mcp._http_server import _answer_streaming, _Session
+
+    session, sent = _Session("2025-06-18"), []
+    finished = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+        sent.append(message)
+
+    async def answering() -> dict[str, Any]:
+        await session.send_progress_notification("t", 1, 2, "half")  # to a closed stream
+        await asyncio.sleep(0.01)
+        finished.set()
+        return {"jsonrpc": "2.0", "id": 1, "result": {}}
+
+    await _answer_streaming(session, "t", answering(), send)
+    assert finished.is_set() and [m["type"] for m in sent] == ["http.response.start"]
+    assert session.progress == {}  # nothing left behind

@@ -96,11 +96,12 @@ class McpRequests(ABC):
     async def notify(self, method: str) -> None:
         """One notification (no answer)."""
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` in a task of its own, kept until done (cancelled at close)."""
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def shake_hands(self) -> mcp_types.InitializeResult:
         """``initialize`` (the SDK's handshake versions), then ``notifications/initialized``.

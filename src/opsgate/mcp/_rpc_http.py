@@ -156,6 +156,7 @@ class HttpClient(McpRequests):
         body = orjson.dumps(message)
         headers = {"content-type": "application/json", **self._session_headers}
         messages: list[Any] = []
+        notified: list[asyncio.Task[None]] = []
 
         def answered(data: bytes) -> bool:  # each event of an SSE answer, as it arrives
             try:
@@ -164,6 +165,11 @@ class HttpClient(McpRequests):
                 parsed = _NOT_JSON
             if isinstance(parsed, dict) and "method" in parsed and "id" in parsed:
                 self._spawn(self._reply(parsed))  # the server waits for it mid-call
+                return False
+            if isinstance(parsed, dict) and "method" in parsed:  # handed on as it comes
+                task = self._notified(parsed)  # (a call's progress: while it runs)
+                if task is not None:
+                    notified.append(task)
                 return False
             messages.append(parsed)
             return (
@@ -178,6 +184,8 @@ class HttpClient(McpRequests):
                 reply = await self._pool.post(body, headers, events=sink)
             else:
                 reply = await self._post_httpx(body, headers, sink)
+            if notified:  # what the server said on the way is heard before its answer
+                await asyncio.gather(*notified, return_exceptions=True)
         except (Http1Error, httpx2.TransportError) as exc:
             why = exc if isinstance(exc, Http1Error) else type(exc).__name__
             self._fail(ConnectionClosed(f"the connection failed: {why}"))
@@ -236,14 +244,12 @@ class HttpClient(McpRequests):
             self._session_headers["mcp-protocol-version"] = version
 
     def _from_events(self, messages: list[Any], request_id: int) -> Any:
-        """The answer to ``request_id`` among the call's SSE events; server notifications
-        on the way are handed on (its requests were answered as they came)."""
+        """The answer to ``request_id`` among the call's SSE events (the server's requests
+        and notifications on the way were answered and handed on as they came)."""
         for message in messages:
             if message is _NOT_JSON:
                 raise RpcError(-32700, "an answer that is not JSON")
-            if isinstance(message, dict) and "method" in message:
-                self._notified(message)
-            elif isinstance(message, dict) and message.get("id") == request_id:
+            if isinstance(message, dict) and message.get("id") == request_id:
                 return self._answer(message, request_id)
         raise ConnectionClosed("the server ended the call's stream without an answer")
 
@@ -288,10 +294,11 @@ class HttpClient(McpRequests):
                 pass  # the stream broke: listen again below
             await asyncio.sleep(_RELISTEN_S)
 
-    def _notified(self, message: dict[str, Any]) -> None:
+    def _notified(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
         method = message.get("method")
         if self._on_notification is not None and isinstance(method, str):
-            self._spawn(self._on_notification(method, message.get("params")))
+            return self._spawn(self._on_notification(method, message.get("params")))
+        return None
 
     def _fail(self, why: BaseException) -> None:
         if self._closed is None:

@@ -2,9 +2,9 @@
 any shape, tokens of every type, numbers that are not numbers, messages of every kind.
 
 The invariant: `ProgressRelay.relay` never raises; the client hears only notifications for
-the token its call was given, under its own token, with finite numbers; every message it
-hears was recorded first, cut to the bound; and the record never holds more messages than
-the cap allows."""
+the token its call was given, under its own token, with finite numbers that only increase;
+every message it hears was recorded first, cut to the bound; and the record never holds
+more messages than the cap allows."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsgate.mcp._progress import MAX_MESSAGES, MESSAGE_CHARS, ProgressRelay
+from opsgate.mcp._progress import (
+    MAX_MESSAGES,
+    MAX_NOTIFICATIONS,
+    MESSAGE_CHARS,
+    ClientProgress,
+    ProgressRelay,
+)
 from tests.fuzz._hostile import EDGE_SCALARS, json_values
 
 
@@ -58,7 +64,7 @@ def test_whatever_the_upstream_sends_the_client_hears_only_its_own_bounded_progr
     relay, client, recorded = ProgressRelay(counts), Client(), []
 
     async def go() -> None:
-        with relay.call("up", 7, client, recorded.append) as meta:
+        with relay.call("up", ClientProgress(7), client, recorded.append) as meta:
             assert meta is not None
             given_token = meta["progressToken"]
             for one in sent:
@@ -69,6 +75,8 @@ def test_whatever_the_upstream_sends_the_client_hears_only_its_own_bounded_progr
         await relay.relay("up", {"progressToken": given_token, "progress": 1})  # call over
 
     asyncio.run(go())
+    told = [progress for _, progress, _, _ in client.heard]
+    assert told == sorted(set(told)) and len(told) <= MAX_NOTIFICATIONS  # only forward
     for token, progress, total, message in client.heard:
         assert token == 7
         assert isinstance(progress, (int, float)) and math.isfinite(progress)

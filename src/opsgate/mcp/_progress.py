@@ -9,7 +9,10 @@ notification for any other token, or after the call ended, is dropped (counted).
 A progress message is the upstream's text on its way to the client and maybe the model:
 each new one enters the run as untrusted context (recorded, labelled) before it is relayed,
 cut to `MESSAGE_CHARS`; past `MAX_MESSAGES` new messages in one call, the numbers go on
-without words (an upstream cannot flood the record through a progress bar).
+without words (an upstream cannot flood the record through a progress bar). As MCP asks,
+the progress a client hears only increases, across the call's retries too (a retry's count
+starting again is not relayed), and at most `MAX_NOTIFICATIONS` times a call (an upstream
+cannot flood a client that reads slowly either).
 """
 
 from __future__ import annotations
@@ -22,12 +25,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["MAX_MESSAGES", "MESSAGE_CHARS", "ProgressChannel", "ProgressRelay", "progress_params"]
+__all__ = [
+    "MAX_MESSAGES",
+    "MAX_NOTIFICATIONS",
+    "MESSAGE_CHARS",
+    "ClientProgress",
+    "ProgressChannel",
+    "ProgressRelay",
+    "progress_params",
+]
 
 MAX_MESSAGES = 16
 """New progress messages one call relays (and records); later ones lose their words."""
 MESSAGE_CHARS = 1000
 """A relayed progress message is cut to this many characters."""
+MAX_NOTIFICATIONS = 1000
+"""Progress notifications one call relays; later ones are dropped (counted)."""
 
 
 @runtime_checkable
@@ -56,14 +69,25 @@ def progress_params(
 
 
 @dataclass
-class _Call:
-    channel: ProgressChannel
+class ClientProgress:
+    """A client's call asking for progress, and what it was told so far (kept across the
+    call's attempts: the gateway may retry it)."""
+
     token: str | int
     """The client's token."""
+    progress: float = -math.inf
+    relayed: int = 0
+    messages: int = 0
+    message: str | None = None
+    """The last message relayed."""
+
+
+@dataclass
+class _Call:
+    channel: ProgressChannel
+    client: ClientProgress
     observe: Callable[[str], None]
     """Records a message in the run as untrusted context (raises when it cannot)."""
-    messages: int = 0
-    last: str | None = None
 
 
 def _number(value: Any) -> bool:
@@ -86,18 +110,18 @@ class ProgressRelay:
     def call(
         self,
         upstream: str,
-        token: str | int | None,
+        client: ClientProgress,
         channel: Any,
         observe: Callable[[str], None],
     ) -> Iterator[dict[str, Any] | None]:
-        """While a call to ``upstream`` runs: the ``_meta`` to send it (None when the client
-        asked for no progress or has no channel for it)."""
-        if token is None or not isinstance(channel, ProgressChannel):
+        """While one attempt of ``client``'s call runs at ``upstream``: the ``_meta`` to
+        send it (None when the client has no channel for progress)."""
+        if not isinstance(channel, ProgressChannel):
             yield None
             return
         own = f"opsgate-progress-{next(self._ids)}"
         key = (upstream, own)
-        self._calls[key] = _Call(channel, token, observe)
+        self._calls[key] = _Call(channel, client, observe)
         try:
             yield {"progressToken": own}
         finally:
@@ -115,9 +139,15 @@ class ProgressRelay:
         if not _number(progress) or not (total is None or _number(total)):
             self.counts["progress_malformed"] += 1
             return
+        client = call.client
+        if progress <= client.progress or client.relayed >= MAX_NOTIFICATIONS:
+            self.counts["progress_dropped"] += 1  # not forward, or too many
+            return
         message = self._message(call, params.get("message"))
+        client.progress = progress
+        client.relayed += 1
         with contextlib.suppress(Exception):  # the client went away: nobody to tell
-            await call.channel.send_progress_notification(call.token, progress, total, message)
+            await call.channel.send_progress_notification(client.token, progress, total, message)
             self.counts["progress_relayed"] += 1
 
     def _message(self, call: _Call, said: Any) -> str | None:
@@ -126,9 +156,10 @@ class ProgressRelay:
         if not isinstance(said, str) or not said:
             return None
         message = said[:MESSAGE_CHARS]
-        if message == call.last:
+        client = call.client
+        if message == client.message:
             return message
-        if call.messages >= MAX_MESSAGES:
+        if client.messages >= MAX_MESSAGES:
             self.counts["progress_messages_dropped"] += 1
             return None
         try:
@@ -136,6 +167,6 @@ class ProgressRelay:
         except Exception:  # not in the record: not relayed (the numbers still are)
             self.counts["progress_messages_dropped"] += 1
             return None
-        call.messages += 1
-        call.last = message
+        client.messages += 1
+        client.message = message
         return message

@@ -55,7 +55,7 @@ from opsgate.mcp._catalog import (
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec
 from opsgate.mcp._handlers import build_server
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
-from opsgate.mcp._progress import ProgressRelay
+from opsgate.mcp._progress import ClientProgress, ProgressRelay
 from opsgate.mcp._results import as_data, error_result, from_data, text_of
 from opsgate.mcp._rpc import RpcError
 from opsgate.mcp._subscriptions import Subscriptions
@@ -68,7 +68,7 @@ __all__ = ["Identity", "McpProxy", "Notifier", "ProxyError", "RequestContext"]
 
 #: The session of the call being executed and its client's progress token (read by the
 #: upstream runner, in the call's task).
-_CURRENT_CALL: contextvars.ContextVar[tuple[_Session, str | int | None] | None] = (
+_CURRENT_CALL: contextvars.ContextVar[tuple[_Session, ClientProgress | None] | None] = (
     contextvars.ContextVar("opsgate_mcp_call", default=None)
 )
 #: An upstream's log lines the proxy's log takes a minute (`McpProxy._logged`).
@@ -453,7 +453,8 @@ class McpProxy:
                     f"opsgate refused `{name}` ({refusal.reason}): {refusal.message}",
                     {"status": "refused", "reason": refusal.reason},
                 )
-            token = _CURRENT_CALL.set((session, progress))
+            client = None if progress is None else ClientProgress(progress)
+            token = _CURRENT_CALL.set((session, client))
             try:
                 outcome = await self.gateway.call(session.run, name, arguments)
             finally:
@@ -543,15 +544,15 @@ class McpProxy:
 
         async def run_tool(**arguments: Any) -> Any:
             sent = {k: v for k, v in arguments.items() if v is not None}  # left out: absent
-            session, progress = _CURRENT_CALL.get() or (None, None)
+            session, client = _CURRENT_CALL.get() or (None, None)
             calling = self._calling.setdefault(upstream, Counter())
             key = "" if session is None else session.key
             calling[key] += 1  # whose client the upstream may ask in mid-call
             try:
-                if progress is None or session is None:
+                if client is None or session is None:
                     result = await self.upstreams[upstream].call_tool(tool, sent)
                 else:
-                    result = await self._with_progress(session, progress, upstream, tool, sent)
+                    result = await self._with_progress(session, client, upstream, tool, sent)
             finally:
                 calling[key] -= 1
                 if calling[key] <= 0:
@@ -571,16 +572,21 @@ class McpProxy:
         return run_tool
 
     async def _with_progress(
-        self, session: _Session, token: str | int, upstream: str, tool: str, sent: dict[str, Any]
+        self,
+        session: _Session,
+        client: ClientProgress,
+        upstream: str,
+        tool: str,
+        sent: dict[str, Any],
     ) -> mcp_types.CallToolResult:
         """Call the upstream tool with a progress token of the proxy's own, its progress
-        relayed to ``session`` under the client's ``token`` (`opsgate.mcp._progress`)."""
+        relayed to ``session`` under the client's token (`opsgate.mcp._progress`)."""
         source = f"tool:{upstream}.{tool}#progress"
 
         def observe(message: str) -> None:
             self.gateway.observe(session.run, message, trust="untrusted", source=source)
 
-        with self._progress.call(upstream, token, session.notifier, observe) as meta:
+        with self._progress.call(upstream, client, session.notifier, observe) as meta:
             return await self.upstreams[upstream].call_tool(tool, sent, meta)
 
     # -- resources and prompts (read-only) -----------------------------------------------

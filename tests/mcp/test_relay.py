@@ -452,11 +452,18 @@ async def test_over_http_a_post_with_a_progress_token_is_answered_as_a_stream() 
             ]
             assert [m["params"]["progressToken"] for m in sent[:2]] == ["mine", "mine"]
             assert sent[2]["id"] == 2 and not sent[2]["result"]["isError"]
-            # a client that takes only JSON gets JSON (its progress on the GET stream)
+            # a client that takes only JSON gets JSON, and the upstream is asked for no
+            # progress (MCP keeps the GET stream for what no request waits on); so is a
+            # token that is not one
             only_json = {**session, "accept": "application/json"}
             plain = await http.post(url, json={**call, "id": 3}, headers=only_json)
             assert plain.headers["content-type"] == "application/json"
             assert plain.json()["id"] == 3
+            assert json.loads(plain.json()["result"]["content"][0]["text"]) is None
+            call["params"]["_meta"] = {"progressToken": True}  # type: ignore[index]
+            odd = await http.post(url, json={**call, "id": 4}, headers=session)
+            assert odd.headers["content-type"] == "application/json"
+            assert json.loads(odd.json()["result"]["content"][0]["text"]) is None
             assert not app.sessions[session["mcp-session-id"]].progress  # nothing left behind
     finally:
         await proxy.close()

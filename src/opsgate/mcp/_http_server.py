@@ -124,12 +124,11 @@ class _Session:
         total: float | None = None,
         message: str | None = None,
     ) -> None:
-        """On the stream of the POST whose request it is (else the GET stream)."""
-        params = progress_params(progress_token, progress, total, message)
+        """On the stream of the POST whose request it is (only there: MCP keeps the GET
+        stream for what no request is waiting on)."""
         stream = self.progress.get(progress_token)
-        if stream is None:
-            self._queue("notifications/progress", params)
-        else:
+        if stream is not None:
+            params = progress_params(progress_token, progress, total, message)
             stream.put_nowait(_note("notifications/progress", params))
 
     def _queue(self, method: str, params: dict[str, Any] | None = None) -> None:
@@ -238,7 +237,7 @@ class McpHttpApp:
             return
         context = _Context(session, _HttpRequest(scope, headers))
         ident, params = message["id"], message.get("params")
-        token = _progress_token(params)
+        asked, token = _progress_token(params)
         if (
             token is not None
             and token not in session.progress
@@ -247,6 +246,8 @@ class McpHttpApp:
             answering = self.answers.answer(context, session.version, ident, method, params)
             await _answer_streaming(session, token, answering, send)
             return
+        if asked:  # no stream of its own to hear it on: the upstream is asked for none
+            params = _without_progress(params)
         answer = await self.answers.answer(context, session.version, ident, method, params)
         await _json(send, 200, answer)
 
@@ -357,11 +358,23 @@ class McpHttpApp:
         await _plain(send, 200, b"")
 
 
-def _progress_token(params: Any) -> str | int | None:
-    """The progress token a request's params carry, if any."""
+def _progress_token(params: Any) -> tuple[bool, str | int | None]:
+    """Whether a request's params ask for progress, and the token when it is one (a
+    string or an integer)."""
     meta = params.get("_meta") if isinstance(params, dict) else None
-    token = meta.get("progressToken") if isinstance(meta, dict) else None
-    return token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+    if not isinstance(meta, dict) or "progressToken" not in meta:
+        return False, None
+    token = meta["progressToken"]
+    return True, token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+
+
+def _without_progress(params: Any) -> Any:
+    meta = {k: v for k, v in params["_meta"].items() if k != "progressToken"}
+    return {**params, "_meta": meta}
+
+
+#: Streamed requests still running after their POST ended (a client gone, a cancelled task).
+_UNFINISHED: set[asyncio.Future[dict[str, Any]]] = set()
 
 
 async def _answer_streaming(
@@ -372,9 +385,12 @@ async def _answer_streaming(
 ) -> None:
     """Answer a POST as an event stream: the request's progress as it comes, then its
     answer. The request runs to its end even when the client is gone (it is recorded)."""
-    stream: asyncio.Queue[bytes] = asyncio.Queue()
+    stream: asyncio.Queue[bytes] = asyncio.Queue()  # bounded by the relay (a call's cap)
     session.progress[token] = stream
     answer = asyncio.ensure_future(answering)
+    _UNFINISHED.add(answer)
+    answer.add_done_callback(_UNFINISHED.discard)
+    got: asyncio.Future[bytes] | None = None
     open_ = True
 
     async def event(data: bytes) -> None:
@@ -402,7 +418,10 @@ async def _answer_streaming(
         if open_:
             await send({"type": "http.response.body", "body": b""})
     finally:
-        del session.progress[token]
+        if got is not None:
+            got.cancel()
+        if session.progress.get(token) is stream:
+            del session.progress[token]
         if not answer.done():
             await asyncio.shield(answer)  # a failed start: the request still runs to its end
 

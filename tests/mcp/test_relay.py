@@ -542,3 +542,36 @@ async def test_a_streamed_answer_whose_client_went_away_still_runs_to_its_end() 
     await _answer_streaming(session, "t", answering(), send)
     assert finished.is_set() and [m["type"] for m in sent] == ["http.response.start"]
     assert session.progress == {}  # nothing left behind
+
+
+def test_a_huge_or_deeply_nested_log_message_is_cut_first() -> None:
+    import io
+    import time
+
+    proxy = feeds()
+    proxy.log = io.StringIO()
+    deep: Any = "bottom"
+    for _ in range(5000):
+        deep = [deep]
+    started = time.monotonic()
+    proxy._logged("feeds", {"level": "error", "data": "\x1b" * 20_000_000})
+    proxy._logged("feeds", {"level": "error", "data": deep})
+    proxy._logged("feeds", {"level": "error", "data": {"many": list(range(2_000_000))}})
+    assert time.monotonic() - started < 2  # the event loop is not held (it took seconds)
+    lines = proxy.log.getvalue().splitlines()
+    assert len(lines) == 3 and all(len(line) <= 520 for line in lines)
+    assert "cannot be shown" in lines[1]
+
+
+def test_a_root_from_the_environment_must_still_be_a_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opsgate.errors import ConfigError
+    from opsgate.mcp import UpstreamSpec, resolve_upstreams
+
+    monkeypatch.setenv("ROOT", "https://evil.example/")
+    spec = UpstreamSpec(command=["srv"], roots=["${ROOT}"])
+    with pytest.raises(ConfigError, match="root"):
+        resolve_upstreams({"fs": spec}, SERVERS)
+    monkeypatch.setenv("ROOT", "/srv/repo")
+    assert resolve_upstreams({"fs": spec}, SERVERS)["fs"].roots == ("file:///srv/repo",)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import mcp_types
+import orjson
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 
@@ -73,6 +73,7 @@ _CURRENT_CALL: contextvars.ContextVar[tuple[_Session, ClientProgress | None] | N
 )
 #: An upstream's log lines the proxy's log takes a minute (`McpProxy._logged`).
 LOG_LINES_PER_MINUTE = 60
+_LOG_CHARS = 1000
 #: Where the identity of an HTTP request is kept by the bearer-token check.
 IDENTITY_SCOPE_KEY = "opsgate.identity"
 
@@ -746,8 +747,7 @@ class McpProxy:
             if lines == LOG_LINES_PER_MINUTE:
                 self.say(f"upstream `{upstream}` logs more than {lines} lines a minute: dropped")
             return
-        data = params.get("data")
-        said = data if isinstance(data, str) else json.dumps(data, default=repr)
+        said = _log_text(params.get("data"))
         logger = params.get("logger")
         where = f" {logger}" if isinstance(logger, str) else ""
         self.say(f"upstream `{upstream}` log {params.get('level')}{where}: {said}")
@@ -826,6 +826,17 @@ class McpProxy:
         """One line for the operator on stderr (outside text made printable)."""
         with contextlib.suppress(Exception):  # a closed stderr never stops the proxy
             print(f"opsgate mcp-proxy: {one_line(text, 500)}", file=self.log, flush=True)
+
+
+def _log_text(data: Any) -> str:
+    """A log message's data as text, cut before anything else is done with it (a line
+    may be megabytes): what `McpProxy.say` prints is cut at 500 characters anyway."""
+    if isinstance(data, str):
+        return data[:_LOG_CHARS]
+    try:
+        return orjson.dumps(data)[:_LOG_CHARS].decode(errors="replace")
+    except orjson.JSONEncodeError:  # nested past orjson's limit
+        return f"<{type(data).__name__} that cannot be shown>"
 
 
 async def _tell(

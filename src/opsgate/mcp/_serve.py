@@ -105,9 +105,17 @@ def resolve_upstreams(specs: dict[str, UpstreamSpec], base: Path) -> dict[str, U
 
 
 def _root_uri(root: str, base: Path, upstream: str) -> str:
-    """A root as a ``file://`` URI (a path: from ``base``, resolved)."""
+    """A root as a ``file://`` URI (a path: from ``base``, resolved).
+
+    Raises:
+        ConfigError: it names something else (``${VAR}`` expanded first).
+    """
     root = expand_env(root, f"upstream `{upstream}` root")
-    return root if root.startswith("file://") else (base / root).resolve().as_uri()
+    if root.startswith("file://"):
+        return root
+    if "://" in root:
+        raise ConfigError(f"upstream `{upstream}`: a root is a `file://` URI or a path")
+    return (base / root).resolve().as_uri()
 
 
 def lock_path(options: ProxyOptions, config: ProxyConfig) -> Path:

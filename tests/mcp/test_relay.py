@@ -557,9 +557,10 @@ def test_a_huge_or_deeply_nested_log_message_is_cut_first() -> None:
     proxy._logged("feeds", {"level": "error", "data": "\x1b" * 20_000_000})
     proxy._logged("feeds", {"level": "error", "data": deep})
     proxy._logged("feeds", {"level": "error", "data": {"many": list(range(2_000_000))}})
+    proxy._logged("feeds", {"level": "\x07" * 20_000_000, "logger": "\x1b" * 20_000_000})
     assert time.monotonic() - started < 2  # the event loop is not held (it took seconds)
     lines = proxy.log.getvalue().splitlines()
-    assert len(lines) == 3 and all(len(line) <= 520 for line in lines)
+    assert len(lines) == 4 and all(len(line) <= 520 for line in lines)
     assert "cannot be shown" in lines[1]
 
 

@@ -55,7 +55,7 @@ from opsgate.mcp._catalog import (
 from opsgate.mcp._config import ProxyConfig, UpstreamSpec
 from opsgate.mcp._handlers import build_server
 from opsgate.mcp._lock import LockEntry, LockFile, definition_hash
-from opsgate.mcp._progress import ClientProgress, ProgressRelay
+from opsgate.mcp._progress import ClientProgress, ProgressChannel, ProgressRelay
 from opsgate.mcp._results import as_data, error_result, from_data, text_of
 from opsgate.mcp._rpc import RpcError
 from opsgate.mcp._subscriptions import Subscriptions
@@ -90,8 +90,9 @@ class Identity:
     agent_id: str
 
 
-class Notifier(Protocol):
-    """Where a client session hears of changes (the SDK's `ServerSession` methods)."""
+class Notifier(ProgressChannel, Protocol):
+    """Where a client session hears of changes and of its calls' progress (the SDK's
+    `ServerSession` methods)."""
 
     async def send_tool_list_changed(self) -> None: ...
 
@@ -100,14 +101,6 @@ class Notifier(Protocol):
     async def send_prompt_list_changed(self) -> None: ...
 
     async def send_resource_updated(self, uri: str) -> None: ...
-
-    async def send_progress_notification(
-        self,
-        progress_token: str | int,
-        progress: float,
-        total: float | None = None,
-        message: str | None = None,
-    ) -> None: ...
 
 
 class RequestContext(Protocol):

@@ -8,9 +8,10 @@ __all__ = ["one_line"]
 
 
 def one_line(value: Any, limit: int = 300) -> str:
-    """One line, control and format characters made visible as ``<U+XXXX>``, bounded."""
+    """One line, control and format characters made visible as ``<U+XXXX>``, bounded (the
+    text is cut before it is looked at: outside text may be megabytes)."""
     try:
-        text = str(value)
+        text = str(value)[: limit * 8 + 64]
     except Exception:  # an object that cannot even say what it is
         text = f"<{type(value).__name__}>"
     text = "".join(c if c.isprintable() or c in " \t\n" else f"<U+{ord(c):04X}>" for c in text)

@@ -202,9 +202,11 @@ def relays(recorder: InMemoryRecorder) -> list[tuple[str, str]]:
     ]
 
 
-async def test_sampling_and_elicitation_reach_the_calling_client_recorded() -> None:
+@pytest.mark.parametrize("sdk", [False, True], ids=["stdio", "sdk-server"])
+async def test_sampling_and_elicitation_reach_the_calling_client_recorded(sdk: bool) -> None:
     recorder, person = InMemoryRecorder(), Client()
-    async with connected(asking(recorder, "sampling", "elicitation"), **person.callbacks()) as c:
+    proxy = asking(recorder, "sampling", "elicitation")
+    async with connected(proxy, sdk=sdk, **person.callbacks()) as c:
         sampled = await c.call_tool("ask_model", {"question": "what is six times seven?"})
         assert text(sampled) == "the model said: 42"
         elicited = await c.call_tool("ask_person", {"question": "May I?"})
@@ -237,9 +239,10 @@ async def test_an_upstream_not_allowed_to_ask_is_refused_and_the_client_never_as
     ]
 
 
-async def test_a_client_that_cannot_answer_is_not_asked() -> None:
+@pytest.mark.parametrize("sdk", [False, True], ids=["stdio", "sdk-server"])
+async def test_a_client_that_cannot_answer_is_not_asked(sdk: bool) -> None:
     recorder = InMemoryRecorder()
-    async with connected(asking(recorder, "sampling")) as client:  # no sampling callback
+    async with connected(asking(recorder, "sampling"), sdk=sdk) as client:  # no callback
         assert (await client.call_tool("ask_model", {"question": "hi"})).is_error
     assert relays(recorder) == [("sampling/createMessage", "client_cannot")]
 
@@ -576,3 +579,17 @@ def test_a_root_from_the_environment_must_still_be_a_file(
         resolve_upstreams({"fs": spec}, SERVERS)
     monkeypatch.setenv("ROOT", "/srv/repo")
     assert resolve_upstreams({"fs": spec}, SERVERS)["fs"].roots == ("file:///srv/repo",)
+
+
+@pytest.mark.parametrize("sdk", [False, True], ids=["stdio", "sdk-server"])
+async def test_a_clients_refusal_reaches_the_upstream_as_an_error(sdk: bool) -> None:
+    recorder = InMemoryRecorder()
+
+    async def refuse(context: Any, params: Any) -> mcp_types.ErrorData:
+        return mcp_types.ErrorData(code=-1, message="the person said no")
+
+    proxy = asking(recorder, "sampling")
+    async with connected(proxy, sdk=sdk, sampling_callback=refuse) as client:
+        asked = await client.call_tool("ask_model", {"question": "hi"})
+    assert asked.is_error and "the person said no" in text(asked)
+    assert relays(recorder) == [("sampling/createMessage", "allowed")]

@@ -1,5 +1,7 @@
 """Requests the proxy sends its own client (an upstream's sampling or elicitation, relayed),
-matched with the client's answers: one per client session, for the stdio and HTTP servers.
+matched with the client's answers: one per client session, for the stdio and HTTP servers;
+the SDK's server (a file or terminal stdin) sends them through its own session
+(`SdkClientChannel`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import mcp_types
-from pydantic import TypeAdapter
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, TypeAdapter
 
 from opsgate.mcp._rpc import ConnectionClosed, RpcError, resolve_answer
 
@@ -18,6 +21,8 @@ __all__ = [
     "CLIENT_REQUESTS",
     "ClientAsks",
     "ClientChannel",
+    "SdkClientChannel",
+    "SdkSession",
     "answer_text",
     "asked_text",
     "relayed_params",
@@ -87,11 +92,56 @@ _RELAYED_PARAMS: dict[str, TypeAdapter[Any]] = {
 @runtime_checkable
 class ClientChannel(Protocol):
     """A client session the proxy can send requests to (its stdio and HTTP servers'; the
-    SDK's server, for a file or terminal stdin, is not one)."""
+    SDK server's, for a file or terminal stdin, through `SdkClientChannel`)."""
 
     asks: ClientAsks
 
     async def ask(self, method: str, params: Any) -> Any: ...
+
+
+@runtime_checkable
+class SdkSession(Protocol):
+    """What the proxy uses of the SDK server's session to ask its client."""
+
+    @property
+    def client_capabilities(self) -> mcp_types.ClientCapabilities | None: ...
+
+    async def send_request(self, request: Any, result_type: Any) -> Any: ...
+
+
+#: The SDK's models of each relayed request and of its result.
+_SDK_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "sampling/createMessage": (mcp_types.CreateMessageRequest, mcp_types.CreateMessageResult),
+    "elicitation/create": (mcp_types.ElicitRequest, mcp_types.ElicitResult),
+}
+
+
+class SdkClientChannel:
+    """The SDK server's client session (a file or terminal stdin) as a `ClientChannel`:
+    what its client announced, and its requests sent through the SDK's session."""
+
+    def __init__(self, session: SdkSession) -> None:
+        self.session = session
+        self.asks = ClientAsks()
+        announced = session.client_capabilities
+        if announced is not None:
+            self.asks.capabilities = announced.model_dump(
+                by_alias=True, mode="json", exclude_none=True
+            )
+
+    async def ask(self, method: str, params: Any) -> Any:
+        """Send the client one relayed request; its result as JSON data.
+
+        Raises:
+            RpcError: the client answered with an error.
+        """
+        request_model, result_model = _SDK_MODELS[method]
+        request = request_model.model_validate({"method": method, "params": params}, by_name=False)
+        try:
+            result = await self.session.send_request(request, result_model)
+        except MCPError as refused:
+            raise RpcError(refused.code, str(refused.message)[:2000]) from None
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def relayed_params(kind: str, params: Any) -> dict[str, Any]:

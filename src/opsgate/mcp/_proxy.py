@@ -40,6 +40,8 @@ from opsgate.gateway import (
 from opsgate.mcp._asks import (
     CLIENT_REQUESTS,
     ClientChannel,
+    SdkClientChannel,
+    SdkSession,
     answer_text,
     asked_text,
     relayed_params,
@@ -690,7 +692,9 @@ class McpProxy:
             raise RpcError(-32601, f"the proxy does not serve {method}")
         keys = [key for key in self._calling.get(upstream, ()) if key in self._sessions]
         session = self._sessions[keys[0]] if len(keys) == 1 else None
-        channel = session.notifier if session is not None else None
+        channel: Any = session.notifier if session is not None else None
+        if isinstance(channel, SdkSession) and not isinstance(channel, ClientChannel):
+            channel = SdkClientChannel(channel)  # the SDK's server (a file or terminal stdin)
         if kind not in self.specs[upstream].client_requests:
             reason, why = "client_request_not_allowed", f"`{upstream}` may not ask for {kind}"
         elif session is None:

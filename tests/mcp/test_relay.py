@@ -593,3 +593,31 @@ async def test_a_clients_refusal_reaches_the_upstream_as_an_error(sdk: bool) -> 
         asked = await client.call_tool("ask_model", {"question": "hi"})
     assert asked.is_error and "the person said no" in text(asked)
     assert relays(recorder) == [("sampling/createMessage", "allowed")]
+
+
+@pytest.mark.parametrize("sdk", [False, True], ids=["stdio", "sdk-server"])
+async def test_an_argument_is_completed_by_the_upstream_of_its_prompt_or_template(
+    sdk: bool,
+) -> None:
+    from tests.mcp.conftest import shop_spec
+
+    ref = mcp_types.PromptReference(type="ref/prompt", name="shop__summarize")
+    proxy = make_proxy({"shop": shop_spec(), "feeds": server_spec("feeds")}, namespace=True)
+    async with connected(proxy, sdk=sdk) as client:
+        started = client.initialize_result
+        assert started is not None and started.capabilities.completions is not None
+        found = await client.complete(ref, {"name": "ticket_id", "value": "T-1"})
+        assert found.completion.values == ["T-1", "T-10"]
+        many = await client.complete(ref, {"name": "ticket_id", "value": "many"})
+        assert len(many.completion.values) == 100 and many.completion.has_more  # MCP's bound
+        assert all(len(value) <= 1000 for value in many.completion.values)
+        unknown = mcp_types.PromptReference(type="ref/prompt", name="nobody__summarize")
+        none = await client.complete(unknown, {"name": "ticket_id", "value": "T"})
+        assert none.completion.values == []  # no such upstream: nothing to suggest
+        await client.list_resource_templates()  # where each template comes from (2 upstreams)
+        template = mcp_types.ResourceTemplateReference(
+            type="ref/resource", uri="kb://articles/{slug}"
+        )
+        slugs = await client.complete(template, {"name": "slug", "value": "re"})
+        assert slugs.completion.values == ["refunds", "returns"]
+    assert proxy.counts["completion_failed"] == 1

@@ -40,6 +40,7 @@ INSTRUCTIONS = "Tools pass opsgate's policy gate; a refused call says why."
 #: What the proxy can do: tools that may change (pins, restarts), resources (subscribed
 #: to at their upstream) and prompts whose changes are relayed.
 CAPABILITIES: dict[str, Any] = {
+    "completions": {},
     "prompts": {"listChanged": True},
     "resources": {"listChanged": True, "subscribe": True},
     "tools": {"listChanged": True},
@@ -78,6 +79,7 @@ class Answers:
             ),
             "prompts/list": (handlers.list_prompts, paginated, True),
             "prompts/get": (handlers.get_prompt, mcp_types.GetPromptRequestParams, False),
+            "completion/complete": (handlers.complete, mcp_types.CompleteRequestParams, False),
         }
 
     @staticmethod

@@ -33,6 +33,7 @@ def build_server(proxy: McpProxy) -> Server[Any]:
         on_unsubscribe_resource=handlers.unsubscribe,
         on_list_prompts=handlers.list_prompts,
         on_get_prompt=handlers.get_prompt,
+        on_completion=handlers.complete,
     )
     server.middleware = []
     return server
@@ -92,6 +93,11 @@ class Handlers:
     ) -> mcp_types.EmptyResult:
         await self.proxy.unsubscribe(ctx, str(params.uri))
         return mcp_types.EmptyResult()
+
+    async def complete(
+        self, ctx: Ctx, params: mcp_types.CompleteRequestParams
+    ) -> mcp_types.CompleteResult:
+        return mcp_types.CompleteResult(completion=await self.proxy.complete(ctx, params))
 
     async def list_prompts(
         self, ctx: Ctx, params: mcp_types.PaginatedRequestParams | None

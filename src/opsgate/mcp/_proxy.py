@@ -76,6 +76,8 @@ _CURRENT_CALL: contextvars.ContextVar[tuple[_Session, ClientProgress | None] | N
 #: An upstream's log lines the proxy's log takes a minute (`McpProxy._logged`).
 LOG_LINES_PER_MINUTE = 60
 _LOG_CHARS = 1000
+#: Suggested values relayed for an argument (MCP's own bound), each cut to so many characters.
+_COMPLETIONS, _COMPLETION_CHARS = 100, 1000
 #: Where the identity of an HTTP request is kept by the bearer-token check.
 IDENTITY_SCOPE_KEY = "opsgate.identity"
 
@@ -181,6 +183,7 @@ class McpProxy:
         self._sessions: dict[str, _Session] = {}
         self._rebuilding = asyncio.Lock()
         self._resource_routes: dict[str, str] = {}
+        self._template_routes: dict[str, str] = {}
         self._subscriptions = Subscriptions(self.upstreams, self.say)
         self._pending: set[asyncio.Task[None]] = set()
         self._calling: dict[str, Counter[str]] = {}
@@ -611,6 +614,8 @@ class McpProxy:
             except UpstreamError:
                 continue
             found.extend(page.resource_templates)
+            for template in page.resource_templates:
+                self._template_routes[template.uri_template] = upstream.name
         return found
 
     async def read_resource(
@@ -793,6 +798,33 @@ class McpProxy:
                 session.run, shown, trust=trust, source=f"prompt:{upstream}:{prompt}"
             )
         return result
+
+    async def complete(
+        self, ctx: RequestContext | None, params: mcp_types.CompleteRequestParams
+    ) -> mcp_types.Completion:
+        """Suggested values for an argument of a prompt or a resource template, from its
+        upstream (for the client's person to pick from; none when it has none or fails)."""
+        self.session(ctx)
+        ref = params.ref
+        asked: dict[str, Any] = params.model_dump(
+            by_alias=True, mode="json", exclude_none=True, exclude={"meta"}
+        )
+        try:
+            if isinstance(ref, mcp_types.PromptReference):
+                upstream, name = self._prompt_route(ref.name)
+                asked["ref"] = {"type": "ref/prompt", "name": name}
+            else:
+                upstream = self._template_routes.get(ref.uri) or self._resource_upstream(ref.uri)
+            result: mcp_types.CompleteResult = await self.upstreams[upstream].request(
+                "completion/complete", lambda s: s.complete(asked)
+            )
+        except (ProxyError, UpstreamError, RpcError):
+            self.counts["completion_failed"] += 1
+            return mcp_types.Completion(values=[])
+        found = result.completion
+        values = [value[:_COMPLETION_CHARS] for value in found.values[:_COMPLETIONS]]
+        more = found.has_more or len(found.values) > _COMPLETIONS
+        return mcp_types.Completion(values=values, total=found.total, has_more=more or None)
 
     def _prompt_route(self, name: str) -> tuple[str, str]:
         if not self.config.namespace:

@@ -212,6 +212,10 @@ class McpRequests(ABC):
         params = {"name": name, "arguments": arguments}
         return await self.request("prompts/get", params, mcp_types.GetPromptResult)
 
+    async def complete(self, params: dict[str, Any]) -> mcp_types.CompleteResult:
+        """Suggested values for a prompt's or a resource template's argument."""
+        return await self.request("completion/complete", params, mcp_types.CompleteResult)
+
 
 class StdioClient(McpRequests):
     """One child process speaking MCP over stdio; `start` shakes hands.

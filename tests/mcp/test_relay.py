@@ -117,30 +117,37 @@ async def test_an_unknown_resource_cannot_be_subscribed_to_with_several_upstream
 
 
 @contextlib.asynccontextmanager
-async def over_http(proxy: McpProxy) -> AsyncIterator[str]:
+async def over_http(proxy: McpProxy) -> AsyncIterator[tuple[str, McpHttpApp]]:
     await proxy.start()
     app = McpHttpApp(proxy, "127.0.0.1")
     try:
         async with serve_asgi(AsIdentity(app)) as port:
-            yield f"http://127.0.0.1:{port}/mcp"
+            yield f"http://127.0.0.1:{port}/mcp", app
     finally:
         await proxy.close()
 
 
 @contextlib.asynccontextmanager
-async def http_client(url: str, heard: Heard) -> AsyncIterator[ClientSession]:
+async def http_client(
+    url: str, heard: Heard | None = None, app: McpHttpApp | None = None, **client: Any
+) -> AsyncIterator[ClientSession]:
+    """The SDK's client at ``url``; with ``app``, once its notification stream is open."""
     async with (
         streamable_http_client(url) as (read, write),
-        ClientSession(read, write, message_handler=heard) as client,
+        ClientSession(read, write, message_handler=heard, **client) as session,
     ):
-        await client.initialize()
-        yield client
+        await session.initialize()
+        for _ in range(100 if app is not None else 0):  # opened once initialized
+            if any(s.listening for s in app.sessions.values()):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        yield session
 
 
 async def test_over_http_an_update_reaches_only_the_sessions_subscribed() -> None:
     heard_a, heard_b = Heard(), Heard()
     proxy = feeds()
-    async with over_http(proxy) as url:
+    async with over_http(proxy) as (url, _):
         async with http_client(url, heard_a) as a, http_client(url, heard_b) as b:
             await a.list_resources()
             await a.subscribe_resource("feed://status")
@@ -249,24 +256,12 @@ async def test_a_client_that_cannot_answer_is_not_asked(sdk: bool) -> None:
 
 async def test_over_http_elicitation_goes_out_on_the_stream_and_comes_back_by_post() -> None:
     recorder, person = InMemoryRecorder(), Client()
-    proxy = asking(recorder, "elicitation")
-    await proxy.start()
-    app = McpHttpApp(proxy, "127.0.0.1")
-    try:
-        async with (
-            serve_asgi(AsIdentity(app)) as port,
-            streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
-            ClientSession(read, write, **person.callbacks()) as client,
-        ):
-            await client.initialize()
-            for _ in range(100):  # the SDK's client opens its stream once initialized
-                if any(s.listening for s in app.sessions.values()):
-                    break
-                await asyncio.sleep(0.05)
-            elicited = await client.call_tool("ask_person", {"question": "Ship it?"})
-            assert text(elicited) == 'the person accept: {"answer": "yes"}'
-    finally:
-        await proxy.close()
+    async with (
+        over_http(asking(recorder, "elicitation")) as (url, app),
+        http_client(url, app=app, **person.callbacks()) as client,
+    ):
+        elicited = await client.call_tool("ask_person", {"question": "Ship it?"})
+        assert text(elicited) == 'the person accept: {"answer": "yes"}'
     assert relays(recorder) == [("elicitation/create", "allowed")]
 
 
@@ -396,28 +391,16 @@ async def test_progress_whose_message_cannot_be_recorded_goes_without_it(
 
 
 async def test_over_http_progress_reaches_the_calling_session() -> None:
-    recorder, progress = InMemoryRecorder(), Progress()
-    proxy = asking(recorder)
-    await proxy.start()
-    app = McpHttpApp(proxy, "127.0.0.1")
-    try:
-        async with (
-            serve_asgi(AsIdentity(app)) as port,
-            streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write),
-            ClientSession(read, write) as client,
-        ):
-            await client.initialize()
-            for _ in range(100):  # the SDK's client opens its stream once initialized
-                if any(s.listening for s in app.sessions.values()):
-                    break
-                await asyncio.sleep(0.05)
-            counted = await client.call_tool(
-                "count", {"n": 2, "say": "half"}, progress_callback=progress
-            )
-            assert not counted.is_error
-            heard = await progress.wait_for(2)
-    finally:
-        await proxy.close()
+    progress = Progress()
+    async with (
+        over_http(asking(InMemoryRecorder())) as (url, app),
+        http_client(url, app=app) as client,
+    ):
+        counted = await client.call_tool(
+            "count", {"n": 2, "say": "half"}, progress_callback=progress
+        )
+        assert not counted.is_error
+        heard = await progress.wait_for(2)
     assert heard == [(1, 2, "half 1"), (2, 2, "half 2")]
 
 
@@ -425,9 +408,6 @@ async def test_over_http_a_post_with_a_progress_token_is_answered_as_a_stream() 
     import httpx2
     from tests.mcp.test_http_server import INIT
 
-    proxy = asking(InMemoryRecorder())
-    await proxy.start()
-    app = McpHttpApp(proxy, "127.0.0.1")
     call = {
         "jsonrpc": "2.0",
         "id": 2,
@@ -435,41 +415,37 @@ async def test_over_http_a_post_with_a_progress_token_is_answered_as_a_stream() 
         "params": {"name": "count", "arguments": {"n": 2, "say": "s"}, "_meta": {}},
     }
     both = {"accept": "application/json, text/event-stream"}
-    try:
-        async with serve_asgi(AsIdentity(app)) as port, httpx2.AsyncClient() as http:
-            url = f"http://127.0.0.1:{port}/mcp"
-            started = await http.post(url, json=INIT)
-            session = {"mcp-session-id": started.headers["mcp-session-id"], **both}
-            call["params"]["_meta"] = {"progressToken": "mine"}  # type: ignore[index]
-            streamed = await http.post(url, json=call, headers=session)
-            assert streamed.headers["content-type"] == "text/event-stream"
-            sent = [
-                json.loads(line.removeprefix("data: "))
-                for line in streamed.text.splitlines()
-                if line.startswith("data: ")
-            ]
-            assert [m.get("method") for m in sent] == [
-                "notifications/progress",
-                "notifications/progress",
-                None,  # the answer, last
-            ]
-            assert [m["params"]["progressToken"] for m in sent[:2]] == ["mine", "mine"]
-            assert sent[2]["id"] == 2 and not sent[2]["result"]["isError"]
-            # a client that takes only JSON gets JSON, and the upstream is asked for no
-            # progress (MCP keeps the GET stream for what no request waits on); so is a
-            # token that is not one
-            only_json = {**session, "accept": "application/json"}
-            plain = await http.post(url, json={**call, "id": 3}, headers=only_json)
-            assert plain.headers["content-type"] == "application/json"
-            assert plain.json()["id"] == 3
-            assert json.loads(plain.json()["result"]["content"][0]["text"]) is None
-            call["params"]["_meta"] = {"progressToken": True}  # type: ignore[index]
-            odd = await http.post(url, json={**call, "id": 4}, headers=session)
-            assert odd.headers["content-type"] == "application/json"
-            assert json.loads(odd.json()["result"]["content"][0]["text"]) is None
-            assert not app.sessions[session["mcp-session-id"]].progress  # nothing left behind
-    finally:
-        await proxy.close()
+    async with over_http(asking(InMemoryRecorder())) as (url, app), httpx2.AsyncClient() as http:
+        started = await http.post(url, json=INIT)
+        session = {"mcp-session-id": started.headers["mcp-session-id"], **both}
+        call["params"]["_meta"] = {"progressToken": "mine"}  # type: ignore[index]
+        streamed = await http.post(url, json=call, headers=session)
+        assert streamed.headers["content-type"] == "text/event-stream"
+        sent = [
+            json.loads(line.removeprefix("data: "))
+            for line in streamed.text.splitlines()
+            if line.startswith("data: ")
+        ]
+        assert [m.get("method") for m in sent] == [
+            "notifications/progress",
+            "notifications/progress",
+            None,  # the answer, last
+        ]
+        assert [m["params"]["progressToken"] for m in sent[:2]] == ["mine", "mine"]
+        assert sent[2]["id"] == 2 and not sent[2]["result"]["isError"]
+        # a client that takes only JSON gets JSON, and the upstream is asked for no
+        # progress (MCP keeps the GET stream for what no request waits on); so is a
+        # token that is not one
+        only_json = {**session, "accept": "application/json"}
+        plain = await http.post(url, json={**call, "id": 3}, headers=only_json)
+        assert plain.headers["content-type"] == "application/json"
+        assert plain.json()["id"] == 3
+        assert json.loads(plain.json()["result"]["content"][0]["text"]) is None
+        call["params"]["_meta"] = {"progressToken": True}  # type: ignore[index]
+        odd = await http.post(url, json={**call, "id": 4}, headers=session)
+        assert odd.headers["content-type"] == "application/json"
+        assert json.loads(odd.json()["result"]["content"][0]["text"]) is None
+        assert not app.sessions[session["mcp-session-id"]].progress  # nothing left behind
 
 
 async def test_an_upstream_is_told_the_roots_of_the_config_never_the_clients(

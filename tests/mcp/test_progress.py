@@ -24,22 +24,19 @@ from opsgate.mcp._progress import (
     MAX_NOTIFICATIONS,
     MESSAGE_CHARS,
     ClientProgress,
+    ProgressNotes,
     ProgressRelay,
 )
 
 
-class Client:
+class Client(ProgressNotes):
+    """A client session: what it heard (token, progress, total, message)."""
+
     def __init__(self) -> None:
         self.heard: list[tuple[Any, Any, Any, Any]] = []
 
-    async def send_progress_notification(
-        self,
-        progress_token: str | int,
-        progress: float,
-        total: float | None = None,
-        message: str | None = None,
-    ) -> None:
-        self.heard.append((progress_token, progress, total, message))
+    def _send_progress(self, token: str | int, params: dict[str, Any]) -> None:
+        self.heard.append((token, params["progress"], params.get("total"), params.get("message")))
 
 
 values = st.one_of(json_values, st.sampled_from(EDGE_SCALARS))

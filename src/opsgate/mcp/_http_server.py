@@ -41,7 +41,7 @@ from opsgate.mcp._answers import (
     error_message,
 )
 from opsgate.mcp._asks import ClientAsks
-from opsgate.mcp._progress import progress_params
+from opsgate.mcp._progress import ProgressNotes
 from opsgate.mcp._rpc import RpcError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class _HttpRequest:
 
 
 @dataclass
-class _Session:
+class _Session(ProgressNotes):
     version: str
     notes: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(_QUEUED))
     listening: bool = False
@@ -117,18 +117,11 @@ class _Session:
     async def send_resource_updated(self, uri: str) -> None:
         self._queue("notifications/resources/updated", {"uri": uri})
 
-    async def send_progress_notification(
-        self,
-        progress_token: str | int,
-        progress: float,
-        total: float | None = None,
-        message: str | None = None,
-    ) -> None:
+    def _send_progress(self, token: str | int, params: dict[str, Any]) -> None:
         """On the stream of the POST whose request it is (only there: MCP keeps the GET
         stream for what no request is waiting on)."""
-        stream = self.progress.get(progress_token)
+        stream = self.progress.get(token)
         if stream is not None:
-            params = progress_params(progress_token, progress, total, message)
             stream.put_nowait(_note("notifications/progress", params))
 
     def _queue(self, method: str, params: dict[str, Any] | None = None) -> None:

@@ -33,7 +33,7 @@ from opsgate.mcp._answers import (
     error_message,
 )
 from opsgate.mcp._asks import ClientAsks
-from opsgate.mcp._progress import progress_params
+from opsgate.mcp._progress import ProgressNotes
 
 if TYPE_CHECKING:
     from opsgate.mcp._proxy import McpProxy
@@ -50,7 +50,7 @@ class _Context:
     request: None = None
 
 
-class LineServer:
+class LineServer(ProgressNotes):
     """Serves `proxy` to one client over a reader and a writer (stdin and stdout)."""
 
     def __init__(
@@ -106,16 +106,8 @@ class LineServer:
     async def send_resource_updated(self, uri: str) -> None:
         self._note("notifications/resources/updated", {"uri": uri})
 
-    async def send_progress_notification(
-        self,
-        progress_token: str | int,
-        progress: float,
-        total: float | None = None,
-        message: str | None = None,
-    ) -> None:
-        self._note(
-            "notifications/progress", progress_params(progress_token, progress, total, message)
-        )
+    def _send_progress(self, token: str | int, params: dict[str, Any]) -> None:
+        self._note("notifications/progress", params)
 
     def _note(self, method: str, params: dict[str, Any] | None = None) -> None:
         note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}

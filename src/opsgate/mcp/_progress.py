@@ -31,8 +31,8 @@ __all__ = [
     "MESSAGE_CHARS",
     "ClientProgress",
     "ProgressChannel",
+    "ProgressNotes",
     "ProgressRelay",
-    "progress_params",
 ]
 
 MAX_MESSAGES = 16
@@ -56,16 +56,26 @@ class ProgressChannel(Protocol):
     ) -> None: ...
 
 
-def progress_params(
-    token: str | int, progress: float, total: float | None, message: str | None
-) -> dict[str, Any]:
-    """The params of a ``notifications/progress`` (what is absent is left out)."""
-    params: dict[str, Any] = {"progressToken": token, "progress": progress}
-    if total is not None:
-        params["total"] = total
-    if message is not None:
-        params["message"] = message
-    return params
+class ProgressNotes:
+    """The proxy's own servers' `ProgressChannel` method: the notification's params, made
+    here once, go to `_send_progress` (each server's way of sending them)."""
+
+    async def send_progress_notification(
+        self,
+        progress_token: str | int,
+        progress: float,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        params: dict[str, Any] = {"progressToken": progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        self._send_progress(progress_token, params)
+
+    def _send_progress(self, token: str | int, params: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
 @dataclass

@@ -15,7 +15,7 @@ import mcp_types
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, TypeAdapter
 
-from opsgate.mcp._rpc import ConnectionClosed, RpcError, resolve_answer
+from opsgate.mcp._rpc import ERROR_CHARS, ConnectionClosed, RpcError, resolve_answer
 
 __all__ = [
     "CLIENT_REQUESTS",
@@ -140,7 +140,7 @@ class SdkClientChannel:
         try:
             result = await self.session.send_request(request, result_model)
         except MCPError as refused:
-            raise RpcError(refused.code, str(refused.message)[:2000]) from None
+            raise RpcError(refused.code, str(refused.message)[:ERROR_CHARS]) from None
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 from referencing import Registry
 
 __all__ = [
+    "ERROR_CHARS",
     "ConnectionClosed",
     "McpRequests",
     "RpcError",
@@ -49,6 +50,8 @@ __all__ = [
     "resolve_answer",
 ]
 
+#: The other side's error message is cut to this many characters.
+ERROR_CHARS = 2000
 #: The longest line read from a child; a longer one is a protocol error, not a hang.
 MAX_LINE = 64 * 1024 * 1024
 #: How long a child may take to exit after its stdin closes, then after SIGTERM.
@@ -447,7 +450,7 @@ def answer_of(message: dict[str, Any]) -> Any:
     error = message.get("error")
     if isinstance(error, dict):
         code = error.get("code")
-        text = str(error.get("message"))[:2000]
+        text = str(error.get("message"))[:ERROR_CHARS]
         raise RpcError(code if isinstance(code, int) else -32603, text)
     if "result" in message:
         return message["result"]

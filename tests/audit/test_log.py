@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from typing import Any
 
@@ -270,3 +271,61 @@ def test_secrets_and_pii_are_stored_as_salted_hashes(log: AuditLog, store: Store
     proof = log.redactor.fingerprint("ana.ruiz@example.com")
     assert proof is not None and proof.encode() in body
     assert log.verify().events == 1
+
+
+def test_a_checkpoint_raced_by_another_writer_is_skipped_not_doubled(
+    log: AuditLog, store: Store
+) -> None:
+    """The events are read and hashed outside the write lock: when another writer signs
+    that far meanwhile (here: between the hashing and the insert), this one inserts nothing
+    and the log still verifies."""
+    log.append(_events(5))
+    other = AuditLog(store, Signer.generate())
+    sign = log.signer.sign  # type: ignore[union-attr]
+    raced: list[object] = []
+
+    def sign_after_the_other(statement: bytes) -> bytes:
+        raced.append(other.checkpoint())  # the other writer gets there first
+        return sign(statement)
+
+    log.signer.sign = sign_after_the_other  # type: ignore[method-assign, union-attr]
+    assert log.checkpoint() is None
+    assert raced and raced[0] is not None
+    assert [cp.tree_size for cp in log.checkpoints()] == [5]
+    log.signer.sign = sign  # type: ignore[method-assign, union-attr]
+    log.append(_events(3, start=5))
+    assert log.checkpoint() is not None  # later events: signed as usual
+    assert log.verify().checkpoints == 2  # both keys are recorded in the store
+
+
+def test_appends_go_on_while_a_checkpoint_hashes(log: AuditLog) -> None:
+    """Appends made while a checkpoint reads and hashes the log are neither blocked nor
+    lost: the checkpoint covers the size it read, the next one the rest."""
+    log.append(_events(50))
+    import opsgate.audit._log as log_module
+
+    leaf_hash = log_module.leaf_hash
+    appended: list[list[int]] = []
+    started: list[bool] = []
+
+    def hash_and_append(body: bytes) -> bytes:
+        if not started:  # mid-hashing: another thread appends (the write lock is free)
+            started.append(True)
+            other = threading.Thread(
+                target=lambda: appended.append(log.append(_events(2, start=50)))
+            )
+            other.start()
+            other.join(5)
+            assert not other.is_alive(), "the append waited for the checkpoint"
+        return leaf_hash(body)
+
+    log_module.leaf_hash = hash_and_append  # type: ignore[assignment]
+    try:
+        first = log.checkpoint()
+    finally:
+        log_module.leaf_hash = leaf_hash  # type: ignore[assignment]
+    assert appended == [[50, 51]]
+    assert first is not None and first.tree_size == 50
+    second = log.checkpoint()
+    assert second is not None and second.tree_size == 52
+    assert log.verify().events == 52

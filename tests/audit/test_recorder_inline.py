@@ -287,3 +287,35 @@ async def test_a_slow_lone_commit_hands_commits_back_to_the_writer(tmp_path: Pat
     assert (recorder.inline_batches, recorder.batches) == (2, 5)
     recorder.close()
     assert log.size() == 5
+
+
+async def test_a_checkpoint_due_on_a_lone_commit_is_signed_by_the_writer(tmp_path: Path) -> None:
+    """Signing hashes every event since the last checkpoint (milliseconds): a lone settle
+    on the event loop's thread leaves it to the writer, and a flush waits for it."""
+    store = open_store(f"sqlite:///{tmp_path / 'inline.db'}")
+    log = AuditLog(store, Signer.generate())
+    recorder = AuditRecorder(
+        log,
+        durable="write_ahead",
+        linger_s=5.0,
+        inline_max_s=60.0,
+        checkpoint_every=4,
+        checkpoint_on_run_end=False,
+    )
+    signers: list[str] = []
+    checkpoint = log.checkpoint
+
+    def on_which_thread() -> Any:
+        signers.append(threading.current_thread().name)
+        return checkpoint()
+
+    log.checkpoint = on_which_thread  # type: ignore[method-assign]
+    for seq in range(12):
+        recorder.record(Event(EventType.STEP, "r", seq, float(seq), {}))
+        await recorder.settle("r")
+    assert recorder.inline_batches == 12  # each commit was the caller's own
+    recorder.flush()
+    assert len(signers) == 3 and threading.current_thread().name not in signers
+    assert recorder.checkpoint_failures == 0
+    recorder.close()
+    assert log.verify().events == 12

@@ -235,14 +235,19 @@ class AuditLog:
         return seq, as_blob(row[1], f"event {seq}'s `chain_hash`", seq, 32)
 
     def checkpoint(self) -> Checkpoint | None:
-        """Sign a tree head over every event so far; None when nothing new was appended."""
+        """Sign a tree head over every event so far; None when nothing new was appended
+        (or another writer signed that far first).
+
+        The events since the last checkpoint are read and hashed outside the log's write
+        lock (committed events never change), so appends go on meanwhile, in this process
+        and in others; only the signed head's insert takes the lock (a commit's time, where
+        reading and hashing a thousand events takes milliseconds).
+        """
         if self.signer is None:
             raise StoreError("this audit log has no signing key; it cannot checkpoint")
         signer = self.signer
         try:
-            with self._locked() as conn, conn.begin():
-                if self._pg:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+            with self.store.engine.connect() as conn:
                 size, chain = self._head(conn)
                 size += 1
                 last = self._latest_checkpoint(conn)
@@ -258,17 +263,23 @@ class AuditLog:
                     .order_by(audit_events.c.seq)
                 ):
                     compact.append(leaf_hash(as_blob(body, "an event's body", compact.size)))
-                if compact.size != size:
-                    raise AuditIntegrityError(
-                        f"cannot checkpoint: expected {size} events, found {compact.size}",
-                        seq=compact.size,
-                    )
-                at = time.time()
-                root = compact.root()
-                statement = checkpoint_statement(self.log_id, size, root, chain, at, signer.key_id)
-                cp = Checkpoint(
-                    size, root, chain, at, signer.key_id, signer.sign(statement), compact.hashes
+            if compact.size != size:
+                raise AuditIntegrityError(
+                    f"cannot checkpoint: expected {size} events, found {compact.size}",
+                    seq=compact.size,
                 )
+            at = time.time()
+            root = compact.root()
+            statement = checkpoint_statement(self.log_id, size, root, chain, at, signer.key_id)
+            cp = Checkpoint(
+                size, root, chain, at, signer.key_id, signer.sign(statement), compact.hashes
+            )
+            with self._writer_lock, self._locked() as conn, conn.begin():
+                if self._pg:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+                latest = self._latest_checkpoint(conn)
+                if latest is not None and latest.tree_size >= size:
+                    return None  # another writer signed this far meanwhile
                 conn.execute(
                     insert(audit_checkpoints).values(
                         tree_size=cp.tree_size,
@@ -288,8 +299,6 @@ class AuditLog:
         if self.witness is not None:
             self.witness.record(self.log_id, cp.tree_size, root, chain, cp.signature)
         return cp
-
-    # -- reading -------------------------------------------------------------------------
 
     # -- reading -------------------------------------------------------------------------
 

@@ -22,7 +22,10 @@ loop for one commit (~0.2 ms on a local disk), so when these commits take longer
 ``inline_max_s`` (10 ms, smoothed over the last few) it is turned off for a second.
 Commits stay serialised in queue order (whoever takes events from the queue commits them
 before anyone takes more); concurrent calls still go through the writer and share its
-commits.
+commits. A checkpoint falling due on such a commit is left to the writer: signing one reads
+and hashes every event since the last (5-10 ms a thousand events), which would stall the
+event loop; the writer does it while calls go on (`AuditLog.checkpoint` holds the log's
+write lock only to insert the signed head).
 
 Followers (`opsgate.recorder.BatchRecorder`: the traces, the cost ledger) get each batch
 from the writer thread once it is written, before its waiters are woken: one hand-off per
@@ -129,6 +132,7 @@ class AuditRecorder:
         self._slow_until = -1e9  # no lone commits before then: they were slow
         self._inline_s = 0.0  # a lone commit's time, smoothed
         self._since_checkpoint = 0
+        self._checkpoint_due = False  # a lone settle's commit left the checkpoint to the writer
         self._concurrent = False
         self.commit_delay_s = commit_delay_s
         self.linger_s = 0.0 if durable is True else linger_s
@@ -242,7 +246,7 @@ class AuditRecorder:
             started = self._inline_at = time.monotonic()
             if batch:
                 self.inline_batches += 1
-                error = self._commit(batch)
+                error = self._commit(batch, inline=True)
                 took = time.monotonic() - started
                 self._inline_s += (took - self._inline_s) * _INLINE_WEIGHT
                 if self._inline_s > self.inline_max_s:
@@ -290,6 +294,8 @@ class AuditRecorder:
                     if not self._pending:
                         if self._stop:
                             return
+                        if self._checkpoint_due:
+                            break
                         # while lone calls commit their own events, look every linger_s
                         # rather than be woken by each call's result (one thread hop less
                         # a call); idle, sleep until woken
@@ -307,6 +313,10 @@ class AuditRecorder:
                             continue
                     break
                 self._polling = False
+            if self._checkpoint_due:
+                self._checkpoint_due = False
+                self._checkpoint()
+                continue  # then wait for the next batch as usual (a lone call may take it)
             if self._concurrent:
                 # others were writing a moment ago: give them a breath to join this commit
                 # (as PostgreSQL's commit_delay does); a lone writer never waits
@@ -320,9 +330,10 @@ class AuditRecorder:
                 if batch:
                     self._commit(batch)
 
-    def _commit(self, batch: list[_Pending]) -> BaseException | None:
+    def _commit(self, batch: list[_Pending], *, inline: bool = False) -> BaseException | None:
         """Write ``batch`` (the commit lock held), hand it to the followers, wake its
-        waiters, checkpoint when due; returns the commit's error, if any."""
+        waiters, checkpoint when due (``inline``, on a caller's thread: leave it to the
+        writer); returns the commit's error, if any."""
         waiters = sum(1 for p in batch if p.waited or p.event is None)
         if waiters:
             with self._cond:
@@ -365,13 +376,22 @@ class AuditRecorder:
                 or (self.checkpoint_every and self._since_checkpoint >= self.checkpoint_every)
             )
         ):
-            try:
-                self.log.checkpoint()
-                self._since_checkpoint = 0
-            except Exception as exc:  # the events are safe; the next checkpoint covers them
-                self.checkpoint_failures += 1
-                self.last_checkpoint_error = f"{type(exc).__name__}: {exc}"
+            self._since_checkpoint = 0  # due once: later commits do not ask again
+            if inline:
+                with self._cond:
+                    self._checkpoint_due = True
+                    self._cond.notify()
+            else:
+                self._checkpoint()
         return error
+
+    def _checkpoint(self) -> None:
+        """Sign a checkpoint (on the writer's thread); a failure is counted, not raised."""
+        try:
+            self.log.checkpoint()
+        except Exception as exc:  # the events are safe; the next checkpoint covers them
+            self.checkpoint_failures += 1
+            self.last_checkpoint_error = f"{type(exc).__name__}: {exc}"
 
     def _hand_over(self, events: list[Event]) -> None:
         """Give the batch to each follower (before its waiters return: a flush covers them)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ class ProgressChannel(Protocol):
     ) -> None: ...
 
 
-class ProgressNotes:
+class ProgressNotes(ABC):
     """The proxy's own servers' `ProgressChannel` method: the notification's params, made
     here once, go to `_send_progress` (each server's way of sending them)."""
 
@@ -74,8 +75,9 @@ class ProgressNotes:
             params["message"] = message
         self._send_progress(progress_token, params)
 
+    @abstractmethod
     def _send_progress(self, token: str | int, params: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Send one progress notification's ``params`` for ``token``."""
 
 
 @dataclass

@@ -184,6 +184,31 @@ def test_what_nobody_waits_for_is_written_while_the_writer_polls(tmp_path: Path)
     recorder.close()
 
 
+def test_while_lone_calls_commit_the_writer_looks_every_poll_s_not_every_linger(
+    tmp_path: Path,
+) -> None:
+    """Once it polls, the writer is not woken by an event nobody waits for: it finds it at
+    its next look, ``poll_s`` apart (each look takes the GIL from the calls), and writes it."""
+    recorder, log, _ = recorder_at(tmp_path, linger_s=0.03, inline_max_s=60.0, poll_s=1.0)
+    recorder.record(Event(EventType.STEP, "r", 0, 1.0, {}))  # wakes the writer: it lingers
+    asyncio.run(recorder.settle("r"))  # takes the event along: a lone commit
+    assert recorder.inline_batches == 1
+    time.sleep(0.08)  # the writer's linger is over: it found nothing and now polls
+    recorder.record(Event(EventType.STEP, "r", 1, 2.0, {}))
+    time.sleep(0.3)
+    assert log.size() == 1  # not woken: its linger (30 ms) is past, the next look (1 s) not
+    deadline = time.monotonic() + 5
+    while log.size() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.size() == 2  # written at that look
+    recorder.close()
+
+
+def test_poll_s_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="poll_s"):
+        recorder_at(tmp_path, poll_s=0)
+
+
 async def test_followers_get_every_batch_in_order_before_a_flush_returns(
     tmp_path: Path,
 ) -> None:

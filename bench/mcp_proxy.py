@@ -24,7 +24,9 @@ nothing and writes the garbage collector's runs and time to OUT.prof.threads.
 The upstream is this file (``--upstream stdio`` / ``--upstream http PORT``): one read tool
 that echoes its argument. Prints a table and a final JSON line, with what explains it: the
 stdio proxy's time split in process (the upstream hop, the gate with records in memory and
-with the store's), the CPU each process spends per HTTP call (Linux), and one SQLite commit's
+with the store's), the CPU each process spends per call (Linux; over stdio the proxy's event
+loop apart from its other threads: the loop's is on every call's path, the threads' competes
+for the cores and the interpreter), and one SQLite commit's
 latency on this disk (a write-ahead call waits for one; on a shared machine it swings from
 0.15 ms to several ms, and the stdio figures with it). ``PYTHONPATH`` reaches every child,
 so another source tree can be measured the same way.
@@ -163,34 +165,78 @@ async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSessi
 
 async def stdio_figures(
     commands: dict[str, list[str]], env: dict[str, str], calls: int, rounds: int = 8
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Each command's session opened at once, then rounds of calls taking turns (a load
     that comes and goes on a shared machine falls on both paths alike); per path, calls/s
     and latency over all rounds, and ``round_p50_ms``: each round's p50 (the added latency
     is the median of the rounds' differences)."""
     async with contextlib.AsyncExitStack() as stack:
-        clients = {
-            name: await stack.enter_async_context(stdio_session(command, env))
-            for name, command in commands.items()
-        }
+        clients, pids = {}, {}
+        for name, command in commands.items():
+            before = _children(os.getpid())
+            clients[name] = await stack.enter_async_context(stdio_session(command, env))
+            pids[name] = _session_pids(_children(os.getpid()) - before)
         for client in clients.values():
             await timed_calls(client, 50, "warm")
         latencies: dict[str, list[float]] = {name: [] for name in clients}
         spent = dict.fromkeys(clients, 0.0)
         by_round: dict[str, list[float]] = {name: [] for name in clients}
+        cpu = {name: dict.fromkeys(pids[name], 0.0) for name in clients}
         per_round = max(1, calls // rounds)
         for k in range(rounds):
             for name, client in clients.items():
+                used = {who: _cpu_of(pid, who) for who, pid in pids[name].items()}
                 start = time.perf_counter()
                 got = await timed_calls(client, per_round, f"r{k}")
                 spent[name] += time.perf_counter() - start
+                for who, pid in pids[name].items():
+                    cpu[name][who] += _cpu_of(pid, who) - used[who]
                 latencies[name] += got
                 by_round[name].append(statistics.median(got) * 1000)
     out = {}
     for name in clients:
         figures = _figures(latencies[name], len(latencies[name]) / spent[name])
-        out[name] = {**figures, "round_p50_ms": by_round[name]}  # type: ignore[dict-item]
+        for who, seconds in cpu[name].items():
+            figures[f"{who}_cpu_ms_per_call"] = seconds * 1000 / max(1, len(latencies[name]))
+        out[name] = {**figures, "round_p50_ms": by_round[name]}
     return out
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux; empty where /proc is not)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.add(int(entry))
+    return found
+
+
+def _session_pids(started: set[int]) -> dict[str, int]:
+    """The processes a stdio session started: the server it runs, and when that server is a
+    proxy or a relay, the upstream it runs in turn. Keys: ``server`` / ``upstream``; for a
+    proxy also ``loop`` and ``threads``, its event loop's CPU apart from its other threads'
+    (the audit writer, traces, costs), read from the same process."""
+    if len(started) != 1:
+        return {}
+    (server,) = started
+    below = _children(server)
+    if not below:
+        return {"upstream": server}
+    (upstream,) = sorted(below)[:1]
+    return {"loop": server, "threads": server, "upstream": upstream}
+
+
+def _cpu_of(pid: int, who: str) -> float:
+    """``who``'s CPU seconds: a proxy's event loop (its main thread), its other threads, or
+    a whole process."""
+    if who == "loop":
+        return _cpu_s(pid, f"/proc/{pid}/task/{pid}/stat")
+    if who == "threads":
+        return _cpu_s(pid) - _cpu_s(pid, f"/proc/{pid}/task/{pid}/stat")
+    return _cpu_s(pid)
 
 
 async def http_figures(
@@ -250,10 +296,11 @@ async def http_figures(
     return out
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far; NaN where /proc is not."""
+def _cpu_s(pid: int, path: str = "") -> float:
+    """CPU seconds (user + system) a process (or the thread at ``path``) has used so far;
+    NaN where /proc is not."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
+        with open(path or f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
@@ -475,6 +522,18 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"{split['gated_store_p50_ms']:.3f} ms (audit write-ahead, traces, costs; "
         f"{split['lone_commit_share']:.0%} of its commits made by the calling thread)"
     )
+    cpu = {name: out[name] for name in ("stdio_direct", "stdio_relay", "stdio_proxy")}
+    if (
+        "upstream_cpu_ms_per_call" in cpu["stdio_direct"]
+        and "loop_cpu_ms_per_call" in (cpu["stdio_proxy"])
+    ):
+        print(
+            "stdio CPU per call: upstream "
+            f"{cpu['stdio_direct']['upstream_cpu_ms_per_call']:.2f} ms direct; the proxy's event "
+            f"loop {cpu['stdio_proxy']['loop_cpu_ms_per_call']:.2f} ms + its other threads "
+            f"(audit writer, traces, costs) {cpu['stdio_proxy']['threads_cpu_ms_per_call']:.2f}"
+            f" ms; a bare relay {cpu['stdio_relay']['loop_cpu_ms_per_call']:.2f} ms"
+        )
     direct, proxied = out["http_direct"], out["http_proxy"]
     print(
         f"http CPU per call: upstream {direct['upstream_cpu_ms_per_call']:.2f} ms direct; "

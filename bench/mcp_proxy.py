@@ -26,10 +26,11 @@ that echoes its argument. Prints a table and a final JSON line, with what explai
 stdio proxy's time split in process (the upstream hop, the gate with records in memory and
 with the store's), the CPU each process spends per call (Linux; over stdio the proxy's event
 loop apart from its other threads: the loop's is on every call's path, the threads' competes
-for the cores and the interpreter), and one SQLite commit's
-latency on this disk (a write-ahead call waits for one; on a shared machine it swings from
-0.15 ms to several ms, and the stdio figures with it). ``PYTHONPATH`` reaches every child,
-so another source tree can be measured the same way.
+for the cores and the interpreter), and one SQLite commit's latency on this disk (a
+write-ahead call waits for one; on a shared machine it swings from 0.15 ms to several ms,
+and the stdio figures with it: so it is sampled again in every stdio round, and the added
+latency is also given beyond it, as the proxy's own). ``PYTHONPATH`` reaches every child, so
+another source tree can be measured the same way.
 """
 
 from __future__ import annotations
@@ -164,7 +165,11 @@ async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSessi
 
 
 async def stdio_figures(
-    commands: dict[str, list[str]], env: dict[str, str], calls: int, rounds: int = 8
+    commands: dict[str, list[str]],
+    env: dict[str, str],
+    calls: int,
+    rounds: int = 8,
+    floor: CommitFloor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each command's session opened at once, then rounds of calls taking turns (a load
     that comes and goes on a shared machine falls on both paths alike); per path, calls/s
@@ -193,6 +198,8 @@ async def stdio_figures(
                     cpu[name][who] += _cpu_of(pid, who) - used[who]
                 latencies[name] += got
                 by_round[name].append(statistics.median(got) * 1000)
+            if floor is not None:  # the disk's commit in the same round, between the calls
+                floor.sample()
     out = {}
     for name in clients:
         figures = _figures(latencies[name], len(latencies[name]) / spent[name])
@@ -307,26 +314,35 @@ def _cpu_s(pid: int, path: str = "") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def commit_floor(home: Path, n: int = 200) -> float:
-    """p50 ms of one small SQLite commit (WAL, synchronous=FULL: the store's settings) in
-    the bench's home: the disk's part of a write-ahead call, which no code change removes."""
-    import sqlite3
+class CommitFloor:
+    """One small SQLite commit (WAL, synchronous=FULL: the store's settings) in the bench's
+    home: the disk's part of a write-ahead call, which no code change removes. Sampled in
+    every stdio round, beside the calls: on a shared machine it swings several times over
+    within minutes, and the stdio figures with it."""
 
-    db = sqlite3.connect(home / "floor.db", isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("CREATE TABLE t (x TEXT)")
+    def __init__(self, home: Path) -> None:
+        import sqlite3
+
+        self.db = sqlite3.connect(home / "floor.db", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS t (x TEXT)")
+        self.rounds: list[float] = []
+
+    def sample(self, n: int = 50) -> float:
+        """p50 ms of ``n`` commits one after another (kept in ``rounds``)."""
         times = []
         for i in range(n):
             start = time.perf_counter()
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO t VALUES (?)", (f"event {i} " * 20,))
-            db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO t VALUES (?)", (f"event {i} " * 20,))
+            self.db.execute("COMMIT")
             times.append(time.perf_counter() - start)
-    finally:
-        db.close()
-    return statistics.median(times) * 1000
+        self.rounds.append(statistics.median(times) * 1000)
+        return self.rounds[-1]
+
+    def close(self) -> None:
+        self.db.close()
 
 
 async def split_figures(policy: Path, calls: int) -> dict[str, float]:
@@ -434,7 +450,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     proxy = opsgate("mcp-proxy", "--policy", str(policy), "--workflow", "bench", "--no-lock")
     out: dict[str, Any] = {}
     (work / "home").mkdir(exist_ok=True)
-    floor = commit_floor(work / "home")
+    floor = CommitFloor(work / "home")
+    floor.sample(200)  # the first, on a quiet machine: before any path runs
     split: dict[str, float] = {}
     if not args.http_only:
         stdio_env = {"OPSGATE_HOME": env["OPSGATE_HOME"], "PATH": env.get("PATH", "")}
@@ -445,7 +462,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "stdio_relay": [PYTHON, SELF, "--relay", *upstream],
             "stdio_proxy": [*proxy, "--", *upstream],
         }
-        out.update(await stdio_figures(stdio, stdio_env, args.calls))
+        out.update(await stdio_figures(stdio, stdio_env, args.calls, floor=floor))
         os.environ["OPSGATE_HOME"] = env["OPSGATE_HOME"]  # the split's store: the temporary home
         split = await split_figures(policy, args.calls)
 
@@ -483,8 +500,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "http_proxy": (proxied, token, {"upstream": upstream_pid, "proxy": proxy_pid}),
         }
         out.update(await http_figures(paths, args.concurrency, args.seconds))
-    split["commit_floor_p50_ms"] = floor
-    return {"paths": out, "split": split}
+    floor.close()
+    split["commit_floor_p50_ms"] = floor.rounds[0]
+    return {"paths": out, "split": split, "commit_rounds_ms": floor.rounds[1:]}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -504,6 +522,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         out["stdio_direct"]["round_p50_ms"],
     )
     added = statistics.median(p - d for p, d in zip(proxy_rounds, direct_rounds, strict=True))
+    commits = result["commit_rounds_ms"]  # one commit's p50 in each stdio round
+    own = statistics.median(
+        p - d - c for p, d, c in zip(proxy_rounds, direct_rounds, commits, strict=True)
+    )
     relay_rounds = out["stdio_relay"]["round_p50_ms"]
     relayed = statistics.median(r - d for r, d in zip(relay_rounds, direct_rounds, strict=True))
     ratio = out["http_proxy"]["calls_per_s"] / out["http_direct"]["calls_per_s"]
@@ -511,6 +533,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"stdio: the proxy adds {added:.3f} ms p50 per call (goal < 1 ms; the median of "
         f"{len(out['stdio_proxy']['round_p50_ms'])} rounds taking turns); a bare relay "
         f"process adds {relayed:.3f} ms (the second hop alone)"
+    )
+    print(
+        f"stdio: of which one durable commit on this disk (sampled in the same rounds) "
+        f"{statistics.median(commits):.3f} ms, the rest the proxy's own {own:.3f} ms"
     )
     print(
         f"http, concurrency {args.concurrency}: through the proxy {ratio:.0%} of the direct "
@@ -551,6 +577,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                 "split": split,
                 "stdio_added_p50_ms": added,
                 "stdio_relay_added_p50_ms": relayed,
+                "stdio_commit_rounds_ms": commits,
+                "stdio_added_beyond_commit_p50_ms": own,
                 "http_ratio": ratio,
             }
         )

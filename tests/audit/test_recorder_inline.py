@@ -185,18 +185,24 @@ def test_what_nobody_waits_for_is_written_while_the_writer_polls(tmp_path: Path)
 
 
 def test_while_lone_calls_commit_the_writer_looks_every_poll_s_not_every_linger(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once it polls, the writer is not woken by an event nobody waits for: it finds it at
     its next look, ``poll_s`` apart (each look takes the GIL from the calls), and writes it."""
-    recorder, log, _ = recorder_at(tmp_path, linger_s=0.03, inline_max_s=60.0, poll_s=1.0)
+    import opsgate.audit._recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "_POLL_AFTER_INLINE_S", 60.0)  # it keeps polling
+    recorder, log, _ = recorder_at(tmp_path, linger_s=0.5, inline_max_s=60.0, poll_s=2.0)
     recorder.record(Event(EventType.STEP, "r", 0, 1.0, {}))  # wakes the writer: it lingers
     asyncio.run(recorder.settle("r"))  # takes the event along: a lone commit
     assert recorder.inline_batches == 1
-    time.sleep(0.08)  # the writer's linger is over: it found nothing and now polls
+    deadline = time.monotonic() + 5
+    while not recorder._polling and time.monotonic() < deadline:
+        time.sleep(0.01)  # the writer's linger ends: it finds nothing and starts to poll
+    assert recorder._polling
     recorder.record(Event(EventType.STEP, "r", 1, 2.0, {}))
-    time.sleep(0.3)
-    assert log.size() == 1  # not woken: its linger (30 ms) is past, the next look (1 s) not
+    time.sleep(0.7)
+    assert log.size() == 1  # not woken: its linger (0.5 s) is past, the next look (2 s) not
     deadline = time.monotonic() + 5
     while log.size() < 2 and time.monotonic() < deadline:
         time.sleep(0.01)

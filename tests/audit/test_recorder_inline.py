@@ -322,7 +322,8 @@ async def test_a_slow_lone_commit_hands_commits_back_to_the_writer(tmp_path: Pat
 
 async def test_a_checkpoint_due_on_a_lone_commit_is_signed_by_the_writer(tmp_path: Path) -> None:
     """Signing hashes every event since the last checkpoint (milliseconds): a lone settle
-    on the event loop's thread leaves it to the writer, and a flush waits for it."""
+    on the event loop's thread leaves it to the writer, and a flush waits for it. Checkpoints
+    that fall due before the writer gets to them are one signature (the last covers all)."""
     store = open_store(f"sqlite:///{tmp_path / 'inline.db'}")
     log = AuditLog(store, Signer.generate())
     recorder = AuditRecorder(
@@ -346,7 +347,9 @@ async def test_a_checkpoint_due_on_a_lone_commit_is_signed_by_the_writer(tmp_pat
         await recorder.settle("r")
     assert recorder.inline_batches == 12  # each commit was the caller's own
     recorder.flush()
-    assert len(signers) == 3 and threading.current_thread().name not in signers
+    # due at 4, 8 and 12 events; a writer slow to wake (a loaded host) signs two as one
+    assert 1 <= len(signers) <= 3 and set(signers) == {"opsgate-audit"}
+    assert log.checkpoints()[-1].tree_size == 12
     assert recorder.checkpoint_failures == 0
     recorder.close()
     assert log.verify().events == 12

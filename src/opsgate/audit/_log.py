@@ -113,11 +113,6 @@ class AuditLog:
         self.log_id = log_id
         self.redactor = redactor or Redactor(bytes.fromhex(salt))
         self._pg = store.dialect == "postgresql"
-        mark = "%s" if self._pg else "?"
-        self._insert_sql = (
-            "INSERT INTO audit_events (seq, run_id, type, at, body, chain_hash) "
-            f"VALUES ({', '.join([mark] * 6)})"
-        )
         self._writer: Any = None
         self._writer_lock = threading.Lock()
         mark = "%s" if self._pg else "?"

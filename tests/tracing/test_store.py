@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from opsgate.gateway import Gateway, MappingSecretStore, OutcomeStatus
 from opsgate.policy import load_policy
 from opsgate.redaction import Redactor
 from opsgate.store import Store, open_store, spans
-from opsgate.tracing import StoreSpanExporter, TraceRecorder, tracing_recorder
+from opsgate.tracing import StoreSpanExporter, TraceRecorder, span_row, tracing_recorder
 from opsgate.tracing import attributes as A
 from tests.conftest import BASE_POLICY, BELT
 
@@ -130,6 +131,28 @@ def test_the_exporter_batches_one_transaction_and_counts_failures(store: Store) 
     fresh.end()
     assert isinstance(fresh, ReadableSpan)
     assert exporter.export([fresh]).name == "FAILURE"
+
+
+def test_each_stored_row_is_its_spans_span_row(store: Store) -> None:
+    """The exporter hands the driver bare values in column order: every column must hold
+    what `span_row` names it (a swapped pair, start and end, would still insert)."""
+    exporter = StoreSpanExporter(store)
+    tracer = TracerProvider().get_tracer("t")
+    parent = tracer.start_span("parent", attributes={A.GEN_AI_CONVERSATION_ID: "run-1"})
+    child = tracer.start_span(
+        "child", context=trace.set_span_in_context(parent), attributes={"n": 1}
+    )
+    child.add_event("decided", {"reason": "allowed"})
+    child.set_status(trace.Status(trace.StatusCode.ERROR, "refused"))
+    child.end()
+    parent.end()
+    assert isinstance(child, ReadableSpan) and isinstance(parent, ReadableSpan)
+    assert exporter.export([child, parent]).name == "SUCCESS"
+    stored = {row["name"]: row for row in _rows(store)}
+    for span in (child, parent):
+        assert stored[span.name] == span_row(span)
+    assert stored["child"]["start_ns"] < stored["child"]["end_ns"]
+    assert stored["child"]["parent_span_id"] == stored["parent"]["span_id"]
 
 
 def test_a_recorder_whose_store_fails_never_breaks_the_run(store: Store) -> None:

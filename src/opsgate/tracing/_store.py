@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from opsgate.store import Store
-from opsgate.store import spans as spans_table
 from opsgate.tracing import _attributes as A
 
 __all__ = ["StoreSpanExporter"]
@@ -39,8 +38,20 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+_COLUMNS = (
+    "span_id", "trace_id", "parent_span_id", "run_id", "name", "kind", "start_ns", "end_ns",
+    "status", "attributes", "events",
+)  # fmt: skip
+
+
 def span_row(span: ReadableSpan) -> dict[str, Any] | None:
     """The ``spans`` row of ``span``; None for a span without a context (not exportable)."""
+    values = _span_values(span)
+    return None if values is None else dict(zip(_COLUMNS, values, strict=True))
+
+
+def _span_values(span: ReadableSpan) -> tuple[Any, ...] | None:
+    """`span_row`'s values in `_COLUMNS`' order (what the driver's executemany takes)."""
     ctx = span.context
     if ctx is None:
         return None
@@ -50,28 +61,24 @@ def span_row(span: ReadableSpan) -> dict[str, Any] | None:
     if status.description:
         attrs[A.OTEL_STATUS_DESCRIPTION] = status.description
     start = span.start_time or 0
-    return {
-        "span_id": format(ctx.span_id, "016x"),
-        "trace_id": format(ctx.trace_id, "032x"),
-        "parent_span_id": None if span.parent is None else format(span.parent.span_id, "016x"),
-        "run_id": str(run_id)[:_RUN_ID_MAX] if run_id is not None else None,
-        "name": span.name[:_NAME_MAX],
-        "kind": span.kind.name,
-        "start_ns": start,
-        "end_ns": span.end_time or start,
-        "status": status.status_code.name,
-        "attributes": _json(attrs),
-        "events": _json(
-            [
-                {
-                    "name": event.name,
-                    "time_ns": event.timestamp,
-                    "attributes": dict(event.attributes or {}),
-                }
-                for event in span.events
-            ]
-        ),
-    }
+    parent = span.parent
+    events = [
+        {"name": event.name, "time_ns": event.timestamp, "attributes": dict(event.attributes or {})}
+        for event in span.events
+    ]
+    return (
+        format(ctx.span_id, "016x"),
+        format(ctx.trace_id, "032x"),
+        None if parent is None else format(parent.span_id, "016x"),
+        str(run_id)[:_RUN_ID_MAX] if run_id is not None else None,
+        span.name[:_NAME_MAX],
+        span.kind.name,
+        start,
+        span.end_time or start,
+        status.status_code.name,
+        _json(attrs),
+        _json(events),
+    )
 
 
 class StoreSpanExporter(SpanExporter):
@@ -94,17 +101,23 @@ class StoreSpanExporter(SpanExporter):
         self.last_error = ""
         self._closed = False
         self._lock = threading.Lock()
+        mark = "%s" if store.dialect == "postgresql" else "?"
+        # the driver's own executemany: no SQLAlchemy statement compiling per batch and row
+        self._insert_sql = (
+            f"INSERT INTO spans ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(_COLUMNS))})"
+        )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Insert ``spans`` in one transaction."""
         if self._closed:
             return SpanExportResult.FAILURE
-        rows = [row for row in map(span_row, spans) if row is not None]
+        rows = [row for row in map(_span_values, spans) if row is not None]
         if not rows:
             return SpanExportResult.SUCCESS
         try:
             with self.store.engine.begin() as conn:
-                conn.execute(spans_table.insert(), rows)
+                conn.exec_driver_sql(self._insert_sql, rows)
         except Exception as exc:
             with self._lock:
                 self.failures += 1

@@ -348,7 +348,7 @@ async def test_a_checkpoint_due_on_a_lone_commit_is_signed_by_the_writer(tmp_pat
     assert recorder.inline_batches == 12  # each commit was the caller's own
     recorder.flush()
     # due at 4, 8 and 12 events; a writer slow to wake (a loaded host) signs two as one
-    assert 1 <= len(signers) <= 3 and set(signers) == {"opsgate-audit"}
+    assert set(signers) == {"opsgate-audit"} and len(signers) <= 3  # one at least
     assert log.checkpoints()[-1].tree_size == 12
     assert recorder.checkpoint_failures == 0
     recorder.close()

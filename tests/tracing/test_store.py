@@ -138,20 +138,22 @@ def test_each_stored_row_is_its_spans_span_row(store: Store) -> None:
     what `span_row` names it (a swapped pair, start and end, would still insert)."""
     exporter = StoreSpanExporter(store)
     tracer = TracerProvider().get_tracer("t")
-    parent = tracer.start_span("parent", attributes={A.GEN_AI_CONVERSATION_ID: "run-1"})
-    child = tracer.start_span(
-        "child", context=trace.set_span_in_context(parent), attributes={"n": 1}
+    parent = tracer.start_span(
+        "parent", attributes={A.GEN_AI_CONVERSATION_ID: "run-1"}, start_time=1_000
     )
-    child.add_event("decided", {"reason": "allowed"})
+    child = tracer.start_span(
+        "child", context=trace.set_span_in_context(parent), attributes={"n": 1}, start_time=2_000
+    )
+    child.add_event("decided", {"reason": "allowed"}, timestamp=2_500)
     child.set_status(trace.Status(trace.StatusCode.ERROR, "refused"))
-    child.end()
-    parent.end()
+    child.end(end_time=3_000)
+    parent.end(end_time=4_000)
     assert isinstance(child, ReadableSpan) and isinstance(parent, ReadableSpan)
     assert exporter.export([child, parent]).name == "SUCCESS"
     stored = {row["name"]: row for row in _rows(store)}
     for span in (child, parent):
         assert stored[span.name] == span_row(span)
-    assert stored["child"]["start_ns"] < stored["child"]["end_ns"]
+    assert (stored["child"]["start_ns"], stored["child"]["end_ns"]) == (2_000, 3_000)
     assert stored["child"]["parent_span_id"] == stored["parent"]["span_id"]
 
 

@@ -105,7 +105,8 @@ async def test_other_runs_pending_go_through_the_writer_in_queue_order(tmp_path:
     recorder.record(Event(EventType.STEP, "mine", 0, 1.1, {}))
     await recorder.settle("mine")
     assert recorder.inline_batches == 0 and log.size() == 2
-    await asyncio.sleep(0.1)  # the writer is done with that commit (and its lock)
+    assert recorder._commit_lock.acquire(timeout=5)  # the writer is done with that commit
+    recorder._commit_lock.release()
     recorder.record(Event(EventType.STEP, "mine", 1, 1.2, {}))
     await recorder.settle("mine")  # alone now: committed here
     assert recorder.inline_batches == 1

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from opsgate.errors import StoreError
-from opsgate.store import default_url, open_store
+from opsgate.store import default_url, meta, open_store
 
 
 def test_open_creates_and_reopens(db_url: str) -> None:
@@ -93,3 +93,18 @@ def test_postgres_writer_role_cannot_change_the_audit_trail(pg_cluster: object) 
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
         assert conn.execute("SELECT count(*) FROM audit_events").fetchone() == (2,)
+
+
+def test_driver_insert_writes_whole_rows_with_the_drivers_placeholders(db_url: str) -> None:
+    """What the hot paths hand the DB-API cursor's executemany: every column of the table,
+    in its order, with the driver's own placeholders (`?` for sqlite3, `%s` for psycopg)."""
+    with open_store(db_url) as store:
+        sql = store.driver_insert(meta)
+        mark = "%s" if store.dialect == "postgresql" else "?"
+        assert sql == f"INSERT INTO opsgate_meta (key, value) VALUES ({mark}, {mark})"
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(sql, [("driver_insert:a", "1"), ("driver_insert:b", "2")])
+        assert (store.meta_value("driver_insert:a"), store.meta_value("driver_insert:b")) == (
+            "1",
+            "2",
+        )

@@ -115,12 +115,8 @@ class AuditLog:
         self._pg = store.dialect == "postgresql"
         self._writer: Any = None
         self._writer_lock = threading.Lock()
-        mark = "%s" if self._pg else "?"
         # the driver's own executemany: the hot path skips SQLAlchemy's statement compiler
-        self._insert_sql = (
-            "INSERT INTO audit_events (seq, run_id, type, at, body, chain_hash) "
-            f"VALUES ({', '.join([mark] * 6)})"
-        )
+        self._insert_sql = store.driver_insert(audit_events)
 
     # -- writing -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from opsgate.errors import StoreError
@@ -52,6 +52,17 @@ class Store:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    def driver_insert(self, table: Table) -> str:
+        """A whole-row INSERT of ``table`` in the driver's own SQL (its placeholders, the
+        table's column order), for a DB-API ``executemany`` of tuples on a hot path, where
+        SQLAlchemy would compile every row's parameters."""
+        mark = "%s" if self.dialect == "postgresql" else "?"
+        columns = [column.name for column in table.columns]
+        return (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
+        )
 
     def meta_value(self, key: str) -> str | None:
         """A value of the meta table (the audit salt, the log id)."""

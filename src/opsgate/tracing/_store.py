@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from opsgate.store import Store
+from opsgate.store import spans as spans_table
 from opsgate.tracing import _attributes as A
 
 __all__ = ["StoreSpanExporter"]
@@ -38,10 +39,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-_COLUMNS = (
-    "span_id", "trace_id", "parent_span_id", "run_id", "name", "kind", "start_ns", "end_ns",
-    "status", "attributes", "events",
-)  # fmt: skip
+_COLUMNS = tuple(column.name for column in spans_table.columns)  # `_span_values`' order
 
 
 def span_row(span: ReadableSpan) -> dict[str, Any] | None:
@@ -101,12 +99,8 @@ class StoreSpanExporter(SpanExporter):
         self.last_error = ""
         self._closed = False
         self._lock = threading.Lock()
-        mark = "%s" if store.dialect == "postgresql" else "?"
-        # the driver's own executemany: no SQLAlchemy statement compiling per batch and row
-        self._insert_sql = (
-            f"INSERT INTO spans ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(_COLUMNS))})"
-        )
+        # the driver's own executemany: no SQLAlchemy compiling of every row's parameters
+        self._insert_sql = store.driver_insert(spans_table)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Insert ``spans`` in one transaction."""
